@@ -1,0 +1,708 @@
+"""The release management system that the demo orchestrates: plain, synchronous, file-based.
+
+This module knows nothing of Temporal. It is the kind of system a release engineer would
+otherwise drive by hand: a catalog of releases, an artifact repository, environments that hold
+deployed artifacts and their configs, and a ledger of every change made.
+
+Layout under the demo root (DEMO_ROOT if set, else this project's folder):
+
+    database/catalog.json                     the release catalog (optional: else the project's)
+    database/ledger.jsonl                     one JSON line per change actually made
+    database/releases/<KEY>-<run id>.json     one record per finished release run
+    artifactory/<component>-<version>.txt     built artifacts
+    environments/<ENV>/<component>-<version>.txt       the deployed artifact
+    environments/<ENV>/<component>.config.json         its configuration
+
+Every step is idempotent by validation: it first checks whether its end state already holds
+and, if so, changes nothing and writes no ledger line. Every file write is atomic (a temp file
+in the same folder, then a rename). Each step asks a failure injector from utils.py whether to
+fail, once before its change and once after it; a person edits which injector a step calls to
+make that step flakier or steadier.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared import (
+    COMPONENT_PATTERN,
+    ENVIRONMENT_ORDER,
+    VERSION_PATTERN,
+    ComponentName,
+    Environment,
+    Release,
+)
+from utils import isErrorNever, isErrorRarely, isErrorSometimes
+
+PROJECT_DIR = Path(__file__).resolve().parent
+CATALOG_NAME = "catalog.json"
+
+_ARTIFACT_FILE = re.compile(
+    rf"^(?P<component>{COMPONENT_PATTERN})-(?P<version>{VERSION_PATTERN})\.txt$"
+)
+
+
+class ReleaseError(Exception):
+    """Bad input: an unknown release, an invalid catalog, a promotion out of order.
+
+    Retrying cannot help; the message says what is wrong and what to do about it.
+    """
+
+
+class InjectedFailure(Exception):
+    """A simulated transient failure, raised when a failure injector from utils.py fires."""
+
+
+class VerificationError(Exception):
+    """A deployed component is not in the state its deploy was meant to leave it in."""
+
+
+class SourceMissing(Exception):
+    """An artifact that a step needs is not where it should be (yet)."""
+
+
+# --- Where things live ---------------------------------------------------------------------
+
+
+def demo_root() -> Path:
+    """The folder that holds all the demo's state: DEMO_ROOT if set, else the project folder."""
+    return Path(os.environ.get("DEMO_ROOT") or PROJECT_DIR)
+
+
+def catalog_path() -> Path:
+    """The catalog in use: the demo root's own database/catalog.json, else the project's."""
+    own = demo_root() / "database" / CATALOG_NAME
+    return own if own.exists() else PROJECT_DIR / "database" / CATALOG_NAME
+
+
+def artifact_path(component: str, version: str) -> Path:
+    """Where artifactory keeps the built artifact of one component version."""
+    return demo_root() / "artifactory" / f"{component}-{version}.txt"
+
+
+def environment_dir(env: Environment) -> Path:
+    """The folder that holds what is deployed in one environment."""
+    return demo_root() / "environments" / env.value
+
+
+def deployed_path(env: Environment, component: str, version: str) -> Path:
+    """Where an environment holds a deployed component version."""
+    return environment_dir(env) / f"{component}-{version}.txt"
+
+
+def config_path(env: Environment, component: str) -> Path:
+    """Where an environment holds a component's configuration."""
+    return environment_dir(env) / f"{component}.config.json"
+
+
+def ledger_path() -> Path:
+    """The ledger: one JSON line per change made by any release run."""
+    return demo_root() / "database" / "ledger.jsonl"
+
+
+def records_dir() -> Path:
+    """Where one record per finished release run is kept."""
+    return demo_root() / "database" / "releases"
+
+
+# --- The catalog ---------------------------------------------------------------------------
+
+
+class ComponentInfo(BaseModel):
+    """A deployable component: where its source lives and who owns it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    repository: str = Field(min_length=1)
+    team: str = Field(min_length=1)
+
+
+class EnvironmentSettings(BaseModel):
+    """Settings that go into the config of every component deployed to one environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    replicas: int = Field(ge=1)
+    log_level: str = Field(min_length=1)
+
+
+class Catalog(BaseModel):
+    """The whole catalog file. Releases stay raw here and are validated one at a time, so a
+    mistake in one release refuses that release and leaves the others usable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    components: dict[ComponentName, ComponentInfo] = Field(min_length=1)
+    environments: dict[Environment, EnvironmentSettings]
+    releases: list[dict[str, Any]]
+
+    @model_validator(mode="after")
+    def _every_environment_has_settings(self) -> "Catalog":
+        missing = [env.value for env in ENVIRONMENT_ORDER if env not in self.environments]
+        if missing:
+            raise ValueError(f"no settings for environment(s) {', '.join(missing)}")
+        return self
+
+    def release_keys(self) -> list[str]:
+        """Every release key in the catalog, in catalog order."""
+        return [str(entry.get("key")) for entry in self.releases]
+
+
+class _Duplicates(dict):
+    """A JSON object in which some key appeared more than once (json.loads keeps the last)."""
+
+    duplicates: list[str]
+
+
+def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    result = _Duplicates(pairs)
+    seen: set[str] = set()
+    result.duplicates = [key for key, _ in pairs if key in seen or seen.add(key)]
+    return result if result.duplicates else dict(pairs)
+
+
+def _find_duplicate(value: Any, where: str) -> str | None:
+    """The first key listed twice in one JSON object, as "<where>: '<key>' is listed twice"."""
+    if isinstance(value, _Duplicates):
+        return f"{where}: {value.duplicates[0]!r} is listed twice"
+    children = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else []
+    )
+    for key, child in children:
+        found = _find_duplicate(child, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _describe(err: ValidationError, where: str = "") -> str:
+    """The first problem pydantic found, as "<field path>: <what is wrong>"."""
+    first = err.errors()[0]
+    field = ".".join(
+        [where, *(str(part) for part in first["loc"])] if where else map(str, first["loc"])
+    )
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
+    return f"{field}: {message}{more}" if field else f"{message}{more}"
+
+
+def load_catalog() -> Catalog:
+    """Read and validate the catalog in use (see catalog_path).
+
+    Returns:
+        The catalog, its components and environments validated, its releases still raw.
+
+    Raises:
+        ReleaseError: the file is missing, is not JSON, lists a key twice, or does not have
+            the catalog's shape; the message names the file and the field.
+    """
+    path = catalog_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_keep_duplicates)
+    except FileNotFoundError:
+        raise ReleaseError(f"{path}: catalog file not found; restore it from git") from None
+    except json.JSONDecodeError as err:
+        raise ReleaseError(f"{path}: not valid JSON: {err}; fix the file") from None
+    duplicate = _find_duplicate(data, "")
+    if duplicate:
+        raise ReleaseError(f"{path}: {duplicate}; keep one entry")
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as err:
+        raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
+
+
+def load_release(release_key: str) -> Release:
+    """Find one release in the catalog and validate it.
+
+    Args:
+        release_key: the release's key, e.g. "RELEASE-NOV-23-INITIAL".
+
+    Returns:
+        The validated release.
+
+    Raises:
+        ReleaseError: the key is not in the catalog (the message lists the valid keys), or its
+            entry is invalid: a bad name or version, environments out of order, an unknown
+            component. The message names the file, the release and the field.
+    """
+    catalog = load_catalog()
+    keys = catalog.release_keys()
+    if keys.count(release_key) > 1:
+        raise ReleaseError(f"{catalog_path()}: release {release_key} is listed twice; keep one")
+    if release_key not in keys:
+        raise ReleaseError(f"Unknown release key {release_key!r}. Valid keys: {', '.join(keys)}")
+    index = keys.index(release_key)
+    try:
+        release = Release.model_validate(catalog.releases[index])
+    except ValidationError as err:
+        raise ReleaseError(
+            f"{catalog_path()}: release {release_key}: {_describe(err, f'releases.{index}')}"
+        ) from None
+    unknown = [name for name in release.versions if name not in catalog.components]
+    if unknown:
+        raise ReleaseError(
+            f"{catalog_path()}: release {release_key}: versions: unknown component(s) "
+            f"{', '.join(unknown)}; known components: {', '.join(catalog.components)}"
+        )
+    return release
+
+
+def gather_release(release_key: str) -> Release:
+    """The first step of every release: load it from the catalog.
+
+    Args:
+        release_key: the release's key.
+
+    Returns:
+        The validated release.
+
+    Raises:
+        ReleaseError: see load_release.
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    _inject(isErrorRarely, f"while opening the catalog for {release_key}")
+    release = load_release(release_key)
+    _inject(isErrorNever, f"after reading {release_key} from the catalog")
+    return release
+
+
+# --- Reading the state of environments ----------------------------------------------------
+
+
+def held_versions(env: Environment, component: str) -> list[str]:
+    """The versions of one component that an environment holds (normally zero or one)."""
+    folder = environment_dir(env)
+    if not folder.is_dir():
+        return []
+    found = (_ARTIFACT_FILE.match(path.name) for path in folder.iterdir())
+    return sorted(m["version"] for m in found if m and m["component"] == component)
+
+
+def environment_state() -> dict[Environment, dict[str, str]]:
+    """What every environment holds: {env: {component: version}}, read from the files.
+
+    A component held at more than one version (which a finished release never leaves) shows
+    its versions joined with "+".
+    """
+    state: dict[Environment, dict[str, str]] = {}
+    for env in ENVIRONMENT_ORDER:
+        folder = environment_dir(env)
+        names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+        held: dict[str, list[str]] = {}
+        for match in filter(None, map(_ARTIFACT_FILE.match, names)):
+            held.setdefault(match["component"], []).append(match["version"])
+        state[env] = {component: "+".join(versions) for component, versions in held.items()}
+    return state
+
+
+def check_promotion(release: Release) -> None:
+    """Validate, before any change, that the release's first environment can be fed.
+
+    DEV is fed by builds, so anything missing there is simply built. Any other environment is
+    fed by the one before it, which must already hold every version the release promotes.
+
+    Args:
+        release: the validated release.
+
+    Raises:
+        ReleaseError: the environment before the first one does not hold a needed version; the
+            message names the environment, the versions it holds, and a release to run first.
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    _inject(isErrorRarely, f"while checking what {release.key} promotes")
+    source = release.environments[0].previous()
+    if source is None:
+        return
+    wrong = {
+        component: held_versions(source, component)
+        for component, version in release.versions.items()
+        if held_versions(source, component) != [version]
+    }
+    if not wrong:
+        return
+    holds = "; ".join(
+        f"{source.value} holds {component} {'+'.join(held) or 'nothing'}, "
+        f"not {release.versions[component]}"
+        for component, held in wrong.items()
+    )
+    raise ReleaseError(
+        f"Release {release.key} cannot be promoted to {release.environments[0].value}: "
+        f"{holds}. {_feeder_hint(release, source)}"
+    )
+
+
+def _feeder_hint(release: Release, source: Environment) -> str:
+    """Name the releases in the catalog that would put the needed versions into source."""
+    feeders = []
+    for entry in load_catalog().releases:
+        try:
+            candidate = Release.model_validate(entry)
+        except ValidationError:
+            continue
+        if source in candidate.environments and candidate.versions == release.versions:
+            feeders.append(candidate.key)
+    if feeders:
+        return f"Run {' or '.join(feeders)} first."
+    return f"Promote these versions to {source.value} first."
+
+
+# --- The steps of a deploy -----------------------------------------------------------------
+
+
+def build_artifact(release_key: str, run_id: str, component: str, version: str) -> bool:
+    """Build one component version into artifactory unless artifactory already holds it.
+
+    A build is reproducible: the same component, version and source give the same bytes, so a
+    rebuilt artifact matches what environments already hold.
+
+    Args:
+        release_key: the release asking for the build (for the ledger).
+        run_id: the release run asking for the build (for the ledger).
+        component: the component's name in the catalog.
+        version: the version to build.
+
+    Returns:
+        True if it built the artifact, False if artifactory already held it.
+
+    Raises:
+        ReleaseError: the component is not in the catalog.
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    _inject(isErrorSometimes, f"before building {component} {version}")
+    path = artifact_path(component, version)
+    content = _artifact_content(component, version)
+    if _read_text(path) == content:
+        return False
+    _commit(path, content, _ledger_line(release_key, run_id, None, component, version, "build"))
+    _inject(isErrorRarely, f"after building {component} {version}")
+    return True
+
+
+def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str, str]:
+    """Gather the artifact to deploy to env: from artifactory for DEV, else from the
+    environment before env.
+
+    Returns:
+        (where it was found, relative to the demo root; the SHA-256 of its content)
+
+    Raises:
+        SourceMissing: the source does not hold the artifact (transient: it may be restored).
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    _inject(isErrorRarely, f"before fetching {component} {version} for {env.value}")
+    path = _artifact_source(component, version, env)
+    content = _read_text(path)
+    if content is None:
+        raise SourceMissing(
+            f"{path.relative_to(demo_root())} is missing: {env.value} is fed from there. "
+            "Restore it, or run the release again from an earlier environment."
+        )
+    _inject(isErrorNever, f"after fetching {component} {version} for {env.value}")
+    return str(path.parent.relative_to(demo_root())), _sha256(content)
+
+
+def fetch_config(component: str, version: str, env: Environment) -> dict[str, str | int]:
+    """Gather the configuration a component version should have in env, from the catalog.
+
+    Returns:
+        The config: component, version, environment, repository, team, and the environment's
+        settings.
+
+    Raises:
+        ReleaseError: the catalog no longer knows the component.
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    _inject(isErrorRarely, f"before fetching the {env.value} config of {component}")
+    catalog = load_catalog()
+    info = _component_info(catalog, component)
+    settings = catalog.environments[env]
+    config: dict[str, str | int] = {
+        "component": component,
+        "version": version,
+        "environment": env.value,
+        "repository": info.repository,
+        "team": info.team,
+        "replicas": settings.replicas,
+        "log_level": settings.log_level,
+    }
+    _inject(isErrorNever, f"after fetching the {env.value} config of {component}")
+    return config
+
+
+def deploy_artifact(
+    release_key: str,
+    run_id: str,
+    component: str,
+    version: str,
+    env: Environment,
+    sha256: str,
+) -> bool:
+    """Deploy a gathered artifact to env, replacing whatever version env held before.
+
+    Args:
+        release_key: the release deploying (for the ledger).
+        run_id: the release run deploying (for the ledger).
+        component: the component's name.
+        version: the version to deploy.
+        env: the environment to deploy to.
+        sha256: the checksum the artifact had when it was gathered.
+
+    Returns:
+        True if it deployed, False if env already held exactly this artifact and nothing else.
+
+    Raises:
+        SourceMissing: the artifact disappeared from its source since it was gathered.
+        ReleaseError: the artifact changed since it was gathered.
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    _inject(isErrorSometimes, f"before deploying {component} {version} to {env.value}")
+    target = deployed_path(env, component, version)
+    others = [v for v in held_versions(env, component) if v != version]
+    current = _read_text(target)
+    if current is not None and _sha256(current) == sha256 and not others:
+        return False
+    source = _artifact_source(component, version, env)
+    content = _read_text(source)
+    if content is None:
+        raise SourceMissing(f"{source.relative_to(demo_root())} disappeared before the deploy")
+    if _sha256(content) != sha256:
+        raise ReleaseError(
+            f"{source.relative_to(demo_root())} changed after it was gathered for {env.value}; "
+            "run the release again"
+        )
+    line = _ledger_line(release_key, run_id, env, component, version, "deploy")
+    _commit(target, content, line)
+    for old in others:
+        deployed_path(env, component, old).unlink(missing_ok=True)
+    _inject(isErrorSometimes, f"after deploying {component} {version} to {env.value}")
+    return True
+
+
+def update_config(
+    release_key: str,
+    run_id: str,
+    component: str,
+    version: str,
+    env: Environment,
+    config: dict[str, str | int],
+) -> bool:
+    """Write a component's configuration in env, unless it already reads exactly that.
+
+    Returns:
+        True if it wrote the config, False if env already had it.
+
+    Raises:
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    _inject(isErrorRarely, f"before configuring {component} {version} in {env.value}")
+    path = config_path(env, component)
+    if _read_json(path) == config:
+        return False
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    _commit(path, text, _ledger_line(release_key, run_id, env, component, version, "configure"))
+    _inject(isErrorRarely, f"after configuring {component} {version} in {env.value}")
+    return True
+
+
+def verify_deploy(component: str, version: str, env: Environment, sha256: str) -> None:
+    """Check that env runs the deploy as intended: it holds exactly this version of the
+    component, the deployed content matches the gathered artifact, and the config names it.
+
+    Raises:
+        VerificationError: one of those does not hold; the message says which.
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    _inject(isErrorRarely, f"before verifying {component} {version} in {env.value}")
+    held = held_versions(env, component)
+    if held != [version]:
+        raise VerificationError(
+            f"{env.value} holds {component} {'+'.join(held) or 'nothing'}, expected {version}"
+        )
+    content = _read_text(deployed_path(env, component, version))
+    if content is None or _sha256(content) != sha256:
+        raise VerificationError(f"{component} {version} in {env.value} does not match its artifact")
+    config = _read_json(config_path(env, component)) or {}
+    if config.get("version") != version or config.get("environment") != env.value:
+        raise VerificationError(
+            f"the {env.value} config of {component} names version {config.get('version')!r}, "
+            f"expected {version!r}"
+        )
+    _inject(isErrorNever, f"after verifying {component} {version} in {env.value}")
+
+
+def record_release(release: Release, run_id: str, started: str, finished: str) -> Path:
+    """Write the record of one finished release run under database/releases/.
+
+    Args:
+        release: the release that ran.
+        run_id: its run.
+        started: when it started (ISO 8601).
+        finished: when it finished (ISO 8601).
+
+    Returns:
+        The record's path. Writing the same record twice changes nothing.
+    """
+    path = records_dir() / f"{release.key}-{run_id}.json"
+    state = environment_state()
+    record = {
+        "release_key": release.key,
+        "run_id": run_id,
+        "approved_by": release.approved_by,
+        "started": started,
+        "finished": finished,
+        "result": "SUCCESS",
+        "environments": {
+            env.value: {c: state[env].get(c) for c in release.versions}
+            for env in release.environments
+        },
+    }
+    if _read_json(path) != record:
+        _atomic_write(path, json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def read_ledger() -> list[dict[str, Any]]:
+    """Every line of the ledger, oldest first."""
+    text = _read_text(ledger_path()) or ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# --- Helpers -------------------------------------------------------------------------------
+
+
+def _inject(injector: Callable[[], bool], when: str) -> None:
+    if injector():
+        raise InjectedFailure(f"Simulated failure {when}")
+
+
+def _component_info(catalog: Catalog, component: str) -> ComponentInfo:
+    try:
+        return catalog.components[component]
+    except KeyError:
+        raise ReleaseError(
+            f"{catalog_path()}: components: {component!r} is not in the catalog"
+        ) from None
+
+
+def _artifact_content(component: str, version: str) -> str:
+    info = _component_info(load_catalog(), component)
+    build_id = hashlib.sha256(f"{component}\0{version}\0{info.repository}".encode()).hexdigest()
+    return (
+        f"component: {component}\n"
+        f"version: {version}\n"
+        f"source: {info.repository}\n"
+        f"team: {info.team}\n"
+        f"build: {build_id[:12]} (reproducible: same source and version, same bytes)\n"
+    )
+
+
+def _artifact_source(component: str, version: str, env: Environment) -> Path:
+    source = env.previous()
+    if source is None:
+        return artifact_path(component, version)
+    return deployed_path(source, component, version)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        return None if text is None else json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _write_temp(path: Path, text: str) -> Path:
+    """Write text beside path under a temp name; the caller renames it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    return temp
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    os.replace(_write_temp(path, text), path)
+
+
+def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
+    """Make one change: write it aside, record it in the ledger, then rename it into place.
+
+    A crash before the rename leaves the change undone, so the retried step makes it; the
+    ledger line it then writes again is the same change and is skipped (see _append_ledger).
+    A crash after the rename leaves the change done and recorded, so the retry finds it done.
+    Either way the change is made once and recorded once. (The temp name is fixed per target,
+    so the retry overwrites any half-written temp file.)
+    """
+    temp = _write_temp(path, text)
+    _append_ledger(ledger_line)
+    os.replace(temp, path)
+
+
+def _ledger_line(
+    release_key: str,
+    run_id: str,
+    env: Environment | None,
+    component: str,
+    version: str,
+    step: str,
+) -> dict[str, Any]:
+    return {
+        "release_key": release_key,
+        "run_id": run_id,
+        "env": env.value if env else None,
+        "component": component,
+        "version": version,
+        "step": step,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+
+
+_SAME_CHANGE = ("release_key", "run_id", "env", "component", "version", "step")
+
+
+def _append_ledger(line: dict[str, Any]) -> None:
+    """Append one change to the ledger, unless this release run already recorded it.
+
+    The ledger is append-only, so it is not rewritten through a temp file: each line goes in
+    with a single write under an exclusive lock, which concurrent steps (threads or worker
+    processes) cannot interleave.
+    """
+    path = ledger_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    identity = tuple(line[field] for field in _SAME_CHANGE)
+    with open(path, "a+", encoding="utf-8") as ledger:
+        fcntl.flock(ledger, fcntl.LOCK_EX)
+        ledger.seek(0)
+        for existing in ledger:
+            try:
+                recorded = json.loads(existing)
+            except json.JSONDecodeError:
+                continue
+            if tuple(recorded.get(field) for field in _SAME_CHANGE) == identity:
+                return
+        ledger.write(json.dumps(line) + "\n")
+        ledger.flush()
+        os.fsync(ledger.fileno())

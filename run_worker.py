@@ -1,0 +1,86 @@
+"""Terminal 1: the worker. It runs the release workflows and their steps until Ctrl+C.
+
+    python run_worker.py
+
+Kill it (Ctrl+C, or kill -9) in the middle of a release and start it again: the release
+carries on from where it was.
+"""
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import ALL_ACTIVITIES
+from shared import TASK_QUEUE
+from utils import WEB_UI_ADDRESS, check_demo_settings, connect, failure_mode, step_seconds
+from workflows import DeployWorkflow, ReleaseWorkflow
+
+# On Ctrl+C, steps in flight get this long to finish before they are cancelled (and retried
+# by the next worker).
+GRACEFUL_SHUTDOWN = timedelta(seconds=3)
+
+
+def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
+    """The worker for the release workflows and their activities (also used by the tests)."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ReleaseWorkflow, DeployWorkflow],
+        activities=ALL_ACTIVITIES,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+def configure_logging() -> None:
+    """Log the release's story one plain line at a time: our messages already say which
+    release, environment and component they are about."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    activity.logger.activity_info_on_message = False
+    workflow.logger.workflow_info_on_message = False
+
+
+async def main() -> int:
+    try:
+        check_demo_settings()
+    except ValueError as err:
+        print(f"run_worker.py: {err}", file=sys.stderr)
+        return 2
+    configure_logging()
+    try:
+        client = await connect()
+    except RuntimeError as err:
+        print(
+            f"run_worker.py: cannot connect to Temporal ({err}). "
+            "Is `temporal server start-dev` running? See setup.md.",
+            file=sys.stderr,
+        )
+        return 1
+    worker = create_worker(client)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    failures = failure_mode() or "each step's own injector (utils.py)"
+    print(
+        f"Worker connected to {client.service_client.config.target_host}, "
+        f"namespace {client.namespace!r}, task queue {TASK_QUEUE!r}.\n"
+        f"Failures: {failures}. Step pace: {step_seconds():g} s.\n"
+        f"Web UI: {WEB_UI_ADDRESS}/namespaces/{client.namespace}/workflows\n"
+        "Press Ctrl+C to stop.",
+        flush=True,
+    )
+    async with worker:
+        await stop.wait()
+        print("Stopping the worker; releases in flight wait for the next worker.", flush=True)
+    print("Worker stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

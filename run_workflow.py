@@ -1,0 +1,154 @@
+"""Terminal 2: the starter. It starts a release and waits for its result.
+
+    python run_workflow.py              runs the release selected below
+    python run_workflow.py KEY          runs release KEY instead
+    python run_workflow.py --list       prints the catalog
+
+If that release is already running, it attaches to the running release and waits for it.
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+import release_management
+from release_management import ReleaseError
+from shared import ENVIRONMENT_ORDER, TASK_QUEUE, ReleaseInput
+from utils import connect
+from workflows import ReleaseWorkflow
+
+# Pick the release to run: uncomment one line (demos.md runs all six, in this order).
+releasekey = "RELEASE-NOV-23-INITIAL"
+# releasekey = "RELEASE-NOV-23-HOTFIX-STAGE"
+# releasekey = "RELEASE-DEC-2023-BUGFIXES-PROD"
+# releasekey = "RELEASE-JAN-24-ALPHA-DEV"
+# releasekey = "RELEASE-JAN-24-ALPHA-QC"
+# releasekey = "RELEASE-JAN-24-ALPHA-PROD"
+
+
+class StarterError(Exception):
+    """A reason to stop that the user can act on: printed as one line, exit status 1."""
+
+
+async def run_release(
+    client: Client, release_key: str, task_queue: str = TASK_QUEUE, workflow_id: str | None = None
+) -> str:
+    """Start the release (or attach to it if it is already running) and wait for its result.
+
+    The workflow ID is the release key, so one release never runs twice at once.
+    """
+    workflow_id = workflow_id or release_key
+    try:
+        handle = await client.start_workflow(
+            ReleaseWorkflow.run,
+            ReleaseInput(release_key=release_key),
+            id=workflow_id,
+            task_queue=task_queue,
+        )
+        print(f"Started release {release_key} (workflow ID {workflow_id}).", flush=True)
+    except WorkflowAlreadyStartedError:
+        handle = client.get_workflow_handle_for(ReleaseWorkflow.run, workflow_id)
+        print(f"Release {release_key} is already running: waiting for it.", flush=True)
+    try:
+        return await handle.result()
+    except WorkflowFailureError as err:
+        raise StarterError(f"Release {release_key} failed: {_root_cause(err)}") from None
+
+
+def _root_cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return getattr(err, "message", None) or str(err)
+
+
+def format_environments() -> str:
+    """Which version of each component each environment holds, as a small table."""
+    state = release_management.environment_state()
+    components = list(release_management.load_catalog().components)
+    rows = [["ENV", *components]]
+    rows += [
+        [env.value, *(state[env].get(c, "-") for c in components)] for env in ENVIRONMENT_ORDER
+    ]
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
+    lines = [
+        "  " + "".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
+        for row in rows
+    ]
+    return "\n".join(["Environments now hold:", *lines])
+
+
+def format_catalog() -> str:
+    """The catalog's releases, one line each."""
+    catalog = release_management.load_catalog()
+    lines = []
+    for key in catalog.release_keys():
+        try:
+            release = release_management.load_release(key)
+        except ReleaseError as err:
+            lines.append(f"{key}: INVALID: {err}")
+            continue
+        versions = ", ".join(f"{c} {v}" for c, v in release.versions.items())
+        route = " -> ".join(env.value for env in release.environments)
+        lines.append(f"{key}  ({release.release_date})  {versions}  [{route}]")
+    return "\n".join(lines)
+
+
+async def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Start a release and wait for its result.")
+    parser.add_argument(
+        "key", nargs="?", default=releasekey, help=f"release key (default {releasekey})"
+    )
+    parser.add_argument("--list", action="store_true", help="print the releases in the catalog")
+    args = parser.parse_args(argv)
+    try:
+        if args.list:
+            print(format_catalog())
+            return 0
+        # Refuse an unknown key here, at once, before anything is started.
+        release_management.load_release(args.key)
+        client = await _connect()
+        result = await run_release(client, args.key)
+    except (ReleaseError, StarterError) as err:
+        print(f"run_workflow.py: {err}", file=sys.stderr)
+        return 1
+    print(f"Result: {result}")
+    print(format_environments())
+    return 0 if result == f"Release {args.key}: SUCCESS" else 1
+
+
+async def _connect() -> Client:
+    try:
+        return await connect()
+    except RuntimeError as err:
+        raise StarterError(
+            f"cannot connect to Temporal ({err}). Is `temporal server start-dev` running? "
+            "See setup.md."
+        ) from None
+
+
+def exit_now(status: int) -> None:
+    """Exit with status, skipping interpreter teardown.
+
+    The SDK's native runtime can crash while Python tears down a short-lived client process
+    (sdk-python issue 300, "PyGILState_Release"), turning a success into exit status 134 or
+    139. Everything worth keeping is printed by now, so flush and leave at once.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    try:
+        code = asyncio.run(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print(
+            "\nStopped waiting. The release goes on in Temporal; run again to attach.",
+            file=sys.stderr,
+        )
+        code = 130
+    exit_now(code)

@@ -1,0 +1,153 @@
+"""Names, orders and data shapes shared by the worker, the starter and the workflows.
+
+Everything that crosses Temporal (workflow and activity inputs, the release loaded from the
+catalog) is a pydantic model, carried by the pydantic data converter.
+"""
+
+import os
+from datetime import date
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+# The task queue the worker polls and the starter sends to. DEMO_TASK_QUEUE overrides it, so a
+# test (or a second person on the same server) can run its own worker without stealing tasks.
+TASK_QUEUE = os.environ.get("DEMO_TASK_QUEUE", "release-orchestration")
+
+
+class Environment(StrEnum):
+    """The environments a release is promoted through, in promotion order."""
+
+    DEV = "DEV"
+    TEST = "TEST"
+    QC = "QC"
+    PROD = "PROD"
+
+    def previous(self) -> "Environment | None":
+        """The environment this one is promoted from (None for DEV, which is fed by builds)."""
+        index = ENVIRONMENT_ORDER.index(self)
+        return ENVIRONMENT_ORDER[index - 1] if index else None
+
+
+ENVIRONMENT_ORDER: list[Environment] = list(Environment)
+
+# Names that end up in file names: no path separators, no "..", nothing hidden. A component's
+# words start with a letter and a version starts with a digit, so "<component>-<version>.txt"
+# always splits one way ("frontend-admin-1.0-rc1.txt" is frontend-admin at 1.0-rc1).
+RELEASE_KEY_PATTERN = r"[A-Z0-9][A-Z0-9-]*"
+COMPONENT_PATTERN = r"[a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*"
+VERSION_PATTERN = r"[0-9][0-9A-Za-z]*(?:[.-][0-9A-Za-z]+)*"
+
+ReleaseKey = Annotated[str, StringConstraints(pattern=f"^{RELEASE_KEY_PATTERN}$", max_length=80)]
+ComponentName = Annotated[str, StringConstraints(pattern=f"^{COMPONENT_PATTERN}$", max_length=60)]
+Version = Annotated[str, StringConstraints(pattern=f"^{VERSION_PATTERN}$", max_length=40)]
+
+
+class FrozenModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- A release, as the catalog (database/catalog.json) describes it ------------------------
+
+
+class Release(FrozenModel):
+    """One release: which version of each component goes to which environments."""
+
+    key: ReleaseKey
+    release_date: date
+    versions: dict[ComponentName, Version] = Field(min_length=1)
+    environments: list[Environment] = Field(min_length=1)
+    approved: bool
+    approved_by: str | None = None
+
+    @field_validator("environments")
+    @classmethod
+    def _promotion_order(cls, environments: list[Environment]) -> list[Environment]:
+        first = ENVIRONMENT_ORDER.index(environments[0])
+        if environments != ENVIRONMENT_ORDER[first : first + len(environments)]:
+            names = ", ".join(env.value for env in environments)
+            raise ValueError(
+                f"[{names}] is not a contiguous run of "
+                f"{' -> '.join(env.value for env in ENVIRONMENT_ORDER)} in that order; "
+                "a release cannot skip an environment"
+            )
+        return environments
+
+    @model_validator(mode="after")
+    def _approver_named(self) -> "Release":
+        if self.approved and not self.approved_by:
+            raise ValueError("approved_by: an approved release must name who approved it")
+        return self
+
+
+# --- Workflow inputs ----------------------------------------------------------------------
+
+
+class ReleaseInput(FrozenModel):
+    """Input of ReleaseWorkflow."""
+
+    # A plain string, not a ReleaseKey: a malformed key must reach the catalog, which refuses
+    # it with a message listing the valid keys, rather than fail to decode in the workflow.
+    release_key: str
+
+
+class Deployment(FrozenModel):
+    """One component version going to one environment, as part of one release run.
+
+    Input of DeployWorkflow and of its simple steps; the ledger records changes under these
+    names.
+    """
+
+    release_key: ReleaseKey
+    release_run_id: str
+    component: ComponentName
+    version: Version
+    environment: Environment
+
+
+# --- Activity inputs and results ----------------------------------------------------------
+
+
+class GatherReleaseInput(FrozenModel):
+    release_key: str
+
+
+class CheckPromotionInput(FrozenModel):
+    release: Release
+
+
+class ArtifactRef(FrozenModel):
+    """A gathered artifact: the folder it was taken from and a checksum of its content."""
+
+    source: str
+    sha256: str
+
+
+class DeployArtifactInput(FrozenModel):
+    deployment: Deployment
+    artifact: ArtifactRef
+
+
+class UpdateConfigInput(FrozenModel):
+    deployment: Deployment
+    config: dict[str, str | int]
+
+
+class VerifyInput(FrozenModel):
+    deployment: Deployment
+    artifact: ArtifactRef
+
+
+class RecordReleaseInput(FrozenModel):
+    release: Release
+    release_run_id: str
+    started: str
+    finished: str

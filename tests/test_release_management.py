@@ -1,0 +1,248 @@
+"""release_management on its own: plain Python on a temp demo root, no Temporal."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import release_management as rm
+import utils
+from shared import Environment
+
+DEV, TEST = Environment.DEV, Environment.TEST
+RUN = "run-1"
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under the demo root, by relative path, with its content."""
+    return {
+        str(path.relative_to(root)): path.read_text()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def write_catalog(root: Path, mutate) -> Path:
+    """Copy the project's catalog into the demo root, changed by mutate(data)."""
+    data = json.loads((rm.PROJECT_DIR / "database" / "catalog.json").read_text())
+    mutate(data)
+    path = root / "database" / "catalog.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def deploy_all_steps(component: str, version: str, env: Environment) -> None:
+    """Every step of one deploy, in the order DeployWorkflow runs them."""
+    if env is DEV:
+        rm.build_artifact("R", RUN, component, version)
+    _, sha = rm.fetch_artifact(component, version, env)
+    config = rm.fetch_config(component, version, env)
+    rm.deploy_artifact("R", RUN, component, version, env, sha)
+    rm.update_config("R", RUN, component, version, env, config)
+    rm.verify_deploy(component, version, env, sha)
+
+
+def test_every_step_run_twice_changes_once(demo_root: Path) -> None:
+    deploy_all_steps("frontend", "1.0", DEV)
+    first = snapshot(demo_root)
+    deploy_all_steps("frontend", "1.0", DEV)
+    assert snapshot(demo_root) == first
+    steps = [(line["step"], line["env"]) for line in rm.read_ledger()]
+    assert steps == [("build", None), ("deploy", "DEV"), ("configure", "DEV")]
+    assert not list(demo_root.rglob("*.tmp"))
+
+
+def test_deploy_replaces_the_older_version(demo_root: Path) -> None:
+    deploy_all_steps("frontend", "1.0", DEV)
+    deploy_all_steps("frontend", "1.1", DEV)
+    assert rm.held_versions(DEV, "frontend") == ["1.1"]
+    config = json.loads(rm.config_path(DEV, "frontend").read_text())
+    assert (config["version"], config["environment"]) == ("1.1", "DEV")
+
+
+def test_a_rebuild_gives_the_same_bytes(demo_root: Path) -> None:
+    rm.build_artifact("R", RUN, "sbstore", "1.7")
+    built = rm.artifact_path("sbstore", "1.7").read_text()
+    rm.artifact_path("sbstore", "1.7").unlink()
+    assert rm.build_artifact("R", "run-2", "sbstore", "1.7") is True
+    assert rm.artifact_path("sbstore", "1.7").read_text() == built
+    assert "version: 1.7" in built and "source: https://" in built
+
+
+def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_replace = os.replace
+
+    def crash(src, dst):
+        raise OSError("worker died here")
+
+    monkeypatch.setattr(rm.os, "replace", crash)
+    with pytest.raises(OSError):
+        rm.build_artifact("R", RUN, "frontend", "1.0")
+    assert not rm.artifact_path("frontend", "1.0").exists()
+    monkeypatch.setattr(rm.os, "replace", real_replace)
+    assert rm.build_artifact("R", RUN, "frontend", "1.0") is True
+    assert [line["step"] for line in rm.read_ledger()] == ["build"]
+    assert not list(demo_root.rglob("*.tmp"))
+
+
+def test_failure_after_the_change_is_retried_without_repeating_it(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rm.build_artifact("R", RUN, "frontend", "1.0")
+    _, sha = rm.fetch_artifact("frontend", "1.0", DEV)
+    calls = iter([False, True])  # before the change: pass; after it: fail
+    monkeypatch.setattr(rm, "isErrorSometimes", lambda: next(calls, False))
+    with pytest.raises(rm.InjectedFailure, match="after deploying frontend 1.0 to DEV"):
+        rm.deploy_artifact("R", RUN, "frontend", "1.0", DEV, sha)
+    assert rm.deploy_artifact("R", RUN, "frontend", "1.0", DEV, sha) is False
+    assert [line["step"] for line in rm.read_ledger()] == ["build", "deploy"]
+
+
+@pytest.mark.parametrize("mode", ["off", "alot", "rarely", ""])
+def test_demo_failures_overrides_every_injector(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    monkeypatch.setenv("DEMO_FAILURES", mode)
+    monkeypatch.setattr(utils.random, "random", lambda: 0.2)
+    expected = {
+        "off": [False] * 4,
+        "alot": [True] * 4,
+        "rarely": [False] * 4,
+        "": [False, False, True, True],  # each injector's own rate: 0, 10%, 30%, 60%
+    }[mode]
+    injectors = [utils.isErrorNever, utils.isErrorRarely, utils.isErrorSometimes, utils.isErrorALot]
+    assert [injector() for injector in injectors] == expected
+
+
+def test_unknown_failure_mode_and_pace_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMO_FAILURES", "often")
+    with pytest.raises(ValueError, match="DEMO_FAILURES='often'.*off, rarely, sometimes, alot"):
+        utils.check_demo_settings()
+    monkeypatch.setenv("DEMO_FAILURES", "off")
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "soon")
+    with pytest.raises(ValueError, match="DEMO_STEP_SECONDS='soon'"):
+        utils.check_demo_settings()
+
+
+def test_unknown_key_lists_the_valid_keys(demo_root: Path) -> None:
+    with pytest.raises(rm.ReleaseError) as caught:
+        rm.load_release("RELEASE-NOPE")
+    assert "'RELEASE-NOPE'" in str(caught.value)
+    assert "RELEASE-NOV-23-INITIAL" in str(caught.value)
+    assert "RELEASE-JAN-24-ALPHA-PROD" in str(caught.value)
+
+
+def _release(data: dict, key: str) -> dict:
+    return next(entry for entry in data["releases"] if entry["key"] == key)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(environments=["DEV", "QC"]),
+            r"release RELEASE-NOV-23-INITIAL: releases\.0\.environments.*\[DEV, QC\].*skip",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(environments=["TEST", "DEV"]),
+            r"\[TEST, DEV\] is not a contiguous run",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(environments=["DEV", "STAGING"]),
+            r"release RELEASE-NOV-23-INITIAL: releases\.0\.environments\.1",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL")["versions"].update(frontend="../1.0"),
+            r"release RELEASE-NOV-23-INITIAL: releases\.0\.versions\.frontend",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL")["versions"].update(frontend="1/0"),
+            r"releases\.0\.versions\.frontend: String should match pattern",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL")["versions"].update({"../etc": "1.0"}),
+            r"releases\.0\.versions\.\.\./etc",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL")["versions"].update(payments="1.0"),
+            r"versions: unknown component\(s\) payments",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(approved_by=None),
+            r"must name who approved it",
+        ),
+    ],
+    ids=[
+        "skips-an-env",
+        "out-of-order",
+        "unknown-env",
+        "dotdot-version",
+        "slash-version",
+        "bad-component",
+        "unknown-component",
+        "no-approver",
+    ],
+)
+def test_invalid_release_is_refused_naming_file_release_and_field(
+    demo_root: Path, mutate, message: str
+) -> None:
+    path = write_catalog(demo_root, mutate)
+    with pytest.raises(rm.ReleaseError, match=message) as caught:
+        rm.load_release("RELEASE-NOV-23-INITIAL")
+    assert str(path) in str(caught.value)
+    assert rm.load_release("RELEASE-JAN-24-ALPHA-DEV").key == "RELEASE-JAN-24-ALPHA-DEV"
+
+
+def test_component_listed_twice_is_refused(demo_root: Path) -> None:
+    path = demo_root / "database" / "catalog.json"
+    write_catalog(demo_root, lambda d: None)
+    text = path.read_text().replace(
+        '"frontend": "1.0",', '"frontend": "1.0", "frontend": "1.1",', 1
+    )
+    path.write_text(text)
+    with pytest.raises(rm.ReleaseError, match=r"releases\.0\.versions: 'frontend' is listed twice"):
+        rm.load_release("RELEASE-NOV-23-INITIAL")
+
+
+def test_malformed_or_missing_catalog_is_refused(demo_root: Path, monkeypatch) -> None:
+    path = write_catalog(demo_root, lambda d: None)
+    path.write_text('{"components": ')
+    with pytest.raises(rm.ReleaseError, match="catalog.json: not valid JSON"):
+        rm.load_release("RELEASE-NOV-23-INITIAL")
+    monkeypatch.setattr(rm, "catalog_path", lambda: demo_root / "nowhere.json")
+    with pytest.raises(rm.ReleaseError, match="nowhere.json: catalog file not found"):
+        rm.load_release("RELEASE-NOV-23-INITIAL")
+
+
+def test_promotion_from_an_environment_without_the_versions_is_refused(demo_root: Path) -> None:
+    for component in ("frontend", "sbstore", "backendforfrontend"):
+        for env in Environment:
+            deploy_all_steps(component, "1.0", env)
+    before = snapshot(demo_root)
+    release = rm.load_release("RELEASE-DEC-2023-BUGFIXES-PROD")
+    with pytest.raises(rm.ReleaseError) as caught:
+        rm.check_promotion(release)
+    message = str(caught.value)
+    assert "cannot be promoted to PROD" in message
+    assert "QC holds frontend 1.0, not 1.1" in message
+    assert "Run RELEASE-NOV-23-HOTFIX-STAGE first" in message
+    assert snapshot(demo_root) == before
+    rm.check_promotion(rm.load_release("RELEASE-NOV-23-INITIAL"))
+
+
+def test_verify_catches_a_deploy_that_is_not_what_was_gathered(demo_root: Path) -> None:
+    deploy_all_steps("frontend", "1.0", DEV)
+    _, sha = rm.fetch_artifact("frontend", "1.0", DEV)
+    rm.deployed_path(DEV, "frontend", "1.0").write_text("tampered\n")
+    with pytest.raises(rm.VerificationError, match="does not match its artifact"):
+        rm.verify_deploy("frontend", "1.0", DEV, sha)
+    rm.deployed_path(DEV, "frontend", "1.1").write_text("stray\n")
+    with pytest.raises(rm.VerificationError, match="DEV holds frontend 1.0\\+1.1, expected 1.0"):
+        rm.verify_deploy("frontend", "1.0", DEV, sha)
+
+
+def test_fetch_from_an_empty_source_is_a_transient_error(demo_root: Path) -> None:
+    with pytest.raises(rm.SourceMissing, match="environments/DEV/frontend-1.0.txt is missing"):
+        rm.fetch_artifact("frontend", "1.0", TEST)

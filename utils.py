@@ -1,0 +1,117 @@
+"""Knobs a person turns while playing with the demo: failure rates, step pace, connection.
+
+Failure injectors
+    Each release_management step asks an injector, before and after its change, whether to
+    fail now. Edit the rates below, or edit which injector a step calls in
+    release_management.py, to make the release system flakier or steadier. The worker reads
+    DEMO_FAILURES=off|rarely|sometimes|alot to put every injector on one rate at once.
+
+Pace
+    DEMO_STEP_SECONDS (default 1) is how long each step takes, so a person can follow the
+    release in the Web UI and kill the worker in the middle of it.
+"""
+
+import os
+import random
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+# How often each injector fails, as a probability per call. Edit these.
+RARELY_RATE = 0.10
+SOMETIMES_RATE = 0.30
+A_LOT_RATE = 0.60
+
+# DEMO_FAILURES overrides every injector with one of these rates.
+FAILURE_MODES = {"off": 0.0, "rarely": RARELY_RATE, "sometimes": SOMETIMES_RATE, "alot": A_LOT_RATE}
+
+DEFAULT_STEP_SECONDS = 1.0
+MAX_STEP_SECONDS = 60.0  # activities time out after two minutes (workflows.py)
+DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
+WEB_UI_ADDRESS = "http://localhost:8233"
+
+
+def failure_mode() -> str | None:
+    """The DEMO_FAILURES override, or None when each injector keeps its own rate.
+
+    Raises:
+        ValueError: DEMO_FAILURES holds something other than one of FAILURE_MODES.
+    """
+    mode = os.environ.get("DEMO_FAILURES", "").strip().lower()
+    if not mode:
+        return None
+    if mode not in FAILURE_MODES:
+        raise ValueError(
+            f"DEMO_FAILURES={mode!r} is not a failure mode; use one of: {', '.join(FAILURE_MODES)}"
+        )
+    return mode
+
+
+def _fails(rate: float) -> bool:
+    mode = failure_mode()
+    if mode is not None:
+        rate = FAILURE_MODES[mode]
+    return random.random() < rate
+
+
+def isErrorNever() -> bool:
+    """Never fails (unless DEMO_FAILURES says otherwise)."""
+    return _fails(0.0)
+
+
+def isErrorRarely() -> bool:
+    """Fails about one call in ten (RARELY_RATE)."""
+    return _fails(RARELY_RATE)
+
+
+def isErrorSometimes() -> bool:
+    """Fails about three calls in ten (SOMETIMES_RATE)."""
+    return _fails(SOMETIMES_RATE)
+
+
+def isErrorALot() -> bool:
+    """Fails about six calls in ten (A_LOT_RATE)."""
+    return _fails(A_LOT_RATE)
+
+
+def step_seconds() -> float:
+    """How long each step takes on purpose (DEMO_STEP_SECONDS, default 1 second).
+
+    Raises:
+        ValueError: DEMO_STEP_SECONDS is not a number of seconds from 0 to MAX_STEP_SECONDS.
+    """
+    raw = os.environ.get("DEMO_STEP_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_STEP_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_STEP_SECONDS:
+        raise ValueError(
+            f"DEMO_STEP_SECONDS={raw!r} is not a number of seconds from 0 to {MAX_STEP_SECONDS:g}"
+        )
+    return seconds
+
+
+def check_demo_settings() -> None:
+    """Validate every DEMO_* setting the worker reads, so a typo fails at start, not mid-release.
+
+    Raises:
+        ValueError: a setting is invalid; the message names it and the accepted values.
+    """
+    failure_mode()
+    step_seconds()
+
+
+async def connect() -> Client:
+    """Connect to Temporal as configured by the environment or a temporal.toml profile.
+
+    TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, the TEMPORAL_TLS_* settings and
+    TEMPORAL_PROFILE are honoured (see setup.md); without them this is the local dev server on
+    localhost:7233, namespace "default". Pydantic models cross the wire as JSON.
+    """
+    config = ClientConfig.load_client_connect_config()
+    config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
+    return await Client.connect(**config, data_converter=pydantic_data_converter)

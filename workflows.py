@@ -1,0 +1,145 @@
+"""Workflows: the release plan, made durable.
+
+ReleaseWorkflow gathers a release, validates it, and promotes it environment by environment,
+starting one DeployWorkflow child per component and waiting for the whole wave before the next
+environment. DeployWorkflow runs the steps of one component in one environment. Both only
+orchestrate: every read or write of the world happens in an activity.
+"""
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+# Determinism: the sandbox re-imports workflow code on every run; project modules and their
+# dependencies are passed through instead, since nothing in them runs inside a workflow.
+with workflow.unsafe.imports_passed_through():
+    from activities import (
+        build_artifact,
+        check_promotion,
+        deploy_artifact,
+        fetch_artifact,
+        fetch_config,
+        gather_release,
+        record_release,
+        update_config,
+        verify_deploy,
+    )
+    from shared import (
+        CheckPromotionInput,
+        DeployArtifactInput,
+        Deployment,
+        Environment,
+        GatherReleaseInput,
+        RecordReleaseInput,
+        Release,
+        ReleaseInput,
+        UpdateConfigInput,
+        VerifyInput,
+    )
+
+# Retry policy: transient failures (injected, or a bug being fixed) are retried without limit.
+# The first retry comes quickly, as most injected failures pass on the next try; the backoff
+# then stops at a few seconds so a failing system is not hammered, yet a fixed worker picks the
+# release up within seconds.
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=3),
+    maximum_attempts=0,
+)
+# Heartbeat timeout: activities heartbeat every half second, so a step whose worker died is
+# retried a few seconds later instead of after the start-to-close timeout.
+STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=3)
+# Start-to-close timeout: the longest a step may take, pace included (DEMO_STEP_SECONDS <= 60).
+STEP_TIMEOUT = timedelta(minutes=2)
+
+
+def _step(activity: Any, argument: Any) -> Any:
+    """Start one step now, with the project's timeouts and retry policy; await it for its
+    result."""
+    return workflow.start_activity(
+        activity,
+        argument,
+        start_to_close_timeout=STEP_TIMEOUT,
+        heartbeat_timeout=STEP_HEARTBEAT_TIMEOUT,
+        retry_policy=STEP_RETRY,
+    )
+
+
+@workflow.defn
+class DeployWorkflow:
+    """Deploy one component version to one environment: build (DEV only), gather the artifact
+    and the config, deploy, configure, verify."""
+
+    @workflow.run
+    async def run(self, deployment: Deployment) -> str:
+        # The config does not depend on the build: gather it while the artifact is prepared.
+        config_gathered = _step(fetch_config, deployment)
+        if deployment.environment is Environment.DEV:
+            await _step(build_artifact, deployment)
+        artifact, config = await asyncio.gather(_step(fetch_artifact, deployment), config_gathered)
+        await _step(deploy_artifact, DeployArtifactInput(deployment=deployment, artifact=artifact))
+        await _step(update_config, UpdateConfigInput(deployment=deployment, config=config))
+        await _step(verify_deploy, VerifyInput(deployment=deployment, artifact=artifact))
+        where = deployment.environment.value
+        return f"{deployment.component} {deployment.version} verified in {where}"
+
+
+@workflow.defn
+class ReleaseWorkflow:
+    """Promote one release from the catalog through its environments, as a set."""
+
+    @workflow.run
+    async def run(self, request: ReleaseInput) -> str:
+        started = workflow.now()
+        release: Release = await _step(
+            gather_release, GatherReleaseInput(release_key=request.release_key)
+        )
+        # Validate before any change: a promotion out of order fails here, non-retryably.
+        await _step(check_promotion, CheckPromotionInput(release=release))
+        if not release.approved:
+            workflow.logger.warning(f"{release.key}: not approved; nothing deployed")
+            return (
+                f"Release {release.key}: NOT APPROVED (the catalog does not mark it approved; "
+                "set approved and approved_by in database/catalog.json)"
+            )
+        for env in release.environments:
+            await self._promote(release, env)
+        await _step(
+            record_release,
+            RecordReleaseInput(
+                release=release,
+                release_run_id=workflow.info().run_id,
+                started=started.isoformat(),
+                finished=workflow.now().isoformat(),
+            ),
+        )
+        workflow.logger.info(f"{release.key}: SUCCESS")
+        return f"Release {release.key}: SUCCESS"
+
+    async def _promote(self, release: Release, env: Environment) -> None:
+        """Deploy every component to env at once and wait for all of them (one wave)."""
+        plan = ", ".join(f"{c} {v}" for c, v in release.versions.items())
+        workflow.logger.info(f"{release.key}: promoting to {env.value}: {plan}")
+        info = workflow.info()
+        await asyncio.gather(
+            *(
+                workflow.execute_child_workflow(
+                    DeployWorkflow.run,
+                    Deployment(
+                        release_key=release.key,
+                        release_run_id=info.run_id,
+                        component=component,
+                        version=version,
+                        environment=env,
+                    ),
+                    # Deterministic IDs that read like the release plan in the Web UI.
+                    id=f"{info.workflow_id}.{env.value}.{component}",
+                )
+                for component, version in release.versions.items()
+            )
+        )
+        workflow.logger.info(f"{release.key}: {env.value} done")
