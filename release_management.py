@@ -16,7 +16,9 @@ Layout under the demo root (DEMO_ROOT if set, else this project's folder):
 Every step is idempotent by validation: it first checks whether its end state already holds
 and, if so, changes nothing and writes no ledger line. Every file write is atomic (a temp file
 in the same folder, then a rename). Each step asks a failure injector from utils.py whether to
-fail, once before its change and once after it; a person edits which injector a step calls to
+fail: a step that changes something asks once just before its change and once just after it
+(that second failure is the interesting one: the retry finds the change made and moves on); a
+step that only reads asks once, before it reads. A person edits which injector a step calls to
 make that step flakier or steadier.
 """
 
@@ -271,9 +273,7 @@ def gather_release(release_key: str) -> Release:
         InjectedFailure: a failure injector fired (transient; retry).
     """
     _inject(isErrorRarely, f"while opening the catalog for {release_key}")
-    release = load_release(release_key)
-    _inject(isErrorNever, f"after reading {release_key} from the catalog")
-    return release
+    return load_release(release_key)
 
 
 # --- Reading the state of environments ----------------------------------------------------
@@ -319,7 +319,7 @@ def check_promotion(release: Release) -> None:
             message names the environment, the versions it holds, and a release to run first.
         InjectedFailure: a failure injector fired (transient; retry).
     """
-    _inject(isErrorRarely, f"while checking what {release.key} promotes")
+    _inject(isErrorNever, f"while checking what {release.key} promotes")
     source = release.environments[0].previous()
     if source is None:
         return
@@ -378,11 +378,11 @@ def build_artifact(release_key: str, run_id: str, component: str, version: str) 
         ReleaseError: the component is not in the catalog.
         InjectedFailure: a failure injector fired (transient; retry).
     """
-    _inject(isErrorSometimes, f"before building {component} {version}")
     path = artifact_path(component, version)
     content = _artifact_content(component, version)
     if _read_text(path) == content:
         return False
+    _inject(isErrorSometimes, f"before building {component} {version}")
     _commit(path, content, _ledger_line(release_key, run_id, None, component, version, "build"))
     _inject(isErrorRarely, f"after building {component} {version}")
     return True
@@ -399,7 +399,7 @@ def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str,
         SourceMissing: the source does not hold the artifact (transient: it may be restored).
         InjectedFailure: a failure injector fired (transient; retry).
     """
-    _inject(isErrorRarely, f"before fetching {component} {version} for {env.value}")
+    _inject(isErrorRarely, f"while fetching {component} {version} for {env.value}")
     path = _artifact_source(component, version, env)
     content = _read_text(path)
     if content is None:
@@ -407,7 +407,6 @@ def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str,
             f"{path.relative_to(demo_root())} is missing: {env.value} is fed from there. "
             "Restore it, or run the release again from an earlier environment."
         )
-    _inject(isErrorNever, f"after fetching {component} {version} for {env.value}")
     return str(path.parent.relative_to(demo_root())), _sha256(content)
 
 
@@ -422,7 +421,7 @@ def fetch_config(component: str, version: str, env: Environment) -> dict[str, st
         ReleaseError: the catalog no longer knows the component.
         InjectedFailure: a failure injector fired (transient; retry).
     """
-    _inject(isErrorRarely, f"before fetching the {env.value} config of {component}")
+    _inject(isErrorNever, f"while fetching the {env.value} config of {component}")
     catalog = load_catalog()
     info = _component_info(catalog, component)
     settings = catalog.environments[env]
@@ -435,7 +434,6 @@ def fetch_config(component: str, version: str, env: Environment) -> dict[str, st
         "replicas": settings.replicas,
         "log_level": settings.log_level,
     }
-    _inject(isErrorNever, f"after fetching the {env.value} config of {component}")
     return config
 
 
@@ -465,12 +463,12 @@ def deploy_artifact(
         ReleaseError: the artifact changed since it was gathered.
         InjectedFailure: a failure injector fired (transient; retry).
     """
-    _inject(isErrorSometimes, f"before deploying {component} {version} to {env.value}")
     target = deployed_path(env, component, version)
     others = [v for v in held_versions(env, component) if v != version]
     current = _read_text(target)
     if current is not None and _sha256(current) == sha256 and not others:
         return False
+    _inject(isErrorSometimes, f"before deploying {component} {version} to {env.value}")
     source = _artifact_source(component, version, env)
     content = _read_text(source)
     if content is None:
@@ -504,10 +502,10 @@ def update_config(
     Raises:
         InjectedFailure: a failure injector fired (transient; retry).
     """
-    _inject(isErrorRarely, f"before configuring {component} {version} in {env.value}")
     path = config_path(env, component)
     if _read_json(path) == config:
         return False
+    _inject(isErrorRarely, f"before configuring {component} {version} in {env.value}")
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     _commit(path, text, _ledger_line(release_key, run_id, env, component, version, "configure"))
     _inject(isErrorRarely, f"after configuring {component} {version} in {env.value}")
@@ -522,7 +520,7 @@ def verify_deploy(component: str, version: str, env: Environment, sha256: str) -
         VerificationError: one of those does not hold; the message says which.
         InjectedFailure: a failure injector fired (transient; retry).
     """
-    _inject(isErrorRarely, f"before verifying {component} {version} in {env.value}")
+    _inject(isErrorRarely, f"while verifying {component} {version} in {env.value}")
     held = held_versions(env, component)
     if held != [version]:
         raise VerificationError(
@@ -537,7 +535,6 @@ def verify_deploy(component: str, version: str, env: Environment, sha256: str) -
             f"the {env.value} config of {component} names version {config.get('version')!r}, "
             f"expected {version!r}"
         )
-    _inject(isErrorNever, f"after verifying {component} {version} in {env.value}")
 
 
 def record_release(release: Release, run_id: str, started: str, finished: str) -> Path:
@@ -567,7 +564,9 @@ def record_release(release: Release, run_id: str, started: str, finished: str) -
         },
     }
     if _read_json(path) != record:
+        _inject(isErrorNever, f"before recording {release.key}")
         _atomic_write(path, json.dumps(record, indent=2) + "\n")
+        _inject(isErrorNever, f"after recording {release.key}")
     return path
 
 

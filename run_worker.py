@@ -18,7 +18,14 @@ from temporalio.worker import Worker
 
 from activities import ALL_ACTIVITIES
 from shared import TASK_QUEUE
-from utils import WEB_UI_ADDRESS, check_demo_settings, connect, failure_mode, step_seconds
+from utils import (
+    check_demo_settings,
+    connect,
+    exit_now,
+    failure_mode,
+    step_seconds,
+    web_ui_url,
+)
 from workflows import DeployWorkflow, ReleaseWorkflow
 
 # On Ctrl+C, steps in flight get this long to finish before they are cancelled (and retried
@@ -71,7 +78,7 @@ async def main() -> int:
         f"Worker connected to {client.service_client.config.target_host}, "
         f"namespace {client.namespace!r}, task queue {TASK_QUEUE!r}.\n"
         f"Failures: {failures}. Step pace: {step_seconds():g} s.\n"
-        f"Web UI: {WEB_UI_ADDRESS}/namespaces/{client.namespace}/workflows\n"
+        f"Web UI: {web_ui_url(client)}\n"
         "Press Ctrl+C to stop.",
         flush=True,
     )
@@ -83,4 +90,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    exit_now(asyncio.run(main()))

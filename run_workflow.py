@@ -9,7 +9,6 @@ If that release is already running, it attaches to the running release and waits
 
 import argparse
 import asyncio
-import os
 import sys
 
 from temporalio.client import Client, WorkflowFailureError
@@ -18,7 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 import release_management
 from release_management import ReleaseError
 from shared import ENVIRONMENT_ORDER, TASK_QUEUE, ReleaseInput
-from utils import connect
+from utils import connect, exit_now, web_ui_url
 from workflows import ReleaseWorkflow
 
 # Pick the release to run: uncomment one line (demos.md runs all six, in this order).
@@ -49,10 +48,11 @@ async def run_release(
             id=workflow_id,
             task_queue=task_queue,
         )
-        print(f"Started release {release_key} (workflow ID {workflow_id}).", flush=True)
+        print(f"Started release {release_key}.", flush=True)
     except WorkflowAlreadyStartedError:
         handle = client.get_workflow_handle_for(ReleaseWorkflow.run, workflow_id)
         print(f"Release {release_key} is already running: waiting for it.", flush=True)
+    print(f"Watch it in the Web UI: {web_ui_url(client, workflow_id)}", flush=True)
     try:
         return await handle.result()
     except WorkflowFailureError as err:
@@ -128,18 +128,6 @@ async def _connect() -> Client:
             f"cannot connect to Temporal ({err}). Is `temporal server start-dev` running? "
             "See setup.md."
         ) from None
-
-
-def exit_now(status: int) -> None:
-    """Exit with status, skipping interpreter teardown.
-
-    The SDK's native runtime can crash while Python tears down a short-lived client process
-    (sdk-python issue 300, "PyGILState_Release"), turning a success into exit status 134 or
-    139. Everything worth keeping is printed by now, so flush and leave at once.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
 
 
 if __name__ == "__main__":

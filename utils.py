@@ -13,6 +13,7 @@ Pace
 
 import os
 import random
+import sys
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -29,7 +30,8 @@ FAILURE_MODES = {"off": 0.0, "rarely": RARELY_RATE, "sometimes": SOMETIMES_RATE,
 DEFAULT_STEP_SECONDS = 1.0
 MAX_STEP_SECONDS = 60.0  # activities time out after two minutes (workflows.py)
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
-WEB_UI_ADDRESS = "http://localhost:8233"
+LOCAL_WEB_UI = "http://localhost:8233"
+CLOUD_WEB_UI = "https://cloud.temporal.io"
 
 
 def failure_mode() -> str | None:
@@ -105,6 +107,15 @@ def check_demo_settings() -> None:
     step_seconds()
 
 
+def web_ui_url(client: Client, workflow_id: str = "") -> str:
+    """Where to watch this client's workflows (or one of them) in the dev server's Web UI, or in
+    Temporal Cloud's."""
+    host = client.service_client.config.target_host
+    base = CLOUD_WEB_UI if ".tmprl.cloud" in host else LOCAL_WEB_UI
+    url = f"{base}/namespaces/{client.namespace}/workflows"
+    return f"{url}/{workflow_id}" if workflow_id else url
+
+
 async def connect() -> Client:
     """Connect to Temporal as configured by the environment or a temporal.toml profile.
 
@@ -115,3 +126,15 @@ async def connect() -> Client:
     config = ClientConfig.load_client_connect_config()
     config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
     return await Client.connect(**config, data_converter=pydantic_data_converter)
+
+
+def exit_now(status: int) -> None:
+    """Exit a script with status, skipping interpreter teardown.
+
+    The SDK's native runtime can crash while Python tears down a short-lived client process
+    (sdk-python issue 300, "PyGILState_Release"), turning a success into exit status 134 or
+    139. Everything worth keeping is printed by now, so flush and leave at once.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

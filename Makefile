@@ -1,0 +1,34 @@
+# The two commands: `make demo` (see a release run) and `make test` (prove it works).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint format clean-state
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Starts a dev server (unless one answers on localhost:7233) and a worker, runs
+# RELEASE-NOV-23-INITIAL, prints the result, and stops whatever it started.
+demo: install
+	bash scripts/demo.sh
+
+test: install lint
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Forget every release: remove artifacts, deployed files, the ledger and release records.
+clean-state:
+	find artifactory environments -type f ! -name .gitkeep -delete
+	rm -rf database/ledger.jsonl database/releases

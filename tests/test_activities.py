@@ -1,0 +1,82 @@
+"""Activities on their own, under ActivityEnvironment: heartbeats, cancellation, error sorting."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.testing import ActivityEnvironment
+
+import activities
+import release_management as rm
+import utils
+from shared import Deployment, Environment, GatherReleaseInput
+
+DEV_FRONTEND = Deployment(
+    release_key="RELEASE-NOV-23-INITIAL",
+    release_run_id="run-1",
+    component="frontend",
+    version="1.0",
+    environment=Environment.DEV,
+)
+
+
+async def test_build_changes_once_and_heartbeats_while_it_paces(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "1.2")
+    env = ActivityEnvironment()
+    beats: list[tuple] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+
+    assert await env.run(activities.build_artifact, DEV_FRONTEND) is True
+    assert len(beats) >= 2  # every half second while the step paces itself
+    assert await env.run(activities.build_artifact, DEV_FRONTEND) is False
+    assert [line["step"] for line in rm.read_ledger()] == ["build"]
+
+
+async def test_cancelling_a_step_stops_it_before_its_change(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "30")
+    env = ActivityEnvironment()
+    running = asyncio.create_task(env.run(activities.build_artifact, DEV_FRONTEND))
+    await asyncio.sleep(0.3)
+    env.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert not rm.artifact_path("frontend", "1.0").exists()
+
+
+async def test_bad_input_is_non_retryable(demo_root: Path) -> None:
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(
+            activities.gather_release, GatherReleaseInput(release_key="RELEASE-NOPE")
+        )
+    error = caught.value
+    assert error.non_retryable
+    assert error.type == "ReleaseError"
+    assert "RELEASE-NOPE" in error.message and "RELEASE-NOV-23-INITIAL" in error.message
+    # Benign: the worker logs one line for it, not a traceback.
+    assert error.category == ApplicationErrorCategory.BENIGN
+
+
+async def test_injected_failure_is_retryable(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_FAILURES", "alot")
+    monkeypatch.setattr(utils.random, "random", lambda: 0.0)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities.build_artifact, DEV_FRONTEND)
+    assert not caught.value.non_retryable
+    assert caught.value.type == "InjectedFailure"
+    assert "before building frontend 1.0" in caught.value.message
+    assert not rm.artifact_path("frontend", "1.0").exists()
+
+
+async def test_gather_returns_the_validated_release(demo_root: Path) -> None:
+    release = await ActivityEnvironment().run(
+        activities.gather_release, GatherReleaseInput(release_key="RELEASE-JAN-24-ALPHA-QC")
+    )
+    assert release.environments == [Environment.TEST, Environment.QC]
+    assert release.versions == {"frontend": "1.2", "sbstore": "1.8", "backendforfrontend": "1.8"}

@@ -1,0 +1,242 @@
+"""Releases end to end: real dev server, real worker, real files under a temp DEMO_ROOT."""
+
+import json
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ActivityError, ApplicationError
+
+import release_management as rm
+from shared import ReleaseInput
+from workflows import ReleaseWorkflow
+
+COMPONENTS = ("frontend", "sbstore", "backendforfrontend")
+ALL_ENVS = ("DEV", "TEST", "QC", "PROD")
+
+# The catalog's six releases, as the issue states them: versions of frontend, sbstore,
+# backendforfrontend, and the environments each release is promoted to.
+SIX_RELEASES = [
+    ("RELEASE-NOV-23-INITIAL", ("1.0", "1.0", "1.0"), ("DEV", "TEST", "QC", "PROD")),
+    ("RELEASE-NOV-23-HOTFIX-STAGE", ("1.1", "1.7", "1.7"), ("DEV", "TEST", "QC")),
+    ("RELEASE-DEC-2023-BUGFIXES-PROD", ("1.1", "1.7", "1.7"), ("PROD",)),
+    ("RELEASE-JAN-24-ALPHA-DEV", ("1.2", "1.8", "1.8"), ("DEV",)),
+    ("RELEASE-JAN-24-ALPHA-QC", ("1.2", "1.8", "1.8"), ("TEST", "QC")),
+    ("RELEASE-JAN-24-ALPHA-PROD", ("1.2", "1.8", "1.8"), ("PROD",)),
+]
+
+
+async def run(client: Client, task_queue: str, key: str) -> tuple[str, str]:
+    """Run one release to its end; return (its workflow ID, its result)."""
+    workflow_id = f"{key}-{uuid.uuid4().hex[:8]}"
+    result = await client.execute_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(release_key=key),
+        id=workflow_id,
+        task_queue=task_queue,
+        execution_timeout=timedelta(minutes=5),
+    )
+    return workflow_id, result
+
+
+def env_files(root: Path) -> dict[str, set[str]]:
+    """The file names in each environment folder."""
+    return {
+        env: {p.name for p in (root / "environments" / env).glob("*")}
+        if (root / "environments" / env).is_dir()
+        else set()
+        for env in ALL_ENVS
+    }
+
+
+def expected_files(state: dict[str, tuple[str, ...]]) -> dict[str, set[str]]:
+    return {
+        env: {
+            name
+            for component, version in zip(COMPONENTS, state.get(env, ()), strict=False)
+            for name in (f"{component}-{version}.txt", f"{component}.config.json")
+        }
+        for env in ALL_ENVS
+    }
+
+
+def assert_environments_hold(root: Path, state: dict[str, tuple[str, ...]]) -> None:
+    """Each environment holds exactly these files, and each config names its version."""
+    assert env_files(root) == expected_files(state)
+    for env, versions in state.items():
+        for component, version in zip(COMPONENTS, versions, strict=True):
+            config = json.loads(
+                (root / "environments" / env / f"{component}.config.json").read_text()
+            )
+            assert (config["version"], config["environment"]) == (version, env)
+            deployed = (root / "environments" / env / f"{component}-{version}.txt").read_text()
+            assert deployed == (root / "artifactory" / f"{component}-{version}.txt").read_text()
+
+
+def assert_no_change_twice(ledger: list[dict]) -> None:
+    identities = Counter(
+        (line["run_id"], line["step"], line["env"], line["component"], line["version"])
+        for line in ledger
+    )
+    assert [identity for identity, count in identities.items() if count > 1] == []
+
+
+async def run_six_in_order(client: Client, task_queue: str, root: Path) -> None:
+    state: dict[str, tuple[str, ...]] = {}
+    for key, versions, envs in SIX_RELEASES:
+        _, result = await run(client, task_queue, key)
+        assert result == f"Release {key}: SUCCESS"
+        state.update({env: versions for env in envs})
+        assert_environments_hold(root, state)
+    assert not list(root.rglob("*.tmp"))
+
+
+async def test_six_releases_in_order_give_the_catalog_table(
+    client: Client, task_queue: str, demo_root: Path
+) -> None:
+    await run_six_in_order(client, task_queue, demo_root)
+    assert env_files(demo_root) == expected_files({env: ("1.2", "1.8", "1.8") for env in ALL_ENVS})
+    built = sorted(p.name for p in (demo_root / "artifactory").iterdir())
+    assert built == sorted(
+        f"{c}-{v}.txt"
+        for versions in [("1.0", "1.0", "1.0"), ("1.1", "1.7", "1.7"), ("1.2", "1.8", "1.8")]
+        for c, v in zip(COMPONENTS, versions, strict=True)
+    )
+    ledger = rm.read_ledger()
+    assert_no_change_twice(ledger)
+    # Each run's changes: 3 builds per release that starts in DEV, 3 deploys and 3 configs
+    # per environment. Releases promoted from an environment build nothing.
+    per_release = Counter((line["release_key"], line["step"]) for line in ledger)
+    assert per_release[("RELEASE-NOV-23-INITIAL", "build")] == 3
+    assert per_release[("RELEASE-NOV-23-INITIAL", "deploy")] == 12
+    assert per_release[("RELEASE-JAN-24-ALPHA-QC", "build")] == 0
+    assert per_release[("RELEASE-JAN-24-ALPHA-QC", "configure")] == 6
+    records = sorted(p.name for p in (demo_root / "database" / "releases").iterdir())
+    assert [name.rsplit("-", 5)[0] for name in records] == sorted(k for k, _, _ in SIX_RELEASES)
+
+    # Running INITIAL again resets every environment to 1.0 and builds nothing.
+    before = len(ledger)
+    _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    assert_environments_hold(demo_root, {env: ("1.0", "1.0", "1.0") for env in ALL_ENVS})
+    rerun = [(line["step"], line["env"]) for line in rm.read_ledger()[before:]]
+    assert Counter(step for step, _ in rerun) == {"deploy": 12, "configure": 12}
+
+
+async def test_deleted_files_come_back_and_nothing_else_changes(
+    client: Client, task_queue: str, demo_root: Path
+) -> None:
+    await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    (demo_root / "artifactory" / "sbstore-1.0.txt").unlink()
+    (demo_root / "environments" / "QC" / "frontend-1.0.txt").unlink()
+    (demo_root / "environments" / "PROD" / "backendforfrontend.config.json").unlink()
+    before = len(rm.read_ledger())
+
+    _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+
+    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    assert_environments_hold(demo_root, {env: ("1.0", "1.0", "1.0") for env in ALL_ENVS})
+    changes = {(line["step"], line["env"], line["component"]) for line in rm.read_ledger()[before:]}
+    assert changes == {
+        ("build", None, "sbstore"),
+        ("deploy", "QC", "frontend"),
+        ("configure", "PROD", "backendforfrontend"),
+    }
+
+
+async def test_six_releases_succeed_when_steps_fail_a_lot(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_FAILURES", "alot")
+    started = time.monotonic()
+    await run_six_in_order(client, task_queue, demo_root)
+    print(f"six releases at DEMO_FAILURES=alot: {time.monotonic() - started:.1f} s")
+    assert_no_change_twice(rm.read_ledger())
+    # The failures were real: some step of the last release needed more than one attempt.
+    retried = 0
+    for component in COMPONENTS:
+        history = await client.get_workflow_handle(
+            await _latest_child_id(client, "RELEASE-JAN-24-ALPHA-PROD", component)
+        ).fetch_history()
+        retried += sum(
+            1
+            for event in history.events
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+            and event.activity_task_started_event_attributes.attempt > 1
+        )
+    assert retried > 0
+
+
+async def _latest_child_id(client: Client, key: str, component: str) -> str:
+    async for execution in client.list_workflows(
+        f'WorkflowType = "DeployWorkflow" AND WorkflowId STARTS_WITH "{key}-"'
+    ):
+        if execution.id.endswith(f".PROD.{component}"):
+            return execution.id
+    raise AssertionError(f"no PROD deploy of {component} found for {key}")
+
+
+async def _failure_of(client: Client, task_queue: str, key: str) -> tuple[ApplicationError, float]:
+    started = time.monotonic()
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run(client, task_queue, key)
+    elapsed = time.monotonic() - started
+    activity_error = caught.value.cause
+    assert isinstance(activity_error, ActivityError)
+    cause = activity_error.cause
+    assert isinstance(cause, ApplicationError)
+    return cause, elapsed
+
+
+async def test_unknown_key_fails_fast_and_changes_nothing(
+    client: Client, task_queue: str, demo_root: Path
+) -> None:
+    error, elapsed = await _failure_of(client, task_queue, "RELEASE-NOPE")
+    assert error.non_retryable and error.type == "ReleaseError"
+    assert "'RELEASE-NOPE'" in error.message
+    assert "RELEASE-NOV-23-INITIAL" in error.message
+    assert elapsed < 2
+    assert [p for p in demo_root.rglob("*") if p.is_file()] == []
+
+
+async def test_out_of_order_promotion_fails_fast_and_changes_nothing(
+    client: Client, task_queue: str, demo_root: Path
+) -> None:
+    await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    before = {p: p.read_bytes() for p in demo_root.rglob("*") if p.is_file()}
+    error, elapsed = await _failure_of(client, task_queue, "RELEASE-DEC-2023-BUGFIXES-PROD")
+    assert error.non_retryable
+    assert "cannot be promoted to PROD" in error.message
+    assert "QC holds frontend 1.0, not 1.1" in error.message
+    assert elapsed < 2
+    assert {p: p.read_bytes() for p in demo_root.rglob("*") if p.is_file()} == before
+
+
+async def test_unapproved_release_deploys_nothing(
+    client: Client, task_queue: str, demo_root: Path
+) -> None:
+    catalog = json.loads((rm.PROJECT_DIR / "database" / "catalog.json").read_text())
+    catalog["releases"][0].update(approved=False, approved_by=None)
+    (demo_root / "database").mkdir()
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
+
+    _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+
+    assert result.startswith("Release RELEASE-NOV-23-INITIAL: NOT APPROVED")
+    assert env_files(demo_root) == expected_files({})
+    assert not (demo_root / "artifactory").exists()
+
+
+async def test_children_are_named_after_release_environment_and_component(
+    client: Client, task_queue: str, demo_root: Path
+) -> None:
+    workflow_id, _ = await run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
+    for component in COMPONENTS:
+        child = await client.get_workflow_handle(f"{workflow_id}.DEV.{component}").describe()
+        assert child.workflow_type == "DeployWorkflow"
+        assert child.parent_id == workflow_id
