@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities import ALL_ACTIVITIES
 from shared import TASK_QUEUE
 from utils import (
+    TemporalUnreachable,
     check_demo_settings,
     connect,
     exit_now,
@@ -61,12 +62,8 @@ async def main() -> int:
     configure_logging()
     try:
         client = await connect()
-    except RuntimeError as err:
-        print(
-            f"run_worker.py: cannot connect to Temporal ({err}). "
-            "Is `temporal server start-dev` running? See setup.md.",
-            file=sys.stderr,
-        )
+    except TemporalUnreachable as err:
+        print(f"run_worker.py: {err}", file=sys.stderr)
         return 1
     worker = create_worker(client)
     stop = asyncio.Event()

@@ -17,7 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 import release_management
 from release_management import ReleaseError
 from shared import ENVIRONMENT_ORDER, TASK_QUEUE, ReleaseInput
-from utils import connect, exit_now, web_ui_url
+from utils import TemporalUnreachable, connect, exit_now, web_ui_url
 from workflows import ReleaseWorkflow
 
 # Pick the release to run: uncomment one line (demos.md runs all six, in this order).
@@ -69,32 +69,32 @@ def format_environments() -> str:
     """Which version of each component each environment holds, as a small table."""
     state = release_management.environment_state()
     components = list(release_management.load_catalog().components)
-    rows = [["ENV", *components]]
-    rows += [
-        [env.value, *(state[env].get(c, "-") for c in components)] for env in ENVIRONMENT_ORDER
-    ]
-    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
-    lines = [
-        "  " + "".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
-        for row in rows
-    ]
-    return "\n".join(["Environments now hold:", *lines])
+    rows = [[env.value, *(state[env].get(c, "-") for c in components)] for env in ENVIRONMENT_ORDER]
+    table = _table(["ENV", *components], rows)
+    return "Environments now hold:\n" + "\n".join(f"  {line}" for line in table.splitlines())
 
 
 def format_catalog() -> str:
-    """The catalog's releases, one line each."""
-    catalog = release_management.load_catalog()
-    lines = []
-    for key in catalog.release_keys():
+    """The catalog's releases, one line each, in catalog order."""
+    rows = []
+    for key in release_management.load_catalog().release_keys():
         try:
             release = release_management.load_release(key)
         except ReleaseError as err:
-            lines.append(f"{key}: INVALID: {err}")
+            rows.append([key, "INVALID", str(err), ""])
             continue
         versions = ", ".join(f"{c} {v}" for c, v in release.versions.items())
         route = " -> ".join(env.value for env in release.environments)
-        lines.append(f"{key}  ({release.release_date})  {versions}  [{route}]")
-    return "\n".join(lines)
+        rows.append([key, str(release.release_date), versions, route])
+    return _table(["RELEASE", "DATE", "VERSIONS", "ENVIRONMENTS"], rows)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) + 2 for i in range(len(header))]
+    return "\n".join(
+        "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
 
 
 async def main(argv: list[str]) -> int:
@@ -110,24 +110,14 @@ async def main(argv: list[str]) -> int:
             return 0
         # Refuse an unknown key here, at once, before anything is started.
         release_management.load_release(args.key)
-        client = await _connect()
+        client = await connect()
         result = await run_release(client, args.key)
-    except (ReleaseError, StarterError) as err:
+    except (ReleaseError, StarterError, TemporalUnreachable) as err:
         print(f"run_workflow.py: {err}", file=sys.stderr)
         return 1
     print(f"Result: {result}")
     print(format_environments())
     return 0 if result == f"Release {args.key}: SUCCESS" else 1
-
-
-async def _connect() -> Client:
-    try:
-        return await connect()
-    except RuntimeError as err:
-        raise StarterError(
-            f"cannot connect to Temporal ({err}). Is `temporal server start-dev` running? "
-            "See setup.md."
-        ) from None
 
 
 if __name__ == "__main__":

@@ -116,16 +116,29 @@ def web_ui_url(client: Client, workflow_id: str = "") -> str:
     return f"{url}/{workflow_id}" if workflow_id else url
 
 
+class TemporalUnreachable(Exception):
+    """No Temporal server answered where the settings point."""
+
+
 async def connect() -> Client:
     """Connect to Temporal as configured by the environment or a temporal.toml profile.
 
     TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, the TEMPORAL_TLS_* settings and
     TEMPORAL_PROFILE are honoured (see setup.md); without them this is the local dev server on
     localhost:7233, namespace "default". Pydantic models cross the wire as JSON.
+
+    Raises:
+        TemporalUnreachable: the server does not answer; the message says where it looked.
     """
     config = ClientConfig.load_client_connect_config()
     config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
+    try:
+        return await Client.connect(**config, data_converter=pydantic_data_converter)
+    except RuntimeError:
+        raise TemporalUnreachable(
+            f"cannot reach Temporal at {config['target_host']}: "
+            "is `temporal server start-dev` running? See setup.md."
+        ) from None
 
 
 def exit_now(status: int) -> None:
