@@ -30,7 +30,6 @@ FAILURE_MODES = {"off": 0.0, "rarely": RARELY_RATE, "sometimes": SOMETIMES_RATE,
 DEFAULT_STEP_SECONDS = 1.0
 MAX_STEP_SECONDS = 60.0  # activities time out after two minutes (workflows.py)
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
-LOCAL_WEB_UI = "http://localhost:8233"
 CLOUD_WEB_UI = "https://cloud.temporal.io"
 
 
@@ -108,10 +107,15 @@ def check_demo_settings() -> None:
 
 
 def web_ui_url(client: Client, workflow_id: str = "") -> str:
-    """Where to watch this client's workflows (or one of them) in the dev server's Web UI, or in
-    Temporal Cloud's."""
-    host = client.service_client.config.target_host
-    base = CLOUD_WEB_UI if ".tmprl.cloud" in host else LOCAL_WEB_UI
+    """Where to watch this client's workflows (or one of them): Temporal Cloud's Web UI, or the
+    dev server's, which listens 1000 ports above the server (8233 for 7233)."""
+    host, _, port = client.service_client.config.target_host.rpartition(":")
+    if host.endswith((".tmprl.cloud", ".api.temporal.io")):
+        base = CLOUD_WEB_UI
+    elif port.isdigit():
+        base = f"http://{host}:{int(port) + 1000}"
+    else:
+        base = f"http://{client.service_client.config.target_host}"
     url = f"{base}/namespaces/{client.namespace}/workflows"
     return f"{url}/{workflow_id}" if workflow_id else url
 
