@@ -1,4 +1,5 @@
-"""Terminal 1: the worker. It runs the release workflows and their steps until Ctrl+C.
+"""Terminal 2: the worker. It runs the release workflows and their steps until Ctrl+C.
+(Terminal 1 runs the Temporal server; terminal 3, the starter.)
 
     python run_worker.py
 

@@ -1,4 +1,4 @@
-"""Terminal 2: the starter. It starts a release and waits for its result.
+"""Terminal 3: the starter. It starts a release and waits for its result.
 
     python run_workflow.py              runs the release selected below
     python run_workflow.py KEY          runs release KEY instead
@@ -13,6 +13,7 @@ import sys
 
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 import release_management
 from release_management import ReleaseError
@@ -57,6 +58,11 @@ async def run_release(
         return await handle.result()
     except WorkflowFailureError as err:
         raise StarterError(f"Release {release_key} failed: {_root_cause(err)}") from None
+    except RPCError as err:
+        raise StarterError(
+            f"lost the connection to Temporal while waiting ({err}). The release goes on in "
+            "Temporal: run this again to attach to it."
+        ) from None
 
 
 def _root_cause(err: BaseException) -> str:

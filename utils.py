@@ -121,7 +121,7 @@ def web_ui_url(client: Client, workflow_id: str = "") -> str:
 
 
 class TemporalUnreachable(Exception):
-    """No Temporal server answered where the settings point."""
+    """Temporal cannot be reached: no server answers, or the connection settings are wrong."""
 
 
 async def connect() -> Client:
@@ -132,16 +132,25 @@ async def connect() -> Client:
     localhost:7233, namespace "default". Pydantic models cross the wire as JSON.
 
     Raises:
-        TemporalUnreachable: the server does not answer; the message says where it looked.
+        TemporalUnreachable: the settings are invalid or the server does not answer; the
+            message says which, and where it looked.
     """
-    config = ClientConfig.load_client_connect_config()
+    try:
+        config = ClientConfig.load_client_connect_config()
+    except Exception as err:  # the SDK raises several types for a bad profile, file or path
+        raise TemporalUnreachable(f"invalid Temporal connection settings: {err}") from None
     config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
     try:
         return await Client.connect(**config, data_converter=pydantic_data_converter)
-    except RuntimeError:
-        raise TemporalUnreachable(
-            f"cannot reach Temporal at {config['target_host']}: "
+    except RuntimeError as err:
+        reason = str(err).splitlines()[0]
+        hint = (
             "is `temporal server start-dev` running? See setup.md."
+            if "refused" in reason.lower()
+            else f"{reason}. Check the TEMPORAL_* settings (setup.md)."
+        )
+        raise TemporalUnreachable(
+            f"cannot reach Temporal at {config['target_host']}: {hint}"
         ) from None
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: one release, end to end, with nothing else running.
-# Uses the Temporal server on localhost:7233 if one answers, else starts a dev server (history
-# kept in .temporal/dev.sqlite, Web UI on http://localhost:8233); starts a worker; runs
-# RELEASE-NOV-23-INITIAL; prints the result; stops whatever it started.
+# Uses the Temporal server at TEMPORAL_ADDRESS (default localhost:7233) if one answers; else, for
+# the default address, starts a dev server (history kept in .temporal/dev.sqlite, Web UI on
+# http://localhost:8233). Then starts a worker, runs RELEASE-NOV-23-INITIAL, prints the result,
+# and stops whatever it started.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -15,12 +16,16 @@ stop_started() {
 }
 trap stop_started EXIT
 
+ADDRESS=${TEMPORAL_ADDRESS:-localhost:7233}
 server_answers() {
-  "$BIN/temporal" operator cluster health --address localhost:7233 >/dev/null 2>&1
+  "$BIN/temporal" operator cluster health --address "$ADDRESS" >/dev/null 2>&1
 }
 
 if server_answers; then
-  echo "Using the Temporal server already answering on localhost:7233."
+  echo "Using the Temporal server already answering on $ADDRESS."
+elif [ "$ADDRESS" != "localhost:7233" ]; then
+  echo "No Temporal server answers on TEMPORAL_ADDRESS=$ADDRESS; see setup.md." >&2
+  exit 1
 else
   echo "Starting a Temporal dev server (history in .temporal/dev.sqlite, Web UI http://localhost:8233)."
   # Precise timers: retries wait as long as the retry policy says, not at least a second.
@@ -38,5 +43,4 @@ fi
 "$BIN/python" run_worker.py >.temporal/worker.log 2>&1 &
 started=($! "${started[@]}") # the worker stops before the server
 echo "Worker started (its story: .temporal/worker.log)."
-echo "Watch it in the Web UI: http://localhost:8233/namespaces/default/workflows"
 "$BIN/python" run_workflow.py RELEASE-NOV-23-INITIAL
