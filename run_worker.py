@@ -33,6 +33,10 @@ from workflows import DeployWorkflow, ReleaseWorkflow
 # On Ctrl+C, steps in flight get this long to finish before they are cancelled (and retried
 # by the next worker).
 GRACEFUL_SHUTDOWN = timedelta(seconds=3)
+# A worker keeps the workflows it ran in a cache and asks for their next tasks on a queue of
+# its own (the sticky queue). If it dies, those tasks go back to the shared queue after this
+# long (default 5 s): the main cost of a worker crash to a release in flight.
+STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
 
 
 def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
@@ -43,6 +47,7 @@ def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
         workflows=[ReleaseWorkflow, DeployWorkflow],
         activities=ALL_ACTIVITIES,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
     )
 
 

@@ -10,8 +10,9 @@ If that release is already running, it attaches to the running release and waits
 import argparse
 import asyncio
 import sys
+import time
 
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -19,7 +20,7 @@ import release_management
 from release_management import ReleaseError
 from shared import ENVIRONMENT_ORDER, TASK_QUEUE, ReleaseInput
 from utils import TemporalUnreachable, connect, exit_now, web_ui_url
-from workflows import ReleaseWorkflow
+from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
 
 # Pick the release to run: uncomment one line (demos.md runs all six, in this order).
 releasekey = "RELEASE-NOV-23-INITIAL"
@@ -48,21 +49,39 @@ async def run_release(
             ReleaseInput(release_key=release_key),
             id=workflow_id,
             task_queue=task_queue,
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
         )
         print(f"Started release {release_key}.", flush=True)
     except WorkflowAlreadyStartedError:
         handle = client.get_workflow_handle_for(ReleaseWorkflow.run, workflow_id)
         print(f"Release {release_key} is already running: waiting for it.", flush=True)
     print(f"Watch it in the Web UI: {web_ui_url(client, workflow_id)}", flush=True)
-    try:
-        return await handle.result()
-    except WorkflowFailureError as err:
-        raise StarterError(f"Release {release_key} failed: {_root_cause(err)}") from None
-    except RPCError as err:
-        raise StarterError(
-            f"lost the connection to Temporal while waiting ({err}). The release goes on in "
-            "Temporal: run this again to attach to it."
-        ) from None
+    return await _wait_for_result(handle, release_key)
+
+
+# How long the starter keeps trying to reach a server that went away (say, for a restart).
+RECONNECT_SECONDS = 120
+
+
+async def _wait_for_result(handle: WorkflowHandle, release_key: str) -> str:
+    """Wait for the release's result, riding out a server restart."""
+    lost_since: float | None = None
+    while True:
+        try:
+            return await handle.result()
+        except WorkflowFailureError as err:
+            raise StarterError(f"Release {release_key} failed: {_root_cause(err)}") from None
+        except RPCError as err:
+            now = time.monotonic()
+            if lost_since is None:
+                lost_since = now
+                print(f"Lost the connection to Temporal ({err}); trying again.", flush=True)
+            if now - lost_since > RECONNECT_SECONDS:
+                raise StarterError(
+                    f"Temporal has not answered for {RECONNECT_SECONDS} s. The release goes on "
+                    "in Temporal: run this again to attach to it."
+                ) from None
+            await asyncio.sleep(1)
 
 
 def _root_cause(err: BaseException) -> str:

@@ -54,8 +54,12 @@ STEP_RETRY = RetryPolicy(
     maximum_attempts=0,
 )
 # Heartbeat timeout: activities heartbeat every half second, so a step whose worker died is
-# retried a few seconds later instead of after the start-to-close timeout.
-STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=3)
+# retried 2 s later instead of after the start-to-close timeout. (Shorter would risk declaring a
+# busy but live worker dead on a loaded 2-core machine; the retry would be harmless, but noisy.)
+STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=2)
+# Workflow task timeout: a workflow task handed to a worker that died is given to another one
+# after this long (the server's default is 10 s). Our workflow tasks take milliseconds.
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 # Start-to-close timeout: the longest a step may take, pace included (DEMO_STEP_SECONDS <= 60).
 STEP_TIMEOUT = timedelta(minutes=2)
 
@@ -141,6 +145,7 @@ class ReleaseWorkflow:
                     ),
                     # Deterministic IDs that read like the release plan in the Web UI.
                     id=f"{info.workflow_id}.{env.value}.{component}",
+                    task_timeout=WORKFLOW_TASK_TIMEOUT,
                 )
                 for component, version in release.versions.items()
             )
