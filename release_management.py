@@ -42,7 +42,7 @@ from shared import (
     Environment,
     Release,
 )
-from utils import isErrorNever, isErrorRarely, isErrorSometimes
+from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug
 
 PROJECT_DIR = Path(__file__).resolve().parent
 CATALOG_NAME = "catalog.json"
@@ -272,6 +272,7 @@ def gather_release(release_key: str) -> Release:
         ReleaseError: see load_release.
         InjectedFailure: a failure injector fired (transient; retry).
     """
+    raise_planted_bug("gather")
     _inject(isErrorRarely, f"while opening the catalog for {release_key}")
     return load_release(release_key)
 
@@ -319,6 +320,7 @@ def check_promotion(release: Release) -> None:
             message names the environment, the versions it holds, and a release to run first.
         InjectedFailure: a failure injector fired (transient; retry).
     """
+    raise_planted_bug("check")
     _inject(isErrorNever, f"while checking what {release.key} promotes")
     source = release.environments[0].previous()
     if source is None:
@@ -378,6 +380,7 @@ def build_artifact(release_key: str, run_id: str, component: str, version: str) 
         ReleaseError: the component is not in the catalog.
         InjectedFailure: a failure injector fired (transient; retry).
     """
+    raise_planted_bug("build")
     path = artifact_path(component, version)
     content = _artifact_content(component, version)
     if _read_text(path) == content:
@@ -399,6 +402,7 @@ def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str,
         SourceMissing: the source does not hold the artifact (transient: it may be restored).
         InjectedFailure: a failure injector fired (transient; retry).
     """
+    raise_planted_bug("fetch_artifact")
     _inject(isErrorRarely, f"while fetching {component} {version} for {env.value}")
     path = _artifact_source(component, version, env)
     content = _read_text(path)
@@ -421,6 +425,7 @@ def fetch_config(component: str, version: str, env: Environment) -> dict[str, st
         ReleaseError: the catalog no longer knows the component.
         InjectedFailure: a failure injector fired (transient; retry).
     """
+    raise_planted_bug("fetch_config")
     _inject(isErrorNever, f"while fetching the {env.value} config of {component}")
     catalog = load_catalog()
     info = _component_info(catalog, component)
@@ -463,6 +468,7 @@ def deploy_artifact(
         ReleaseError: the artifact changed since it was gathered.
         InjectedFailure: a failure injector fired (transient; retry).
     """
+    raise_planted_bug("deploy")
     target = deployed_path(env, component, version)
     others = [v for v in held_versions(env, component) if v != version]
     current = _read_text(target)
@@ -502,6 +508,7 @@ def update_config(
     Raises:
         InjectedFailure: a failure injector fired (transient; retry).
     """
+    raise_planted_bug("configure")
     path = config_path(env, component)
     if _read_json(path) == config:
         return False
@@ -520,6 +527,7 @@ def verify_deploy(component: str, version: str, env: Environment, sha256: str) -
         VerificationError: one of those does not hold; the message says which.
         InjectedFailure: a failure injector fired (transient; retry).
     """
+    raise_planted_bug("verify")
     _inject(isErrorRarely, f"while verifying {component} {version} in {env.value}")
     held = held_versions(env, component)
     if held != [version]:
@@ -549,6 +557,7 @@ def record_release(release: Release, run_id: str, started: str, finished: str) -
     Returns:
         The record's path. Writing the same record twice changes nothing.
     """
+    raise_planted_bug("record")
     path = records_dir() / f"{release.key}-{run_id}.json"
     state = environment_state()
     record = {

@@ -25,6 +25,7 @@ from utils import (
     connect,
     exit_now,
     failure_mode,
+    planted_bug,
     step_seconds,
     web_ui_url,
 )
@@ -77,10 +78,15 @@ async def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     failures = failure_mode() or "each step's own injector (utils.py)"
+    bug = (
+        f"\nPlanted bug (DEMO_BUG): the {planted_bug()} step fails every time."
+        if planted_bug()
+        else ""
+    )
     print(
         f"Worker connected to {client.service_client.config.target_host}, "
         f"namespace {client.namespace!r}, task queue {TASK_QUEUE!r}.\n"
-        f"Failures: {failures}. Step pace: {step_seconds():g} s.\n"
+        f"Failures: {failures}. Step pace: {step_seconds():g} s.{bug}\n"
         f"Web UI: {web_ui_url(client)}\n"
         "Press Ctrl+C to stop.",
         flush=True,

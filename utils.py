@@ -6,6 +6,10 @@ Failure injectors
     release_management.py, to make the release system flakier or steadier. The worker reads
     DEMO_FAILURES=off|rarely|sometimes|alot to put every injector on one rate at once.
 
+A bug
+    DEMO_BUG=<step> plants a bug in one step: it raises an unexpected error every time, the way
+    a real defect would, until the worker is restarted without it (see demos.md).
+
 Pace
     DEMO_STEP_SECONDS (default 1) is how long each step takes, so a person can follow the
     release in the Web UI and kill the worker in the middle of it.
@@ -76,6 +80,45 @@ def isErrorALot() -> bool:
     return _fails(A_LOT_RATE)
 
 
+# The steps of release_management.py, by the names DEMO_BUG takes.
+STEPS = (
+    "gather",
+    "check",
+    "build",
+    "fetch_artifact",
+    "fetch_config",
+    "deploy",
+    "configure",
+    "verify",
+    "record",
+)
+
+
+class PlantedBug(Exception):
+    """The error a step planted with DEMO_BUG raises: it stands for a defect in its code."""
+
+
+def planted_bug() -> str | None:
+    """The step DEMO_BUG names, or None.
+
+    Raises:
+        ValueError: DEMO_BUG names no step.
+    """
+    step = os.environ.get("DEMO_BUG", "").strip()
+    if step and step not in STEPS:
+        raise ValueError(f"DEMO_BUG={step!r} is not a step; use one of: {', '.join(STEPS)}")
+    return step or None
+
+
+def raise_planted_bug(step: str) -> None:
+    """Fail like a defect in step's code would, if DEMO_BUG names step."""
+    if planted_bug() == step:
+        raise PlantedBug(
+            f"bug in the {step} step (planted by DEMO_BUG={step}): "
+            "restart the worker without DEMO_BUG to ship the fix"
+        )
+
+
 def step_seconds() -> float:
     """How long each step takes on purpose (DEMO_STEP_SECONDS, default 1 second).
 
@@ -103,6 +146,7 @@ def check_demo_settings() -> None:
         ValueError: a setting is invalid; the message names it and the accepted values.
     """
     failure_mode()
+    planted_bug()
     step_seconds()
 
 

@@ -1,5 +1,6 @@
 """Releases end to end: real dev server, real worker, real files under a temp DEMO_ROOT."""
 
+import asyncio
 import json
 import time
 import uuid
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.service import RPCError
 
 import release_management as rm
+from run_worker import create_worker
 from shared import ReleaseInput
 from workflows import ReleaseWorkflow
 
@@ -240,3 +243,43 @@ async def test_children_are_named_after_release_environment_and_component(
         child = await client.get_workflow_handle(f"{workflow_id}.DEV.{component}").describe()
         assert child.workflow_type == "DeployWorkflow"
         assert child.parent_id == workflow_id
+
+
+async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
+    client: Client, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = f"test-{uuid.uuid4()}"
+    workflow_id = f"RELEASE-JAN-24-ALPHA-DEV-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DEMO_BUG", "deploy")
+    async with create_worker(client, queue):
+        release = await client.start_workflow(
+            ReleaseWorkflow.run,
+            ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-DEV"),
+            id=workflow_id,
+            task_queue=queue,
+        )
+        deploy = await _pending_step(client, f"{workflow_id}.DEV.frontend", "deploy_artifact", 3)
+        assert "bug in the deploy step" in deploy.last_failure.message
+        assert (await release.describe()).status == WorkflowExecutionStatus.RUNNING
+        assert not (demo_root / "environments" / "DEV").exists()
+
+    monkeypatch.delenv("DEMO_BUG")  # the fix, shipped by restarting the worker
+    async with create_worker(client, queue):
+        assert await release.result() == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
+    assert_environments_hold(demo_root, {"DEV": ("1.2", "1.8", "1.8")})
+    assert_no_change_twice(rm.read_ledger())
+
+
+async def _pending_step(client: Client, workflow_id: str, activity: str, attempt: int):
+    """Wait until workflow_id has activity pending at this attempt or later; return it."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            description = await client.get_workflow_handle(workflow_id).describe()
+        except RPCError:  # the child is not started yet
+            description = None
+        for pending in description.raw_description.pending_activities if description else []:
+            if pending.activity_type.name == activity and pending.attempt >= attempt:
+                return pending
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{activity} never reached attempt {attempt} in {workflow_id}")
