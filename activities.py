@@ -23,6 +23,7 @@ from shared import (
     DeployArtifactInput,
     Deployment,
     GatherReleaseInput,
+    LockHolderInput,
     RecordReleaseInput,
     Release,
     UpdateConfigInput,
@@ -90,6 +91,13 @@ async def gather_release(request: GatherReleaseInput) -> Release:
     plan = ", ".join(f"{c} {v}" for c, v in release.versions.items())
     activity.logger.info(f"{release.key}: gathered: {plan}")
     return release
+
+
+@activity.defn
+async def find_lock_holder(request: LockHolderInput) -> str:
+    """Name the release that holds an environment lock (the lock workflow's parent)."""
+    lock = await activity.client().get_workflow_handle(request.lock_workflow_id).describe()
+    return lock.parent_id or "another release"
 
 
 @activity.defn
@@ -219,6 +227,7 @@ async def record_release(request: RecordReleaseInput) -> str:
 
 ALL_ACTIVITIES = [
     gather_release,
+    find_lock_holder,
     check_promotion,
     build_artifact,
     fetch_artifact,

@@ -29,7 +29,7 @@ from utils import (
     step_seconds,
     web_ui_url,
 )
-from workflows import DeployWorkflow, ReleaseWorkflow
+from workflows import DeployWorkflow, EnvironmentLockWorkflow, ReleaseWorkflow
 
 # On Ctrl+C, steps in flight get this long to finish before they are cancelled (and retried
 # by the next worker).
@@ -45,7 +45,7 @@ def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ReleaseWorkflow, DeployWorkflow],
+        workflows=[ReleaseWorkflow, DeployWorkflow, EnvironmentLockWorkflow],
         activities=ALL_ACTIVITIES,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,

@@ -113,11 +113,22 @@ class Deployment(FrozenModel):
     environment: Environment
 
 
+class EnvironmentLock(FrozenModel):
+    """Input of EnvironmentLockWorkflow: which release holds which environment."""
+
+    release_key: ReleaseKey
+    environment: Environment
+
+
 # --- Activity inputs and results ----------------------------------------------------------
 
 
 class GatherReleaseInput(FrozenModel):
     release_key: str
+
+
+class LockHolderInput(FrozenModel):
+    lock_workflow_id: str
 
 
 class CheckPromotionInput(FrozenModel):

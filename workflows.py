@@ -7,11 +7,12 @@ orchestrate: every read or write of the world happens in an activity.
 """
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 # Determinism: the sandbox re-imports workflow code on every run; project modules and their
 # dependencies are passed through instead, since nothing in them runs inside a workflow.
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         deploy_artifact,
         fetch_artifact,
         fetch_config,
+        find_lock_holder,
         gather_release,
         record_release,
         update_config,
@@ -32,7 +34,9 @@ with workflow.unsafe.imports_passed_through():
         DeployArtifactInput,
         Deployment,
         Environment,
+        EnvironmentLock,
         GatherReleaseInput,
+        LockHolderInput,
         RecordReleaseInput,
         Release,
         ReleaseInput,
@@ -96,6 +100,34 @@ class DeployWorkflow:
 
 
 @workflow.defn
+class EnvironmentLockWorkflow:
+    """Holds one environment for one release, so two releases never deploy into it at once.
+
+    Its workflow ID names the environment, and Temporal runs one workflow per ID at a time:
+    starting it is taking the lock. It ends when its release signals that it is done, or is
+    terminated together with its release (the parent close policy), so a lock never outlives
+    the release that holds it, whatever happens to workers.
+    """
+
+    def __init__(self) -> None:
+        self._released = False
+
+    @workflow.run
+    async def run(self, lock: EnvironmentLock) -> None:
+        await workflow.wait_condition(lambda: self._released)
+
+    @workflow.signal
+    def release(self) -> None:
+        self._released = True
+
+
+async def _release(locks: list[workflow.ChildWorkflowHandle]) -> None:
+    """Let go of environment locks. (Were the release cancelled or terminated instead, its locks
+    would be terminated with it.)"""
+    await asyncio.gather(*(lock.signal(EnvironmentLockWorkflow.release) for lock in locks))
+
+
+@workflow.defn
 class ReleaseWorkflow:
     """Promote one release from the catalog through its environments, as a set."""
 
@@ -105,7 +137,18 @@ class ReleaseWorkflow:
         release: Release = await _step(
             gather_release, GatherReleaseInput(release_key=request.release_key)
         )
-        # Validate before any change: a promotion out of order fails here, non-retryably.
+        locks = await self._hold_environments(release)
+        try:
+            result = await self._promote_all(release, started)
+        except Exception:
+            await _release(locks)
+            raise
+        await _release(locks)
+        return result
+
+    async def _promote_all(self, release: Release, started: datetime) -> str:
+        # Validate before any change: a promotion out of order fails here, non-retryably. The
+        # environments are held by now, so what is checked cannot change under the release.
         await _step(check_promotion, CheckPromotionInput(release=release))
         if not release.approved:
             workflow.logger.warning(f"{release.key}: not approved; nothing deployed")
@@ -126,6 +169,54 @@ class ReleaseWorkflow:
         )
         workflow.logger.info(f"{release.key}: SUCCESS")
         return f"Release {release.key}: SUCCESS"
+
+    async def _hold_environments(self, release: Release) -> list[workflow.ChildWorkflowHandle]:
+        """Lock every environment the release deploys to or is fed from, or refuse the release.
+
+        A release that finds an environment in use by another release is refused at once,
+        naming that release, rather than queued: the person starting it decides when to run it
+        again, and the environment's state is checked afresh when it does.
+        """
+        needed = [*release.environments]
+        source = release.environments[0].previous()
+        if source is not None:
+            needed.insert(0, source)
+        locks = await asyncio.gather(*(self._lock(release, env) for env in needed))
+        held = [lock for lock in locks if lock is not None]
+        busy = [env for env, lock in zip(needed, locks, strict=True) if lock is None]
+        if not busy:
+            return held
+        await _release(held)
+        holder = await _step(
+            find_lock_holder, LockHolderInput(lock_workflow_id=self._lock_id(busy[0]))
+        )
+        names = ", ".join(env.value for env in busy)
+        workflow.logger.warning(f"{release.key}: refused: {names} in use by {holder}")
+        raise ApplicationError(
+            f"Release {release.key} was refused: {names} in use by release {holder}, which is "
+            f"still running. Run {release.key} again once {holder} has finished.",
+            type="EnvironmentBusy",
+            non_retryable=True,
+        )
+
+    async def _lock(
+        self, release: Release, env: Environment
+    ) -> workflow.ChildWorkflowHandle | None:
+        """Take the environment's lock; None if another release holds it."""
+        try:
+            return await workflow.start_child_workflow(
+                EnvironmentLockWorkflow.run,
+                EnvironmentLock(release_key=release.key, environment=env),
+                id=self._lock_id(env),
+                task_timeout=WORKFLOW_TASK_TIMEOUT,
+            )
+        except WorkflowAlreadyStartedError:
+            return None
+
+    @staticmethod
+    def _lock_id(env: Environment) -> str:
+        # One lock per environment among the workers of this task queue (which share files).
+        return f"lock.{env.value}.{workflow.info().task_queue}"
 
     async def _promote(self, release: Release, env: Environment) -> None:
         """Deploy every component to env at once and wait for all of them (one wave)."""

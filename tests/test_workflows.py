@@ -189,9 +189,9 @@ async def _failure_of(client: Client, task_queue: str, key: str) -> tuple[Applic
     with pytest.raises(WorkflowFailureError) as caught:
         await run(client, task_queue, key)
     elapsed = time.monotonic() - started
-    activity_error = caught.value.cause
-    assert isinstance(activity_error, ActivityError)
-    cause = activity_error.cause
+    cause = caught.value.cause
+    if isinstance(cause, ActivityError):  # refused by a step, rather than by the workflow
+        cause = cause.cause
     assert isinstance(cause, ApplicationError)
     return cause, elapsed
 
@@ -283,3 +283,47 @@ async def _pending_step(client: Client, workflow_id: str, activity: str, attempt
                 return pending
         await asyncio.sleep(0.2)
     raise AssertionError(f"{activity} never reached attempt {attempt} in {workflow_id}")
+
+
+async def test_releases_that_share_an_environment_never_deploy_into_it_at_once(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.2")
+    hotfix_id = f"RELEASE-NOV-23-HOTFIX-STAGE-{uuid.uuid4().hex[:8]}"
+    hotfix = await client.start_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(release_key="RELEASE-NOV-23-HOTFIX-STAGE"),
+        id=hotfix_id,
+        task_queue=task_queue,
+    )
+    await _pending_step(client, f"{hotfix_id}.DEV.frontend", "deploy_artifact", 1)
+
+    # ALPHA-DEV needs DEV, which HOTFIX-STAGE is deploying into: refused, naming the holder.
+    error, elapsed = await _failure_of(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
+    assert error.type == "EnvironmentBusy" and error.non_retryable
+    assert f"DEV in use by release {hotfix_id}" in error.message
+    assert elapsed < 2
+    assert await hotfix.result() == "Release RELEASE-NOV-23-HOTFIX-STAGE: SUCCESS"
+    ledger = rm.read_ledger()
+    assert [line for line in ledger if line["release_key"] == "RELEASE-JAN-24-ALPHA-DEV"] == []
+    assert_environments_hold(
+        demo_root,
+        {
+            "DEV": ("1.1", "1.7", "1.7"),
+            "TEST": ("1.1", "1.7", "1.7"),
+            "QC": ("1.1", "1.7", "1.7"),
+            "PROD": ("1.0", "1.0", "1.0"),
+        },
+    )
+
+    # Releases that share no environment run side by side: DEV, and QC -> PROD.
+    results = await asyncio.gather(
+        run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV"),
+        run(client, task_queue, "RELEASE-DEC-2023-BUGFIXES-PROD"),
+    )
+    assert [result for _, result in results] == [
+        "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS",
+        "Release RELEASE-DEC-2023-BUGFIXES-PROD: SUCCESS",
+    ]
+    assert_no_change_twice(rm.read_ledger())
