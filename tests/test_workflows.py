@@ -327,3 +327,61 @@ async def test_releases_that_share_an_environment_never_deploy_into_it_at_once(
         "Release RELEASE-DEC-2023-BUGFIXES-PROD: SUCCESS",
     ]
     assert_no_change_twice(rm.read_ledger())
+
+
+def _initial(data: dict) -> dict:
+    return next(entry for entry in data["releases"] if entry["key"] == "RELEASE-NOV-23-INITIAL")
+
+
+BAD_CATALOGS = {
+    "component with a path separator": (
+        lambda d: _initial(d)["versions"].update({"../frontend": "1.0"}),
+        "release RELEASE-NOV-23-INITIAL: releases.0.versions.../frontend",
+    ),
+    "version with ..": (
+        lambda d: _initial(d)["versions"].update(sbstore="1..0"),
+        "release RELEASE-NOV-23-INITIAL: releases.0.versions.sbstore",
+    ),
+    "version with a slash": (
+        lambda d: _initial(d)["versions"].update(sbstore="1.0/../../x"),
+        "release RELEASE-NOV-23-INITIAL: releases.0.versions.sbstore",
+    ),
+    "unknown environment": (
+        lambda d: _initial(d).update(environments=["DEV", "STAGING"]),
+        "release RELEASE-NOV-23-INITIAL: releases.0.environments.1",
+    ),
+}
+
+
+async def test_a_bad_catalog_is_refused_before_any_change_and_the_worker_keeps_serving(
+    client: Client, task_queue: str, demo_root: Path
+) -> None:
+    catalog_file = demo_root / "database" / "catalog.json"
+    catalog_file.parent.mkdir()
+    project_catalog = (rm.PROJECT_DIR / "database" / "catalog.json").read_text()
+    texts = {}
+    for name, (mutate, _) in BAD_CATALOGS.items():
+        data = json.loads(project_catalog)
+        mutate(data)
+        texts[name] = json.dumps(data, indent=2)
+    texts["component listed twice"] = project_catalog.replace(
+        '"frontend": "1.0",', '"frontend": "1.0", "frontend": "1.1",', 1
+    )
+    texts["malformed JSON"] = project_catalog[:200]
+    expected = {name: field for name, (_, field) in BAD_CATALOGS.items()}
+    expected["component listed twice"] = "releases.0.versions: 'frontend' is listed twice"
+    expected["malformed JSON"] = "not valid JSON"
+
+    for name, text in texts.items():
+        catalog_file.write_text(text)
+        error, elapsed = await _failure_of(client, task_queue, "RELEASE-NOV-23-INITIAL")
+        assert error.non_retryable, name
+        assert str(catalog_file) in error.message, name
+        assert expected[name] in error.message, name
+        assert elapsed < 2, name
+        assert [p for p in demo_root.rglob("*") if p.is_file()] == [catalog_file], name
+
+    # The same worker serves the next release as soon as the catalog is put right.
+    catalog_file.unlink()
+    _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
