@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint format clean-state
+.PHONY: install demo test lint format clean-state record-histories
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,11 @@ demo: install
 
 test: install lint
 	$(BIN)/python -m pytest
+
+# Re-record tests/histories/ (replayed by tests/test_replay.py) after a deliberate change to
+# workflows.py: runs releases on a throwaway dev server, about half a minute.
+record-histories: install
+	$(BIN)/python scripts/record_histories.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -97,6 +97,9 @@ class ReleaseInput(FrozenModel):
     # A plain string, not a ReleaseKey: a malformed key must reach the catalog, which refuses
     # it with a message listing the valid keys, rather than fail to decode in the workflow.
     release_key: str
+    # Which set of environments the release's locks guard. Empty for the demo's own environments;
+    # tests give each demo root a scope of its own, so they never lock one another out.
+    lock_scope: str = ""
 
 
 class Deployment(FrozenModel):

@@ -131,9 +131,13 @@ async def _release(locks: list[workflow.ChildWorkflowHandle]) -> None:
 class ReleaseWorkflow:
     """Promote one release from the catalog through its environments, as a set."""
 
+    def __init__(self) -> None:
+        self._lock_scope = ""
+
     @workflow.run
     async def run(self, request: ReleaseInput) -> str:
         started = workflow.now()
+        self._lock_scope = request.lock_scope
         release: Release = await _step(
             gather_release, GatherReleaseInput(release_key=request.release_key)
         )
@@ -213,10 +217,8 @@ class ReleaseWorkflow:
         except WorkflowAlreadyStartedError:
             return None
 
-    @staticmethod
-    def _lock_id(env: Environment) -> str:
-        # One lock per environment among the workers of this task queue (which share files).
-        return f"lock.{env.value}.{workflow.info().task_queue}"
+    def _lock_id(self, env: Environment) -> str:
+        return f"lock.{env.value}{'.' + self._lock_scope if self._lock_scope else ''}"
 
     async def _promote(self, release: Release, env: Environment) -> None:
         """Deploy every component to env at once and wait for all of them (one wave)."""

@@ -39,7 +39,7 @@ async def run(client: Client, task_queue: str, key: str) -> tuple[str, str]:
     workflow_id = f"{key}-{uuid.uuid4().hex[:8]}"
     result = await client.execute_workflow(
         ReleaseWorkflow.run,
-        ReleaseInput(release_key=key),
+        ReleaseInput(release_key=key, lock_scope=task_queue),
         id=workflow_id,
         task_queue=task_queue,
         execution_timeout=timedelta(minutes=5),
@@ -254,7 +254,7 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
     async with create_worker(client, queue):
         release = await client.start_workflow(
             ReleaseWorkflow.run,
-            ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-DEV"),
+            ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-DEV", lock_scope=queue),
             id=workflow_id,
             task_queue=queue,
         )
@@ -293,7 +293,7 @@ async def test_releases_that_share_an_environment_never_deploy_into_it_at_once(
     hotfix_id = f"RELEASE-NOV-23-HOTFIX-STAGE-{uuid.uuid4().hex[:8]}"
     hotfix = await client.start_workflow(
         ReleaseWorkflow.run,
-        ReleaseInput(release_key="RELEASE-NOV-23-HOTFIX-STAGE"),
+        ReleaseInput(release_key="RELEASE-NOV-23-HOTFIX-STAGE", lock_scope=task_queue),
         id=hotfix_id,
         task_queue=task_queue,
     )

@@ -1,0 +1,298 @@
+"""Record the release histories that tests/test_replay.py replays.
+
+    .venv/bin/python scripts/record_histories.py        (or: make record-histories)
+
+Starts a throwaway dev server and, with the demo's state in a temp folder, runs:
+- the six catalog releases, in catalog order, unpaced and without injected failures;
+- RELEASE-NOV-23-INITIAL again on fresh state with DEMO_FAILURES=sometimes (steps retried);
+- RELEASE-NOV-23-INITIAL again on fresh state with run_worker.py as a process that is killed
+  (SIGKILL) in the middle of the release and started again.
+Each run is written to tests/histories/<workflow ID>.json as {workflow ID: history} for the
+release and every child workflow it started. Re-recording accepts the workflows' current shape
+as the reference: do it after a deliberate change to workflows.py, once no release of the old
+shape is in flight (if one may be, version the change with workflow.patched() instead).
+"""
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Run as a script, this file sees scripts/ on sys.path, not the project it records.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+import release_management
+from run_worker import create_worker
+from shared import ReleaseInput
+from utils import exit_now
+from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+HISTORIES_DIR = PROJECT_DIR / "tests" / "histories"
+TASK_QUEUE = "record-histories"
+# The release the two eventful runs repeat, and the suffixes of their workflow IDs.
+EVENTFUL_RELEASE = "RELEASE-NOV-23-INITIAL"
+FAILURES_RUN = f"{EVENTFUL_RELEASE}-failures"
+WORKER_KILL_RUN = f"{EVENTFUL_RELEASE}-worker-kill"
+# Where the worker is killed: once this appears in its log, and this long after, so steps of
+# the TEST wave are in flight.
+KILL_AFTER_LINE = f"{EVENTFUL_RELEASE}: promoting to TEST"
+KILL_DELAY_SECONDS = 0.5
+KILL_RUN_STEP_SECONDS = "0.3"
+READY_LINE = "Press Ctrl+C to stop."
+RUN_TIMEOUT = 90.0
+# Fire timers (retry backoffs) on time, as tests/conftest.py does.
+PRECISE_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
+
+
+def recorded_names() -> list[str]:
+    """The workflow IDs of the recorded runs, which name their files (tests/histories/)."""
+    return [*release_management.load_catalog().release_keys(), FAILURES_RUN, WORKER_KILL_RUN]
+
+
+@contextmanager
+def demo_settings(**settings: str) -> Iterator[None]:
+    """Set DEMO_* variables for the in-process worker (it reads them at every step)."""
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def fresh_root(parent: Path, name: str) -> str:
+    """An empty demo root: nothing built, nothing deployed."""
+    root = parent / name
+    root.mkdir()
+    return str(root)
+
+
+async def start_release(
+    client: Client, key: str, workflow_id: str
+) -> WorkflowHandle[ReleaseWorkflow, str]:
+    # As run_workflow.py starts it, under a readable, stable workflow ID.
+    return await client.start_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(release_key=key),
+        id=workflow_id,
+        task_queue=TASK_QUEUE,
+        task_timeout=WORKFLOW_TASK_TIMEOUT,
+    )
+
+
+async def run_release(client: Client, key: str, workflow_id: str) -> None:
+    handle = await start_release(client, key, workflow_id)
+    await finish(handle, workflow_id)
+
+
+async def finish(handle: WorkflowHandle[ReleaseWorkflow, str], workflow_id: str) -> None:
+    result = await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
+    if not result.endswith("SUCCESS"):
+        raise SystemExit(f"{workflow_id}: {result}")
+
+
+async def fetch_run(client: Client, workflow_id: str) -> dict[str, WorkflowHistory]:
+    """The release's history and those of every child it started, once each has closed."""
+    histories: dict[str, WorkflowHistory] = {}
+    pending: list[tuple[str, str | None]] = [(workflow_id, None)]
+    while pending:
+        child_id, run_id = pending.pop(0)
+        handle = client.get_workflow_handle(child_id, run_id=run_id)
+        # An environment lock may end terminated, with its release (the parent close policy).
+        with suppress(WorkflowFailureError):
+            await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
+        history = await handle.fetch_history()
+        histories[child_id] = history
+        for event in history.events:
+            if event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+                started = event.child_workflow_execution_started_event_attributes
+                execution = started.workflow_execution
+                pending.append((execution.workflow_id, execution.run_id))
+    return histories
+
+
+def retried_steps(histories: dict[str, WorkflowHistory]) -> int:
+    """How many steps needed more than one attempt (a history keeps each step's last one)."""
+    return sum(
+        event.activity_task_started_event_attributes.attempt > 1
+        for history in histories.values()
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    )
+
+
+def worker_identities(histories: dict[str, WorkflowHistory]) -> set[str]:
+    return {
+        event.workflow_task_started_event_attributes.identity
+        for history in histories.values()
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    }
+
+
+async def record_catalog_and_failures(
+    client: Client, state: Path
+) -> dict[str, dict[str, WorkflowHistory]]:
+    runs = {}
+    async with create_worker(client, TASK_QUEUE):
+        with demo_settings(DEMO_ROOT=fresh_root(state, "catalog"), DEMO_FAILURES="off"):
+            for key in release_management.load_catalog().release_keys():
+                await run_release(client, key, key)
+                runs[key] = await fetch_run(client, key)
+        with demo_settings(DEMO_ROOT=fresh_root(state, "failures"), DEMO_FAILURES="sometimes"):
+            await run_release(client, EVENTFUL_RELEASE, FAILURES_RUN)
+            runs[FAILURES_RUN] = await fetch_run(client, FAILURES_RUN)
+    if not retried_steps(runs[FAILURES_RUN]):
+        raise SystemExit(f"{FAILURES_RUN}: no step was retried; run this again")
+    return runs
+
+
+@dataclass
+class WorkerProcess:
+    """run_worker.py as a process; its log lines collect as they come."""
+
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, env: dict[str, str], started: list["WorkerProcess"]) -> "WorkerProcess":
+        """Start one (listed in started at once, to be stopped), and wait until it polls."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "run_worker.py",
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        worker = cls(process)
+        worker.reader = asyncio.create_task(worker._read())
+        started.append(worker)
+        await worker.wait_for(READY_LINE)
+        return worker
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            self.lines.append(line.decode())
+
+    async def wait_for(self, text: str) -> None:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not any(text in line for line in self.lines):
+            if self.process.returncode is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the worker never logged {text!r}:\n{''.join(self.lines)}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """Ctrl+C, as a person stops it; killed if it has not stopped after 10 s."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def record_worker_kill(client: Client, state: Path) -> dict[str, dict[str, WorkflowHistory]]:
+    """A release whose worker process is killed mid-release and started again."""
+    # The worker's terminal: this server, and nothing of the caller's Temporal or DEMO_ settings.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("TEMPORAL_", "DEMO_"))
+    }
+    env |= {
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": client.namespace,
+        "DEMO_ROOT": fresh_root(state, "worker-kill"),
+        "DEMO_TASK_QUEUE": TASK_QUEUE,
+        "DEMO_STEP_SECONDS": KILL_RUN_STEP_SECONDS,
+        "DEMO_FAILURES": "off",
+    }
+    workers: list[WorkerProcess] = []
+    try:
+        first = await WorkerProcess.start(env, workers)
+        handle = await start_release(client, EVENTFUL_RELEASE, WORKER_KILL_RUN)
+        await first.wait_for(KILL_AFTER_LINE)
+        await asyncio.sleep(KILL_DELAY_SECONDS)
+        first.process.send_signal(signal.SIGKILL)
+        await first.process.wait()
+        await WorkerProcess.start(env, workers)
+        await finish(handle, WORKER_KILL_RUN)
+        run = await fetch_run(client, WORKER_KILL_RUN)
+    finally:
+        for worker in workers:
+            await worker.stop()
+    if len(worker_identities(run)) < 2:
+        raise SystemExit(f"{WORKER_KILL_RUN}: one worker ran it all; the kill came too late")
+    return {WORKER_KILL_RUN: run}
+
+
+def write_histories(runs: dict[str, dict[str, WorkflowHistory]]) -> None:
+    """One file per run, replacing every history recorded before."""
+    HISTORIES_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in HISTORIES_DIR.glob("*.json"):
+        stale.unlink()
+    for name, histories in runs.items():
+        recorded = {wid: history.to_json_dict() for wid, history in histories.items()}
+        path = HISTORIES_DIR / f"{name}.json"
+        path.write_text(json.dumps(recorded, separators=(",", ":")) + "\n")
+        print(
+            f"{path.relative_to(PROJECT_DIR)}: {len(histories)} workflows, "
+            f"{sum(len(h.events) for h in histories.values())} events, "
+            f"{retried_steps(histories)} steps retried, "
+            f"{len(worker_identities(histories))} worker(s), {path.stat().st_size // 1024} KB"
+        )
+
+
+def temporal_cli() -> str:
+    beside = Path(sys.executable).parent / "temporal"
+    if not beside.exists():
+        raise SystemExit(f"no temporal CLI at {beside}: run `make install`")
+    return str(beside)
+
+
+async def main() -> int:
+    started = time.monotonic()
+    # The in-process worker's steps log each injected failure as a warning: expected here.
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
+    os.environ.pop("DEMO_BUG", None)
+    os.environ["DEMO_STEP_SECONDS"] = "0"
+    with tempfile.TemporaryDirectory(prefix="record-histories-") as state:
+        async with await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal_cli(),
+            data_converter=pydantic_data_converter,
+            dev_server_extra_args=PRECISE_TIMERS,
+            dev_server_log_level="error",
+        ) as server:
+            runs = await record_catalog_and_failures(server.client, Path(state))
+            runs |= await record_worker_kill(server.client, Path(state))
+    if list(runs) != recorded_names():
+        raise SystemExit(f"recorded {list(runs)}, expected {recorded_names()}")
+    write_histories(runs)
+    print(f"Recorded {len(runs)} release runs in {time.monotonic() - started:.1f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    exit_now(asyncio.run(main()))

@@ -1,0 +1,54 @@
+"""Replay: recorded histories of real releases, replayed against today's workflow code.
+
+tests/histories/ holds, per release run, the history of its ReleaseWorkflow and of every child
+workflow it started, as recorded by scripts/record_histories.py (`make record-histories`): the
+six catalog releases, one run with injected failures and one whose worker was killed. Replaying
+needs no server. A change to workflows.py that would break releases in flight (a step added,
+removed or reordered, a child started differently) makes the replay non-deterministic and fails
+here, not in production.
+"""
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from scripts.record_histories import HISTORIES_DIR, recorded_names
+from workflows import DeployWorkflow, EnvironmentLockWorkflow, ReleaseWorkflow
+
+RECORDED = recorded_names()
+
+
+def load_run(name: str) -> list[WorkflowHistory]:
+    """The histories of one recorded release run: the release first, then its children."""
+    path = HISTORIES_DIR / f"{name}.json"
+    assert path.is_file(), f"{path} is missing: run `make record-histories`"
+    recorded = json.loads(path.read_text())
+    return [WorkflowHistory.from_json(workflow_id, h) for workflow_id, h in recorded.items()]
+
+
+async def each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
+    for history in histories:
+        yield history
+
+
+def test_every_recorded_run_is_there_and_nothing_else() -> None:
+    assert sorted(path.stem for path in HISTORIES_DIR.glob("*.json")) == sorted(RECORDED)
+
+
+@pytest.mark.parametrize("name", RECORDED)
+async def test_recorded_run_replays(name: str) -> None:
+    histories = load_run(name)
+    workflow_ids = [history.workflow_id for history in histories]
+    assert workflow_ids[0] == name
+    assert any(wid.startswith(f"{name}.") for wid in workflow_ids), "no deploy was recorded"
+    replayer = Replayer(
+        workflows=[ReleaseWorkflow, DeployWorkflow, EnvironmentLockWorkflow],
+        data_converter=pydantic_data_converter,
+    )
+    results = await replayer.replay_workflows(each(histories), raise_on_replay_failure=False)
+    failed = {h.workflow_id: results.replay_failures.get(h.run_id) for h in histories}
+    assert {wid: str(err) for wid, err in failed.items() if err} == {}
