@@ -22,6 +22,7 @@ from shared import (
     CheckPromotionInput,
     DeployArtifactInput,
     Deployment,
+    EnvironmentVersions,
     GatherReleaseInput,
     LockHolderInput,
     RecordReleaseInput,
@@ -101,12 +102,16 @@ async def find_lock_holder(request: LockHolderInput) -> str:
 
 
 @activity.defn
-async def check_promotion(request: CheckPromotionInput) -> None:
-    """Refuse the release, before any change, if its first environment cannot be fed."""
+async def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
+    """Refuse the release, before any change, if its first environment cannot be fed; return
+    what its environments hold before it."""
     release = request.release
-    await _step(f"{release.key}: check promotion", release_management.check_promotion, release)
+    before = await _step(
+        f"{release.key}: check promotion", release_management.check_promotion, release
+    )
     route = " -> ".join(env.value for env in release.environments)
     activity.logger.info(f"{release.key}: promotion {route} checked")
+    return before
 
 
 @activity.defn
@@ -218,8 +223,11 @@ async def record_release(request: RecordReleaseInput) -> str:
         release_management.record_release,
         request.release,
         request.release_run_id,
-        request.started,
-        request.finished,
+        request.result,
+        (request.started, request.finished),
+        request.before,
+        request.reached,
+        [decision.model_dump(mode="json") for decision in request.decisions],
     )
     activity.logger.info(f"{key}: recorded in {path.name}")
     return path.name

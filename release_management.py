@@ -306,7 +306,7 @@ def environment_state() -> dict[Environment, dict[str, str]]:
     return state
 
 
-def check_promotion(release: Release) -> None:
+def check_promotion(release: Release) -> dict[Environment, dict[str, str | None]]:
     """Validate, before any change, that the release's first environment can be fed.
 
     DEV is fed by builds, so anything missing there is simply built. Any other environment is
@@ -315,6 +315,10 @@ def check_promotion(release: Release) -> None:
     Args:
         release: the validated release.
 
+    Returns:
+        What each of the release's environments holds now, before the release:
+        {env: {component: version, or None if the environment does not hold it}}.
+
     Raises:
         ReleaseError: the environment before the first one does not hold a needed version; the
             message names the environment, the versions it holds, and a release to run first.
@@ -322,16 +326,18 @@ def check_promotion(release: Release) -> None:
     """
     raise_planted_bug("check")
     _inject(isErrorNever, f"while checking what {release.key} promotes")
+    state = environment_state()
+    before = {env: {c: state[env].get(c) for c in release.versions} for env in release.environments}
     source = release.environments[0].previous()
     if source is None:
-        return
+        return before
     wrong = {
         component: held_versions(source, component)
         for component, version in release.versions.items()
         if held_versions(source, component) != [version]
     }
     if not wrong:
-        return
+        return before
     holds = "; ".join(
         f"{source.value} holds {component} {'+'.join(held) or 'nothing'}, "
         f"not {release.versions[component]}"
@@ -545,14 +551,25 @@ def verify_deploy(component: str, version: str, env: Environment, sha256: str) -
         )
 
 
-def record_release(release: Release, run_id: str, started: str, finished: str) -> Path:
+def record_release(
+    release: Release,
+    run_id: str,
+    result: str,
+    times: tuple[str, str],
+    before: dict[Environment, dict[str, str | None]],
+    reached: list[Environment],
+    decisions: list[dict[str, Any]],
+) -> Path:
     """Write the record of one finished release run under database/releases/.
 
     Args:
         release: the release that ran.
         run_id: its run.
-        started: when it started (ISO 8601).
-        finished: when it finished (ISO 8601).
+        result: how it ended, e.g. "Release KEY: SUCCESS".
+        times: when it started and when it finished (ISO 8601).
+        before: what its environments held before it (see check_promotion).
+        reached: the environments it deployed to.
+        decisions: the approvals and rejections given at its gates, in order.
 
     Returns:
         The record's path. Writing the same record twice changes nothing.
@@ -563,12 +580,18 @@ def record_release(release: Release, run_id: str, started: str, finished: str) -
     record = {
         "release_key": release.key,
         "run_id": run_id,
-        "approved_by": release.approved_by,
-        "started": started,
-        "finished": finished,
-        "result": "SUCCESS",
+        "result": result,
+        "started": times[0],
+        "finished": times[1],
+        "approved_in_catalog_by": release.approved_by,
+        "decisions": decisions,
         "environments": {
-            env.value: {c: state[env].get(c) for c in release.versions}
+            env.value: {
+                component: _outcome(
+                    version, before[env].get(component), state[env].get(component), env in reached
+                )
+                for component, version in release.versions.items()
+            }
             for env in release.environments
         },
     }
@@ -577,6 +600,24 @@ def record_release(release: Release, run_id: str, started: str, finished: str) -
         _atomic_write(path, json.dumps(record, indent=2) + "\n")
         _inject(isErrorNever, f"after recording {release.key}")
     return path
+
+
+def _outcome(version: str, before: str | None, after: str | None, reached: bool) -> dict:
+    if not reached:
+        outcome = "not reached"
+    elif after != version:
+        outcome = "not deployed"
+    else:
+        outcome = "already there" if before == version else "deployed"
+    return {"before": before, "after": after, "outcome": outcome}
+
+
+def release_history(limit: int = 10) -> list[dict[str, Any]]:
+    """The records of the latest finished release runs, newest first."""
+    folder = records_dir()
+    records = [_read_json(path) for path in folder.glob("*.json")] if folder.is_dir() else []
+    records = [record for record in records if isinstance(record, dict)]
+    return sorted(records, key=lambda record: record.get("finished", ""), reverse=True)[:limit]
 
 
 def read_ledger() -> list[dict[str, Any]]:

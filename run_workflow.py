@@ -3,6 +3,11 @@
     python run_workflow.py              runs the release selected below
     python run_workflow.py KEY          runs release KEY instead
     python run_workflow.py --list       prints the catalog
+    python run_workflow.py --envs       prints what each environment holds
+    python run_workflow.py --history    prints the latest release runs
+    python run_workflow.py --approve KEY --by NAME
+    python run_workflow.py --reject KEY --by NAME --reason TEXT
+                                        decide at the approval gate release KEY waits at
 
 If that release is already running, it attaches to the running release and waits for it.
 """
@@ -12,13 +17,19 @@ import asyncio
 import sys
 import time
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 import release_management
 from release_management import ReleaseError
-from shared import ENVIRONMENT_ORDER, TASK_QUEUE, ReleaseInput
+from shared import ENVIRONMENT_ORDER, TASK_QUEUE, ApproveInput, RejectInput, ReleaseInput
 from utils import TemporalUnreachable, connect, exit_now, web_ui_url
 from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
 
@@ -61,10 +72,34 @@ async def run_release(
 
 # How long the starter keeps trying to reach a server that went away (say, for a restart).
 RECONNECT_SECONDS = 120
+# How often the starter asks the release what it is doing.
+STATUS_SECONDS = 1.0
 
 
 async def _wait_for_result(handle: WorkflowHandle, release_key: str) -> str:
-    """Wait for the release's result, riding out a server restart."""
+    """Wait for the release's result, riding out a server restart, and say what it is doing."""
+    reporter = asyncio.create_task(_report_status(handle))
+    try:
+        return await _result(handle, release_key)
+    finally:
+        reporter.cancel()
+
+
+async def _report_status(handle: WorkflowHandle) -> None:
+    """Print what the release is doing whenever that changes (say, waiting for approval)."""
+    shown = ""
+    while True:
+        await asyncio.sleep(STATUS_SECONDS)
+        try:
+            status = await handle.query(ReleaseWorkflow.status)
+        except (RPCError, WorkflowQueryFailedError):
+            continue  # not started by a worker yet, or the server is away: try again later
+        if status != shown:
+            print(f"  ... {status}", flush=True)
+            shown = status
+
+
+async def _result(handle: WorkflowHandle, release_key: str) -> str:
     lost_since: float | None = None
     while True:
         try:
@@ -122,16 +157,71 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     )
 
 
+async def decide(client: Client, key: str, by: str, reason: str | None) -> str:
+    """Approve (reason None) or reject the gate release key is waiting at, through an Update."""
+    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, key)
+    try:
+        if reason is None:
+            return await handle.execute_update(ReleaseWorkflow.approve, ApproveInput(by=by))
+        return await handle.execute_update(
+            ReleaseWorkflow.reject, RejectInput(by=by, reason=reason)
+        )
+    except WorkflowUpdateFailedError as err:
+        raise StarterError(_root_cause(err)) from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise StarterError(f"Release {key} is not running") from None
+        raise
+
+
+def format_history(limit: int = 10) -> str:
+    """The latest release runs, newest first."""
+    rows = [
+        [
+            record.get("release_key", "?"),
+            record.get("started", "")[:19],
+            record.get("finished", "")[:19],
+            ", ".join(
+                f"{d['environment']} {'approved' if d['approved'] else 'rejected'} by {d['by']}"
+                for d in record.get("decisions", [])
+            )
+            or "-",
+            record.get("result", "?").split(": ", 1)[-1],
+        ]
+        for record in release_management.release_history(limit)
+    ]
+    if not rows:
+        return "No release has finished yet."
+    return _table(["RELEASE", "STARTED", "FINISHED", "DECISIONS", "RESULT"], rows)
+
+
 async def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Start a release and wait for its result.")
     parser.add_argument(
         "key", nargs="?", default=releasekey, help=f"release key (default {releasekey})"
     )
     parser.add_argument("--list", action="store_true", help="print the releases in the catalog")
+    parser.add_argument("--envs", action="store_true", help="print what each environment holds")
+    parser.add_argument("--history", action="store_true", help="print the latest release runs")
+    parser.add_argument("--approve", metavar="KEY", help="approve the gate KEY is waiting at")
+    parser.add_argument("--reject", metavar="KEY", help="reject the gate KEY is waiting at")
+    parser.add_argument("--by", default="", help="who approves or rejects")
+    parser.add_argument("--reason", default="", help="why, when rejecting")
     args = parser.parse_args(argv)
     try:
         if args.list:
             print(format_catalog())
+            return 0
+        if args.envs:
+            print(format_environments())
+            return 0
+        if args.history:
+            print(format_history())
+            return 0
+        if args.approve or args.reject:
+            client = await connect()
+            reason = None if args.approve else args.reason
+            print(await decide(client, args.approve or args.reject, args.by, reason))
             return 0
         # Refuse an unknown key here, at once, before anything is started.
         release_management.load_release(args.key)

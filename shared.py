@@ -65,8 +65,11 @@ class Release(FrozenModel):
     release_date: date
     versions: dict[ComponentName, Version] = Field(min_length=1)
     environments: list[Environment] = Field(min_length=1)
+    # A release not approved in the catalog waits for a person's approval before its first
+    # environment; approval_before names environments that wait for one even so.
     approved: bool
     approved_by: str | None = None
+    approval_before: list[Environment] = []
 
     @field_validator("environments")
     @classmethod
@@ -82,10 +85,18 @@ class Release(FrozenModel):
         return environments
 
     @model_validator(mode="after")
-    def _approver_named(self) -> "Release":
+    def _approvals_make_sense(self) -> "Release":
         if self.approved and not self.approved_by:
             raise ValueError("approved_by: an approved release must name who approved it")
+        stray = [env.value for env in self.approval_before if env not in self.environments]
+        if stray:
+            raise ValueError(f"approval_before: {', '.join(stray)} is not among environments")
         return self
+
+    def gates(self) -> list[Environment]:
+        """The environments that wait for a person's approval before they are deployed."""
+        first = [] if self.approved else [self.environments[0]]
+        return [env for env in self.environments if env in first or env in self.approval_before]
 
 
 # --- Workflow inputs ----------------------------------------------------------------------
@@ -134,6 +145,29 @@ class LockHolderInput(FrozenModel):
     lock_workflow_id: str
 
 
+class ApproveInput(FrozenModel):
+    """Update ReleaseWorkflow.approve: a person lets the release go on."""
+
+    by: str
+
+
+class RejectInput(FrozenModel):
+    """Update ReleaseWorkflow.reject: a person stops the release before the gated environment."""
+
+    by: str
+    reason: str
+
+
+class Decision(FrozenModel):
+    """A person's decision at an approval gate, as the release record keeps it."""
+
+    environment: Environment
+    approved: bool
+    by: str
+    reason: str = ""
+    at: str
+
+
 class CheckPromotionInput(FrozenModel):
     release: Release
 
@@ -160,8 +194,16 @@ class VerifyInput(FrozenModel):
     artifact: ArtifactRef
 
 
+# What each environment held before the release: {env: {component: version or None}}.
+EnvironmentVersions = dict[Environment, dict[str, str | None]]
+
+
 class RecordReleaseInput(FrozenModel):
     release: Release
     release_run_id: str
+    result: str
     started: str
     finished: str
+    before: EnvironmentVersions
+    reached: list[Environment]
+    decisions: list[Decision] = []

@@ -30,7 +30,9 @@ with workflow.unsafe.imports_passed_through():
         verify_deploy,
     )
     from shared import (
+        ApproveInput,
         CheckPromotionInput,
+        Decision,
         DeployArtifactInput,
         Deployment,
         Environment,
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         GatherReleaseInput,
         LockHolderInput,
         RecordReleaseInput,
+        RejectInput,
         Release,
         ReleaseInput,
         UpdateConfigInput,
@@ -133,11 +136,16 @@ class ReleaseWorkflow:
 
     def __init__(self) -> None:
         self._lock_scope = ""
+        self._key = ""
+        self._status = "starting"
+        self._gate: Environment | None = None  # the environment waiting for a person, if any
+        self._decisions: list[Decision] = []
 
     @workflow.run
     async def run(self, request: ReleaseInput) -> str:
         started = workflow.now()
         self._lock_scope = request.lock_scope
+        self._key = request.release_key
         release: Release = await _step(
             gather_release, GatherReleaseInput(release_key=request.release_key)
         )
@@ -148,31 +156,97 @@ class ReleaseWorkflow:
             await _release(locks)
             raise
         await _release(locks)
+        self._status = result
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 
     async def _promote_all(self, release: Release, started: datetime) -> str:
         # Validate before any change: a promotion out of order fails here, non-retryably. The
         # environments are held by now, so what is checked cannot change under the release.
-        await _step(check_promotion, CheckPromotionInput(release=release))
-        if not release.approved:
-            workflow.logger.warning(f"{release.key}: not approved; nothing deployed")
-            return (
-                f"Release {release.key}: NOT APPROVED (the catalog does not mark it approved; "
-                "set approved and approved_by in database/catalog.json)"
-            )
+        self._status = "checking the promotion"
+        before = await _step(check_promotion, CheckPromotionInput(release=release))
+        reached: list[Environment] = []
+        result = f"Release {release.key}: SUCCESS"
         for env in release.environments:
+            decision = await self._approval(release, env) if env in release.gates() else None
+            if decision and not decision.approved:
+                result = f"Release {release.key}: REJECTED by {decision.by}: {decision.reason}"
+                break
             await self._promote(release, env)
+            reached.append(env)
+        self._status = "recording"
         await _step(
             record_release,
             RecordReleaseInput(
                 release=release,
                 release_run_id=workflow.info().run_id,
+                result=result,
                 started=started.isoformat(),
                 finished=workflow.now().isoformat(),
+                before=before,
+                reached=reached,
+                decisions=self._decisions,
             ),
         )
-        workflow.logger.info(f"{release.key}: SUCCESS")
-        return f"Release {release.key}: SUCCESS"
+        workflow.logger.info(result)
+        return result
+
+    async def _approval(self, release: Release, env: Environment) -> Decision:
+        """Wait, durably and for as long as it takes, for a person to approve or reject env."""
+        self._gate = env
+        how = f"python run_workflow.py --approve {release.key} --by NAME (or --reject)"
+        self._status = f"waiting for approval before {env.value}"
+        # Current details: the Web UI shows this on the release's page while it waits.
+        workflow.set_current_details(f"Waiting for approval before {env.value}: {how}")
+        workflow.logger.info(f"{release.key}: waiting for approval before {env.value}: {how}")
+        await workflow.wait_condition(lambda: self._gate is None)
+        workflow.set_current_details("")
+        decision = self._decisions[-1]
+        verdict = "approved" if decision.approved else f"rejected ({decision.reason})"
+        workflow.logger.info(f"{release.key}: {env.value} {verdict} by {decision.by}")
+        return decision
+
+    @workflow.update
+    def approve(self, request: ApproveInput) -> str:
+        """A person approves the environment the release is waiting for."""
+        return self._decide(approved=True, by=request.by.strip(), reason="")
+
+    @approve.validator
+    def _validate_approve(self, request: ApproveInput) -> None:
+        self._validate_decision(request.by, reason="-")
+
+    @workflow.update
+    def reject(self, request: RejectInput) -> str:
+        """A person rejects the environment the release is waiting for: the release stops."""
+        return self._decide(approved=False, by=request.by.strip(), reason=request.reason.strip())
+
+    @reject.validator
+    def _validate_reject(self, request: RejectInput) -> None:
+        self._validate_decision(request.by, request.reason)
+
+    def _validate_decision(self, by: str, reason: str) -> None:
+        # Validators refuse a bad request before it enters the history.
+        if self._gate is None:
+            raise ValueError(f"Release {self._key} is not waiting for approval ({self._status})")
+        if not by.strip():
+            raise ValueError("say who decides: --by NAME")
+        if not reason.strip():
+            raise ValueError("say why: --reason TEXT")
+
+    def _decide(self, approved: bool, by: str, reason: str) -> str:
+        assert self._gate is not None  # the validator checked
+        gate, self._gate = self._gate, None
+        at = workflow.now().isoformat()
+        self._decisions.append(
+            Decision(environment=gate, approved=approved, by=by, reason=reason, at=at)
+        )
+        verdict = "approved" if approved else "rejected"
+        return f"Release {self._key}: {gate.value} {verdict} by {by}"
+
+    @workflow.query
+    def status(self) -> str:
+        """What the release is doing now, in a few words."""
+        return self._status
 
     async def _hold_environments(self, release: Release) -> list[workflow.ChildWorkflowHandle]:
         """Lock every environment the release deploys to or is fed from, or refuse the release.
@@ -224,6 +298,7 @@ class ReleaseWorkflow:
         """Deploy every component to env at once and wait for all of them (one wave)."""
         plan = ", ".join(f"{c} {v}" for c, v in release.versions.items())
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {plan}")
+        self._status = f"deploying to {env.value}"
         info = workflow.info()
         await asyncio.gather(
             *(

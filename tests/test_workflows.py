@@ -9,14 +9,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import temporalio.api.sdk.v1
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError
 
 import release_management as rm
 from run_worker import create_worker
-from shared import ReleaseInput
+from shared import ApproveInput, RejectInput, ReleaseInput
 from workflows import ReleaseWorkflow
 
 COMPONENTS = ("frontend", "sbstore", "backendforfrontend")
@@ -220,7 +228,35 @@ async def test_out_of_order_promotion_fails_fast_and_changes_nothing(
     assert {p: p.read_bytes() for p in demo_root.rglob("*") if p.is_file()} == before
 
 
-async def test_unapproved_release_deploys_nothing(
+async def _start(client: Client, task_queue: str, key: str) -> WorkflowHandle:
+    return await client.start_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(release_key=key, lock_scope=task_queue),
+        id=f"{key}-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+        execution_timeout=timedelta(minutes=5),
+    )
+
+
+async def _wait_for_status(release: WorkflowHandle, status: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if await release.query(ReleaseWorkflow.status) == status:
+                return
+        except WorkflowQueryFailedError:
+            pass  # not started by the worker yet
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the release never reported {status!r}")
+
+
+async def _refused_update(update) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await update
+    return str(caught.value.cause)
+
+
+async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_change(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
     catalog = json.loads((rm.PROJECT_DIR / "database" / "catalog.json").read_text())
@@ -228,11 +264,63 @@ async def test_unapproved_release_deploys_nothing(
     (demo_root / "database").mkdir()
     (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
 
-    _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    release = await _start(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    await _wait_for_status(release, "waiting for approval before DEV")
+    # The Web UI shows the wait as the workflow's current details.
+    metadata = await release.query(
+        "__temporal_workflow_metadata", result_type=temporalio.api.sdk.v1.WorkflowMetadata
+    )
+    assert "--approve RELEASE-NOV-23-INITIAL --by NAME" in metadata.current_details
+    assert env_files(demo_root) == expected_files({})
 
-    assert result.startswith("Release RELEASE-NOV-23-INITIAL: NOT APPROVED")
+    # The validators refuse a decision without a name or a reason; it never enters history.
+    no_name = release.execute_update(ReleaseWorkflow.reject, RejectInput(by=" ", reason="freeze"))
+    assert "--by NAME" in await _refused_update(no_name)
+    no_reason = release.execute_update(ReleaseWorkflow.reject, RejectInput(by="Grace", reason=""))
+    assert "--reason TEXT" in await _refused_update(no_reason)
+
+    answer = await release.execute_update(
+        ReleaseWorkflow.reject, RejectInput(by="Grace", reason="code freeze")
+    )
+    assert answer == "Release RELEASE-NOV-23-INITIAL: DEV rejected by Grace"
+    result = await release.result()
+    assert result == "Release RELEASE-NOV-23-INITIAL: REJECTED by Grace: code freeze"
     assert env_files(demo_root) == expected_files({})
     assert not (demo_root / "artifactory").exists()
+    (record,) = rm.release_history()
+    assert record["result"] == result
+    assert [(d["environment"], d["approved"], d["by"]) for d in record["decisions"]] == [
+        ("DEV", False, "Grace")
+    ]
+    assert record["environments"]["DEV"]["frontend"]["outcome"] == "not reached"
+
+
+async def test_a_release_waits_before_prod_until_a_person_approves(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.3")
+    release = await _start(client, task_queue, "RELEASE-FEB-24-BETA")
+    await _wait_for_status(release, "waiting for approval before PROD")
+    beta = ("1.3", "1.9", "1.9")
+    assert_environments_hold(demo_root, {"DEV": beta, "TEST": beta, "QC": beta})
+    description = await release.describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+
+    answer = await release.execute_update(ReleaseWorkflow.approve, ApproveInput(by="Ada"))
+    assert answer == "Release RELEASE-FEB-24-BETA: PROD approved by Ada"
+    again = release.execute_update(ReleaseWorkflow.approve, ApproveInput(by="Ada"))
+    assert "is not waiting for approval (deploying to PROD)" in await _refused_update(again)
+    assert await release.result() == "Release RELEASE-FEB-24-BETA: SUCCESS"
+
+    assert_environments_hold(demo_root, {env: beta for env in ALL_ENVS})
+    (record,) = rm.release_history()
+    (decision,) = record["decisions"]
+    assert (decision["environment"], decision["approved"], decision["by"]) == ("PROD", True, "Ada")
+    assert record["environments"]["PROD"]["frontend"] == {
+        "before": None,
+        "after": "1.3",
+        "outcome": "deployed",
+    }
 
 
 async def test_children_are_named_after_release_environment_and_component(
