@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.service import RPCError
 
 import release_management
 from release_management import InjectedFailure, ReleaseError, SourceMissing, VerificationError
@@ -27,6 +28,7 @@ from shared import (
     LockHolderInput,
     RecordReleaseInput,
     Release,
+    StepReport,
     UpdateConfigInput,
     VerifyInput,
 )
@@ -79,6 +81,34 @@ def _story(deployment: Deployment, step: str) -> str:
     )
 
 
+async def _deploy_step(deployment: Deployment, name: str, step: Callable[..., T], *args: Any) -> T:
+    """Run one step of a deploy, reporting each attempt and each failure to the release."""
+    attempt = activity.info().attempt
+    await _report(deployment, StepReport(**_cell_of(deployment), step=name, attempt=attempt))
+    try:
+        return await _step(_story(deployment, name), step, *args)
+    except Exception as err:
+        error = err.message if isinstance(err, ApplicationError) else f"{type(err).__name__}: {err}"
+        report = StepReport(**_cell_of(deployment), step=name, attempt=attempt, error=error)
+        await _report(deployment, report)
+        raise
+
+
+def _cell_of(deployment: Deployment) -> dict[str, Any]:
+    return {"environment": deployment.environment, "component": deployment.component}
+
+
+async def _report(deployment: Deployment, report: StepReport) -> None:
+    """Tell the release workflow, for its progress grid. Best effort: never fails a step."""
+    if not deployment.release_workflow_id:
+        return
+    release = activity.client().get_workflow_handle(deployment.release_workflow_id)
+    try:
+        await release.signal("report", report)
+    except RPCError as err:
+        activity.logger.debug(f"progress report not delivered: {err}")
+
+
 def _outcome(changed: bool, done: str) -> str:
     return done if changed else "already done, nothing to change"
 
@@ -118,8 +148,9 @@ async def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
 async def build_artifact(deployment: Deployment) -> bool:
     """Build the component version into artifactory unless it is already there."""
     story = _story(deployment, "build")
-    changed = await _step(
-        story,
+    changed = await _deploy_step(
+        deployment,
+        "build",
         release_management.build_artifact,
         deployment.release_key,
         deployment.release_run_id,
@@ -134,8 +165,9 @@ async def build_artifact(deployment: Deployment) -> bool:
 async def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     """Gather the artifact to deploy from the environment's source."""
     story = _story(deployment, "fetch artifact")
-    source, sha256 = await _step(
-        story,
+    source, sha256 = await _deploy_step(
+        deployment,
+        "fetch artifact",
         release_management.fetch_artifact,
         deployment.component,
         deployment.version,
@@ -149,8 +181,9 @@ async def fetch_artifact(deployment: Deployment) -> ArtifactRef:
 async def fetch_config(deployment: Deployment) -> dict[str, str | int]:
     """Gather the configuration the component version should have in the environment."""
     story = _story(deployment, "fetch config")
-    config = await _step(
-        story,
+    config = await _deploy_step(
+        deployment,
+        "fetch config",
         release_management.fetch_config,
         deployment.component,
         deployment.version,
@@ -165,8 +198,9 @@ async def deploy_artifact(request: DeployArtifactInput) -> bool:
     """Deploy the gathered artifact, replacing the version the environment held."""
     deployment = request.deployment
     story = _story(deployment, "deploy")
-    changed = await _step(
-        story,
+    changed = await _deploy_step(
+        deployment,
+        "deploy",
         release_management.deploy_artifact,
         deployment.release_key,
         deployment.release_run_id,
@@ -184,8 +218,9 @@ async def update_config(request: UpdateConfigInput) -> bool:
     """Write the component's configuration in the environment."""
     deployment = request.deployment
     story = _story(deployment, "configure")
-    changed = await _step(
-        story,
+    changed = await _deploy_step(
+        deployment,
+        "configure",
         release_management.update_config,
         deployment.release_key,
         deployment.release_run_id,
@@ -203,8 +238,9 @@ async def verify_deploy(request: VerifyInput) -> None:
     """Check the environment holds exactly this version, as built, with its config."""
     deployment = request.deployment
     story = _story(deployment, "verify")
-    await _step(
-        story,
+    await _deploy_step(
+        deployment,
+        "verify",
         release_management.verify_deploy,
         deployment.component,
         deployment.version,

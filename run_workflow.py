@@ -5,6 +5,7 @@
     python run_workflow.py --list       prints the catalog
     python run_workflow.py --envs       prints what each environment holds
     python run_workflow.py --history    prints the latest release runs
+    python run_workflow.py --status KEY prints the progress grid of release KEY
     python run_workflow.py --approve KEY --by NAME
     python run_workflow.py --reject KEY --by NAME --reason TEXT
                                         decide at the approval gate release KEY waits at
@@ -29,7 +30,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import release_management
 from release_management import ReleaseError
-from shared import ENVIRONMENT_ORDER, TASK_QUEUE, ApproveInput, RejectInput, ReleaseInput
+from shared import (
+    ENVIRONMENT_ORDER,
+    TASK_QUEUE,
+    ApproveInput,
+    Cell,
+    RejectInput,
+    ReleaseInput,
+    ReleaseProgress,
+)
 from utils import TemporalUnreachable, connect, exit_now, web_ui_url
 from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
 
@@ -86,17 +95,52 @@ async def _wait_for_result(handle: WorkflowHandle, release_key: str) -> str:
 
 
 async def _report_status(handle: WorkflowHandle) -> None:
-    """Print what the release is doing whenever that changes (say, waiting for approval)."""
-    shown = ""
+    """Show the release's progress while it runs: the grid redrawn in place on a terminal, else
+    one plain line per change."""
+    redraw = sys.stdout.isatty()
+    drawn: list[str] = []
+    seen: dict[str, str] = {}
     while True:
         await asyncio.sleep(STATUS_SECONDS)
         try:
-            status = await handle.query(ReleaseWorkflow.status)
+            progress = await handle.query(ReleaseWorkflow.progress)
         except (RPCError, WorkflowQueryFailedError):
             continue  # not started by a worker yet, or the server is away: try again later
-        if status != shown:
-            print(f"  ... {status}", flush=True)
-            shown = status
+        if redraw:
+            lines = format_progress(progress)
+            up = f"\x1b[{len(drawn)}F" if drawn else ""
+            print(up + "".join(f"\x1b[2K{line}\n" for line in lines), end="", flush=True)
+            drawn = lines
+            continue
+        now = {"status": progress.status} | {
+            f"{env.value} {component}": _cell_text(cell)
+            for env, row in progress.cells.items()
+            for component, cell in row.items()
+        }
+        for what, text in now.items():
+            if seen.get(what) != text:
+                print(f"  ... {text}" if what == "status" else f"  ... {what}: {text}", flush=True)
+        seen = now
+
+
+def format_progress(progress: ReleaseProgress) -> list[str]:
+    """The release's status and its component x environment grid, as lines."""
+    header = ["COMPONENT", *(env.value for env in progress.environments)]
+    rows = [
+        [component, *(_cell_text(progress.cells[env][component]) for env in progress.environments)]
+        for component in progress.components
+    ]
+    grid = _table(header, rows).splitlines() if rows else []
+    return [f"{progress.release_key}: {progress.status}", *(f"  {line}" for line in grid)]
+
+
+def _cell_text(cell: Cell) -> str:
+    if cell.state == "running":
+        return f"{cell.step}..."
+    if cell.state == "retrying":
+        error = f": {cell.error[:60]}" if cell.error else ""
+        return f"{cell.step} attempt {cell.attempt}{error}"
+    return cell.state
 
 
 async def _result(handle: WorkflowHandle, release_key: str) -> str:
@@ -174,6 +218,19 @@ async def decide(client: Client, key: str, by: str, reason: str | None) -> str:
         raise
 
 
+async def status_of(client: Client, key: str) -> list[str]:
+    """The progress grid of release key, running or finished (a worker answers the query)."""
+    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, key)
+    try:
+        return format_progress(await handle.query(ReleaseWorkflow.progress))
+    except WorkflowQueryFailedError as err:
+        raise StarterError(f"Release {key} cannot say: {err}") from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise StarterError(f"Release {key} has never run on this server") from None
+        raise
+
+
 def format_history(limit: int = 10) -> str:
     """The latest release runs, newest first."""
     rows = [
@@ -203,6 +260,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--list", action="store_true", help="print the releases in the catalog")
     parser.add_argument("--envs", action="store_true", help="print what each environment holds")
     parser.add_argument("--history", action="store_true", help="print the latest release runs")
+    parser.add_argument("--status", metavar="KEY", help="print the progress grid of release KEY")
     parser.add_argument("--approve", metavar="KEY", help="approve the gate KEY is waiting at")
     parser.add_argument("--reject", metavar="KEY", help="reject the gate KEY is waiting at")
     parser.add_argument("--by", default="", help="who approves or rejects")
@@ -217,6 +275,10 @@ async def main(argv: list[str]) -> int:
             return 0
         if args.history:
             print(format_history())
+            return 0
+        if args.status:
+            client = await connect()
+            print("\n".join(await status_of(client, args.status)))
             return 0
         if args.approve or args.reject:
             client = await connect()

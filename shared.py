@@ -125,6 +125,8 @@ class Deployment(FrozenModel):
     component: ComponentName
     version: Version
     environment: Environment
+    # The release workflow to report progress to (see ReleaseWorkflow.report).
+    release_workflow_id: str = ""
 
 
 class EnvironmentLock(FrozenModel):
@@ -132,6 +134,35 @@ class EnvironmentLock(FrozenModel):
 
     release_key: ReleaseKey
     environment: Environment
+
+
+class StepReport(FrozenModel):
+    """Signal ReleaseWorkflow.report: a step of one deploy started an attempt, or failed one."""
+
+    environment: Environment
+    component: ComponentName
+    step: str
+    attempt: int
+    error: str = ""
+
+
+class Cell(FrozenModel):
+    """One component in one environment, as the progress grid shows it."""
+
+    state: str = "pending"  # pending, running, retrying, done, waiting for approval, ...
+    step: str = ""
+    attempt: int = 0
+    error: str = ""
+
+
+class ReleaseProgress(FrozenModel):
+    """Query ReleaseWorkflow.progress: the release's component x environment grid."""
+
+    release_key: str
+    status: str
+    environments: list[Environment] = []
+    components: list[str] = []
+    cells: dict[Environment, dict[str, Cell]] = {}
 
 
 # --- Activity inputs and results ----------------------------------------------------------

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from shared import (
         ApproveInput,
+        Cell,
         CheckPromotionInput,
         Decision,
         DeployArtifactInput,
@@ -43,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         RejectInput,
         Release,
         ReleaseInput,
+        ReleaseProgress,
+        StepReport,
         UpdateConfigInput,
         VerifyInput,
     )
@@ -140,6 +143,8 @@ class ReleaseWorkflow:
         self._status = "starting"
         self._gate: Environment | None = None  # the environment waiting for a person, if any
         self._decisions: list[Decision] = []
+        self._release: Release | None = None
+        self._cells: dict[Environment, dict[str, Cell]] = {}
 
     @workflow.run
     async def run(self, request: ReleaseInput) -> str:
@@ -149,6 +154,8 @@ class ReleaseWorkflow:
         release: Release = await _step(
             gather_release, GatherReleaseInput(release_key=request.release_key)
         )
+        self._release = release
+        self._cells = {env: {c: Cell() for c in release.versions} for env in release.environments}
         locks = await self._hold_environments(release)
         try:
             result = await self._promote_all(release, started)
@@ -156,7 +163,7 @@ class ReleaseWorkflow:
             await _release(locks)
             raise
         await _release(locks)
-        self._status = result
+        self._status = result.split(": ", 1)[1]  # "SUCCESS", "REJECTED by ...": the outcome
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 
@@ -196,12 +203,14 @@ class ReleaseWorkflow:
         self._gate = env
         how = f"python run_workflow.py --approve {release.key} --by NAME (or --reject)"
         self._status = f"waiting for approval before {env.value}"
+        self._mark(env, Cell(state="waiting for approval"))
         # Current details: the Web UI shows this on the release's page while it waits.
         workflow.set_current_details(f"Waiting for approval before {env.value}: {how}")
         workflow.logger.info(f"{release.key}: waiting for approval before {env.value}: {how}")
         await workflow.wait_condition(lambda: self._gate is None)
         workflow.set_current_details("")
         decision = self._decisions[-1]
+        self._mark(env, Cell(state="pending" if decision.approved else "rejected"))
         verdict = "approved" if decision.approved else f"rejected ({decision.reason})"
         workflow.logger.info(f"{release.key}: {env.value} {verdict} by {decision.by}")
         return decision
@@ -247,6 +256,35 @@ class ReleaseWorkflow:
     def status(self) -> str:
         """What the release is doing now, in a few words."""
         return self._status
+
+    @workflow.query
+    def progress(self) -> ReleaseProgress:
+        """The component x environment grid: what each deploy is doing, or has done."""
+        release = self._release
+        return ReleaseProgress(
+            release_key=self._key,
+            status=self._status,
+            environments=release.environments if release else [],
+            components=list(release.versions) if release else [],
+            cells=self._cells,
+        )
+
+    @workflow.signal
+    def report(self, report: StepReport) -> None:
+        """A step of a deploy started an attempt (or failed one): update its cell."""
+        row = self._cells.get(report.environment, {})
+        if report.component not in row or row[report.component].state == "done":
+            return  # a late report, after its deploy was verified
+        state = "retrying" if report.error or report.attempt > 1 else "running"
+        previous = row[report.component]
+        error = report.error or (previous.error if state == "retrying" else "")
+        row[report.component] = Cell(
+            state=state, step=report.step, attempt=report.attempt, error=error
+        )
+
+    def _mark(self, env: Environment, cell: Cell, component: str | None = None) -> None:
+        for name in [component] if component else list(self._cells.get(env, {})):
+            self._cells[env][name] = cell
 
     async def _hold_environments(self, release: Release) -> list[workflow.ChildWorkflowHandle]:
         """Lock every environment the release deploys to or is fed from, or refuse the release.
@@ -300,22 +338,29 @@ class ReleaseWorkflow:
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {plan}")
         self._status = f"deploying to {env.value}"
         info = workflow.info()
+        self._mark(env, Cell(state="running", step="starting"))
         await asyncio.gather(
             *(
-                workflow.execute_child_workflow(
-                    DeployWorkflow.run,
+                self._deploy(
                     Deployment(
                         release_key=release.key,
                         release_run_id=info.run_id,
                         component=component,
                         version=version,
                         environment=env,
+                        release_workflow_id=info.workflow_id,
                     ),
                     # Deterministic IDs that read like the release plan in the Web UI.
                     id=f"{info.workflow_id}.{env.value}.{component}",
-                    task_timeout=WORKFLOW_TASK_TIMEOUT,
                 )
                 for component, version in release.versions.items()
             )
         )
         workflow.logger.info(f"{release.key}: {env.value} done")
+
+    async def _deploy(self, deployment: Deployment, id: str) -> None:
+        """One DeployWorkflow child; its cell in the grid is done once it has verified."""
+        await workflow.execute_child_workflow(
+            DeployWorkflow.run, deployment, id=id, task_timeout=WORKFLOW_TASK_TIMEOUT
+        )
+        self._mark(deployment.environment, Cell(state="done"), deployment.component)

@@ -24,7 +24,7 @@ from temporalio.service import RPCError
 
 import release_management as rm
 from run_worker import create_worker
-from shared import ApproveInput, RejectInput, ReleaseInput
+from shared import ApproveInput, Environment, RejectInput, ReleaseInput
 from workflows import ReleaseWorkflow
 
 COMPONENTS = ("frontend", "sbstore", "backendforfrontend")
@@ -305,6 +305,11 @@ async def test_a_release_waits_before_prod_until_a_person_approves(
     assert_environments_hold(demo_root, {"DEV": beta, "TEST": beta, "QC": beta})
     description = await release.describe()
     assert description.status == WorkflowExecutionStatus.RUNNING
+    progress = await release.query(ReleaseWorkflow.progress)
+    assert {cell.state for cell in progress.cells[Environment.PROD].values()} == {
+        "waiting for approval"
+    }
+    assert {cell.state for cell in progress.cells[Environment.QC].values()} == {"done"}
 
     answer = await release.execute_update(ReleaseWorkflow.approve, ApproveInput(by="Ada"))
     assert answer == "Release RELEASE-FEB-24-BETA: PROD approved by Ada"
@@ -350,10 +355,19 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
         assert "bug in the deploy step" in deploy.last_failure.message
         assert (await release.describe()).status == WorkflowExecutionStatus.RUNNING
         assert not (demo_root / "environments" / "DEV").exists()
+        # The progress query shows each deploy retrying, with its attempt and last error.
+        progress = await release.query(ReleaseWorkflow.progress)
+        assert progress.status == "deploying to DEV"
+        cell = progress.cells[Environment.DEV]["frontend"]
+        assert (cell.state, cell.step) == ("retrying", "deploy")
+        assert cell.attempt >= 3 and "bug in the deploy step" in cell.error
 
     monkeypatch.delenv("DEMO_BUG")  # the fix, shipped by restarting the worker
     async with create_worker(client, queue):
         assert await release.result() == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
+        progress = await release.query(ReleaseWorkflow.progress)
+    assert progress.status == "SUCCESS"
+    assert {cell.state for cell in progress.cells[Environment.DEV].values()} == {"done"}
     assert_environments_hold(demo_root, {"DEV": ("1.2", "1.8", "1.8")})
     assert_no_change_twice(rm.read_ledger())
 
