@@ -17,7 +17,13 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
 import release_management
-from release_management import InjectedFailure, ReleaseError, SourceMissing, VerificationError
+from release_management import (
+    InjectedFailure,
+    ReleaseError,
+    SourceMissing,
+    Unhealthy,
+    VerificationError,
+)
 from shared import (
     ArtifactRef,
     CheckPromotionInput,
@@ -31,8 +37,12 @@ from shared import (
     StepReport,
     UpdateConfigInput,
     VerifyInput,
+    VerifyRollbackInput,
 )
 from utils import step_seconds
+
+# How many times verification may find a deploy unhealthy before it is rolled back.
+HEALTH_CHECK_ATTEMPTS = 3
 
 # Heartbeat often enough that the workflows' heartbeat timeout (a few seconds) notices a dead
 # worker quickly; the SDK batches heartbeats, so this costs little.
@@ -63,6 +73,17 @@ async def _step(story: str, step: Callable[..., T], *args: Any) -> T:
             str(err),
             type="ReleaseError",
             non_retryable=True,
+            category=ApplicationErrorCategory.BENIGN,
+        ) from None
+    except Unhealthy as err:
+        # A failed health check is retried a few times, then final: the deploy rolls back.
+        final = attempt >= HEALTH_CHECK_ATTEMPTS
+        then = "the deploy will be rolled back" if final else "Temporal will retry"
+        activity.logger.warning(f"{story}: unhealthy (attempt {attempt}): {err}; {then}")
+        raise ApplicationError(
+            str(err),
+            type="Unhealthy",
+            non_retryable=final,
             category=ApplicationErrorCategory.BENIGN,
         ) from None
     except (InjectedFailure, SourceMissing, VerificationError) as err:
@@ -251,6 +272,39 @@ async def verify_deploy(request: VerifyInput) -> None:
 
 
 @activity.defn
+async def rollback_deploy(deployment: Deployment) -> str | None:
+    """Put back the version the deploy replaced (or remove the component if there was none)."""
+    story = _story(deployment, "rollback")
+    previous = await _deploy_step(
+        deployment,
+        "rollback",
+        release_management.rollback_deploy,
+        deployment.release_key,
+        deployment.release_run_id,
+        deployment.component,
+        deployment.version,
+        deployment.environment,
+    )
+    activity.logger.warning(f"{story}: rolled back to {previous or 'nothing (removed)'}")
+    return previous
+
+
+@activity.defn
+async def verify_rollback(request: VerifyRollbackInput) -> None:
+    """Check the environment holds the previous version again (or nothing of the component)."""
+    deployment = request.deployment
+    await _deploy_step(
+        deployment,
+        "verify rollback",
+        release_management.verify_rollback,
+        deployment.component,
+        request.previous,
+        deployment.environment,
+    )
+    activity.logger.info(f"{_story(deployment, 'verify rollback')}: verified")
+
+
+@activity.defn
 async def record_release(request: RecordReleaseInput) -> str:
     """Write the record of the finished release run under database/releases/."""
     key = request.release.key
@@ -279,5 +333,7 @@ ALL_ACTIVITIES = [
     deploy_artifact,
     update_config,
     verify_deploy,
+    rollback_deploy,
+    verify_rollback,
     record_release,
 ]

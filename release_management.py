@@ -42,7 +42,7 @@ from shared import (
     Environment,
     Release,
 )
-from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug
+from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
 
 PROJECT_DIR = Path(__file__).resolve().parent
 CATALOG_NAME = "catalog.json"
@@ -65,6 +65,10 @@ class InjectedFailure(Exception):
 
 class VerificationError(Exception):
     """A deployed component is not in the state its deploy was meant to leave it in."""
+
+
+class Unhealthy(VerificationError):
+    """A deployed component failed its health check."""
 
 
 class SourceMissing(Exception):
@@ -98,6 +102,11 @@ def environment_dir(env: Environment) -> Path:
 def deployed_path(env: Environment, component: str, version: str) -> Path:
     """Where an environment holds a deployed component version."""
     return environment_dir(env) / f"{component}-{version}.txt"
+
+
+def previous_dir(env: Environment) -> Path:
+    """Where an environment keeps the version a deploy replaced, for a rollback."""
+    return demo_root() / "environments" / ".previous" / env.value
 
 
 def config_path(env: Environment, component: str) -> Path:
@@ -492,10 +501,35 @@ def deploy_artifact(
         )
     line = _ledger_line(release_key, run_id, env, component, version, "deploy")
     _commit(target, content, line)
-    for old in others:
-        deployed_path(env, component, old).unlink(missing_ok=True)
+    _keep_previous(env, component, others)
     _inject(isErrorSometimes, f"after deploying {component} {version} to {env.value}")
     return True
+
+
+def _keep_previous(env: Environment, component: str, replaced: list[str]) -> None:
+    """Move the versions a deploy replaced (normally one) aside, with the config that named
+    them, so that a failed verification can roll back to them."""
+    if not replaced:
+        return
+    keep = previous_dir(env)
+    keep.mkdir(parents=True, exist_ok=True)
+    for stale in keep.glob(f"{component}-*.txt"):
+        stale.unlink()
+    config = _read_text(config_path(env, component))
+    if config is not None:
+        _atomic_write(keep / f"{component}.config.json", config)
+    for old in replaced:
+        os.replace(deployed_path(env, component, old), keep / f"{component}-{old}.txt")
+
+
+def previous_version(env: Environment, component: str) -> str | None:
+    """The version of component that the last deploy to env replaced, if any."""
+    folder = previous_dir(env)
+    names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+    kept = [
+        m["version"] for m in map(_ARTIFACT_FILE.match, names) if m and m["component"] == component
+    ]
+    return kept[-1] if kept else None
 
 
 def update_config(
@@ -548,6 +582,79 @@ def verify_deploy(component: str, version: str, env: Environment, sha256: str) -
         raise VerificationError(
             f"the {env.value} config of {component} names version {config.get('version')!r}, "
             f"expected {version!r}"
+        )
+    if unhealthy() == (component, env.value):
+        raise Unhealthy(f"{component} {version} in {env.value} failed its health check")
+
+
+def rollback_deploy(
+    release_key: str, run_id: str, component: str, version: str, env: Environment
+) -> str | None:
+    """Put back the version of component that deploying version to env replaced, with its
+    config; if there was none, remove the component from env.
+
+    Args:
+        release_key: the release rolling back (for the ledger).
+        run_id: the release run rolling back (for the ledger).
+        component: the component's name.
+        version: the version being rolled back.
+        env: the environment.
+
+    Returns:
+        The version env holds again, or None if the component was removed. Rolling back twice
+        changes nothing the second time.
+
+    Raises:
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    raise_planted_bug("rollback")
+    previous = previous_version(env, component)
+    kept = previous_dir(env)
+    config = _read_text(kept / f"{component}.config.json") if previous else None
+    wanted = [previous] if previous else []
+    if (
+        held_versions(env, component) == wanted
+        and _read_text(config_path(env, component)) == config
+    ):
+        return previous
+    _inject(isErrorRarely, f"before rolling back {component} {version} in {env.value}")
+    line = _ledger_line(release_key, run_id, env, component, previous, "rollback")
+    line["replaced"] = version
+    if previous:
+        content = _read_text(kept / f"{component}-{previous}.txt") or ""
+        _commit(deployed_path(env, component, previous), content, line)
+        if config is not None:
+            _atomic_write(config_path(env, component), config)
+    else:
+        _append_ledger(line)
+        config_path(env, component).unlink(missing_ok=True)
+    for other in held_versions(env, component):
+        if other != previous:
+            deployed_path(env, component, other).unlink()
+    _inject(isErrorRarely, f"after rolling back {component} {version} in {env.value}")
+    return previous
+
+
+def verify_rollback(component: str, previous: str | None, env: Environment) -> None:
+    """Check a rollback: env holds exactly the previous version (with its config), or nothing
+    of the component if it had none before.
+
+    Raises:
+        VerificationError: it does not; the message says what env holds.
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    raise_planted_bug("verify")
+    _inject(isErrorRarely, f"while verifying the rollback of {component} in {env.value}")
+    held = held_versions(env, component)
+    if held != ([previous] if previous else []):
+        raise VerificationError(
+            f"after the rollback {env.value} holds {component} {'+'.join(held) or 'nothing'}, "
+            f"expected {previous or 'nothing'}"
+        )
+    config = _read_json(config_path(env, component))
+    if (config or {}).get("version") != previous:
+        raise VerificationError(
+            f"after the rollback the {env.value} config of {component} is wrong"
         )
 
 
@@ -606,7 +713,7 @@ def _outcome(version: str, before: str | None, after: str | None, reached: bool)
     if not reached:
         outcome = "not reached"
     elif after != version:
-        outcome = "not deployed"
+        outcome = "rolled back" if after == before else "not deployed"
     else:
         outcome = "already there" if before == version else "deployed"
     return {"before": before, "after": after, "outcome": outcome}

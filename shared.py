@@ -229,6 +229,18 @@ class VerifyInput(FrozenModel):
 EnvironmentVersions = dict[Environment, dict[str, str | None]]
 
 
+class VerifyRollbackInput(FrozenModel):
+    deployment: Deployment
+    previous: str | None
+
+
+class DeployOutcome(FrozenModel):
+    """Result of DeployWorkflow: verified, or rolled back to previous (None: removed)."""
+
+    rolled_back: bool = False
+    previous: str | None = None
+
+
 class RecordReleaseInput(FrozenModel):
     release: Release
     release_run_id: str

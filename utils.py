@@ -10,6 +10,10 @@ A bug
     DEMO_BUG=<step> plants a bug in one step: it raises an unexpected error every time, the way
     a real defect would, until the worker is restarted without it (see demos.md).
 
+An unhealthy deploy
+    DEMO_UNHEALTHY=<component>@<ENV> makes that component's health check fail in that
+    environment: its deploy is rolled back (see demos.md).
+
 Pace
     DEMO_STEP_SECONDS (default 1) is how long each step takes, so a person can follow the
     release in the Web UI and kill the worker in the middle of it.
@@ -90,6 +94,7 @@ STEPS = (
     "deploy",
     "configure",
     "verify",
+    "rollback",
     "record",
 )
 
@@ -117,6 +122,24 @@ def raise_planted_bug(step: str) -> None:
             f"bug in the {step} step (planted by DEMO_BUG={step}): "
             "restart the worker without DEMO_BUG to ship the fix"
         )
+
+
+def unhealthy() -> tuple[str, str] | None:
+    """The (component, ENV) that DEMO_UNHEALTHY=<component>@<ENV> says fails its health check.
+
+    Raises:
+        ValueError: DEMO_UNHEALTHY is not of the form component@ENV.
+    """
+    raw = os.environ.get("DEMO_UNHEALTHY", "").strip()
+    if not raw:
+        return None
+    component, _, env = raw.partition("@")
+    if not component or env not in ("DEV", "TEST", "QC", "PROD"):
+        raise ValueError(
+            f"DEMO_UNHEALTHY={raw!r} is not <component>@<ENV>, e.g. frontend@QC "
+            "(ENV is one of DEV, TEST, QC, PROD)"
+        )
+    return component, env
 
 
 def step_seconds() -> float:
@@ -147,6 +170,7 @@ def check_demo_settings() -> None:
     """
     failure_mode()
     planted_bug()
+    unhealthy()
     step_seconds()
 
 

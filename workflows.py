@@ -12,7 +12,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 
 # Determinism: the sandbox re-imports workflow code on every run; project modules and their
 # dependencies are passed through instead, since nothing in them runs inside a workflow.
@@ -26,8 +26,10 @@ with workflow.unsafe.imports_passed_through():
         find_lock_holder,
         gather_release,
         record_release,
+        rollback_deploy,
         update_config,
         verify_deploy,
+        verify_rollback,
     )
     from shared import (
         ApproveInput,
@@ -36,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         DeployArtifactInput,
         Deployment,
+        DeployOutcome,
         Environment,
         EnvironmentLock,
         GatherReleaseInput,
@@ -48,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         StepReport,
         UpdateConfigInput,
         VerifyInput,
+        VerifyRollbackInput,
     )
 
 # Retry policy: transient failures (injected, or a bug being fixed) are retried without limit.
@@ -89,10 +93,10 @@ def _step(activity: Any, argument: Any) -> Any:
 @workflow.defn
 class DeployWorkflow:
     """Deploy one component version to one environment: build (DEV only), gather the artifact
-    and the config, deploy, configure, verify."""
+    and the config, deploy, configure, verify; roll back if it proves unhealthy."""
 
     @workflow.run
-    async def run(self, deployment: Deployment) -> str:
+    async def run(self, deployment: Deployment) -> DeployOutcome:
         # The config does not depend on the build: gather it while the artifact is prepared.
         config_gathered = _step(fetch_config, deployment)
         if deployment.environment is Environment.DEV:
@@ -100,9 +104,18 @@ class DeployWorkflow:
         artifact, config = await asyncio.gather(_step(fetch_artifact, deployment), config_gathered)
         await _step(deploy_artifact, DeployArtifactInput(deployment=deployment, artifact=artifact))
         await _step(update_config, UpdateConfigInput(deployment=deployment, config=config))
-        await _step(verify_deploy, VerifyInput(deployment=deployment, artifact=artifact))
-        where = deployment.environment.value
-        return f"{deployment.component} {deployment.version} verified in {where}"
+        try:
+            await _step(verify_deploy, VerifyInput(deployment=deployment, artifact=artifact))
+        except ActivityError as err:
+            if not (isinstance(err.cause, ApplicationError) and err.cause.type == "Unhealthy"):
+                raise
+            # Compensate: the deploy is unhealthy, so put back what the environment held.
+            previous = await _step(rollback_deploy, deployment)
+            await _step(
+                verify_rollback, VerifyRollbackInput(deployment=deployment, previous=previous)
+            )
+            return DeployOutcome(rolled_back=True, previous=previous)
+        return DeployOutcome()
 
 
 @workflow.defn
@@ -179,8 +192,11 @@ class ReleaseWorkflow:
             if decision and not decision.approved:
                 result = f"Release {release.key}: REJECTED by {decision.by}: {decision.reason}"
                 break
-            await self._promote(release, env)
+            rolled_back = await self._promote(release, env)
             reached.append(env)
+            if rolled_back:
+                result = f"Release {release.key}: ROLLED BACK {'; '.join(rolled_back)}"
+                break
         self._status = "recording"
         await _step(
             record_release,
@@ -332,14 +348,17 @@ class ReleaseWorkflow:
     def _lock_id(self, env: Environment) -> str:
         return f"lock.{env.value}{'.' + self._lock_scope if self._lock_scope else ''}"
 
-    async def _promote(self, release: Release, env: Environment) -> None:
-        """Deploy every component to env at once and wait for all of them (one wave)."""
+    async def _promote(self, release: Release, env: Environment) -> list[str]:
+        """Deploy every component to env at once and wait for all of them (one wave).
+
+        Returns how each rolled-back deploy went, e.g. "frontend in QC (1.1 -> 1.0)"; the other
+        components of the wave stay deployed (see demos.md, "An unhealthy deploy")."""
         plan = ", ".join(f"{c} {v}" for c, v in release.versions.items())
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {plan}")
         self._status = f"deploying to {env.value}"
         info = workflow.info()
         self._mark(env, Cell(state="running", step="starting"))
-        await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(
                 self._deploy(
                     Deployment(
@@ -356,11 +375,21 @@ class ReleaseWorkflow:
                 for component, version in release.versions.items()
             )
         )
-        workflow.logger.info(f"{release.key}: {env.value} done")
+        rolled_back = [outcome for outcome in outcomes if outcome]
+        workflow.logger.info(
+            f"{release.key}: {env.value} {'rolled back' if rolled_back else 'done'}"
+        )
+        return rolled_back
 
-    async def _deploy(self, deployment: Deployment, id: str) -> None:
-        """One DeployWorkflow child; its cell in the grid is done once it has verified."""
-        await workflow.execute_child_workflow(
+    async def _deploy(self, deployment: Deployment, id: str) -> str:
+        """One DeployWorkflow child; marks its cell in the grid done (or rolled back) and
+        returns "" (or how it was rolled back)."""
+        outcome = await workflow.execute_child_workflow(
             DeployWorkflow.run, deployment, id=id, task_timeout=WORKFLOW_TASK_TIMEOUT
         )
-        self._mark(deployment.environment, Cell(state="done"), deployment.component)
+        env, component = deployment.environment, deployment.component
+        if not outcome.rolled_back:
+            self._mark(env, Cell(state="done"), component)
+            return ""
+        self._mark(env, Cell(state="rolled back", step=outcome.previous or "removed"), component)
+        return f"{component} in {env.value} ({deployment.version} -> {outcome.previous or 'none'})"

@@ -360,7 +360,7 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
         assert progress.status == "deploying to DEV"
         cell = progress.cells[Environment.DEV]["frontend"]
         assert (cell.state, cell.step) == ("retrying", "deploy")
-        assert cell.attempt >= 3 and "bug in the deploy step" in cell.error
+        assert cell.attempt >= 2 and "bug in the deploy step" in cell.error
 
     monkeypatch.delenv("DEMO_BUG")  # the fix, shipped by restarting the worker
     async with create_worker(client, queue):
@@ -487,3 +487,44 @@ async def test_a_bad_catalog_is_refused_before_any_change_and_the_worker_keeps_s
     catalog_file.unlink()
     _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
     assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+
+
+async def test_an_unhealthy_deploy_is_rolled_back_and_the_release_stops(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    monkeypatch.setenv("DEMO_UNHEALTHY", "frontend@TEST")
+    before = len(rm.read_ledger())
+
+    _, result = await run(client, task_queue, "RELEASE-NOV-23-HOTFIX-STAGE")
+
+    assert (
+        result == "Release RELEASE-NOV-23-HOTFIX-STAGE: ROLLED BACK frontend in TEST (1.1 -> 1.0)"
+    )
+    # frontend is back at 1.0 in TEST, its healthy neighbours stay, and QC is never reached.
+    hotfix, initial = ("1.1", "1.7", "1.7"), ("1.0", "1.0", "1.0")
+    assert_environments_hold(
+        demo_root,
+        {"DEV": hotfix, "TEST": ("1.0", "1.7", "1.7"), "QC": initial, "PROD": initial},
+    )
+    rollbacks = [line for line in rm.read_ledger()[before:] if line["step"] == "rollback"]
+    assert [(r["env"], r["component"], r["version"], r["replaced"]) for r in rollbacks] == [
+        ("TEST", "frontend", "1.0", "1.1")
+    ]
+    (record,) = [r for r in rm.release_history() if r["release_key"].endswith("HOTFIX-STAGE")]
+    assert record["environments"]["TEST"]["frontend"]["outcome"] == "rolled back"
+    assert record["environments"]["QC"]["frontend"]["outcome"] == "not reached"
+
+
+async def test_a_rollback_with_no_previous_version_removes_the_component(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_UNHEALTHY", "sbstore@DEV")
+    _, result = await run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
+    assert result == "Release RELEASE-JAN-24-ALPHA-DEV: ROLLED BACK sbstore in DEV (1.8 -> none)"
+    assert env_files(demo_root)["DEV"] == {
+        "frontend-1.2.txt",
+        "frontend.config.json",
+        "backendforfrontend-1.8.txt",
+        "backendforfrontend.config.json",
+    }
