@@ -22,6 +22,7 @@ from processes import (
     files_under,
     finish_release,
     holding,
+    in_background,
     run_script,
     run_starter,
     running,
@@ -260,3 +261,54 @@ async def test_second_starter_attaches_to_the_running_release(
         )
     ]
     assert runs == [(await env.client.get_workflow_handle(key).describe()).run_id]
+
+
+async def test_a_person_approves_or_rejects_a_waiting_release_from_the_command_line(
+    env: WorkflowEnvironment, script_env: dict[str, str]
+) -> None:
+    key = "RELEASE-FEB-24-BETA"
+    try:
+        async with running_worker(script_env):
+            async with in_background(run_starter(script_env, key)) as starter:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    status = await run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT)
+                    if "waiting for approval before PROD" in status.stdout:
+                        break
+                    await asyncio.sleep(0.2)
+                assert "frontend            done  done  done  waiting for approval" in status.stdout
+
+                nameless = await run_starter(script_env, "--approve", key, timeout=QUICK_TIMEOUT)
+                assert nameless.code == 1
+                assert_one_line_without_traceback(nameless.stderr)
+                assert "--by NAME" in nameless.stderr
+
+                rejected = await run_starter(
+                    script_env, "--reject", key, "--by", "Grace", "--reason", "load test first"
+                )
+                assert rejected.code == 0, rejected.stderr
+                assert rejected.stdout.strip() == f"Release {key}: PROD rejected by Grace"
+                finished = await starter
+
+            late = await run_starter(script_env, "--approve", key, "--by", "Ada")
+    finally:
+        await finish_release(env.client, key)
+
+    # The starter followed the release as plain lines (its output is not a terminal).
+    assert "  ... waiting for approval before PROD" in finished.stdout
+    assert "  ... PROD frontend: waiting for approval" in finished.stdout
+    assert f"Result: Release {key}: REJECTED by Grace: load test first" in finished.stdout
+    assert finished.code == 1
+    assert late.code == 1
+    assert_one_line_without_traceback(late.stderr)
+    assert f"Release {key} is not running" in late.stderr
+
+    history = await run_starter(script_env, "--history", timeout=QUICK_TIMEOUT)
+    assert history.code == 0
+    assert key in history.stdout and "PROD rejected by Grace" in history.stdout
+    envs = await run_starter(script_env, "--envs", timeout=QUICK_TIMEOUT)
+    assert environments_table(envs.stdout)["PROD"] == {
+        "frontend": "-",
+        "sbstore": "-",
+        "backendforfrontend": "-",
+    }
