@@ -141,9 +141,10 @@ class EnvironmentLockWorkflow:
 
 
 async def _release(locks: list[workflow.ChildWorkflowHandle]) -> None:
-    """Let go of environment locks. (Were the release cancelled or terminated instead, its locks
-    would be terminated with it.)"""
+    """Let go of environment locks, and see them end. (Were the release cancelled or terminated
+    instead, its locks would be terminated with it.)"""
     await asyncio.gather(*(lock.signal(EnvironmentLockWorkflow.release) for lock in locks))
+    await asyncio.gather(*locks)
 
 
 @workflow.defn
