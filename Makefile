@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint format clean-state record-histories
+.PHONY: install demo test lint format clean-state record-histories screenshots
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ test: install lint
 # workflows.py: runs releases on a throwaway dev server, about half a minute.
 record-histories: install
 	$(BIN)/python scripts/record_histories.py
+
+# Re-take the pictures in resources/ from a real run on a throwaway dev server, about a minute.
+# Needs Chromium and its driver (apt-get install chromium chromium-driver); installs selenium,
+# which only this uses, into .venv.
+screenshots: install
+	$(BIN)/python -m pip install --quiet selenium
+	$(BIN)/python scripts/screenshots.py
 
 lint: install
 	$(BIN)/ruff check .

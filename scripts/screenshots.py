@@ -1,0 +1,457 @@
+"""Regenerate the pictures of a real run in resources/: the Web UI and the worker's log.
+
+    make screenshots
+    (or: .venv/bin/pip install selenium && .venv/bin/python scripts/screenshots.py)
+
+Needs Chromium and its driver (Debian or Ubuntu: apt-get install chromium chromium-driver) and
+selenium, which `make screenshots` installs into .venv (it is not in requirements.txt: only
+this script uses it). Starts its own dev server with the Web UI on free ports, a worker
+(run_worker.py with DEMO_STEP_SECONDS=0.5 and DEMO_FAILURES=sometimes, so steps fail and are
+retried) and one release (run_workflow.py RELEASE-NOV-23-INITIAL), all on a temp DEMO_ROOT.
+Headless Chromium photographs the Web UI while the release runs and after it has finished,
+each page once it shows what it is meant to; everything started here is stopped on the way
+out. About a minute. Writes:
+
+    resources/release-running.png   the workflow list filtered to the release, mid-release
+    resources/retry-pending.png     a deploy child mid-release: a step on attempt N, and the
+                                    failure attempt N-1 ended with
+    resources/release-timeline.png  the finished release: its lock children, then one wave of
+                                    deploy children per environment
+    resources/deploy-timeline.png   the deploy child with the most retried step: its steps in
+                                    time, retried ones marked "N • step"
+    resources/retry-event.png       that step's Activity Task Started event: attempt and last
+                                    failure
+    resources/worker-log.png        the worker's log: the DEV wave with its failures and
+                                    retries, then the end of the release
+"""
+
+import asyncio
+import html
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+RESOURCES_DIR = PROJECT_DIR / "resources"
+sys.path.insert(0, str(PROJECT_DIR))  # run as a script, this file sees scripts/ on sys.path
+
+from utils import exit_now  # noqa: E402
+
+RELEASE = "RELEASE-NOV-23-INITIAL"
+WORKER_SETTINGS = {"DEMO_STEP_SECONDS": "0.5", "DEMO_FAILURES": "sometimes"}
+READY_LINE = "Press Ctrl+C to stop."
+# The list is photographed once the DEV wave is done, so it shows every kind of status.
+MID_RELEASE_LINE = f"{RELEASE}: promoting to TEST"
+# The workflow's last line in the worker's log.
+RELEASE_END_LINE = f"Release {RELEASE}: "
+TIMEOUT = 120.0
+PAGE_TIMEOUT = 20.0
+# Fire timers (retry backoffs) on time, as scripts/demo.sh does.
+PRECISE_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+    "--lang=en-US",
+]
+# Browser sizes (width, height): each page at a size that holds it without much blank.
+LIST_SIZE = (1600, 780)
+DETAIL_SIZE = (1600, 1000)
+EVENT_SIZE = (1600, 1100)
+RELEASE_TIMELINE_SIZE = (1600, 1120)
+LOG_SIZE = (1460, 1400)
+# The worker-log picture shows at most this many lines from the log's start (the PNG stays small).
+LOG_HEAD_LINES = 48
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def required(*names: str) -> str:
+    for name in names:
+        if found := shutil.which(name):
+            return found
+    raise SystemExit(
+        f"screenshots.py: no {names[0]} found: apt-get install chromium chromium-driver"
+    )
+
+
+def temporal_cli() -> str:
+    beside = Path(sys.executable).parent / "temporal"
+    if not beside.exists():
+        raise SystemExit(f"screenshots.py: no temporal CLI at {beside}: run `make install`")
+    return str(beside)
+
+
+def open_browser(profile: Path) -> webdriver.Chrome:
+    """Headless Chromium with a profile of its own, driven by the system's chromedriver."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = required("chromium", "chromium-browser", "google-chrome")
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(required("chromedriver")))
+
+
+def visible_text(browser: webdriver.Chrome) -> str:
+    return browser.find_element(By.TAG_NAME, "body").text.lower()
+
+
+def set_viewport(browser: webdriver.Chrome, size: tuple[int, int]) -> None:
+    """Make the page exactly this size (a window's size would include its frame)."""
+    width, height = size
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+
+
+def wait_for(
+    browser: webdriver.Chrome, wanted: list[str], unwanted: str | None, timeout: float
+) -> bool:
+    """Wait until the page shows every wanted text. False if it does not within timeout, or
+    if, once it shows the first wanted text (what the page is about), it shows unwanted."""
+    wanted = [text.lower() for text in wanted]
+
+    def outcome(b: webdriver.Chrome) -> str | None:
+        text = visible_text(b)
+        if all(want in text for want in wanted):
+            return "shown"
+        gone = unwanted and wanted[0] in text and unwanted.lower() in text
+        return "gone" if gone else None
+
+    try:
+        return WebDriverWait(browser, timeout, poll_frequency=0.05).until(outcome) == "shown"
+    except TimeoutException:
+        return False
+
+
+def load(browser: webdriver.Chrome, url: str, size: tuple[int, int], wanted: list[str]) -> bool:
+    """Open url at size and wait until the page shows every wanted text."""
+    set_viewport(browser, size)
+    browser.get(url)
+    return wait_for(browser, wanted, None, PAGE_TIMEOUT)
+
+
+def follow_link(browser: webdriver.Chrome, url: str, wanted: list[str], unwanted: str) -> bool:
+    """Move the open Web UI to url as a click on a link in it does: the app only fetches the
+    new page's data, instead of starting again."""
+    browser.execute_script(
+        "const link = document.createElement('a');"
+        "link.href = arguments[0];"
+        "document.body.firstElementChild.appendChild(link);"  # inside the app, which routes it
+        "link.click();"
+        "link.remove();",
+        url,
+    )
+    return wait_for(browser, wanted, unwanted, 3)
+
+
+def save(browser: webdriver.Chrome, name: str) -> None:
+    time.sleep(0.5)  # let the last rows and charts finish drawing
+    browser.execute_script("document.activeElement?.blur()")  # no focus ring in the picture
+    out = RESOURCES_DIR / name
+    browser.save_screenshot(str(out))
+    print(f"resources/{name}: {out.stat().st_size // 1024} KB", flush=True)
+
+
+def shoot(
+    browser: webdriver.Chrome, url: str, name: str, size: tuple[int, int], wanted: list[str]
+) -> None:
+    if not load(browser, url, size, wanted):
+        raise SystemExit(f"screenshots.py: {url} never showed {wanted}")
+    save(browser, name)
+
+
+@dataclass
+class Run:
+    """The demo run being photographed: its server, its worker, and a browser on its Web UI."""
+
+    browser: webdriver.Chrome
+    client: Client
+    ui: str
+    worker: subprocess.Popen[bytes]
+    worker_log: Path
+
+    def page(self, workflow_id: str, run_id: str, tab: str) -> str:
+        return f"{self.ui}/namespaces/default/workflows/{quote(workflow_id)}/{run_id}/{tab}"
+
+    def log_text(self) -> str:
+        return self.worker_log.read_text(errors="replace")
+
+    async def wait_for_log(self, text: str) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while text not in self.log_text():
+            if time.monotonic() > deadline or self.worker.poll() is not None:
+                raise SystemExit(f"screenshots.py: the worker never logged {text!r}")
+            await asyncio.sleep(0.1)
+
+
+async def shoot_release_running(run: Run) -> None:
+    """The workflow list filtered to the release: the release, its locks and its children."""
+    await run.wait_for_log(MID_RELEASE_LINE)
+    query = quote(f'RootWorkflowId = "{RELEASE}"')
+    url = f"{run.ui}/namespaces/default/workflows?query={query}"
+    wanted = [f"{RELEASE}.DEV.frontend", f"{RELEASE}.TEST.frontend", "Running", "Completed"]
+    shoot(run.browser, url, "release-running.png", LIST_SIZE, wanted)
+
+
+async def shoot_retry_pending(run: Run) -> None:
+    """A deploy child whose pending step is on a retry, photographed while it lasts.
+
+    A retry stays pending for a second or so here (0.1 s or more of backoff, then a 0.5 s
+    step), and a fresh load of the Web UI takes about two seconds. So this watches the running
+    deploy children through the API and, when a step is on attempt 2 or more, moves the open Web UI
+    to that child's Pending Activities tab the way a click on a link would (well under a
+    second); if the step is done by then, it waits for the next retry.
+    """
+    query = f'RootWorkflowId = "{RELEASE}" AND WorkflowType = "DeployWorkflow" AND '
+    query += 'ExecutionStatus = "Running"'
+    set_viewport(run.browser, DETAIL_SIZE)
+    tries = 0
+    while RELEASE_END_LINE not in run.log_text():
+        async for execution in run.client.list_workflows(query):
+            description = await run.client.get_workflow_handle(execution.id).describe()
+            pending = description.raw_description.pending_activities
+            if not any(step.attempt > 1 and step.last_failure.message for step in pending):
+                continue
+            tries += 1
+            url = run.page(execution.id, execution.run_id, "pending-activities")
+            wanted = [execution.id, "Attempt", "Last Failure", "Simulated failure"]
+            if follow_link(run.browser, url, wanted, "No Pending Activities"):
+                save(run.browser, "retry-pending.png")
+                return
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"screenshots.py: {tries} retries ended before their page showed; run again")
+
+
+@dataclass
+class Retry:
+    workflow_id: str
+    run_id: str
+    event_id: int
+    attempt: int
+    step: str
+
+
+async def most_retried_step(client: Client) -> Retry:
+    """The step with the most attempts among the deploy children."""
+    best: Retry | None = None
+    query = f'RootWorkflowId = "{RELEASE}" AND WorkflowType = "DeployWorkflow"'
+    async for execution in client.list_workflows(query):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        history = await handle.fetch_history()
+        steps = {
+            event.event_id: event.activity_task_scheduled_event_attributes.activity_type.name
+            for event in history.events
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        }
+        for event in history.events:
+            if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                continue
+            started = event.activity_task_started_event_attributes
+            if best is None or started.attempt > best.attempt:
+                step = steps[started.scheduled_event_id]
+                best = Retry(execution.id, execution.run_id, event.event_id, started.attempt, step)
+    if best is None or best.attempt < 2:
+        raise SystemExit("screenshots.py: no step was retried; run again")
+    return best
+
+
+async def shoot_finished(run: Run) -> None:
+    release_run = (await run.client.get_workflow_handle(RELEASE).describe()).run_id
+    url = run.page(RELEASE, release_run, "timeline")
+    if not load(run.browser, url, RELEASE_TIMELINE_SIZE, ["Completed", "DeployWorkflow"]):
+        raise SystemExit(f"screenshots.py: {url} never showed the release's children")
+    hide_signals(run.browser)
+    save(run.browser, "release-timeline.png")
+    retry = await most_retried_step(run.client)
+    url = run.page(retry.workflow_id, retry.run_id, "timeline")
+    wanted = [retry.workflow_id, f"{retry.attempt} • {retry.step}"]
+    shoot(run.browser, url, "deploy-timeline.png", DETAIL_SIZE, wanted)
+    url = run.page(retry.workflow_id, retry.run_id, f"history/events/{retry.event_id}")
+    wanted = ["Activity Task Started", "Last Failure", "Simulated failure"]
+    shoot(run.browser, url, "retry-event.png", EVENT_SIZE, wanted)
+
+
+def hide_signals(browser: webdriver.Chrome) -> None:
+    """Untick Signal in the timeline's Filter menu, as a person would: every deploy child
+    reports each step to the release, and those signals would crowd the children out."""
+    menu = (By.XPATH, "//button[contains(., 'Filter')]")
+    browser.find_element(*menu).click()
+    browser.find_element(By.XPATH, "//li[@role='menuitem'][contains(., 'Signal')]").click()
+    browser.find_element(*menu).click()
+    if not wait_for(browser, ["gather_release", "record_release"], None, PAGE_TIMEOUT):
+        raise SystemExit("screenshots.py: the release's timeline did not show its steps")
+
+
+def log_excerpt(log: str) -> list[str]:
+    """The worker's log from its start into the DEV wave, then the last lines of the release."""
+    lines = log.splitlines()
+    wave_end = next(i for i, line in enumerate(lines) if MID_RELEASE_LINE in line)
+    head = lines[: min(wave_end + 1, LOG_HEAD_LINES)]
+    release_end = next(i for i, line in enumerate(lines) if RELEASE_END_LINE in line)
+    tail_start = release_end - 3
+    rest = "the TEST, QC and PROD waves" if len(head) > wave_end else "the rest of the release"
+    skipped = f"  ⋮  {tail_start - len(head)} more lines: {rest}"
+    return [*head, skipped, *lines[tail_start : release_end + 1]]
+
+
+def log_line_html(line: str) -> str:
+    """One log line, coloured as a terminal theme would: failures, retries, waves."""
+    text = html.escape(line)
+    for marker, css in [
+        ("failed (attempt", "failed"),
+        ("retrying (attempt", "retry"),
+        (": promoting to ", "wave"),
+        (RELEASE_END_LINE, "wave"),
+    ]:
+        if marker in line:
+            return f'<span class="{css}">{text}</span>'
+    return text
+
+
+def shoot_worker_log(browser: webdriver.Chrome, log: str, scratch: Path) -> None:
+    """The worker's log in a terminal-like box, cropped to the text."""
+    page = scratch / "worker-log.html"
+    page.write_text(
+        "<!doctype html><meta charset='utf-8'><style>"
+        "body{margin:0;background:#1e1e1e}"
+        "pre{display:inline-block;margin:0;padding:14px 18px;color:#d4d4d4;"
+        "font:12px/17px 'DejaVu Sans Mono',monospace;white-space:pre-wrap;max-width:1420px}"
+        ".failed{color:#f48771}.retry{color:#dcdcaa}.wave{color:#4fc1ff;font-weight:bold}"
+        "</style><pre>" + "\n".join(log_line_html(line) for line in log_excerpt(log)) + "</pre>"
+    )
+    set_viewport(browser, LOG_SIZE)
+    browser.get(page.as_uri())
+    out = RESOURCES_DIR / "worker-log.png"
+    browser.find_element(By.TAG_NAME, "pre").screenshot(str(out))
+    print(f"resources/worker-log.png: {out.stat().st_size // 1024} KB", flush=True)
+
+
+def start(
+    command: list[str], log: Path, env: dict[str, str], started: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    started.append(process)
+    return process
+
+
+def stop(started: list[subprocess.Popen[bytes]]) -> None:
+    """Ctrl+C, newest first (starter, worker, server); killed if still there after 10 s."""
+    for process in reversed(started):
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+async def start_server(scratch: Path, started: list[subprocess.Popen[bytes]]) -> tuple[Client, str]:
+    """A dev server with its Web UI on free ports; its client and the UI's address."""
+    port, ui_port = free_port(), free_port()
+    command = [temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
+    command += ["--ui-port", str(ui_port), "--db-filename", str(scratch / "dev.sqlite")]
+    command += ["--log-level", "error", *PRECISE_TIMERS]
+    server = start(command, scratch / "server.log", dict(os.environ), started)
+    ui = f"http://127.0.0.1:{ui_port}"
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            client = await Client.connect(f"127.0.0.1:{port}")
+        except RuntimeError:
+            await asyncio.sleep(0.5)
+            continue
+        while not await asyncio.to_thread(answers, ui) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        return client, ui
+    log = (scratch / "server.log").read_text(errors="replace")
+    raise SystemExit(f"screenshots.py: the dev server did not start:\n{log[-2000:]}")
+
+
+async def photograph(
+    scratch: Path, browser: webdriver.Chrome, started: list[subprocess.Popen[bytes]]
+) -> None:
+    client, ui = await start_server(scratch, started)
+    browser.get(ui)  # load the Web UI's code once, so later pages open quickly
+    # The terminals of a person trying the demo: this server, a demo root of their own.
+    address = client.service_client.config.target_host
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DEMO_"))}
+    env |= {"TEMPORAL_ADDRESS": address, "DEMO_ROOT": str(scratch / "root"), **WORKER_SETTINGS}
+    (scratch / "root").mkdir()
+    worker_log = scratch / "worker.log"
+    worker = start([sys.executable, "run_worker.py"], worker_log, env, started)
+    run = Run(browser, client, ui, worker, worker_log)
+    await run.wait_for_log(READY_LINE)
+    command = [sys.executable, "run_workflow.py", RELEASE]
+    starter = start(command, scratch / "starter.log", env, started)
+
+    await shoot_release_running(run)
+    await shoot_retry_pending(run)
+    try:
+        code = await asyncio.to_thread(starter.wait, TIMEOUT)
+    except subprocess.TimeoutExpired:
+        code = None
+    if code != 0:
+        raise SystemExit(f"screenshots.py: the release did not succeed:\n{run.log_text()[-3000:]}")
+    await shoot_finished(run)
+    shoot_worker_log(browser, run.log_text(), scratch)
+
+
+def main() -> int:
+    began = time.monotonic()
+    RESOURCES_DIR.mkdir(exist_ok=True)
+    started: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as scratch:
+        browser = open_browser(Path(scratch) / "chromium-profile")
+        try:
+            asyncio.run(photograph(Path(scratch), browser, started))
+        finally:
+            browser.quit()
+            stop(started)
+    print(f"Pictures of a real run written to resources/ in {time.monotonic() - began:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    exit_now(main())
