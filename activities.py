@@ -103,9 +103,12 @@ def _story(deployment: Deployment, step: str) -> str:
 
 
 async def _deploy_step(deployment: Deployment, name: str, step: Callable[..., T], *args: Any) -> T:
-    """Run one step of a deploy, reporting each attempt and each failure to the release."""
+    """Run one step of a deploy, reporting its start and each failed attempt to the release.
+    (A retry's start is not reported: the cell already says the step is retrying. That halves
+    the signals of a failure storm, each an event in the release's history.)"""
     attempt = activity.info().attempt
-    await _report(deployment, StepReport(**_cell_of(deployment), step=name, attempt=attempt))
+    if attempt == 1:
+        await _report(deployment, StepReport(**_cell_of(deployment), step=name, attempt=attempt))
     try:
         return await _step(_story(deployment, name), step, *args)
     except Exception as err:

@@ -138,8 +138,7 @@ def _cell_text(cell: Cell) -> str:
     if cell.state == "running":
         return f"{cell.step}..."
     if cell.state == "retrying":
-        error = f": {cell.error[:60]}" if cell.error else ""
-        return f"{cell.step} attempt {cell.attempt}{error}"
+        return f"{cell.step}, attempt {cell.attempt} failed: {cell.error[:60]}"
     return cell.state
 
 

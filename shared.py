@@ -137,7 +137,7 @@ class EnvironmentLock(FrozenModel):
 
 
 class StepReport(FrozenModel):
-    """Signal ReleaseWorkflow.report: a step of one deploy started an attempt, or failed one."""
+    """Signal ReleaseWorkflow.report: a step of one deploy started, or an attempt of it failed."""
 
     environment: Environment
     component: ComponentName

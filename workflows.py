@@ -288,15 +288,13 @@ class ReleaseWorkflow:
 
     @workflow.signal
     def report(self, report: StepReport) -> None:
-        """A step of a deploy started an attempt (or failed one): update its cell."""
+        """A step of a deploy started, or an attempt of it failed: update its cell."""
         row = self._cells.get(report.environment, {})
         if report.component not in row or row[report.component].state == "done":
             return  # a late report, after its deploy was verified
-        state = "retrying" if report.error or report.attempt > 1 else "running"
-        previous = row[report.component]
-        error = report.error or (previous.error if state == "retrying" else "")
+        state = "retrying" if report.error else "running"
         row[report.component] = Cell(
-            state=state, step=report.step, attempt=report.attempt, error=error
+            state=state, step=report.step, attempt=report.attempt, error=report.error
         )
 
     def _mark(self, env: Environment, cell: Cell, component: str | None = None) -> None:
