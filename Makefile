@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint format clean-state record-histories screenshots
+.PHONY: install demo test lint format clean-state record-histories screenshots bench
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,11 @@ $(VENV)/.installed: requirements.txt
 # RELEASE-NOV-23-INITIAL, prints the result, and stops whatever it started.
 demo: install
 	bash scripts/demo.sh
+
+# Measure the demo on this machine and write benchmarks/RESULTS.md (about ten minutes): starts its
+# own dev servers and workers, with all state in temp folders. Not part of `make test`.
+bench: install
+	$(BIN)/python benchmarks/run.py
 
 test: install lint
 	$(BIN)/python -m pytest

@@ -1,0 +1,861 @@
+"""make bench: measure the release demo on this machine and write benchmarks/RESULTS.md.
+
+    .venv/bin/python benchmarks/run.py            (or: make bench; about ten minutes)
+    .venv/bin/python benchmarks/run.py --quick    (a smoke run: fewer repetitions, prints only)
+
+Starts its own dev servers (as `make demo` and the tests do: precise timers, in memory) and its
+own workers, with all demo state in temp folders, and measures:
+1. the happy path: RELEASE-NOV-23-INITIAL unpaced and without failures, against the skeleton
+   (benchmarks/skeleton.py: the same workflows with steps that do nothing);
+2. the critical path: the steps one after another, what one such hop costs and where its time
+   goes, with small experiments (server queues, sandbox, eager and local activities, cache);
+3. an error storm: the six releases in turn with DEMO_FAILURES=alot, and another retry policy;
+4. recovery: run_worker.py killed (SIGKILL) at random points of a paced release;
+5. scale: a release of 100 generated components, on one worker and on two.
+Times are the server's (a workflow's close time minus its start time); figures are medians of
+several runs; comparisons are ratios within one run, since the machine may be shared. Nothing
+here is asserted: `make test` checks behaviour, this reports performance.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import random
+import signal
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+BENCH_DIR = PROJECT_DIR / "benchmarks"
+# Run as a script, this file sees benchmarks/ on sys.path, not the project it measures.
+sys.path.insert(0, str(PROJECT_DIR))
+
+from temporalio.client import Client  # noqa: E402
+from temporalio.common import RetryPolicy  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.runtime import (  # noqa: E402
+    LoggingConfig,
+    MetricBuffer,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
+from temporalio.worker.workflow_sandbox import (  # noqa: E402
+    SandboxedWorkflowRunner,
+    SandboxRestrictions,
+)
+
+import release_management  # noqa: E402
+import workflows  # noqa: E402
+from benchmarks.histories import (  # noqa: E402
+    Histories,
+    RunStats,
+    run_stats,
+    task_latencies,
+    workflow_task_timeouts,
+)
+from benchmarks.report import write_report  # noqa: E402
+from benchmarks.skeleton import (  # noqa: E402
+    SKELETON_ACTIVITIES,
+    SKELETON_WORKFLOWS,
+    SequentialStepsWorkflow,
+    SkeletonReleaseInput,
+    SkeletonReleaseWorkflow,
+)
+from run_worker import create_worker  # noqa: E402
+from scripts.record_histories import (  # noqa: E402
+    PRECISE_TIMERS,
+    READY_LINE,
+    WorkerProcess,
+    fetch_run,
+    temporal_cli,
+)
+from shared import Release, ReleaseInput  # noqa: E402
+from utils import exit_now  # noqa: E402
+
+RESULTS = BENCH_DIR / "RESULTS.md"
+RELEASE = "RELEASE-NOV-23-INITIAL"
+RUN_TIMEOUT = 300.0
+# The dev server's history service reads its task queues (transfer: new workflow and activity
+# tasks; timer: retries and timeouts) at most 20 times a second by default, so on a single
+# shard each hop on the critical path waits for the next read. Experiment 2 lifts the cap.
+QUICK_QUEUES = [
+    *("--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"),
+    *("--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000"),
+]
+# The alternative retry policy the error storm measures: retry every 0.1 s, with no backoff.
+# (Slower policies are priced in RESULTS.md from the failure rate: measuring them would take
+# many minutes.)
+ALTERNATIVE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0, maximum_attempts=0
+)
+ALTERNATIVE_RETRY_NAME = "no backoff (every 0.1 s)"
+SCALE_COMPONENTS = 100
+RECOVERY_STEP_SECONDS = "0.2"
+METRICS = MetricBuffer(500_000)
+# The SDK's own warnings (a completion racing an eviction, say) would drown the progress lines.
+RUNTIME = Runtime(
+    telemetry=TelemetryConfig(
+        logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")),
+        metrics=METRICS,
+    )
+)
+
+
+@dataclass
+class Plan:
+    """How many times each measurement is repeated (--quick makes a smoke run)."""
+
+    happy_runs: int = 7
+    variant_runs: int = 5
+    chain_steps: int = 20
+    chain_runs: int = 3
+    storm_rounds: int = 3
+    storm_alternative_rounds: int = 1
+    recovery_baselines: int = 3
+    recovery_kills: int = 6
+    scale_components: int = SCALE_COMPONENTS
+    scale_small_runs: int = 3
+
+
+QUICK_PLAN = Plan(
+    happy_runs=2,
+    variant_runs=1,
+    chain_steps=10,
+    chain_runs=1,
+    storm_rounds=1,
+    storm_alternative_rounds=1,
+    recovery_baselines=1,
+    recovery_kills=1,
+    scale_components=20,
+    scale_small_runs=1,
+)
+
+
+# Calls the workers and clients of this process made to the server, by operation, counted from
+# the SDK's metrics.
+REQUESTS: Counter[str] = Counter()
+
+
+def drain_metrics() -> list[Any]:
+    """Empty the metric buffer (it must not fill up), counting the calls to the server."""
+    updates = METRICS.retrieve_updates()
+    for update in updates:
+        if update.metric.name == "temporal_request":
+            REQUESTS[str(update.attributes.get("operation"))] += int(update.value)
+    return updates
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --- The machine -----------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """What this ran on: the figures only mean something next to it."""
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    total_kb = next(
+        (int(line.split()[1]) for line in meminfo.splitlines() if "MemTotal" in line), 0
+    )
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor() or platform.machine(),
+    )
+    cli = subprocess.run([temporal_cli(), "--version"], capture_output=True, text=True)
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gb": total_kb / 1024 / 1024,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "temporalio": version("temporalio"),
+        "pydantic": version("pydantic"),
+        "cli": cli.stdout.strip().removeprefix("temporal version "),
+        "load_before": os.getloadavg(),
+    }
+
+
+# --- Servers, workers, processes -------------------------------------------------------------
+
+
+@asynccontextmanager
+async def dev_server(*extra_args: str) -> AsyncIterator[WorkflowEnvironment]:
+    """A throwaway dev server as `make demo` and the tests start it (precise timers), in
+    memory, plus extra_args."""
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[*PRECISE_TIMERS, *extra_args],
+        dev_server_log_level="error",
+        runtime=RUNTIME,
+    ) as env:
+        yield env
+
+
+def address(client: Client) -> str:
+    return client.service_client.config.target_host
+
+
+def server_pid(client: Client) -> int | None:
+    """The dev server process listening on the client's port (a child of this process)."""
+    port = address(client).rsplit(":", 1)[1]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"start-dev" in argv and port.encode() in argv:
+            return int(proc.name)
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time a process has used so far."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM) so far, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+_probe: list[Worker] = []
+
+
+def worker(client: Client, queue: str, *, skeleton: bool = False, **settings: Any) -> Worker:
+    """A worker with run_worker.create_worker's settings on its own queue: the release's
+    workflows and activities, or the skeleton's; settings override any of them."""
+    if not settings and not skeleton:
+        return create_worker(client, queue)
+    # create_worker's settings, read from a worker that is never run (one per queue may exist).
+    if not _probe:
+        _probe.append(create_worker(client, f"bench-settings-{uuid.uuid4()}"))
+    config = _probe[0].config()
+    if skeleton:
+        config |= {"workflows": SKELETON_WORKFLOWS, "activities": SKELETON_ACTIVITIES}
+    config |= {"client": client, "task_queue": queue, **settings}
+    return Worker(**config)
+
+
+def fresh_root() -> str:
+    """An empty demo root (no catalog: the project's is used)."""
+    return tempfile.mkdtemp(prefix="demo-", dir=STATE_DIR)
+
+
+STATE_DIR = ""  # set by main: everything the releases write goes under it
+
+
+@contextmanager
+def demo_settings(**settings: str) -> Iterator[None]:
+    """DEMO_* settings for in-process workers (they read them at every step)."""
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def worker_env(client: Client, queue: str, root: str, **settings: str) -> dict[str, str]:
+    """run_worker.py's environment: this server and queue, nothing of the caller's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DEMO_"))}
+    return env | {
+        "TEMPORAL_ADDRESS": address(client),
+        "TEMPORAL_NAMESPACE": client.namespace,
+        "DEMO_ROOT": root,
+        "DEMO_TASK_QUEUE": queue,
+        "DEMO_STEP_SECONDS": "0",
+        "DEMO_FAILURES": "off",
+        **settings,
+    }
+
+
+async def start_worker(env: dict[str, str], started: list[WorkerProcess]) -> WorkerProcess:
+    """A worker process as scripts/record_histories.py starts one (listed in started at once,
+    ready once it polls); its script is run_worker.py unless env names another."""
+    script = env.get("BENCH_WORKER_SCRIPT", "run_worker.py")
+    if script == "run_worker.py":
+        return await WorkerProcess.start(env, started)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        script,
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    worker = WorkerProcess(process)
+    worker.reader = asyncio.create_task(worker._read())
+    started.append(worker)
+    await worker.wait_for(READY_LINE)
+    return worker
+
+
+@asynccontextmanager
+async def worker_processes(env: dict[str, str], count: int) -> AsyncIterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    try:
+        for _ in range(count):
+            await start_worker(env, started)
+        yield started
+    finally:
+        for process in started:
+            await process.stop()
+
+
+# --- Running releases ------------------------------------------------------------------------
+
+
+def new_id(label: str) -> str:
+    return f"bench-{label}-{uuid.uuid4().hex[:8]}"
+
+
+async def start_release(client: Client, queue: str, key: str, workflow_id: str) -> Any:
+    # As run_workflow.py starts it; the lock scope keeps runs from locking one another out.
+    return await client.start_workflow(
+        workflows.ReleaseWorkflow.run,
+        ReleaseInput(release_key=key, lock_scope=workflow_id),
+        id=workflow_id,
+        task_queue=queue,
+        task_timeout=workflows.WORKFLOW_TASK_TIMEOUT,
+    )
+
+
+async def finished(client: Client, handle: Any) -> tuple[RunStats, Histories]:
+    result = await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
+    if not result.endswith("SUCCESS"):
+        raise SystemExit(f"{handle.id}: {result}")
+    histories = await fetch_run(client, handle.id)
+    drain_metrics()
+    return run_stats(handle.id, histories), histories
+
+
+async def release(client: Client, queue: str, key: str = RELEASE) -> tuple[RunStats, Histories]:
+    """Run a release of the catalog to its end, in a fresh demo root unless one is set."""
+    handle = await start_release(client, queue, key, new_id(key.lower()))
+    return await finished(client, handle)
+
+
+async def skeleton_release(
+    client: Client,
+    queue: str,
+    of: Release | None = None,
+    *,
+    report_progress: bool = False,
+    local_activities: bool = False,
+) -> tuple[RunStats, Histories]:
+    """The skeleton of a release (RELEASE-NOV-23-INITIAL unless of says otherwise)."""
+    workflow_id = new_id("skeleton")
+    handle = await client.start_workflow(
+        SkeletonReleaseWorkflow.run,
+        SkeletonReleaseInput(
+            release=of or release_management.load_release(RELEASE),
+            lock_scope=workflow_id,
+            report_progress=report_progress,
+            local_activities=local_activities,
+        ),
+        id=workflow_id,
+        task_queue=queue,
+        task_timeout=workflows.WORKFLOW_TASK_TIMEOUT,
+    )
+    return await finished(client, handle)
+
+
+@dataclass
+class Series:
+    """Repeated runs of one thing."""
+
+    label: str
+    runs: list[RunStats] = field(default_factory=list)
+    histories: list[Histories] = field(default_factory=list)
+
+    def add(self, outcome: tuple[RunStats, Histories]) -> None:
+        self.runs.append(outcome[0])
+        self.histories.append(outcome[1])
+
+    @property
+    def seconds(self) -> float:
+        return median([run.seconds for run in self.runs])
+
+
+# --- 1. The happy path against the skeleton --------------------------------------------------
+
+
+async def happy_path(client: Client, plan: Plan) -> dict[str, Series]:
+    say(f"1. happy path: {RELEASE} and its skeleton, {plan.happy_runs} runs each, alternating")
+    ours, skeleton = Series("release"), Series("skeleton")
+    queue, skeleton_queue = new_id("release"), new_id("skeleton")
+    drain_metrics()
+    REQUESTS.clear()
+    async with worker(client, queue), worker(client, skeleton_queue, skeleton=True):
+        for _ in range(plan.happy_runs):
+            with demo_settings(DEMO_ROOT=fresh_root()):
+                ours.add(await release(client, queue))
+            skeleton.add(await skeleton_release(client, skeleton_queue))
+    say(f"   release {ours.seconds:.2f} s, skeleton {skeleton.seconds:.2f} s")
+    # Only the release's steps heartbeat; the skeleton's do not.
+    heartbeats = REQUESTS["RecordActivityTaskHeartbeat"] / plan.happy_runs
+    return {"release": ours, "skeleton": skeleton, "heartbeats": heartbeats}
+
+
+# --- 2. The critical path: what a hop costs, and experiments ---------------------------------
+
+
+# Core SDK metrics that split a hop: the server's dispatch, the worker's share, its replies.
+HOP_METRICS = {
+    "temporal_workflow_task_schedule_to_start_latency": "workflow task: queued at the server",
+    "temporal_workflow_task_execution_latency": "workflow task: run in the worker",
+    "RespondWorkflowTaskCompleted": "workflow task: completion call",
+    "temporal_activity_schedule_to_start_latency": "activity: queued at the server",
+    "temporal_activity_execution_latency": "activity: run in the worker",
+    "RespondActivityTaskCompleted": "activity: completion call",
+}
+
+
+async def sequential_steps(
+    client: Client, plan: Plan, local_activities: bool = False, **settings: Any
+) -> dict[str, float]:
+    """Per-hop milliseconds of SequentialStepsWorkflow, and the SDK's split of a hop."""
+    queue = new_id("hops")
+    per_hop = []
+    drain_metrics()
+    async with worker(client, queue, skeleton=True, **settings):
+        for _ in range(plan.chain_runs):
+            workflow_id = new_id("hops")
+            await client.execute_workflow(
+                SequentialStepsWorkflow.run,
+                args=[plan.chain_steps, local_activities],
+                id=workflow_id,
+                task_queue=queue,
+            )
+            described = await client.get_workflow_handle(workflow_id).describe()
+            assert described.close_time and described.start_time
+            elapsed = (described.close_time - described.start_time).total_seconds()
+            per_hop.append(elapsed * 1000 / plan.chain_steps)
+    values: dict[str, list[float]] = {}
+    for update in drain_metrics():
+        name = update.metric.name
+        if name == "temporal_request_latency":
+            name = str(update.attributes.get("operation"))
+        if name in HOP_METRICS and update.attributes.get("task_queue", queue) == queue:
+            values.setdefault(name, []).append(float(update.value))
+    return {"hop": median(per_hop), **{name: median(v) for name, v in values.items()}}
+
+
+async def critical_path(
+    baseline: Client, quick: Client, plan: Plan, happy: dict[str, Series]
+) -> dict[str, Any]:
+    say(f"2. critical path: {plan.chain_steps} sequential no-op steps, then release variants")
+    hops = {
+        "dev server as `make demo` starts it": await sequential_steps(baseline, plan),
+        "the same, workflow sandbox off": await sequential_steps(
+            baseline, plan, workflow_runner=UnsandboxedWorkflowRunner()
+        ),
+        "the same, eager activities off": await sequential_steps(
+            baseline, plan, disable_eager_activity_execution=True
+        ),
+        "the same, local activities": await sequential_steps(baseline, plan, True),
+        "dev server with its queues read at up to 1000/s": await sequential_steps(quick, plan),
+    }
+    for label, figures in hops.items():
+        say(f"   {figures['hop']:6.1f} ms per hop: {label}")
+    passthrough = {
+        "workflow_runner": SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        )
+    }
+    no_eager = {"disable_eager_activity_execution": True}
+    sandbox_off = {"workflow_runner": UnsandboxedWorkflowRunner()}
+    variants = [
+        ("release", "queues read at up to 1000/s", quick, {}, {}),
+        ("skeleton", "queues read at up to 1000/s", quick, {}, {}),
+        ("release", "workflow sandbox off", baseline, sandbox_off, {}),
+        ("release", "sandbox passes every module through", baseline, passthrough, {}),
+        ("skeleton", "with progress reports", baseline, {}, {"report_progress": True}),
+        ("skeleton", "eager activities off", baseline, no_eager, {}),
+        ("skeleton", "no workflow cache", baseline, {"max_cached_workflows": 0}, {}),
+        ("skeleton", "local activities", baseline, {}, {"local_activities": True}),
+    ]  # fmt: skip
+    results = []
+    for kind, label, client, settings, knobs in variants:
+        series = Series(f"{kind}: {label}")
+        queue = new_id("variant")
+        async with worker(client, queue, skeleton=kind == "skeleton", **settings):
+            for _ in range(plan.variant_runs):
+                if kind == "release":
+                    with demo_settings(DEMO_ROOT=fresh_root()):
+                        series.add(await release(client, queue))
+                else:
+                    series.add(await skeleton_release(client, queue, **knobs))
+        reference = happy[kind].seconds
+        say(f"   {series.seconds:5.2f} s ({series.seconds / reference:.2f} x): {series.label}")
+        results.append(
+            {
+                "kind": kind,
+                "label": label,
+                "seconds": series.seconds,
+                "ratio": series.seconds / reference,
+                "latencies": task_latencies(series.histories),
+            }
+        )
+    return {"hops": hops, "variants": results}
+
+
+# --- 3. The error storm ----------------------------------------------------------------------
+
+
+def storm_keys() -> list[str]:
+    """The catalog's releases that run without a person: the six of the issue."""
+    keys = []
+    for key in release_management.load_catalog().release_keys():
+        candidate = release_management.load_release(key)
+        if candidate.approved and not candidate.gates():
+            keys.append(key)
+    return keys
+
+
+@contextmanager
+def step_retry(policy: RetryPolicy) -> Iterator[None]:
+    """Every step's retry policy, for an unsandboxed worker (workflows.py reads it per step)."""
+    saved, workflows.STEP_RETRY = workflows.STEP_RETRY, policy
+    try:
+        yield
+    finally:
+        workflows.STEP_RETRY = saved
+
+
+async def storm_on_process(client: Client, keys: list[str]) -> dict[str, RunStats]:
+    """The releases in turn, at DEMO_FAILURES=alot, on a run_worker.py of their own."""
+    queue = new_id("storm")
+    env = worker_env(client, queue, fresh_root(), DEMO_FAILURES="alot")
+    async with worker_processes(env, 1):
+        return {key: (await release(client, queue, key))[0] for key in keys}
+
+
+async def storm_in_process(client: Client, keys: list[str], policy: RetryPolicy) -> dict:
+    """The same with another retry policy: set by a parameter here, workflows.py unchanged."""
+    queue = new_id("storm-policy")
+    with step_retry(policy), demo_settings(DEMO_ROOT=fresh_root(), DEMO_FAILURES="alot"):
+        async with worker(client, queue, workflow_runner=UnsandboxedWorkflowRunner()):
+            return {key: (await release(client, queue, key))[0] for key in keys}
+
+
+async def error_storm(client: Client, plan: Plan) -> dict[str, Any]:
+    """Rounds run side by side, each on its own worker and demo root: they mostly wait for
+    retries, so they barely slow one another down, and they share the machine's noise."""
+    keys = storm_keys()
+    say(
+        f"3. error storm: {len(keys)} releases in turn at DEMO_FAILURES=alot, "
+        f"{plan.storm_rounds} rounds with the current retry policy and "
+        f"{plan.storm_alternative_rounds} with {ALTERNATIVE_RETRY_NAME}, side by side"
+    )
+    rounds = await asyncio.gather(
+        *(storm_on_process(client, keys) for _ in range(plan.storm_rounds)),
+        *(
+            storm_in_process(client, keys, ALTERNATIVE_RETRY)
+            for _ in range(plan.storm_alternative_rounds)
+        ),
+    )
+    current, alternative = rounds[: plan.storm_rounds], rounds[plan.storm_rounds :]
+    for name, group in (("current policy", current), (ALTERNATIVE_RETRY_NAME, alternative)):
+        totals = [sum(run.seconds for run in r.values()) for r in group]
+        say(f"   {name}: {', '.join(f'{t:.1f}' for t in totals)} s for the {len(keys)} releases")
+    return {
+        "keys": keys,
+        "current": current,
+        "alternative": alternative,
+        "policy": ALTERNATIVE_RETRY,
+    }
+
+
+# --- 4. Recovery from a killed worker --------------------------------------------------------
+
+
+async def paced_release(client: Client, env: dict[str, str], kill_at: float | None) -> dict:
+    """One paced release on a worker process; with kill_at, the worker is killed that many
+    seconds after the start and a new one started at once."""
+    queue = env["DEMO_TASK_QUEUE"]
+    async with worker_processes(env, 1) as started:
+        handle = await start_release(client, queue, RELEASE, new_id("recovery"))
+        restart = None
+        if kill_at is not None:
+            await asyncio.sleep(kill_at)
+            started[0].process.send_signal(signal.SIGKILL)
+            await started[0].process.wait()
+            began = time.monotonic()
+            await start_worker(env, started)
+            restart = time.monotonic() - began
+        stats, histories = await finished(client, handle)
+    return {
+        "seconds": stats.seconds,
+        "kill_at": kill_at,
+        "restart": restart,
+        "retried": stats.retries,
+        **workflow_task_timeouts(histories),
+    }
+
+
+async def kills(client: Client, plan: Plan, fractions: list[float], **settings: str) -> dict:
+    """Paced releases without kills, then one kill in each at these fractions of their time."""
+
+    def env() -> dict[str, str]:
+        return worker_env(
+            client,
+            new_id("recovery"),
+            fresh_root(),
+            DEMO_STEP_SECONDS=RECOVERY_STEP_SECONDS,
+            **settings,
+        )
+
+    baselines = [await paced_release(client, env(), None) for _ in range(plan.recovery_baselines)]
+    baseline = median([run["seconds"] for run in baselines])
+    say(f"   without kills: {baseline:.2f} s")
+    killed = []
+    for fraction in fractions:
+        run = await paced_release(client, env(), round(fraction * baseline, 2))
+        run["lost"] = run["seconds"] - baseline
+        killed.append(run)
+        say(
+            f"   killed at {run['kill_at']:.2f} s: {run['seconds']:.2f} s, {run['lost']:.2f} s "
+            f"lost (the new worker was ready after {run['restart']:.2f} s)"
+        )
+    return {"baselines": baselines, "baseline": baseline, "kills": killed}
+
+
+async def recovery(client: Client, plan: Plan) -> dict[str, Any]:
+    say(
+        f"4. recovery: {RELEASE} at DEMO_STEP_SECONDS={RECOVERY_STEP_SECONDS} on run_worker.py, "
+        f"{plan.recovery_baselines} runs without kills, {plan.recovery_kills} with one kill each"
+    )
+    fractions = [random.uniform(0.1, 0.9) for _ in range(plan.recovery_kills)]
+    results = await kills(client, plan, fractions)
+    # The same kills with the heartbeat timeout halved (benchmarks/tuned_worker.py).
+    tuned = workflows.STEP_HEARTBEAT_TIMEOUT.total_seconds() / 2
+    say(f"   again with a {tuned:g} s heartbeat timeout (benchmarks/tuned_worker.py)")
+    results["tuned"] = await kills(
+        client,
+        plan,
+        fractions,
+        BENCH_WORKER_SCRIPT="benchmarks/tuned_worker.py",
+        BENCH_HEARTBEAT_TIMEOUT=f"{tuned:g}",
+    )
+    results["tuned"]["heartbeat_timeout"] = tuned
+    return {"step_seconds": RECOVERY_STEP_SECONDS, **results}
+
+
+# --- 5. Scale --------------------------------------------------------------------------------
+
+
+def component_names(count: int) -> list[str]:
+    """comp-aa, comp-ab, ...: names that fit the catalog's component pattern."""
+    letters = string.ascii_lowercase
+    return [f"comp-{a}{b}" for a in letters for b in letters][:count]
+
+
+def scale_catalog(count: int) -> dict[str, Any]:
+    """A catalog of count generated components with two releases through all four
+    environments: SCALE-3 of the first three, and SCALE-<count> of them all."""
+    project = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    names = component_names(count)
+    return {
+        "components": {
+            name: {"repository": f"https://git.example.com/scale/{name}.git", "team": "Scale"}
+            for name in names
+        },
+        "environments": project["environments"],
+        "releases": [
+            {
+                "key": key,
+                "release_date": "2024-03-01",
+                "versions": dict.fromkeys(names[:size], "1.0"),
+                "environments": ["DEV", "TEST", "QC", "PROD"],
+                "approved": True,
+                "approved_by": "make bench",
+            }
+            for size, key in ((3, "SCALE-3"), (count, f"SCALE-{count}"))
+        ],
+    }
+
+
+async def scaled_release(
+    client: Client, queue: str, workers: list[WorkerProcess], key: str
+) -> dict[str, Any]:
+    """One release on run_worker.py processes: its figures, and the CPU time the workers and
+    the server used meanwhile."""
+    pids = [w.process.pid for w in workers]
+    server = server_pid(client)
+    before = [cpu_seconds(pid) for pid in pids], cpu_seconds(server)
+    began = time.monotonic()
+    handle = await start_release(client, queue, key, new_id(key.lower()))
+    stats, histories = await finished(client, handle)
+    wall = time.monotonic() - began
+    return {
+        "stats": stats,
+        "release_events": len(histories[handle.id].events),
+        "worker_cpu": sum(cpu_seconds(pid) for pid in pids) - sum(before[0]),
+        "server_cpu": cpu_seconds(server) - before[1],
+        "wall": wall,
+        "peak_mb": [peak_rss_mb(pid) for pid in pids],
+    }
+
+
+def ledger_rereads(path: Path) -> tuple[int, float]:
+    """The ledger's lines, and about how long re-reading it cost the run: each change reads
+    the whole ledger before it appends (release_management._append_ledger), so n changes read
+    about n * n / 2 lines; timed here at one full read."""
+    lines = path.read_text().splitlines()
+    began = time.perf_counter()
+    for line in lines:
+        json.loads(line)
+    return len(lines), (time.perf_counter() - began) * len(lines) / 2
+
+
+async def scale(client: Client, plan: Plan) -> dict[str, Any]:
+    count = plan.scale_components
+    say(
+        f"5. scale: a release of {count} generated components on run_worker.py, 1 then 2 "
+        "workers; then its skeleton, without and with progress reports"
+    )
+    results: dict[str, Any] = {"components": count}
+    catalog = scale_catalog(count)
+    small_key, large_key = (entry["key"] for entry in catalog["releases"])
+    for worker_count in (1, 2):
+        root = Path(fresh_root())
+        (root / "database").mkdir()
+        (root / "database" / "catalog.json").write_text(json.dumps(catalog, indent=1))
+        queue = new_id("scale")
+        async with worker_processes(worker_env(client, queue, str(root)), worker_count) as started:
+            small = [
+                await scaled_release(client, queue, started, small_key)
+                for _ in range(plan.scale_small_runs)
+            ]
+            small_peak = max(max(run["peak_mb"]) for run in small)
+            large = await scaled_release(client, queue, started, large_key)
+        results[worker_count] = {
+            "small": small,
+            "small_seconds": median([run["stats"].seconds for run in small]),
+            "small_peak_mb": small_peak,
+            "large": large,
+            "ledger": ledger_rereads(root / "database" / "ledger.jsonl"),
+        }
+        small_seconds = results[worker_count]["small_seconds"]
+        say(
+            f"   {worker_count} worker(s): 3 components {small_seconds:.1f} s, "
+            f"{count} components {large['stats'].seconds:.1f} s, "
+            f"peak RSS {max(large['peak_mb']):.0f} MB, {large['stats'].events} events"
+        )
+    # The floor at this size: Temporal's own cost for the shape, with and without the reports.
+    large_release = Release.model_validate(catalog["releases"][1])
+    queue = new_id("scale-skeleton")
+    async with worker(client, queue, skeleton=True):
+        for label, reports in (("skeleton", False), ("skeleton_reports", True)):
+            stats, _ = await skeleton_release(client, queue, large_release, report_progress=reports)
+            results[label] = stats
+            say(f"   {label.replace('_', ' with ')}: {stats.seconds:.1f} s, {stats.events} events")
+    return results
+
+
+# --- Main ------------------------------------------------------------------------------------
+
+
+PHASES = ("happy", "critical", "storm", "recovery", "scale")
+
+
+async def measure(plan: Plan, phases: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine(), "plan": plan}
+    async with dev_server() as baseline, dev_server(*QUICK_QUEUES) as quick:
+        if "happy" in phases or "critical" in phases:
+            results["happy"] = await happy_path(baseline.client, plan)
+        if "critical" in phases:
+            results["critical"] = await critical_path(
+                baseline.client, quick.client, plan, results["happy"]
+            )
+        if "storm" in phases:
+            results["storm"] = await error_storm(baseline.client, plan)
+        if "recovery" in phases:
+            results["recovery"] = await recovery(baseline.client, plan)
+        if "scale" in phases:
+            results["scale"] = await scale(baseline.client, plan)
+    results["machine"]["load_after"] = os.getloadavg()
+    return results
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: fewer repetitions; prints only"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(PHASES),
+        help=f"some of {','.join(PHASES)} (prints only, unless all are run)",
+    )
+    args = parser.parse_args()
+    plan = QUICK_PLAN if args.quick else Plan()
+    phases = args.only.split(",")
+    if unknown := set(phases) - set(PHASES):
+        parser.error(f"no such measurement: {', '.join(sorted(unknown))}")
+    # The in-process workers' steps log each injected failure: expected here, and many.
+    for name in ("temporalio.activity", "temporalio.workflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in [name for name in os.environ if name.startswith("DEMO_")]:
+        os.environ.pop(name)
+    os.environ.update(DEMO_STEP_SECONDS="0", DEMO_FAILURES="off")
+    global STATE_DIR
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-") as state:
+        STATE_DIR = state
+        results = await measure(plan, phases)
+    results["minutes"] = (time.monotonic() - started) / 60
+    results["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = write_report(results)
+    if args.quick or set(phases) != set(PHASES):
+        print(text)
+    else:
+        RESULTS.write_text(text)
+        say(f"wrote {RESULTS.relative_to(PROJECT_DIR)} ({results['minutes']:.1f} minutes)")
+    return 0
+
+
+if __name__ == "__main__":
+    exit_now(asyncio.run(main()))
