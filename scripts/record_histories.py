@@ -276,7 +276,9 @@ def write_histories(runs: dict[str, dict[str, WorkflowHistory]]) -> None:
     for name, histories in runs.items():
         recorded = {wid: history.to_json_dict() for wid, history in histories.items()}
         path = HISTORIES_DIR / f"{name}.json"
-        path.write_text(json.dumps(recorded, separators=(",", ":")) + "\n")
+        text = json.dumps(recorded, separators=(",", ":")) + "\n"
+        # Stack traces of failed attempts name files on this machine: keep them relative.
+        path.write_text(text.replace(str(PROJECT_DIR), "."))
         print(
             f"{path.relative_to(PROJECT_DIR)}: {len(histories)} workflows, "
             f"{sum(len(h.events) for h in histories.values())} events, "
