@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py            (or: make bench; about ten minutes)
     .venv/bin/python benchmarks/run.py --quick    (a smoke run: fewer repetitions, prints only)
+    .venv/bin/python benchmarks/run.py --only storm,scale    (some measurements; prints only)
 
 Starts its own dev servers (as `make demo` and the tests do: precise timers, in memory) and its
 own workers, with all demo state in temp folders, and measures:
@@ -10,8 +11,9 @@ own workers, with all demo state in temp folders, and measures:
 2. the critical path: the steps one after another, what one such hop costs and where its time
    goes, with small experiments (server queues, sandbox, eager and local activities, cache);
 3. an error storm: the six releases in turn with DEMO_FAILURES=alot, and another retry policy;
-4. recovery: run_worker.py killed (SIGKILL) at random points of a paced release;
-5. scale: a release of 100 generated components, on one worker and on two.
+4. recovery: run_worker.py killed (SIGKILL) at random points of a paced release, then the same
+   with the heartbeat timeout halved (benchmarks/worker.py);
+5. scale: a release of 100 generated components, on one worker and on two, and its skeleton.
 Times are the server's (a workflow's close time minus its start time); figures are medians of
 several runs; comparisons are ratios within one run, since the machine may be shared. Nothing
 here is asserted: `make test` checks behaviour, this reports performance.
@@ -33,7 +35,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -124,7 +126,7 @@ RUNTIME = Runtime(
 class Plan:
     """How many times each measurement is repeated (--quick makes a smoke run)."""
 
-    happy_runs: int = 7
+    happy_runs: int = 9
     variant_runs: int = 5
     chain_steps: int = 20
     chain_runs: int = 3
@@ -669,14 +671,14 @@ async def recovery(client: Client, plan: Plan) -> dict[str, Any]:
     )
     fractions = [random.uniform(0.1, 0.9) for _ in range(plan.recovery_kills)]
     results = await kills(client, plan, fractions)
-    # The same kills with the heartbeat timeout halved (benchmarks/tuned_worker.py).
+    # The same kills with the heartbeat timeout halved (benchmarks/worker.py).
     tuned = workflows.STEP_HEARTBEAT_TIMEOUT.total_seconds() / 2
-    say(f"   again with a {tuned:g} s heartbeat timeout (benchmarks/tuned_worker.py)")
+    say(f"   again with a {tuned:g} s heartbeat timeout (benchmarks/worker.py)")
     results["tuned"] = await kills(
         client,
         plan,
         fractions,
-        BENCH_WORKER_SCRIPT="benchmarks/tuned_worker.py",
+        BENCH_WORKER_SCRIPT="benchmarks/worker.py",
         BENCH_HEARTBEAT_TIMEOUT=f"{tuned:g}",
     )
     results["tuned"]["heartbeat_timeout"] = tuned
@@ -717,24 +719,20 @@ def scale_catalog(count: int) -> dict[str, Any]:
     }
 
 
-async def scaled_release(
-    client: Client, queue: str, workers: list[WorkerProcess], key: str
+async def on_processes(
+    client: Client, workers: list[WorkerProcess], run: Awaitable[tuple[RunStats, Histories]]
 ) -> dict[str, Any]:
-    """One release on run_worker.py processes: its figures, and the CPU time the workers and
-    the server used meanwhile."""
+    """One release (or skeleton) on worker processes: its figures, and the CPU time the
+    workers and the server used meanwhile."""
     pids = [w.process.pid for w in workers]
     server = server_pid(client)
     before = [cpu_seconds(pid) for pid in pids], cpu_seconds(server)
-    began = time.monotonic()
-    handle = await start_release(client, queue, key, new_id(key.lower()))
-    stats, histories = await finished(client, handle)
-    wall = time.monotonic() - began
+    stats, histories = await run
     return {
         "stats": stats,
-        "release_events": len(histories[handle.id].events),
+        "release_events": len(next(iter(histories.values())).events),
         "worker_cpu": sum(cpu_seconds(pid) for pid in pids) - sum(before[0]),
         "server_cpu": cpu_seconds(server) - before[1],
-        "wall": wall,
         "peak_mb": [peak_rss_mb(pid) for pid in pids],
     }
 
@@ -766,11 +764,11 @@ async def scale(client: Client, plan: Plan) -> dict[str, Any]:
         queue = new_id("scale")
         async with worker_processes(worker_env(client, queue, str(root)), worker_count) as started:
             small = [
-                await scaled_release(client, queue, started, small_key)
+                await on_processes(client, started, release(client, queue, small_key))
                 for _ in range(plan.scale_small_runs)
             ]
             small_peak = max(max(run["peak_mb"]) for run in small)
-            large = await scaled_release(client, queue, started, large_key)
+            large = await on_processes(client, started, release(client, queue, large_key))
         results[worker_count] = {
             "small": small,
             "small_seconds": median([run["stats"].seconds for run in small]),
@@ -784,14 +782,21 @@ async def scale(client: Client, plan: Plan) -> dict[str, Any]:
             f"{count} components {large['stats'].seconds:.1f} s, "
             f"peak RSS {max(large['peak_mb']):.0f} MB, {large['stats'].events} events"
         )
-    # The floor at this size: Temporal's own cost for the shape, with and without the reports.
+    # The floor at this size, on a worker process too: Temporal's own cost for the shape, and
+    # what the progress reports add to it.
     large_release = Release.model_validate(catalog["releases"][1])
     queue = new_id("scale-skeleton")
-    async with worker(client, queue, skeleton=True):
+    env = worker_env(
+        client, queue, fresh_root(), BENCH_WORKER_SCRIPT="benchmarks/worker.py", BENCH_SKELETON="1"
+    )
+    async with worker_processes(env, 1) as started:
         for label, reports in (("skeleton", False), ("skeleton_reports", True)):
-            stats, _ = await skeleton_release(client, queue, large_release, report_progress=reports)
-            results[label] = stats
-            say(f"   {label.replace('_', ' with ')}: {stats.seconds:.1f} s, {stats.events} events")
+            run = skeleton_release(client, queue, large_release, report_progress=reports)
+            results[label] = outcome = await on_processes(client, started, run)
+            say(
+                f"   {label.replace('_', ' with ')}: {outcome['stats'].seconds:.1f} s, "
+                f"{outcome['stats'].events} events"
+            )
     return results
 
 
