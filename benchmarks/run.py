@@ -87,6 +87,7 @@ from scripts.record_histories import (  # noqa: E402
     PRECISE_TIMERS,
     READY_LINE,
     WorkerProcess,
+    demo_settings,
     fetch_run,
     temporal_cli,
 )
@@ -281,21 +282,6 @@ def fresh_root() -> str:
 
 
 STATE_DIR = ""  # set by main: everything the releases write goes under it
-
-
-@contextmanager
-def demo_settings(**settings: str) -> Iterator[None]:
-    """DEMO_* settings for in-process workers (they read them at every step)."""
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def worker_env(client: Client, queue: str, root: str, **settings: str) -> dict[str, str]:
