@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
-from temporalio.service import RPCError
 
 import release_management
 from release_management import (
@@ -34,7 +33,6 @@ from shared import (
     LockHolderInput,
     RecordReleaseInput,
     Release,
-    StepReport,
     UpdateConfigInput,
     VerifyInput,
     VerifyRollbackInput,
@@ -44,17 +42,19 @@ from utils import step_seconds
 # How many times verification may find a deploy unhealthy before it is rolled back.
 HEALTH_CHECK_ATTEMPTS = 3
 
-# Heartbeat often enough that the workflows' heartbeat timeout (a few seconds) notices a dead
-# worker quickly; the SDK batches heartbeats, so this costs little.
-HEARTBEAT_SECONDS = 0.5
+# Heartbeat more often than the SDK sends heartbeats (run_worker.HEARTBEAT_THROTTLE), so one is
+# always waiting to go: the workflows' heartbeat timeout (1 s) then notices a dead worker quickly.
+HEARTBEAT_SECONDS = 0.25
 
 T = TypeVar("T")
 
 
 async def _heartbeat_forever() -> None:
+    # The first heartbeat waits one interval: a step done by then (most are, unpaced) never
+    # heartbeats, which saves the server a call per step.
     while True:
-        activity.heartbeat()
         await asyncio.sleep(HEARTBEAT_SECONDS)
+        activity.heartbeat()
 
 
 async def _step(story: str, step: Callable[..., T], *args: Any) -> T:
@@ -102,37 +102,6 @@ def _story(deployment: Deployment, step: str) -> str:
     )
 
 
-async def _deploy_step(deployment: Deployment, name: str, step: Callable[..., T], *args: Any) -> T:
-    """Run one step of a deploy, reporting its start and each failed attempt to the release.
-    (A retry's start is not reported: the cell already says the step is retrying. That halves
-    the signals of a failure storm, each an event in the release's history.)"""
-    attempt = activity.info().attempt
-    if attempt == 1:
-        await _report(deployment, StepReport(**_cell_of(deployment), step=name, attempt=attempt))
-    try:
-        return await _step(_story(deployment, name), step, *args)
-    except Exception as err:
-        error = err.message if isinstance(err, ApplicationError) else f"{type(err).__name__}: {err}"
-        report = StepReport(**_cell_of(deployment), step=name, attempt=attempt, error=error)
-        await _report(deployment, report)
-        raise
-
-
-def _cell_of(deployment: Deployment) -> dict[str, Any]:
-    return {"environment": deployment.environment, "component": deployment.component}
-
-
-async def _report(deployment: Deployment, report: StepReport) -> None:
-    """Tell the release workflow, for its progress grid. Best effort: never fails a step."""
-    if not deployment.release_workflow_id:
-        return
-    release = activity.client().get_workflow_handle(deployment.release_workflow_id)
-    try:
-        await release.signal("report", report)
-    except RPCError as err:
-        activity.logger.debug(f"progress report not delivered: {err}")
-
-
 def _outcome(changed: bool, done: str) -> str:
     return done if changed else "already done, nothing to change"
 
@@ -172,9 +141,8 @@ async def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
 async def build_artifact(deployment: Deployment) -> bool:
     """Build the component version into artifactory unless it is already there."""
     story = _story(deployment, "build")
-    changed = await _deploy_step(
-        deployment,
-        "build",
+    changed = await _step(
+        story,
         release_management.build_artifact,
         deployment.release_key,
         deployment.release_run_id,
@@ -189,9 +157,8 @@ async def build_artifact(deployment: Deployment) -> bool:
 async def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     """Gather the artifact to deploy from the environment's source."""
     story = _story(deployment, "fetch artifact")
-    source, sha256 = await _deploy_step(
-        deployment,
-        "fetch artifact",
+    source, sha256 = await _step(
+        story,
         release_management.fetch_artifact,
         deployment.component,
         deployment.version,
@@ -205,9 +172,8 @@ async def fetch_artifact(deployment: Deployment) -> ArtifactRef:
 async def fetch_config(deployment: Deployment) -> dict[str, str | int]:
     """Gather the configuration the component version should have in the environment."""
     story = _story(deployment, "fetch config")
-    config = await _deploy_step(
-        deployment,
-        "fetch config",
+    config = await _step(
+        story,
         release_management.fetch_config,
         deployment.component,
         deployment.version,
@@ -222,9 +188,8 @@ async def deploy_artifact(request: DeployArtifactInput) -> bool:
     """Deploy the gathered artifact, replacing the version the environment held."""
     deployment = request.deployment
     story = _story(deployment, "deploy")
-    changed = await _deploy_step(
-        deployment,
-        "deploy",
+    changed = await _step(
+        story,
         release_management.deploy_artifact,
         deployment.release_key,
         deployment.release_run_id,
@@ -242,9 +207,8 @@ async def update_config(request: UpdateConfigInput) -> bool:
     """Write the component's configuration in the environment."""
     deployment = request.deployment
     story = _story(deployment, "configure")
-    changed = await _deploy_step(
-        deployment,
-        "configure",
+    changed = await _step(
+        story,
         release_management.update_config,
         deployment.release_key,
         deployment.release_run_id,
@@ -262,9 +226,8 @@ async def verify_deploy(request: VerifyInput) -> None:
     """Check the environment holds exactly this version, as built, with its config."""
     deployment = request.deployment
     story = _story(deployment, "verify")
-    await _deploy_step(
-        deployment,
-        "verify",
+    await _step(
+        story,
         release_management.verify_deploy,
         deployment.component,
         deployment.version,
@@ -278,9 +241,8 @@ async def verify_deploy(request: VerifyInput) -> None:
 async def rollback_deploy(deployment: Deployment) -> str | None:
     """Put back the version the deploy replaced (or remove the component if there was none)."""
     story = _story(deployment, "rollback")
-    previous = await _deploy_step(
-        deployment,
-        "rollback",
+    previous = await _step(
+        story,
         release_management.rollback_deploy,
         deployment.release_key,
         deployment.release_run_id,
@@ -296,15 +258,15 @@ async def rollback_deploy(deployment: Deployment) -> str | None:
 async def verify_rollback(request: VerifyRollbackInput) -> None:
     """Check the environment holds the previous version again (or nothing of the component)."""
     deployment = request.deployment
-    await _deploy_step(
-        deployment,
-        "verify rollback",
+    story = _story(deployment, "verify rollback")
+    await _step(
+        story,
         release_management.verify_rollback,
         deployment.component,
         request.previous,
         deployment.environment,
     )
-    activity.logger.info(f"{_story(deployment, 'verify rollback')}: verified")
+    activity.logger.info(f"{story}: verified")
 
 
 @activity.defn

@@ -853,6 +853,10 @@ def _append_ledger(line: dict[str, Any]) -> None:
         fcntl.flock(ledger, fcntl.LOCK_EX)
         ledger.seek(0)
         for existing in ledger:
+            # Only a line of the same run and component can be the same change: skip the
+            # others without parsing them (a release of many components makes many lines).
+            if line["run_id"] not in existing or line["component"] not in existing:
+                continue
             try:
                 recorded = json.loads(existing)
             except json.JSONDecodeError:

@@ -37,8 +37,13 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=3)
 # A worker keeps the workflows it ran in a cache and asks for their next tasks on a queue of
 # its own (the sticky queue). If it dies, those tasks go back to the shared queue after this
 # long (default 5 s): with the heartbeat and workflow task timeouts, the main cost of a worker
-# crash to a release in flight. Half a second is ample for a live worker to take its own task.
-STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=500)
+# crash to a release in flight, paid once per workflow along the way (a deploy, its release,
+# the environment locks). A live worker polls its sticky queue all the time and takes its own
+# tasks within milliseconds; were one late, another worker would replay the workflow instead.
+STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=200)
+# Heartbeats: the SDK sends an activity's heartbeats at most this often (by default, 0.8 of the
+# heartbeat timeout), leaving half of workflows.STEP_HEARTBEAT_TIMEOUT for a slow heartbeat.
+HEARTBEAT_THROTTLE = timedelta(milliseconds=500)
 
 
 def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
@@ -50,6 +55,7 @@ def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
         activities=ALL_ACTIVITIES,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
 
 

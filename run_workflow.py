@@ -38,6 +38,7 @@ from shared import (
     RejectInput,
     ReleaseInput,
     ReleaseProgress,
+    deploy_workflow_id,
 )
 from utils import TemporalUnreachable, connect, exit_now, web_ui_url
 from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
@@ -76,7 +77,7 @@ async def run_release(
         handle = client.get_workflow_handle_for(ReleaseWorkflow.run, workflow_id)
         print(f"Release {release_key} is already running: waiting for it.", flush=True)
     print(f"Watch it in the Web UI: {web_ui_url(client, workflow_id)}", flush=True)
-    return await _wait_for_result(handle, release_key)
+    return await _wait_for_result(client, handle, release_key)
 
 
 # How long the starter keeps trying to reach a server that went away (say, for a restart).
@@ -85,16 +86,16 @@ RECONNECT_SECONDS = 120
 STATUS_SECONDS = 1.0
 
 
-async def _wait_for_result(handle: WorkflowHandle, release_key: str) -> str:
+async def _wait_for_result(client: Client, handle: WorkflowHandle, release_key: str) -> str:
     """Wait for the release's result, riding out a server restart, and say what it is doing."""
-    reporter = asyncio.create_task(_report_status(handle))
+    reporter = asyncio.create_task(_report_status(client, handle))
     try:
         return await _result(handle, release_key)
     finally:
         reporter.cancel()
 
 
-async def _report_status(handle: WorkflowHandle) -> None:
+async def _report_status(client: Client, handle: WorkflowHandle) -> None:
     """Show the release's progress while it runs: the grid redrawn in place on a terminal, else
     one plain line per change."""
     redraw = sys.stdout.isatty()
@@ -103,7 +104,7 @@ async def _report_status(handle: WorkflowHandle) -> None:
     while True:
         await asyncio.sleep(STATUS_SECONDS)
         try:
-            progress = await handle.query(ReleaseWorkflow.progress)
+            progress = await read_progress(client, handle)
         except (RPCError, WorkflowQueryFailedError):
             continue  # not started by a worker yet, or the server is away: try again later
         if redraw:
@@ -123,6 +124,45 @@ async def _report_status(handle: WorkflowHandle) -> None:
         seen = now
 
 
+async def read_progress(client: Client, handle: WorkflowHandle) -> ReleaseProgress:
+    """The release's progress grid. The release workflow knows the state of each deploy (a
+    query); for each running deploy, the server knows the step it is at, its attempt and the
+    last error (its pending activities, as the Web UI shows them), so no step has to report."""
+    progress = await handle.query(ReleaseWorkflow.progress)
+    running = [
+        (env, component)
+        for env, row in progress.cells.items()
+        for component, cell in row.items()
+        if cell.state == "running"
+    ]
+    steps = await asyncio.gather(
+        *(_current_step(client, deploy_workflow_id(handle.id, env, c)) for env, c in running)
+    )
+    cells = {env: dict(row) for env, row in progress.cells.items()}
+    for (env, component), cell in zip(running, steps, strict=True):
+        cells[env][component] = cell
+    return progress.model_copy(update={"cells": cells})
+
+
+async def _current_step(client: Client, deploy_id: str) -> Cell:
+    """What one running deploy is doing: its steps in flight, or the one being retried."""
+    try:
+        description = await client.get_workflow_handle(deploy_id).describe()
+    except RPCError:
+        return Cell(state="running")  # the release has not started it yet
+    pending = description.raw_description.pending_activities
+    failing = [step for step in pending if step.HasField("last_failure")]
+    if failing:
+        step = max(failing, key=lambda step: step.attempt)
+        return Cell(
+            state="retrying",
+            step=step.activity_type.name,
+            attempt=step.attempt - 1,  # the attempt that failed; the next one is pending
+            error=step.last_failure.message,
+        )
+    return Cell(state="running", step=" + ".join(step.activity_type.name for step in pending))
+
+
 def format_progress(progress: ReleaseProgress) -> list[str]:
     """The release's status and its component x environment grid, as lines."""
     header = ["COMPONENT", *(env.value for env in progress.environments)]
@@ -136,7 +176,7 @@ def format_progress(progress: ReleaseProgress) -> list[str]:
 
 def _cell_text(cell: Cell) -> str:
     if cell.state == "running":
-        return f"{cell.step}..."
+        return f"{cell.step or 'starting'}..."
     if cell.state == "retrying":
         return f"{cell.step}, attempt {cell.attempt} failed: {cell.error[:60]}"
     return cell.state
@@ -221,7 +261,7 @@ async def status_of(client: Client, key: str) -> list[str]:
     """The progress grid of release key, running or finished (a worker answers the query)."""
     handle = client.get_workflow_handle_for(ReleaseWorkflow.run, key)
     try:
-        return format_progress(await handle.query(ReleaseWorkflow.progress))
+        return format_progress(await read_progress(client, handle))
     except WorkflowQueryFailedError as err:
         raise StarterError(f"Release {key} cannot say: {err}") from None
     except RPCError as err:

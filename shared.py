@@ -125,8 +125,6 @@ class Deployment(FrozenModel):
     component: ComponentName
     version: Version
     environment: Environment
-    # The release workflow to report progress to (see ReleaseWorkflow.report).
-    release_workflow_id: str = ""
 
 
 class EnvironmentLock(FrozenModel):
@@ -136,21 +134,24 @@ class EnvironmentLock(FrozenModel):
     environment: Environment
 
 
-class StepReport(FrozenModel):
-    """Signal ReleaseWorkflow.report: a step of one deploy started, or an attempt of it failed."""
-
-    environment: Environment
-    component: ComponentName
-    step: str
-    attempt: int
-    error: str = ""
+def deploy_workflow_id(release_workflow_id: str, env: Environment, component: str) -> str:
+    """The ID of the DeployWorkflow child that deploys component to env for a release: it
+    reads like the release plan in the Web UI, e.g. RELEASE-NOV-23-INITIAL.DEV.frontend."""
+    return f"{release_workflow_id}.{env.value}.{component}"
 
 
 class Cell(FrozenModel):
-    """One component in one environment, as the progress grid shows it."""
+    """One component in one environment, as the progress grid shows it.
 
-    state: str = "pending"  # pending, running, retrying, done, waiting for approval, ...
-    step: str = ""
+    The release workflow knows the state of each of its deploys (pending, running, done, rolled
+    back, waiting for approval, rejected). Which step a running deploy is at, which attempt and
+    its last error are the server's to tell: the starter reads them from the deploy's pending
+    activities when it draws the grid (run_workflow.read_progress), so the steps never have to
+    report to the release.
+    """
+
+    state: str = "pending"  # pending, running, retrying, done, rolled back, ...
+    step: str = ""  # the step a running deploy is at; for a rolled-back one, the version back
     attempt: int = 0
     error: str = ""
 

@@ -48,10 +48,10 @@ with workflow.unsafe.imports_passed_through():
         Release,
         ReleaseInput,
         ReleaseProgress,
-        StepReport,
         UpdateConfigInput,
         VerifyInput,
         VerifyRollbackInput,
+        deploy_workflow_id,
     )
 
 # Retry policy: transient failures (injected, or a bug being fixed) are retried without limit.
@@ -67,10 +67,12 @@ STEP_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=2),
     maximum_attempts=0,
 )
-# Heartbeat timeout: activities heartbeat every half second, so a step whose worker died is
-# retried 2 s later instead of after the start-to-close timeout. (Shorter would risk declaring a
-# busy but live worker dead on a loaded 2-core machine; the retry would be harmless, but noisy.)
-STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=2)
+# Heartbeat timeout: a step whose worker died is retried 1 s after its last heartbeat instead of
+# after the start-to-close timeout; it is most of what a worker crash costs a release (see
+# benchmarks/RESULTS.md, recovery). A live worker's heartbeats reach the server every half
+# second (run_worker.HEARTBEAT_THROTTLE), so a busy worker has half a second to spare before
+# it is taken for dead; were it, the retry would find the step's work done (idempotence).
+STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 # Workflow task timeout: a workflow task handed to a worker that died is given to another one
 # after this long (the server's default is 10 s). Our workflow tasks take milliseconds.
 WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
@@ -276,7 +278,8 @@ class ReleaseWorkflow:
 
     @workflow.query
     def progress(self) -> ReleaseProgress:
-        """The component x environment grid: what each deploy is doing, or has done."""
+        """The component x environment grid: the state of each deploy. (The step a running
+        deploy is at is not tracked here: the starter asks the server, see Cell.)"""
         release = self._release
         return ReleaseProgress(
             release_key=self._key,
@@ -284,17 +287,6 @@ class ReleaseWorkflow:
             environments=release.environments if release else [],
             components=list(release.versions) if release else [],
             cells=self._cells,
-        )
-
-    @workflow.signal
-    def report(self, report: StepReport) -> None:
-        """A step of a deploy started, or an attempt of it failed: update its cell."""
-        row = self._cells.get(report.environment, {})
-        if report.component not in row or row[report.component].state == "done":
-            return  # a late report, after its deploy was verified
-        state = "retrying" if report.error else "running"
-        row[report.component] = Cell(
-            state=state, step=report.step, attempt=report.attempt, error=report.error
         )
 
     def _mark(self, env: Environment, cell: Cell, component: str | None = None) -> None:
@@ -356,7 +348,7 @@ class ReleaseWorkflow:
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {plan}")
         self._status = f"deploying to {env.value}"
         info = workflow.info()
-        self._mark(env, Cell(state="running", step="starting"))
+        self._mark(env, Cell(state="running"))
         outcomes = await asyncio.gather(
             *(
                 self._deploy(
@@ -366,10 +358,9 @@ class ReleaseWorkflow:
                         component=component,
                         version=version,
                         environment=env,
-                        release_workflow_id=info.workflow_id,
                     ),
                     # Deterministic IDs that read like the release plan in the Web UI.
-                    id=f"{info.workflow_id}.{env.value}.{component}",
+                    id=deploy_workflow_id(info.workflow_id, env, component),
                 )
                 for component, version in release.versions.items()
             )

@@ -290,7 +290,8 @@ async def shoot_finished(run: Run) -> None:
     url = run.page(RELEASE, release_run, "timeline")
     if not load(run.browser, url, RELEASE_TIMELINE_SIZE, ["Completed", "DeployWorkflow"]):
         raise SystemExit(f"screenshots.py: {url} never showed the release's children")
-    hide_signals(run.browser)
+    if not wait_for(run.browser, ["gather_release", "record_release"], None, PAGE_TIMEOUT):
+        raise SystemExit("screenshots.py: the release's timeline did not show its steps")
     save(run.browser, "release-timeline.png")
     retry = await most_retried_step(run.client)
     url = run.page(retry.workflow_id, retry.run_id, "timeline")
@@ -299,17 +300,6 @@ async def shoot_finished(run: Run) -> None:
     url = run.page(retry.workflow_id, retry.run_id, f"history/events/{retry.event_id}")
     wanted = ["Activity Task Started", "Last Failure", "Simulated failure"]
     shoot(run.browser, url, "retry-event.png", EVENT_SIZE, wanted)
-
-
-def hide_signals(browser: webdriver.Chrome) -> None:
-    """Untick Signal in the timeline's Filter menu, as a person would: every deploy child
-    reports each step to the release, and those signals would crowd the children out."""
-    menu = (By.XPATH, "//button[contains(., 'Filter')]")
-    browser.find_element(*menu).click()
-    browser.find_element(By.XPATH, "//li[@role='menuitem'][contains(., 'Signal')]").click()
-    browser.find_element(*menu).click()
-    if not wait_for(browser, ["gather_release", "record_release"], None, PAGE_TIMEOUT):
-        raise SystemExit("screenshots.py: the release's timeline did not show its steps")
 
 
 def log_excerpt(log: str) -> list[str]:
