@@ -160,7 +160,7 @@ async def _current_step(client: Client, deploy_id: str) -> Cell:
             attempt=step.attempt - 1,  # the attempt that failed; the next one is pending
             error=step.last_failure.message,
         )
-    return Cell(state="running", step=" + ".join(step.activity_type.name for step in pending))
+    return Cell(state="running", step=" + ".join(sorted(s.activity_type.name for s in pending)))
 
 
 def format_progress(progress: ReleaseProgress) -> list[str]:

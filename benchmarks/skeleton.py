@@ -4,8 +4,8 @@ SkeletonReleaseWorkflow, SkeletonDeployWorkflow and SkeletonEnvironmentLockWorkf
 happy path of ReleaseWorkflow, DeployWorkflow and EnvironmentLockWorkflow in workflows.py: the
 same children (environment locks included, released and awaited), the same chain of steps, the
 same concurrency, the same timeouts and retry policy (imported from workflows.py), the same
-inputs and results, the same progress signal handler. Only the activities differ: each returns
-at once, with no pacing, heartbeats, threads, files or progress reports. What a skeleton release
+inputs and results. Only the activities differ: each returns at once, with no pacing,
+heartbeats, threads or files. What a skeleton release
 costs is what Temporal itself costs for a release of that shape; benchmarks/run.py compares the
 real release with it, and checks from both histories that they schedule the same steps and
 children (a drifted skeleton is reported in benchmarks/RESULTS.md).
@@ -13,11 +13,9 @@ children (a drifted skeleton is reported in benchmarks/RESULTS.md).
 Left out, as the benchmarked release never takes them: approval gates (they wait for a person),
 the rollback of an unhealthy deploy, and the refusal of a release whose environments are held.
 
-Two knobs the real workflows lack, for benchmarks/run.py's experiments:
-- report_progress: deploy steps send the release the same `report` signal as activities.py does
-  when they start, to measure what progress reporting costs;
-- local_activities: every step runs as a local activity (in the worker that runs the workflow
-  task, with no trip through the server's task queues), to measure what that would save.
+One knob the real workflows lack, for benchmarks/run.py's experiments: local_activities, every
+step run as a local activity (in the worker that runs the workflow task, with no trip through
+the server's task queues), to measure what that would save.
 """
 
 import asyncio
@@ -39,9 +37,9 @@ with workflow.unsafe.imports_passed_through():
         EnvironmentVersions,
         RecordReleaseInput,
         Release,
-        StepReport,
         UpdateConfigInput,
         VerifyInput,
+        deploy_workflow_id,
     )
     from workflows import (
         STEP_HEARTBEAT_TIMEOUT,
@@ -58,7 +56,6 @@ class SkeletonReleaseInput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     release: Release
     lock_scope: str
-    report_progress: bool = False
     local_activities: bool = False
 
 
@@ -69,21 +66,6 @@ class SkeletonDeployment(BaseModel):
 
 
 # --- No-op activities: the inputs and results of activities.py, and no work -----------------
-
-
-async def _report(deployment: Deployment, step: str) -> None:
-    """What activities._deploy_step sends before a step's first attempt, when the release
-    asked for it."""
-    if not deployment.release_workflow_id or activity.info().attempt > 1:
-        return
-    report = StepReport(
-        environment=deployment.environment,
-        component=deployment.component,
-        step=step,
-        attempt=activity.info().attempt,
-    )
-    handle = activity.client().get_workflow_handle(deployment.release_workflow_id)
-    await handle.signal("report", report)
 
 
 @activity.defn(name="skeleton_gather_release")
@@ -99,37 +81,32 @@ async def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
 
 @activity.defn(name="skeleton_build_artifact")
 async def build_artifact(deployment: Deployment) -> bool:
-    await _report(deployment, "build")
     return True
 
 
 @activity.defn(name="skeleton_fetch_artifact")
 async def fetch_artifact(deployment: Deployment) -> ArtifactRef:
-    await _report(deployment, "fetch artifact")
     return ArtifactRef(source="artifactory", sha256="0" * 64)
 
 
 @activity.defn(name="skeleton_fetch_config")
 async def fetch_config(deployment: Deployment) -> dict[str, str | int]:
-    await _report(deployment, "fetch config")
     return {"version": deployment.version, "environment": deployment.environment.value}
 
 
 @activity.defn(name="skeleton_deploy_artifact")
 async def deploy_artifact(request: DeployArtifactInput) -> bool:
-    await _report(request.deployment, "deploy")
     return True
 
 
 @activity.defn(name="skeleton_update_config")
 async def update_config(request: UpdateConfigInput) -> bool:
-    await _report(request.deployment, "configure")
     return True
 
 
 @activity.defn(name="skeleton_verify_deploy")
 async def verify_deploy(request: VerifyInput) -> None:
-    await _report(request.deployment, "verify")
+    return None
 
 
 @activity.defn(name="skeleton_record_release")
@@ -214,9 +191,6 @@ async def _release(locks: list[workflow.ChildWorkflowHandle]) -> None:
 
 @workflow.defn
 class SkeletonReleaseWorkflow:
-    def __init__(self) -> None:
-        self._cells: dict[tuple[Environment, str], StepReport] = {}
-
     @workflow.run
     async def run(self, request: SkeletonReleaseInput) -> str:
         started = workflow.now()
@@ -243,10 +217,6 @@ class SkeletonReleaseWorkflow:
         await _release(locks)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return record.result
-
-    @workflow.signal
-    def report(self, report: StepReport) -> None:
-        self._cells[(report.environment, report.component)] = report
 
     async def _hold_environments(
         self, release: Release, scope: str
@@ -290,13 +260,10 @@ class SkeletonReleaseWorkflow:
                             component=component,
                             version=version,
                             environment=env,
-                            release_workflow_id=(
-                                info.workflow_id if request.report_progress else ""
-                            ),
                         ),
                         local_activities=request.local_activities,
                     ),
-                    id=f"{info.workflow_id}.{env.value}.{component}",
+                    id=deploy_workflow_id(info.workflow_id, env, component),
                     task_timeout=WORKFLOW_TASK_TIMEOUT,
                 )
                 for component, version in release.versions.items()

@@ -1,6 +1,6 @@
 """run_worker.py with what benchmarks/run.py changes in it, set by environment variables.
 
-    BENCH_HEARTBEAT_TIMEOUT=1 .venv/bin/python benchmarks/worker.py   (recovery experiment)
+    BENCH_HEARTBEAT_TIMEOUT=2 .venv/bin/python benchmarks/worker.py   (recovery, as it was)
     BENCH_SKELETON=1 .venv/bin/python benchmarks/worker.py            (the skeleton at scale)
 
 BENCH_HEARTBEAT_TIMEOUT sets workflows.STEP_HEARTBEAT_TIMEOUT to that many seconds and the
