@@ -662,8 +662,10 @@ def scale_column(outcome: dict[str, Any], reference: float) -> list[str]:
     stats: RunStats = outcome["stats"]
     peaks = outcome["peak_mb"]
     each = f" ({', '.join(f'{m:.0f}' for m in peaks)})" if len(peaks) > 1 else ""
+    times = outcome.get("all_seconds", [])
+    runs = f" (median of {len(times)}: {min(times):.1f}-{max(times):.1f})" if len(times) > 1 else ""
     return [
-        f"{stats.seconds:.1f} s",
+        f"{stats.seconds:.1f} s{runs}",
         f"{stats.seconds / reference:.1f}x",
         str(stats.workflows),
         str(stats.events),
@@ -749,8 +751,10 @@ def scale_section(results: dict[str, Any]) -> list[str]:
         "first 3. Unpaced, no failures, run_worker.py as one process, then as two on the same "
         "task queue, then as one on a dev server with its queues read at up to 1000/s (section "
         f"2); then the {count}-component release's skeleton (section 1) on one worker process. "
-        "Each ratio is to the 3-component release on the same setup. Peak RSS is the worker "
-        "process's VmHWM from /proc; the 3-component column is the one-worker median.",
+        "Fresh dev servers, started for this section. Each ratio is to the 3-component release "
+        "on the same setup; the figures of a setup run several times are those of its median "
+        "run. Peak RSS is the worker process's VmHWM from /proc; the 3-component column is the "
+        "one-worker median.",
         "",
         *table(
             [

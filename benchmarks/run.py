@@ -137,6 +137,7 @@ class Plan:
     recovery_kills: int = 6
     scale_components: int = SCALE_COMPONENTS
     scale_small_runs: int = 3
+    scale_large_runs: int = 3  # on one worker, the goal's setup; once on each of the others
 
 
 QUICK_PLAN = Plan(
@@ -150,6 +151,7 @@ QUICK_PLAN = Plan(
     recovery_kills=1,
     scale_components=20,
     scale_small_runs=1,
+    scale_large_runs=1,
 )
 
 
@@ -750,8 +752,14 @@ async def scale(client: Client, quick: Client, plan: Plan) -> dict[str, Any]:
                 for _ in range(plan.scale_small_runs)
             ]
             small_peak = max(max(run["peak_mb"]) for run in small)
-            run = release(setup_client, queue, large_key)
-            large = await on_processes(setup_client, started, run)
+            repeats = plan.scale_large_runs if key == 1 else 1
+            runs = [
+                await on_processes(setup_client, started, release(setup_client, queue, large_key))
+                for _ in range(repeats)
+            ]
+            # The median run (by time) stands for the setup; all times are kept for the spread.
+            large = sorted(runs, key=lambda run: run["stats"].seconds)[len(runs) // 2]
+            large["all_seconds"] = [run["stats"].seconds for run in runs]
         results[key] = {
             "small": small,
             "small_seconds": median([run["stats"].seconds for run in small]),
@@ -797,7 +805,10 @@ async def measure(plan: Plan, phases: list[str]) -> dict[str, Any]:
             results["storm"] = await error_storm(baseline.client, plan)
         if "recovery" in phases:
             results["recovery"] = await recovery(baseline.client, plan)
-        if "scale" in phases:
+    if "scale" in phases:
+        # Fresh servers: at this size the server's CPU is what runs out, so nothing that came
+        # before may weigh on it.
+        async with dev_server() as baseline, dev_server(*QUICK_QUEUES) as quick:
             results["scale"] = await scale(baseline.client, quick.client, plan)
     results["machine"]["load_after"] = os.getloadavg()
     return results
