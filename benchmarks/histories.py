@@ -35,7 +35,7 @@ class RunStats:
     events: int
     activities: int  # steps scheduled (each once, however many attempts it took)
     retries: int  # attempts beyond the first, summed over steps
-    signals: int  # signals received, progress reports and lock releases
+    signals: int  # signals received (the environment locks' releases)
     critical_hops: int  # activities one after another on the longest path
 
 
