@@ -70,8 +70,9 @@ STEP_RETRY = RetryPolicy(
 # Heartbeat timeout: a step whose worker died is retried 1 s after its last heartbeat instead of
 # after the start-to-close timeout; it is most of what a worker crash costs a release (see
 # benchmarks/RESULTS.md, recovery). A live worker's heartbeats reach the server every half
-# second (run_worker.HEARTBEAT_THROTTLE), so a busy worker has half a second to spare before
-# it is taken for dead; were it, the retry would find the step's work done (idempotence).
+# second (run_worker.HEARTBEAT_THROTTLE), and it takes no more steps than it can start
+# (run_worker.MAX_CONCURRENT_STEPS), so a busy worker has half a second to spare before it is
+# taken for dead; were it, the retry would find the step's work done (idempotence).
 STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 # Workflow task timeout: a workflow task handed to a worker that died is given to another one
 # after this long (the server's default is 10 s). Our workflow tasks take milliseconds.

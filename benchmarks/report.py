@@ -729,6 +729,15 @@ def scale_section(results: dict[str, Any]) -> list[str]:
         else f"A second worker process made it {two_ratio:.2f}x as long: the cores had room."
     )
     quick_ratio = quick["large"]["stats"].seconds / quick["small_seconds"]
+    retried = large["stats"].retries
+    limit = run_worker.MAX_CONCURRENT_STEPS
+    retried_line = (
+        f"No failures are injected, so a step retried here is a live worker taken for dead: its "
+        f"heartbeat timeout ran out while the worker had it. {retried} were, on one worker. A "
+        f"worker takes at most {limit} steps at once (run_worker.MAX_CONCURRENT_STEPS); with "
+        "the SDK's default of 100 it took a whole wave's steps at once, could not start them all "
+        "within the 1 s heartbeat timeout, and a run had 175 steps retried for it."
+    )
     floor_ratio = floor.seconds / one["small_seconds"]
     why_missed = [
         "",
@@ -782,7 +791,8 @@ def scale_section(results: dict[str, Any]) -> list[str]:
         f"one {quick['large']['stats'].seconds / seconds:.2f}x, with the server using "
         f"{quick['large']['server_cpu']:.0f} s of CPU instead of {large['server_cpu']:.0f} s: "
         "lower latency per hop helps little once the cores are what runs out, so the ratio to "
-        f"the small release grows ({quick_ratio:.1f}x).",
+        f"the small release grows ({quick_ratio:.1f}x). "
+        f"{retried_line}",
         *(why_missed if missed else []),
     ]
 
