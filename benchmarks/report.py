@@ -409,6 +409,11 @@ def critical_section(results: dict[str, Any]) -> list[str]:
         "rollback puts back; configuring first would keep the new config instead. The other "
         "steps already run as soon as what they need is there: fetch config beside build and "
         "fetch artifact, and all components of an environment at once.",
+        "8. **Recovery: shorter timeouts, and a worker that takes no more than it can start.** "
+        "The heartbeat timeout went from 2 s to 1 s, with heartbeats sent every 0.5 s; the "
+        "sticky queue timeout from 0.5 s to 0.2 s (section 4). A worker now takes at most 20 "
+        "steps at once: with the SDK's default of 100, the 1 s timeout took a busy worker for "
+        "dead (section 5).",
     ]
     return lines
 
