@@ -394,8 +394,9 @@ def critical_section(results: dict[str, Any]) -> list[str]:
         "workflow task under the default sandbox, as it should, and ran unchecked with every "
         "module passed through. The sandbox's cost is the first workflow task of each run "
         "(above), in which it imports workflows.py afresh; profiled at 100 components (py-spy), "
-        "about half of that was compiling the file from source, because this machine sets "
-        "`PYTHONDONTWRITEBYTECODE=1`; with a `__pycache__` it costs less.",
+        "most of that was compiling the file from source, because this machine sets "
+        "`PYTHONDONTWRITEBYTECODE=1`: with a `__pycache__` written beforehand, creating the "
+        "sandboxed workflows took a third of the samples (78 against 259).",
         "5. **The worker's cache and eager activities: kept** (both defaults). Without the "
         "workflow cache every workflow task replays its history ('no workflow cache'), and "
         "eager activities save a queue trip per step ('eager activities off').",
