@@ -176,7 +176,7 @@ def format_progress(progress: ReleaseProgress) -> list[str]:
 
 def _cell_text(cell: Cell) -> str:
     if cell.state == "running":
-        return f"{cell.step or 'starting'}..."
+        return f"{cell.step or 'deploying'}..."
     if cell.state == "retrying":
         return f"{cell.step}, attempt {cell.attempt} failed: {cell.error[:60]}"
     return cell.state
