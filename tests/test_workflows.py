@@ -346,6 +346,27 @@ async def test_children_are_named_after_release_environment_and_component(
     assert signals == []
 
 
+async def test_the_starter_grid_shows_the_steps_each_running_deploy_is_at(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.3")  # long enough to be seen in flight
+    release = await client.start_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-DEV", lock_scope=task_queue),
+        id=f"RELEASE-JAN-24-ALPHA-DEV-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+    )
+    seen: set[str] = set()
+    while (await release.describe()).status == WorkflowExecutionStatus.RUNNING:
+        progress = await read_progress(client, release)
+        seen |= {c.step for c in progress.cells.get(Environment.DEV, {}).values() if c.step}
+        await asyncio.sleep(0.1)
+    # What the server says each deploy has in flight: build beside fetch config, then one by one.
+    assert {"build_artifact + fetch_config", "deploy_artifact", "verify_deploy"} <= seen
+    progress = await read_progress(client, release)
+    assert {cell.state for cell in progress.cells[Environment.DEV].values()} == {"done"}
+
+
 async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
     client: Client, demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
