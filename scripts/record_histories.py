@@ -41,9 +41,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import release_management
-from run_worker import create_worker
+from run_worker import READY_LINE, create_worker
 from shared import ApproveInput, ReleaseInput
-from utils import exit_now
+from utils import PRECISE_TIMERS, exit_now, temporal_cli_or_exit
 from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -58,10 +58,7 @@ WORKER_KILL_RUN = f"{EVENTFUL_RELEASE}-worker-kill"
 KILL_AFTER_LINE = f"{EVENTFUL_RELEASE}: promoting to TEST"
 KILL_DELAY_SECONDS = 0.5
 KILL_RUN_STEP_SECONDS = "0.3"
-READY_LINE = "Press Ctrl+C to stop."
 RUN_TIMEOUT = 90.0
-# Fire timers (retry backoffs) on time, as tests/conftest.py does.
-PRECISE_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
 
 
 def recorded_names() -> list[str]:
@@ -194,11 +191,14 @@ class WorkerProcess:
     reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, env: dict[str, str], started: list["WorkerProcess"]) -> "WorkerProcess":
-        """Start one (listed in started at once, to be stopped), and wait until it polls."""
+    async def start(
+        cls, env: dict[str, str], started: list["WorkerProcess"], script: str = "run_worker.py"
+    ) -> "WorkerProcess":
+        """Start one (listed in started at once, to be stopped), and wait until it polls.
+        script: run_worker.py, or a script that runs its main() (benchmarks/worker.py)."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "run_worker.py",
+            script,
             cwd=PROJECT_DIR,
             env=env,
             stdout=asyncio.subprocess.PIPE,
@@ -287,22 +287,16 @@ def write_histories(runs: dict[str, dict[str, WorkflowHistory]]) -> None:
         )
 
 
-def temporal_cli() -> str:
-    beside = Path(sys.executable).parent / "temporal"
-    if not beside.exists():
-        raise SystemExit(f"no temporal CLI at {beside}: run `make install`")
-    return str(beside)
-
-
 async def main() -> int:
     started = time.monotonic()
     # The in-process worker's steps log each injected failure as a warning: expected here.
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     os.environ.pop("DEMO_BUG", None)
     os.environ["DEMO_STEP_SECONDS"] = "0"
+    cli = temporal_cli_or_exit("record_histories.py")
     with tempfile.TemporaryDirectory(prefix="record-histories-") as state:
         async with await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_cli(),
+            dev_server_existing_path=cli,
             data_converter=pydantic_data_converter,
             dev_server_extra_args=PRECISE_TIMERS,
             dev_server_log_level="error",

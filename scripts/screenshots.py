@@ -52,19 +52,17 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 RESOURCES_DIR = PROJECT_DIR / "resources"
 sys.path.insert(0, str(PROJECT_DIR))  # run as a script, this file sees scripts/ on sys.path
 
-from utils import exit_now  # noqa: E402
+from run_worker import READY_LINE  # noqa: E402
+from utils import PRECISE_TIMERS, exit_now, temporal_cli_or_exit  # noqa: E402
 
 RELEASE = "RELEASE-NOV-23-INITIAL"
 WORKER_SETTINGS = {"DEMO_STEP_SECONDS": "0.5", "DEMO_FAILURES": "sometimes"}
-READY_LINE = "Press Ctrl+C to stop."
 # The list is photographed once the DEV wave is done, so it shows every kind of status.
 MID_RELEASE_LINE = f"{RELEASE}: promoting to TEST"
 # The workflow's last line in the worker's log.
 RELEASE_END_LINE = f"Release {RELEASE}: "
 TIMEOUT = 120.0
 PAGE_TIMEOUT = 20.0
-# Fire timers (retry backoffs) on time, as scripts/demo.sh does.
-PRECISE_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
 CHROMIUM_FLAGS = [
     "--headless=new",
     "--no-sandbox",
@@ -102,13 +100,6 @@ def required(*names: str) -> str:
     raise SystemExit(
         f"screenshots.py: no {names[0]} found: apt-get install chromium chromium-driver"
     )
-
-
-def temporal_cli() -> str:
-    beside = Path(sys.executable).parent / "temporal"
-    if not beside.exists():
-        raise SystemExit(f"screenshots.py: no temporal CLI at {beside}: run `make install`")
-    return str(beside)
 
 
 def open_browser(profile: Path) -> webdriver.Chrome:
@@ -380,7 +371,8 @@ def answers(url: str) -> bool:
 async def start_server(scratch: Path, started: list[subprocess.Popen[bytes]]) -> tuple[Client, str]:
     """A dev server with its Web UI on free ports; its client and the UI's address."""
     port, ui_port = free_port(), free_port()
-    command = [temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
+    cli = temporal_cli_or_exit("screenshots.py")
+    command = [cli, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
     command += ["--ui-port", str(ui_port), "--db-filename", str(scratch / "dev.sqlite")]
     command += ["--log-level", "error", *PRECISE_TIMERS]
     server = start(command, scratch / "server.log", dict(os.environ), started)

@@ -10,8 +10,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from processes import PRECISE_TIMERS, temporal_cli
+from processes import temporal_cli
 from run_worker import create_worker
+from utils import PRECISE_TIMERS
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 

