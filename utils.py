@@ -228,6 +228,14 @@ async def connect() -> Client:
 # timers (retry backoffs) fired on time. By default the dev server may fire them up to a second
 # late, which would make every retry wait at least a second.
 PRECISE_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
+# Faster queue reads: the dev server's history service reads its task queues (transfer: new
+# workflow and activity tasks; timer: retries and timeouts) at most 20 times a second, so on its
+# single shard each step waits for the next read. These flags lift that to 1000. The test
+# session's server uses them; `make demo` does not (benchmarks/RESULTS.md, section 2, says why).
+FAST_QUEUES = [
+    *("--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"),
+    *("--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000"),
+]
 
 
 def temporal_cli() -> str | None:

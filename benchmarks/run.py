@@ -85,18 +85,11 @@ from benchmarks.skeleton import (  # noqa: E402
 from run_worker import create_worker  # noqa: E402
 from scripts.record_histories import WorkerProcess, demo_settings, fetch_run  # noqa: E402
 from shared import Release, ReleaseInput  # noqa: E402
-from utils import PRECISE_TIMERS, exit_now, temporal_cli_or_exit  # noqa: E402
+from utils import FAST_QUEUES, PRECISE_TIMERS, exit_now, temporal_cli_or_exit  # noqa: E402
 
 RESULTS = BENCH_DIR / "RESULTS.md"
 RELEASE = "RELEASE-NOV-23-INITIAL"
 RUN_TIMEOUT = 300.0
-# The dev server's history service reads its task queues (transfer: new workflow and activity
-# tasks; timer: retries and timeouts) at most 20 times a second by default, so on a single
-# shard each hop on the critical path waits for the next read. Experiment 2 lifts the cap.
-QUICK_QUEUES = [
-    *("--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"),
-    *("--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000"),
-]
 # The alternative retry policy the error storm measures: retry every 0.1 s, with no backoff.
 # (Slower policies are priced in RESULTS.md from the failure rate: measuring them would take
 # many minutes.)
@@ -774,7 +767,7 @@ PHASES = ("happy", "critical", "storm", "recovery", "scale")
 
 async def measure(plan: Plan, phases: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine(), "plan": plan}
-    async with dev_server() as baseline, dev_server(*QUICK_QUEUES) as quick:
+    async with dev_server() as baseline, dev_server(*FAST_QUEUES) as quick:
         if "happy" in phases or "critical" in phases:
             results["happy"] = await happy_path(baseline.client, plan)
         if "critical" in phases:
@@ -788,7 +781,7 @@ async def measure(plan: Plan, phases: list[str]) -> dict[str, Any]:
     if "scale" in phases:
         # Fresh servers: at this size the server's CPU is what runs out, so nothing that came
         # before may weigh on it.
-        async with dev_server() as baseline, dev_server(*QUICK_QUEUES) as quick:
+        async with dev_server() as baseline, dev_server(*FAST_QUEUES) as quick:
             results["scale"] = await scale(baseline.client, quick.client, plan)
     results["machine"]["load_after"] = os.getloadavg()
     return results
