@@ -27,7 +27,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,12 @@ def previous_dir(env: Environment) -> Path:
 def config_path(env: Environment, component: str) -> Path:
     """Where an environment holds a component's configuration."""
     return environment_dir(env) / f"{component}.config.json"
+
+
+def lock_path(target: str) -> Path:
+    """The lock file of one target that steps change: an artifact, or a component in an
+    environment (see _exclusive)."""
+    return demo_root() / ".locks" / f"{target}.lock"
 
 
 def ledger_path() -> Path:
@@ -396,14 +403,15 @@ def build_artifact(release_key: str, run_id: str, component: str, version: str) 
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("build")
-    path = artifact_path(component, version)
-    content = _artifact_content(component, version)
-    if _read_text(path) == content:
-        return False
-    _inject(isErrorSometimes, f"before building {component} {version}")
-    _commit(path, content, _ledger_line(release_key, run_id, None, component, version, "build"))
-    _inject(isErrorRarely, f"after building {component} {version}")
-    return True
+    with _exclusive("artifactory", f"{component}-{version}"):
+        path = artifact_path(component, version)
+        content = _artifact_content(component, version)
+        if _read_text(path) == content:
+            return False
+        _inject(isErrorSometimes, f"before building {component} {version}")
+        _commit(path, content, _ledger_line(release_key, run_id, None, component, version, "build"))
+        _inject(isErrorRarely, f"after building {component} {version}")
+        return True
 
 
 def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str, str]:
@@ -484,26 +492,27 @@ def deploy_artifact(
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("deploy")
-    target = deployed_path(env, component, version)
-    others = [v for v in held_versions(env, component) if v != version]
-    current = _read_text(target)
-    if current is not None and _sha256(current) == sha256 and not others:
-        return False
-    _inject(isErrorSometimes, f"before deploying {component} {version} to {env.value}")
-    source = _artifact_source(component, version, env)
-    content = _read_text(source)
-    if content is None:
-        raise SourceMissing(f"{source.relative_to(demo_root())} disappeared before the deploy")
-    if _sha256(content) != sha256:
-        raise ReleaseError(
-            f"{source.relative_to(demo_root())} changed after it was gathered for {env.value}; "
-            "run the release again"
-        )
-    line = _ledger_line(release_key, run_id, env, component, version, "deploy")
-    _commit(target, content, line)
-    _keep_previous(env, component, others)
-    _inject(isErrorSometimes, f"after deploying {component} {version} to {env.value}")
-    return True
+    with _exclusive(env.value, component):
+        target = deployed_path(env, component, version)
+        others = [v for v in held_versions(env, component) if v != version]
+        current = _read_text(target)
+        if current is not None and _sha256(current) == sha256 and not others:
+            return False
+        _inject(isErrorSometimes, f"before deploying {component} {version} to {env.value}")
+        source = _artifact_source(component, version, env)
+        content = _read_text(source)
+        if content is None:
+            raise SourceMissing(f"{source.relative_to(demo_root())} disappeared before the deploy")
+        if _sha256(content) != sha256:
+            raise ReleaseError(
+                f"{source.relative_to(demo_root())} changed after it was gathered for {env.value}; "
+                "run the release again"
+            )
+        line = _ledger_line(release_key, run_id, env, component, version, "deploy")
+        _commit(target, content, line)
+        _keep_previous(env, component, others)
+        _inject(isErrorSometimes, f"after deploying {component} {version} to {env.value}")
+        return True
 
 
 def _keep_previous(env: Environment, component: str, replaced: list[str]) -> None:
@@ -549,14 +558,15 @@ def update_config(
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("configure")
-    path = config_path(env, component)
-    if _read_json(path) == config:
-        return False
-    _inject(isErrorRarely, f"before configuring {component} {version} in {env.value}")
-    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    _commit(path, text, _ledger_line(release_key, run_id, env, component, version, "configure"))
-    _inject(isErrorRarely, f"after configuring {component} {version} in {env.value}")
-    return True
+    with _exclusive(env.value, component):
+        path = config_path(env, component)
+        if _read_json(path) == config:
+            return False
+        _inject(isErrorRarely, f"before configuring {component} {version} in {env.value}")
+        text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+        _commit(path, text, _ledger_line(release_key, run_id, env, component, version, "configure"))
+        _inject(isErrorRarely, f"after configuring {component} {version} in {env.value}")
+        return True
 
 
 def verify_deploy(component: str, version: str, env: Environment, sha256: str) -> None:
@@ -608,31 +618,32 @@ def rollback_deploy(
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("rollback")
-    previous = previous_version(env, component)
-    kept = previous_dir(env)
-    config = _read_text(kept / f"{component}.config.json") if previous else None
-    wanted = [previous] if previous else []
-    if (
-        held_versions(env, component) == wanted
-        and _read_text(config_path(env, component)) == config
-    ):
+    with _exclusive(env.value, component):
+        previous = previous_version(env, component)
+        kept = previous_dir(env)
+        config = _read_text(kept / f"{component}.config.json") if previous else None
+        wanted = [previous] if previous else []
+        if (
+            held_versions(env, component) == wanted
+            and _read_text(config_path(env, component)) == config
+        ):
+            return previous
+        _inject(isErrorRarely, f"before rolling back {component} {version} in {env.value}")
+        line = _ledger_line(release_key, run_id, env, component, previous, "rollback")
+        line["replaced"] = version
+        if previous:
+            content = _read_text(kept / f"{component}-{previous}.txt") or ""
+            _commit(deployed_path(env, component, previous), content, line)
+            if config is not None:
+                _atomic_write(config_path(env, component), config)
+        else:
+            _append_ledger(line)
+            config_path(env, component).unlink(missing_ok=True)
+        for other in held_versions(env, component):
+            if other != previous:
+                deployed_path(env, component, other).unlink()
+        _inject(isErrorRarely, f"after rolling back {component} {version} in {env.value}")
         return previous
-    _inject(isErrorRarely, f"before rolling back {component} {version} in {env.value}")
-    line = _ledger_line(release_key, run_id, env, component, previous, "rollback")
-    line["replaced"] = version
-    if previous:
-        content = _read_text(kept / f"{component}-{previous}.txt") or ""
-        _commit(deployed_path(env, component, previous), content, line)
-        if config is not None:
-            _atomic_write(config_path(env, component), config)
-    else:
-        _append_ledger(line)
-        config_path(env, component).unlink(missing_ok=True)
-    for other in held_versions(env, component):
-        if other != previous:
-            deployed_path(env, component, other).unlink()
-    _inject(isErrorRarely, f"after rolling back {component} {version} in {env.value}")
-    return previous
 
 
 def verify_rollback(component: str, previous: str | None, env: Environment) -> None:
@@ -664,7 +675,8 @@ def record_release(
     result: str,
     times: tuple[str, str],
     before: dict[Environment, dict[str, str | None]],
-    reached: list[Environment],
+    states: dict[Environment, dict[str, str]],
+    unlocked_after_use: list[Environment],
     decisions: list[dict[str, Any]],
 ) -> Path:
     """Write the record of one finished release run under database/releases/.
@@ -672,10 +684,14 @@ def record_release(
     Args:
         release: the release that ran.
         run_id: its run.
-        result: how it ended, e.g. "Release KEY: SUCCESS".
+        result: how it ended, e.g. "Release KEY: SUCCESS" or "Release KEY: FAILED: <why>".
         times: when it started and when it finished (ISO 8601).
-        before: what its environments held before it (see check_promotion).
-        reached: the environments it deployed to.
+        before: what its environments held before it (see check_promotion); empty if it ended
+            before it checked, in which case what they hold now is what they held.
+        states: how each deploy ended, {env: {component: state}} (done, rolled back, failed,
+            cancelled, rejected, not reached).
+        unlocked_after_use: environments the release deployed and let go of before its end:
+            they held its versions then, whatever they hold now.
         decisions: the approvals and rejections given at its gates, in order.
 
     Returns:
@@ -684,6 +700,10 @@ def record_release(
     raise_planted_bug("record")
     path = records_dir() / f"{release.key}-{run_id}.json"
     state = environment_state()
+    after = {
+        env: dict(release.versions) if env in unlocked_after_use else state[env]
+        for env in release.environments
+    }
     record = {
         "release_key": release.key,
         "run_id": run_id,
@@ -695,7 +715,10 @@ def record_release(
         "environments": {
             env.value: {
                 component: _outcome(
-                    version, before[env].get(component), state[env].get(component), env in reached
+                    version,
+                    before[env].get(component) if env in before else state[env].get(component),
+                    after[env].get(component),
+                    states.get(env, {}).get(component, "not reached"),
                 )
                 for component, version in release.versions.items()
             }
@@ -709,13 +732,15 @@ def record_release(
     return path
 
 
-def _outcome(version: str, before: str | None, after: str | None, reached: bool) -> dict:
-    if not reached:
-        outcome = "not reached"
-    elif after != version:
-        outcome = "rolled back" if after == before else "not deployed"
-    else:
+# How the record names what a deploy's end left in its environment, by Cell.state.
+_OUTCOMES = {"rolled back": "rolled back", "failed": "failed", "cancelled": "cancelled"}
+
+
+def _outcome(version: str, before: str | None, after: str | None, state: str) -> dict:
+    if state == "done":
         outcome = "already there" if before == version else "deployed"
+    else:
+        outcome = _OUTCOMES.get(state, "not reached")
     return {"before": before, "after": after, "outcome": outcome}
 
 
@@ -734,6 +759,21 @@ def read_ledger() -> list[dict[str, Any]]:
 
 
 # --- Helpers -------------------------------------------------------------------------------
+
+
+@contextmanager
+def _exclusive(*target: str) -> Iterator[None]:
+    """Hold a target's lock while a step checks it and changes it.
+
+    Two attempts of the same step can overlap: a retry starts when the first attempt's heartbeat
+    lapses, while the first one's thread may still be running. The second waits here, then finds
+    the change made. The lock is the file's, so it holds across threads and worker processes.
+    """
+    path = lock_path(".".join(target))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _inject(injector: Callable[[], bool], when: str) -> None:

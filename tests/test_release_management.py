@@ -2,6 +2,8 @@
 
 import json
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,38 @@ def test_verify_catches_a_deploy_that_is_not_what_was_gathered(demo_root: Path) 
 def test_fetch_from_an_empty_source_is_a_transient_error(demo_root: Path) -> None:
     with pytest.raises(rm.SourceMissing, match="environments/DEV/frontend-1.0.txt is missing"):
         rm.fetch_artifact("frontend", "1.0", TEST)
+
+
+def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_version(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A retry can start while the attempt it replaces still runs on its thread (a lapsed
+    # heartbeat). Slow each change down so that both attempts pass their "already done?" check
+    # before either has made it, as they would without the per-component lock.
+    deploy_all_steps("frontend", "1.0", DEV)
+    rm.build_artifact("R", RUN, "frontend", "1.1")
+    _, sha = rm.fetch_artifact("frontend", "1.1", DEV)
+    commit = rm._commit
+
+    def slow_commit(*args, **kwargs) -> None:
+        time.sleep(0.3)
+        commit(*args, **kwargs)
+
+    monkeypatch.setattr(rm, "_commit", slow_commit)
+    with ThreadPoolExecutor(2) as threads:
+        attempts = [
+            threads.submit(rm.deploy_artifact, "R", "run-2", "frontend", "1.1", DEV, sha)
+            for _ in range(2)
+        ]
+        changed = sorted(attempt.result() for attempt in attempts)
+
+    assert changed == [False, True]  # one attempt deployed, the other found it done
+    assert rm.held_versions(DEV, "frontend") == ["1.1"]
+    assert rm.previous_version(DEV, "frontend") == "1.0"
+    kept = rm.previous_dir(DEV)
+    assert json.loads((kept / "frontend.config.json").read_text())["version"] == "1.0"
+    deploys = [line for line in rm.read_ledger() if line["run_id"] == "run-2"]
+    assert [(line["step"], line["version"]) for line in deploys] == [("deploy", "1.1")]
+    # The rollback that .previous is kept for puts 1.0 back.
+    assert rm.rollback_deploy("R", "run-2", "frontend", "1.1", DEV) == "1.0"
+    assert rm.held_versions(DEV, "frontend") == ["1.0"]
