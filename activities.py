@@ -9,10 +9,13 @@ sorted here, once, so no workflow has to list them:
 """
 
 import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 import release_management
@@ -36,6 +39,7 @@ from shared import (
     UpdateConfigInput,
     VerifyInput,
     VerifyRollbackInput,
+    WorkflowRef,
 )
 from utils import step_seconds
 
@@ -45,6 +49,11 @@ HEALTH_CHECK_ATTEMPTS = 3
 # Heartbeat more often than the SDK sends heartbeats (run_worker.HEARTBEAT_THROTTLE), so one is
 # always waiting to go: the workflows' heartbeat timeout (1 s) then notices a dead worker quickly.
 HEARTBEAT_SECONDS = 0.25
+
+# A worker runs at most this many activities at once (run_worker passes it to the Worker), and
+# each runs its blocking step on a thread of its own: a step never waits for a free thread.
+MAX_CONCURRENT_ACTIVITIES = 20
+_STEP_THREADS = ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="step")
 
 T = TypeVar("T")
 
@@ -65,7 +74,7 @@ async def _step(story: str, step: Callable[..., T], *args: Any) -> T:
     heartbeat = asyncio.create_task(_heartbeat_forever())
     try:
         await asyncio.sleep(step_seconds())
-        return await asyncio.to_thread(step, *args)
+        return await _to_thread(step, *args)
     except ReleaseError as err:
         activity.logger.error(f"{story}: refused: {err}")
         # BENIGN keeps the SDK from logging a traceback: this is the user's input, not a bug.
@@ -95,6 +104,21 @@ async def _step(story: str, step: Callable[..., T], *args: Any) -> T:
         heartbeat.cancel()
 
 
+async def _to_thread(step: Callable[..., T], *args: Any) -> T:
+    """Run a blocking step on a step thread. A thread cannot be stopped: when the activity is
+    cancelled (its release was cancelled, its heartbeat lapsed, or the worker is shutting down),
+    it waits for the step's thread to end before it reports the cancel, so nothing changes files
+    after the workflow is told the step stopped."""
+    thread = asyncio.get_running_loop().run_in_executor(
+        _STEP_THREADS, functools.partial(step, *args)
+    )
+    try:
+        return await asyncio.shield(thread)
+    except asyncio.CancelledError:
+        await asyncio.wait([thread])
+        raise
+
+
 def _story(deployment: Deployment, step: str) -> str:
     return (
         f"{deployment.release_key} {deployment.environment.value} {deployment.component}: "
@@ -119,9 +143,33 @@ async def gather_release(request: GatherReleaseInput) -> Release:
 
 @activity.defn
 async def find_lock_holder(request: LockHolderInput) -> str:
-    """Name the release that holds an environment lock (the lock workflow's parent)."""
-    lock = await activity.client().get_workflow_handle(request.lock_workflow_id).describe()
-    return lock.parent_id or "another release"
+    """Name the release that holds an environment lock (the lock workflow's parent), or "" if
+    the lock is free by now. A lock whose release has ended is terminated first: a reset leaves
+    the replaced run's locks running, since Temporal applies no parent close policy then."""
+    client = activity.client()
+    lock = await client.get_workflow_handle(request.lock_workflow_id).describe()
+    if lock.status != WorkflowExecutionStatus.RUNNING:
+        return ""
+    holder = lock.parent_id or ""
+    if holder and await _is_running(holder):
+        return holder
+    await client.get_workflow_handle(lock.id, run_id=lock.run_id).terminate(
+        reason=f"its release {holder or '?'} has ended"
+    )
+    return ""
+
+
+@activity.defn
+async def wait_until_closed(request: WorkflowRef) -> None:
+    """Wait until a workflow has closed (a deploy the run that a reset replaced left running)."""
+    while await _is_running(request.workflow_id):
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def _is_running(workflow_id: str) -> bool:
+    description = await activity.client().get_workflow_handle(workflow_id).describe()
+    return description.status == WorkflowExecutionStatus.RUNNING
 
 
 @activity.defn
@@ -281,7 +329,8 @@ async def record_release(request: RecordReleaseInput) -> str:
         request.result,
         (request.started, request.finished),
         request.before,
-        request.reached,
+        request.states,
+        request.unlocked_after_use,
         [decision.model_dump(mode="json") for decision in request.decisions],
     )
     activity.logger.info(f"{key}: recorded in {path.name}")
@@ -291,6 +340,7 @@ async def record_release(request: RecordReleaseInput) -> str:
 ALL_ACTIVITIES = [
     gather_release,
     find_lock_holder,
+    wait_until_closed,
     check_promotion,
     build_artifact,
     fetch_artifact,

@@ -17,7 +17,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import ALL_ACTIVITIES
+from activities import ALL_ACTIVITIES, MAX_CONCURRENT_ACTIVITIES
 from shared import TASK_QUEUE
 from utils import (
     TemporalUnreachable,
@@ -47,13 +47,6 @@ STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=200)
 # Heartbeats: the SDK sends an activity's heartbeats at most this often (by default, 0.8 of the
 # heartbeat timeout), leaving half of workflows.STEP_HEARTBEAT_TIMEOUT for a slow heartbeat.
 HEARTBEAT_THROTTLE = timedelta(milliseconds=500)
-# A worker takes at most this many steps at once (the SDK's default is 100). A step's heartbeat
-# timeout runs from the moment a worker takes it, so a worker that takes more steps than it can
-# start at once lets their heartbeats lapse and is taken for dead while it works: a release of
-# 100 components on this 2-core machine had 175 steps retried for it with the default, none with
-# 20 (see benchmarks/RESULTS.md, scale). Further steps wait at the server, Scheduled in the Web
-# UI, for whichever worker has room.
-MAX_CONCURRENT_STEPS = 20
 
 
 def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
@@ -66,7 +59,9 @@ def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        max_concurrent_activities=MAX_CONCURRENT_STEPS,
+        # At most this many steps at once: more would let their heartbeats lapse before they
+        # start (benchmarks/RESULTS.md, scale). Further steps wait at the server, Scheduled.
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
     )
 
 

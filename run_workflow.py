@@ -6,9 +6,11 @@
     python run_workflow.py --envs       prints what each environment holds
     python run_workflow.py --history    prints the latest release runs
     python run_workflow.py --status KEY prints the progress grid of release KEY
-    python run_workflow.py --approve KEY --by NAME
-    python run_workflow.py --reject KEY --by NAME --reason TEXT
-                                        decide at the approval gate release KEY waits at
+    python run_workflow.py --approve KEY --gate ENV --by NAME
+    python run_workflow.py --reject KEY --gate ENV --by NAME --reason TEXT
+                                        decide at the approval gate before ENV
+    python run_workflow.py --cancel KEY [--reason TEXT]
+                                        cancel release KEY: it stops cleanly and says so
 
 If that release is already running, it attaches to the running release and waits for it.
 """
@@ -17,15 +19,18 @@ import argparse
 import asyncio
 import sys
 import time
+from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import CancelledError, TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import release_management
@@ -35,6 +40,7 @@ from shared import (
     TASK_QUEUE,
     ApproveInput,
     Cell,
+    Environment,
     RejectInput,
     ReleaseInput,
     ReleaseProgress,
@@ -90,7 +96,7 @@ async def _wait_for_result(client: Client, handle: WorkflowHandle, release_key: 
     """Wait for the release's result, riding out a server restart, and say what it is doing."""
     reporter = asyncio.create_task(_report_status(client, handle))
     try:
-        return await _result(handle, release_key)
+        return await _result(client, handle, release_key)
     finally:
         reporter.cancel()
 
@@ -124,11 +130,13 @@ async def _report_status(client: Client, handle: WorkflowHandle) -> None:
         seen = now
 
 
-async def read_progress(client: Client, handle: WorkflowHandle) -> ReleaseProgress:
+async def read_progress(
+    client: Client, handle: WorkflowHandle, progress: ReleaseProgress | None = None
+) -> ReleaseProgress:
     """The release's progress grid. The release workflow knows the state of each deploy (a
     query); for each running deploy, the server knows the step it is at, its attempt and the
     last error (its pending activities, as the Web UI shows them), so no step has to report."""
-    progress = await handle.query(ReleaseWorkflow.progress)
+    progress = progress or await handle.query(ReleaseWorkflow.progress)
     running = [
         (env, component)
         for env, row in progress.cells.items()
@@ -171,7 +179,11 @@ def format_progress(progress: ReleaseProgress) -> list[str]:
         for component in progress.components
     ]
     grid = _table(header, rows).splitlines() if rows else []
-    return [f"{progress.release_key}: {progress.status}", *(f"  {line}" for line in grid)]
+    lines = [f"{progress.release_key}: {progress.status}", *(f"  {line}" for line in grid)]
+    if progress.gate is not None:
+        decide = f"python run_workflow.py --approve {progress.release_key} --gate "
+        lines.append(f"  To decide: {decide}{progress.gate.value} --by NAME (or --reject)")
+    return lines
 
 
 def _cell_text(cell: Cell) -> str:
@@ -179,15 +191,22 @@ def _cell_text(cell: Cell) -> str:
         return f"{cell.step or 'deploying'}..."
     if cell.state == "retrying":
         return f"{cell.step}, attempt {cell.attempt} failed: {cell.error[:60]}"
+    if cell.state == "failed":
+        return f"failed: {cell.error[:60]}"
     return cell.state
 
 
-async def _result(handle: WorkflowHandle, release_key: str) -> str:
+async def _result(client: Client, handle: WorkflowHandle, release_key: str) -> str:
     lost_since: float | None = None
     while True:
         try:
             return await handle.result()
         except WorkflowFailureError as err:
+            if isinstance(err.cause, CancelledError):
+                return f"Release {release_key}: CANCELLED"
+            if isinstance(err.cause, TerminatedError):
+                handle = await _after_termination(client, handle, release_key)
+                continue
             raise StarterError(f"Release {release_key} failed: {_root_cause(err)}") from None
         except RPCError as err:
             now = time.monotonic()
@@ -200,6 +219,22 @@ async def _result(handle: WorkflowHandle, release_key: str) -> str:
                     "in Temporal: run this again to attach to it."
                 ) from None
             await asyncio.sleep(1)
+
+
+async def _after_termination(
+    client: Client, handle: WorkflowHandle, release_key: str
+) -> WorkflowHandle:
+    """The run to wait for after the one followed was terminated: the new run a reset made, or
+    none (a terminate ends a release where it stands, with no record)."""
+    latest = await client.get_workflow_handle(handle.id).describe()
+    if latest.run_id != handle.result_run_id and latest.status == WorkflowExecutionStatus.RUNNING:
+        print(f"Release {release_key} was reset: following its new run {latest.run_id}.")
+        return client.get_workflow_handle(handle.id, run_id=latest.run_id)
+    raise StarterError(
+        f"Release {release_key} was terminated: Temporal ran none of its code after that, so it "
+        "wrote no record and its steps in flight were asked to cancel. Run it again to finish "
+        "it; see --envs for what the environments hold."
+    )
 
 
 def _root_cause(err: BaseException) -> str:
@@ -240,34 +275,88 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     )
 
 
-async def decide(client: Client, key: str, by: str, reason: str | None) -> str:
-    """Approve (reason None) or reject the gate release key is waiting at, through an Update."""
-    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, key)
-    try:
-        if reason is None:
-            return await handle.execute_update(ReleaseWorkflow.approve, ApproveInput(by=by))
-        return await handle.execute_update(
-            ReleaseWorkflow.reject, RejectInput(by=by, reason=reason)
-        )
-    except WorkflowUpdateFailedError as err:
-        raise StarterError(_root_cause(err)) from None
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise StarterError(f"Release {key} is not running") from None
-        raise
+# How long a command (--status, --approve, --reject, --cancel) waits for an answer.
+ANSWER_SECONDS = 5.0
 
 
-async def status_of(client: Client, key: str) -> list[str]:
-    """The progress grid of release key, running or finished (a worker answers the query)."""
+async def _running_release(client: Client, key: str, running: bool = True) -> WorkflowHandle:
+    """The release's handle, once the server has said it knows the release (and, with running,
+    that it is still running); else a StarterError that says why not."""
     handle = client.get_workflow_handle_for(ReleaseWorkflow.run, key)
     try:
-        return format_progress(await read_progress(client, handle))
-    except WorkflowQueryFailedError as err:
-        raise StarterError(f"Release {key} cannot say: {err}") from None
+        description = await handle.describe(rpc_timeout=timedelta(seconds=ANSWER_SECONDS))
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise StarterError(f"Release {key} has never run on this server") from None
         raise
+    if running and description.status != WorkflowExecutionStatus.RUNNING:
+        ended = description.status.name if description.status else "?"
+        raise StarterError(f"Release {key} is not running: it ended {ended}")
+    return handle
+
+
+async def _ask(handle: WorkflowHandle, query: Any) -> Any:
+    """Query the release through a worker, or say in one line that no worker answers."""
+    no_worker = StarterError(
+        f"no worker answered for release {handle.id} within {ANSWER_SECONDS:g} s: is "
+        f"`python run_worker.py` running (task queue {TASK_QUEUE})? Start it and try again"
+    )
+    try:
+        return await asyncio.wait_for(
+            handle.query(query, rpc_timeout=timedelta(seconds=ANSWER_SECONDS)),
+            ANSWER_SECONDS + 1,
+        )
+    except TimeoutError:
+        raise no_worker from None
+    except RPCError as err:
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.FAILED_PRECONDITION):
+            raise no_worker from None
+        raise
+    except WorkflowQueryFailedError as err:
+        raise StarterError(f"Release {handle.id} cannot say: {err}") from None
+
+
+async def decide(client: Client, key: str, gate: Environment, by: str, reason: str | None) -> str:
+    """Approve (reason None) or reject the gate before env that release key waits at, through
+    an Update, once a worker has answered (an Update no worker takes would wait unseen)."""
+    handle = await _running_release(client, key)
+    await _ask(handle, ReleaseWorkflow.status)
+    try:
+        if reason is None:
+            update = handle.execute_update(ReleaseWorkflow.approve, ApproveInput(gate=gate, by=by))
+        else:
+            update = handle.execute_update(
+                ReleaseWorkflow.reject, RejectInput(gate=gate, by=by, reason=reason)
+            )
+        return await asyncio.wait_for(update, ANSWER_SECONDS)
+    except WorkflowUpdateFailedError as err:
+        raise StarterError(_root_cause(err)) from None
+    except TimeoutError:
+        raise StarterError(f"Release {key} did not answer within {ANSWER_SECONDS:g} s") from None
+
+
+async def cancel(client: Client, key: str, reason: str) -> str:
+    """Ask release key to cancel, then wait for it to close: it finishes the changes in flight,
+    records CANCELLED and unlocks its environments."""
+    handle = await _running_release(client, key)
+    await handle.cancel(reason=reason)
+    try:
+        await _ask(handle, ReleaseWorkflow.status)
+    except StarterError:
+        raise StarterError(
+            f"cancel of release {key} requested, but no worker answered within "
+            f"{ANSWER_SECONDS:g} s: it takes effect once `python run_worker.py` runs (task queue "
+            f"{TASK_QUEUE})"
+        ) from None
+    print(f"Cancelling release {key}: the changes in flight finish first.", flush=True)
+    return await _result(client, handle, key)
+
+
+async def status_of(client: Client, key: str) -> list[str]:
+    """The progress grid of release key, running or finished (a worker answers the query)."""
+    handle = await _running_release(client, key, running=False)
+    progress = await _ask(handle, ReleaseWorkflow.progress)
+    return format_progress(await read_progress(client, handle, progress))
 
 
 def format_history(limit: int = 10) -> str:
@@ -291,7 +380,7 @@ def format_history(limit: int = 10) -> str:
     return _table(["RELEASE", "STARTED", "FINISHED", "DECISIONS", "RESULT"], rows)
 
 
-async def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Start a release and wait for its result.")
     parser.add_argument(
         "key", nargs="?", default=releasekey, help=f"release key (default {releasekey})"
@@ -302,9 +391,38 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--status", metavar="KEY", help="print the progress grid of release KEY")
     parser.add_argument("--approve", metavar="KEY", help="approve the gate KEY is waiting at")
     parser.add_argument("--reject", metavar="KEY", help="reject the gate KEY is waiting at")
+    parser.add_argument(
+        "--gate",
+        type=Environment,
+        choices=list(Environment),
+        help="the environment whose approval gate you decide",
+    )
+    parser.add_argument("--cancel", metavar="KEY", help="cancel release KEY")
     parser.add_argument("--by", default="", help="who approves or rejects")
-    parser.add_argument("--reason", default="", help="why, when rejecting")
-    args = parser.parse_args(argv)
+    parser.add_argument("--reason", default="", help="why, when rejecting or cancelling")
+    return parser
+
+
+async def command(args: argparse.Namespace) -> int:
+    """--status, --approve, --reject and --cancel: each answers within seconds or says why."""
+    client = await connect()
+    if args.status is not None:
+        print("\n".join(await status_of(client, args.status)))
+        return 0
+    if args.cancel is not None:
+        result = await cancel(client, args.cancel, args.reason)
+        print(f"Result: {result}")
+        return 0 if result == f"Release {args.cancel}: CANCELLED" else 1
+    key = args.approve if args.approve is not None else args.reject
+    if args.gate is None:
+        raise StarterError(f"say which gate you decide: --gate ENV (see --status {key})")
+    reason = None if args.approve is not None else args.reason
+    print(await decide(client, key, args.gate, args.by, reason))
+    return 0
+
+
+async def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
     try:
         if args.list:
             print(format_catalog())
@@ -315,15 +433,10 @@ async def main(argv: list[str]) -> int:
         if args.history:
             print(format_history())
             return 0
-        if args.status:
-            client = await connect()
-            print("\n".join(await status_of(client, args.status)))
-            return 0
-        if args.approve or args.reject:
-            client = await connect()
-            reason = None if args.approve else args.reason
-            print(await decide(client, args.approve or args.reject, args.by, reason))
-            return 0
+        if any(
+            getattr(args, name) is not None for name in ("status", "approve", "reject", "cancel")
+        ):
+            return await command(args)
         # Refuse an unknown key here, at once, before anything is started.
         release_management.load_release(args.key)
         client = await connect()

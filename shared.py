@@ -150,7 +150,9 @@ class Cell(FrozenModel):
     report to the release.
     """
 
-    state: str = "pending"  # pending, running, retrying, done, rolled back, ...
+    # pending, running, retrying, done, rolled back, failed, cancelled, waiting for approval,
+    # rejected, not reached
+    state: str = "pending"
     step: str = ""  # the step a running deploy is at; for a rolled-back one, the version back
     attempt: int = 0
     error: str = ""
@@ -161,6 +163,7 @@ class ReleaseProgress(FrozenModel):
 
     release_key: str
     status: str
+    gate: Environment | None = None  # the environment waiting for approval, if any
     environments: list[Environment] = []
     components: list[str] = []
     cells: dict[Environment, dict[str, Cell]] = {}
@@ -177,15 +180,21 @@ class LockHolderInput(FrozenModel):
     lock_workflow_id: str
 
 
-class ApproveInput(FrozenModel):
-    """Update ReleaseWorkflow.approve: a person lets the release go on."""
+class WorkflowRef(FrozenModel):
+    workflow_id: str
 
+
+class ApproveInput(FrozenModel):
+    """Update ReleaseWorkflow.approve: a person lets the release go on into gate."""
+
+    gate: Environment  # the environment the person means to approve, checked against the wait
     by: str
 
 
 class RejectInput(FrozenModel):
     """Update ReleaseWorkflow.reject: a person stops the release before the gated environment."""
 
+    gate: Environment
     by: str
     reason: str
 
@@ -248,6 +257,9 @@ class RecordReleaseInput(FrozenModel):
     result: str
     started: str
     finished: str
-    before: EnvironmentVersions
-    reached: list[Environment]
+    before: EnvironmentVersions  # empty if the release ended before it checked them
+    states: dict[Environment, dict[str, str]]  # how each deploy ended (Cell.state)
+    # Environments unlocked before the end, once deployed and no longer needed: they hold the
+    # release's versions (another release may have changed them since).
+    unlocked_after_use: list[Environment] = []
     decisions: list[Decision] = []

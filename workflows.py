@@ -7,12 +7,19 @@ orchestrate: every read or write of the world happens in an activity.
 """
 
 import asyncio
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
+)
+from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 # Determinism: the sandbox re-imports workflow code on every run; project modules and their
 # dependencies are passed through instead, since nothing in them runs inside a workflow.
@@ -30,9 +37,11 @@ with workflow.unsafe.imports_passed_through():
         update_config,
         verify_deploy,
         verify_rollback,
+        wait_until_closed,
     )
     from shared import (
         ApproveInput,
+        ArtifactRef,
         Cell,
         CheckPromotionInput,
         Decision,
@@ -41,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         DeployOutcome,
         Environment,
         EnvironmentLock,
+        EnvironmentVersions,
         GatherReleaseInput,
         LockHolderInput,
         RecordReleaseInput,
@@ -51,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateConfigInput,
         VerifyInput,
         VerifyRollbackInput,
+        WorkflowRef,
         deploy_workflow_id,
     )
 
@@ -71,7 +82,7 @@ STEP_RETRY = RetryPolicy(
 # after the start-to-close timeout; it is most of what a worker crash costs a release (see
 # benchmarks/RESULTS.md, recovery). A live worker's heartbeats reach the server every half
 # second (run_worker.HEARTBEAT_THROTTLE), and it takes no more steps than it can start
-# (run_worker.MAX_CONCURRENT_STEPS), so a busy worker has half a second to spare before it is
+# (activities.MAX_CONCURRENT_ACTIVITIES), so a busy worker has half a second to spare before it is
 # taken for dead; were it, the retry would find the step's work done (idempotence).
 STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 # Workflow task timeout: a workflow task handed to a worker that died is given to another one
@@ -81,30 +92,71 @@ WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 STEP_TIMEOUT = timedelta(minutes=2)
 
 
+T = TypeVar("T")
+
+
 def _step(activity: Any, argument: Any) -> Any:
     """Start one step now, with the project's timeouts and retry policy; await it for its
-    result."""
+    result. Cancelled, a step is waited for until its worker says it has stopped."""
     return workflow.start_activity(
         activity,
         argument,
         start_to_close_timeout=STEP_TIMEOUT,
         heartbeat_timeout=STEP_HEARTBEAT_TIMEOUT,
         retry_policy=STEP_RETRY,
+        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     )
+
+
+def _stop_if_cancelled() -> None:
+    """Start nothing new once the workflow is cancelled. (A step that finished its work just as
+    the cancel came returns its result rather than raising, so the plan checks here.)"""
+    if workflow.cancellation_reason() is not None:
+        raise asyncio.CancelledError()
+
+
+async def _finish_even_if_cancelled(work: Awaitable[T]) -> T:
+    """Run work to its end: a cancel that arrives meanwhile waits for it."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        return await task
+
+
+def _root_message(err: BaseException) -> str:
+    """The message of the error at the root of err (a step's, through its deploy's)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return getattr(err, "message", None) or str(err)
 
 
 @workflow.defn
 class DeployWorkflow:
     """Deploy one component version to one environment: build (DEV only), gather the artifact
-    and the config, deploy, configure, verify; roll back if it proves unhealthy."""
+    and the config, deploy, configure, verify; roll back if it proves unhealthy.
+
+    Cancelled while it gathers, it stops: the environment is untouched. Cancelled once it has
+    started changing the environment, it finishes that change first (deploy, configure, verify,
+    or the rollback), so a component is never left half deployed (demos.md, "Cancel")."""
 
     @workflow.run
     async def run(self, deployment: Deployment) -> DeployOutcome:
+        artifact, config = await self._gather(deployment)
+        _stop_if_cancelled()
+        return await _finish_even_if_cancelled(self._change(deployment, artifact, config))
+
+    async def _gather(self, deployment: Deployment) -> tuple[ArtifactRef, dict[str, str | int]]:
         # The config does not depend on the build: gather it while the artifact is prepared.
         config_gathered = _step(fetch_config, deployment)
         if deployment.environment is Environment.DEV:
             await _step(build_artifact, deployment)
-        artifact, config = await asyncio.gather(_step(fetch_artifact, deployment), config_gathered)
+            _stop_if_cancelled()
+        return await asyncio.gather(_step(fetch_artifact, deployment), config_gathered)
+
+    async def _change(
+        self, deployment: Deployment, artifact: ArtifactRef, config: dict[str, str | int]
+    ) -> DeployOutcome:
         await _step(deploy_artifact, DeployArtifactInput(deployment=deployment, artifact=artifact))
         await _step(update_config, UpdateConfigInput(deployment=deployment, config=config))
         try:
@@ -126,33 +178,30 @@ class EnvironmentLockWorkflow:
     """Holds one environment for one release, so two releases never deploy into it at once.
 
     Its workflow ID names the environment, and Temporal runs one workflow per ID at a time:
-    starting it is taking the lock. It ends when its release signals that it is done, or is
-    terminated together with its release (the parent close policy), so a lock never outlives
-    the release that holds it, whatever happens to workers.
+    starting it is taking the lock. It ends when its release unlocks it, or is terminated
+    together with its release (the parent close policy), so a lock never outlives the release
+    that holds it, whatever happens to workers.
     """
 
     def __init__(self) -> None:
-        self._released = False
+        self._unlocked = False
 
     @workflow.run
     async def run(self, lock: EnvironmentLock) -> None:
-        await workflow.wait_condition(lambda: self._released)
+        await workflow.wait_condition(lambda: self._unlocked)
 
     @workflow.signal
-    def release(self) -> None:
-        self._released = True
-
-
-async def _release(locks: list[workflow.ChildWorkflowHandle]) -> None:
-    """Let go of environment locks, and see them end. (Were the release cancelled or terminated
-    instead, its locks would be terminated with it.)"""
-    await asyncio.gather(*(lock.signal(EnvironmentLockWorkflow.release) for lock in locks))
-    await asyncio.gather(*locks)
+    def unlock(self) -> None:
+        self._unlocked = True
 
 
 @workflow.defn
 class ReleaseWorkflow:
-    """Promote one release from the catalog through its environments, as a set."""
+    """Promote one release from the catalog through its environments, as a set.
+
+    However it ends (SUCCESS, REJECTED, ROLLED BACK, FAILED or CANCELLED), it waits for every
+    deploy it started to close, writes the release record and unlocks its environments. Only a
+    terminate skips that: Temporal runs no workflow code then."""
 
     def __init__(self) -> None:
         self._lock_scope = ""
@@ -162,10 +211,14 @@ class ReleaseWorkflow:
         self._decisions: list[Decision] = []
         self._release: Release | None = None
         self._cells: dict[Environment, dict[str, Cell]] = {}
+        # The environments held, with their locks (None: a lock taken by the run a reset replaced)
+        self._locks: dict[Environment, workflow.ChildWorkflowHandle | None] = {}
+        self._before: EnvironmentVersions = {}
+        self._unlocked_after_use: list[Environment] = []
 
     @workflow.run
     async def run(self, request: ReleaseInput) -> str:
-        started = workflow.now()
+        started = workflow.now().isoformat()
         self._lock_scope = request.lock_scope
         self._key = request.release_key
         release: Release = await _step(
@@ -173,55 +226,80 @@ class ReleaseWorkflow:
         )
         self._release = release
         self._cells = {env: {c: Cell() for c in release.versions} for env in release.environments}
-        locks = await self._hold_environments(release)
         try:
-            result = await self._promote_all(release, started)
-        except Exception:
-            await _release(locks)
+            result = await self._promote_all(release)
+        except (Exception, asyncio.CancelledError) as err:
+            await self._close(release, started, self._ending(release, err))
             raise
-        await _release(locks)
-        self._status = result.split(": ", 1)[1]  # "SUCCESS", "REJECTED by ...": the outcome
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._close(release, started, result)
         return result
 
-    async def _promote_all(self, release: Release, started: datetime) -> str:
+    async def _promote_all(self, release: Release) -> str:
+        await self._hold_environments(release)
         # Validate before any change: a promotion out of order fails here, non-retryably. The
         # environments are held by now, so what is checked cannot change under the release.
         self._status = "checking the promotion"
-        before = await _step(check_promotion, CheckPromotionInput(release=release))
-        reached: list[Environment] = []
-        result = f"Release {release.key}: SUCCESS"
+        self._before = await _step(check_promotion, CheckPromotionInput(release=release))
         for env in release.environments:
+            _stop_if_cancelled()
             decision = await self._approval(release, env) if env in release.gates() else None
             if decision and not decision.approved:
-                result = f"Release {release.key}: REJECTED by {decision.by}: {decision.reason}"
-                break
+                return f"Release {release.key}: REJECTED by {decision.by}: {decision.reason}"
             rolled_back = await self._promote(release, env)
-            reached.append(env)
             if rolled_back:
-                result = f"Release {release.key}: ROLLED BACK {'; '.join(rolled_back)}"
-                break
+                return f"Release {release.key}: ROLLED BACK {'; '.join(rolled_back)}"
+            # env is deployed, so the environment it was fed from is no longer needed.
+            source = env.previous()
+            if source in self._locks:
+                await self._unlock(source)
+                self._unlocked_after_use.append(source)
+        return f"Release {release.key}: SUCCESS"
+
+    def _ending(self, release: Release, err: BaseException) -> str:
+        """How a release that raised err ended, in the words of its result."""
+        if is_cancelled_exception(err) and workflow.cancellation_reason() is not None:
+            reason = workflow.cancellation_reason()
+            return f"Release {release.key}: CANCELLED{f': {reason}' if reason else ''}"
+        return f"Release {release.key}: FAILED: {_root_message(err)}"
+
+    async def _close(self, release: Release, started: str, result: str) -> None:
+        """Record how the release ended, then unlock what it still holds."""
         self._status = "recording"
+        workflow.set_current_details("")
+        self._gate = None
+        for row in self._cells.values():
+            for component, cell in row.items():
+                if cell.state in ("pending", "waiting for approval", "running"):
+                    row[component] = Cell(state="not reached")
+        states = {
+            env: {c: cell.state for c, cell in row.items()} for env, row in self._cells.items()
+        }
         await _step(
             record_release,
             RecordReleaseInput(
                 release=release,
                 release_run_id=workflow.info().run_id,
                 result=result,
-                started=started.isoformat(),
+                started=started,
                 finished=workflow.now().isoformat(),
-                before=before,
-                reached=reached,
+                before=self._before,
+                states=states,
+                unlocked_after_use=self._unlocked_after_use,
                 decisions=self._decisions,
             ),
         )
+        await self._unlock(*self._locks)
+        self._status = result.split(": ", 1)[1]  # "SUCCESS", "CANCELLED", "FAILED: ...": the end
         workflow.logger.info(result)
-        return result
+        await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _approval(self, release: Release, env: Environment) -> Decision:
         """Wait, durably and for as long as it takes, for a person to approve or reject env."""
         self._gate = env
-        how = f"python run_workflow.py --approve {release.key} --by NAME (or --reject)"
+        how = (
+            f"python run_workflow.py --approve {release.key} --gate {env.value} --by NAME "
+            "(or --reject)"
+        )
         self._status = f"waiting for approval before {env.value}"
         self._mark(env, Cell(state="waiting for approval"))
         # Current details: the Web UI shows this on the release's page while it waits.
@@ -242,7 +320,7 @@ class ReleaseWorkflow:
 
     @approve.validator
     def _validate_approve(self, request: ApproveInput) -> None:
-        self._validate_decision(request.by, reason="-")
+        self._validate_decision(request.gate, request.by, reason="-")
 
     @workflow.update
     def reject(self, request: RejectInput) -> str:
@@ -251,12 +329,17 @@ class ReleaseWorkflow:
 
     @reject.validator
     def _validate_reject(self, request: RejectInput) -> None:
-        self._validate_decision(request.by, request.reason)
+        self._validate_decision(request.gate, request.by, request.reason)
 
-    def _validate_decision(self, by: str, reason: str) -> None:
+    def _validate_decision(self, gate: Environment, by: str, reason: str) -> None:
         # Validators refuse a bad request before it enters the history.
         if self._gate is None:
             raise ValueError(f"Release {self._key} is not waiting for approval ({self._status})")
+        if gate is not self._gate:
+            raise ValueError(
+                f"Release {self._key} waits for approval before {self._gate.value}, "
+                f"not {gate.value}: say --gate {self._gate.value} to decide that gate"
+            )
         if not by.strip():
             raise ValueError("say who decides: --by NAME")
         if not reason.strip():
@@ -285,6 +368,7 @@ class ReleaseWorkflow:
         return ReleaseProgress(
             release_key=self._key,
             status=self._status,
+            gate=self._gate,
             environments=release.environments if release else [],
             components=list(release.versions) if release else [],
             cells=self._cells,
@@ -294,31 +378,45 @@ class ReleaseWorkflow:
         for name in [component] if component else list(self._cells.get(env, {})):
             self._cells[env][name] = cell
 
-    async def _hold_environments(self, release: Release) -> list[workflow.ChildWorkflowHandle]:
+    async def _hold_environments(self, release: Release) -> None:
         """Lock every environment the release deploys to or is fed from, or refuse the release.
 
         A release that finds an environment in use by another release is refused at once,
         naming that release, rather than queued: the person starting it decides when to run it
         again, and the environment's state is checked afresh when it does.
         """
+        self._status = "locking its environments"
         needed = [*release.environments]
         source = release.environments[0].previous()
         if source is not None:
             needed.insert(0, source)
         locks = await asyncio.gather(*(self._lock(release, env) for env in needed))
-        held = [lock for lock in locks if lock is not None]
+        self._locks = {env: lock for env, lock in zip(needed, locks, strict=True) if lock}
         busy = [env for env, lock in zip(needed, locks, strict=True) if lock is None]
-        if not busy:
-            return held
-        await _release(held)
-        holder = await _step(
-            find_lock_holder, LockHolderInput(lock_workflow_id=self._lock_id(busy[0]))
+        holders = await asyncio.gather(
+            *(
+                _step(find_lock_holder, LockHolderInput(lock_workflow_id=self._lock_id(env)))
+                for env in busy
+            )
         )
-        names = ", ".join(env.value for env in busy)
-        workflow.logger.warning(f"{release.key}: refused: {names} in use by {holder}")
+        taken = []
+        for env, holder in zip(busy, holders, strict=True):
+            if holder == workflow.info().workflow_id:
+                self._locks[env] = None  # held by the run of this release that a reset replaced
+            elif not holder and (lock := await self._lock(release, env)):
+                self._locks[env] = lock  # free again by now
+            else:
+                taken.append((env, holder))
+        if not taken:
+            return
+        await self._unlock(*self._locks)
+        names = ", ".join(env.value for env, _ in taken)
+        holder = taken[0][1]
+        in_use = f"in use by release {holder}" if holder else "in use a moment ago"
+        workflow.logger.warning(f"{release.key}: refused: {names} {in_use}")
         raise ApplicationError(
-            f"Release {release.key} was refused: {names} in use by release {holder}, which is "
-            f"still running. Run {release.key} again once {holder} has finished.",
+            f"Release {release.key} was refused: {names} {in_use}. Run {release.key} again "
+            f"once {holder or 'it'} has finished.",
             type="EnvironmentBusy",
             non_retryable=True,
         )
@@ -333,6 +431,9 @@ class ReleaseWorkflow:
                 EnvironmentLock(release_key=release.key, environment=env),
                 id=self._lock_id(env),
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
+                # A lock is free again once its holder closed it, and dies with its release.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                parent_close_policy=ParentClosePolicy.TERMINATE,
             )
         except WorkflowAlreadyStartedError:
             return None
@@ -340,11 +441,27 @@ class ReleaseWorkflow:
     def _lock_id(self, env: Environment) -> str:
         return f"lock.{env.value}{'.' + self._lock_scope if self._lock_scope else ''}"
 
+    async def _unlock(self, *envs: Environment) -> None:
+        """Unlock environments, and see the locks this run started end. (The signal goes by
+        workflow ID, so it also reaches a lock that a run replaced by a reset started.)"""
+        locks = {env: self._locks.pop(env) for env in list(envs)}
+        await asyncio.gather(
+            *(
+                workflow.get_external_workflow_handle(self._lock_id(env)).signal(
+                    EnvironmentLockWorkflow.unlock
+                )
+                for env in locks
+            )
+        )
+        await asyncio.gather(*(lock for lock in locks.values() if lock))
+
     async def _promote(self, release: Release, env: Environment) -> list[str]:
         """Deploy every component to env at once and wait for all of them (one wave).
 
-        Returns how each rolled-back deploy went, e.g. "frontend in QC (1.1 -> 1.0)"; the other
-        components of the wave stay deployed (see demos.md, "An unhealthy deploy")."""
+        A wave closes as a whole: when one deploy fails, the others still run to their end
+        before the release goes on to fail. Returns how each rolled-back deploy went, e.g.
+        "frontend in QC (1.1 -> 1.0)"; the other components of the wave stay deployed (see
+        demos.md, "An unhealthy deploy")."""
         plan = ", ".join(f"{c} {v}" for c, v in release.versions.items())
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {plan}")
         self._status = f"deploying to {env.value}"
@@ -364,8 +481,12 @@ class ReleaseWorkflow:
                     id=deploy_workflow_id(info.workflow_id, env, component),
                 )
                 for component, version in release.versions.items()
-            )
+            ),
+            return_exceptions=True,
         )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise failures[0]
         rolled_back = [outcome for outcome in outcomes if outcome]
         workflow.logger.info(
             f"{release.key}: {env.value} {'rolled back' if rolled_back else 'done'}"
@@ -373,14 +494,40 @@ class ReleaseWorkflow:
         return rolled_back
 
     async def _deploy(self, deployment: Deployment, id: str) -> str:
-        """One DeployWorkflow child; marks its cell in the grid done (or rolled back) and
-        returns "" (or how it was rolled back)."""
-        outcome = await workflow.execute_child_workflow(
-            DeployWorkflow.run, deployment, id=id, task_timeout=WORKFLOW_TASK_TIMEOUT
-        )
+        """One DeployWorkflow child; marks its cell in the grid done, rolled back, failed or
+        cancelled, and returns "" (or how it was rolled back)."""
         env, component = deployment.environment, deployment.component
+        try:
+            outcome = await self._start_deploy(deployment, id)
+        except (Exception, asyncio.CancelledError) as err:
+            ended = (
+                Cell(state="cancelled")
+                if is_cancelled_exception(err)
+                else Cell(state="failed", error=_root_message(err))
+            )
+            self._mark(env, ended, component)
+            raise
         if not outcome.rolled_back:
             self._mark(env, Cell(state="done"), component)
             return ""
         self._mark(env, Cell(state="rolled back", step=outcome.previous or "removed"), component)
         return f"{component} in {env.value} ({deployment.version} -> {outcome.previous or 'none'})"
+
+    async def _start_deploy(self, deployment: Deployment, id: str) -> DeployOutcome:
+        def start() -> Awaitable[DeployOutcome]:
+            return workflow.execute_child_workflow(
+                DeployWorkflow.run,
+                deployment,
+                id=id,
+                task_timeout=WORKFLOW_TASK_TIMEOUT,
+                # Were the release terminated, its deploys would still end clean, not mid-step.
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            )
+
+        try:
+            return await start()
+        except WorkflowAlreadyStartedError:
+            # Started by the run of this release that a reset replaced, and still running: let
+            # it finish, then deploy again, which finds its work done.
+            await _step(wait_until_closed, WorkflowRef(workflow_id=id))
+            return await start()

@@ -729,11 +729,11 @@ def scale_section(results: dict[str, Any]) -> list[str]:
     )
     quick_ratio = quick["large"]["stats"].seconds / quick["small_seconds"]
     retried = large["stats"].retries
-    limit = run_worker.MAX_CONCURRENT_STEPS
+    limit = activities.MAX_CONCURRENT_ACTIVITIES
     retried_line = (
         f"No failures are injected, so a step retried here is a live worker taken for dead: its "
         f"heartbeat timeout ran out while the worker had it. {retried} were, on one worker. A "
-        f"worker takes at most {limit} steps at once (run_worker.MAX_CONCURRENT_STEPS); with "
+        f"worker takes at most {limit} steps at once (activities.MAX_CONCURRENT_ACTIVITIES); with "
         "the SDK's default of 100 it took a whole wave's steps at once, could not start them all "
         "within the 1 s heartbeat timeout, and a run had 175 steps retried for it."
     )

@@ -208,7 +208,9 @@ class SkeletonReleaseWorkflow:
                 started=started.isoformat(),
                 finished=workflow.now().isoformat(),
                 before=before,
-                reached=release.environments,
+                states={
+                    env: dict.fromkeys(release.versions, "done") for env in release.environments
+                },
             )
             await _step(record_release, record, local)
         except Exception:

@@ -117,7 +117,9 @@ async def approve_each_gate(handle: WorkflowHandle[ReleaseWorkflow, str], key: s
                 if await handle.query(ReleaseWorkflow.status) == waiting:
                     break
             await asyncio.sleep(0.05)
-        await handle.execute_update(ReleaseWorkflow.approve, ApproveInput(by="record_histories"))
+        await handle.execute_update(
+            ReleaseWorkflow.approve, ApproveInput(gate=env, by="record_histories")
+        )
 
 
 async def finish(handle: WorkflowHandle[ReleaseWorkflow, str], workflow_id: str) -> None:

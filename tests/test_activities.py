@@ -1,6 +1,7 @@
 """Activities on their own, under ActivityEnvironment: heartbeats, cancellation, error sorting."""
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,25 @@ async def test_gather_returns_the_validated_release(demo_root: Path) -> None:
     )
     assert release.environments == [Environment.TEST, Environment.QC]
     assert release.versions == {"frontend": "1.2", "sbstore": "1.8", "backendforfrontend": "1.8"}
+
+
+async def test_a_cancelled_step_reports_the_cancel_only_once_its_change_is_done(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thread cannot be stopped: the activity waits for it, so no file changes after the
+    # workflow hears that the step stopped.
+    commit = rm._commit
+
+    def slow_commit(*args, **kwargs) -> None:
+        time.sleep(1)
+        commit(*args, **kwargs)
+
+    monkeypatch.setattr(rm, "_commit", slow_commit)
+    env = ActivityEnvironment()
+    running = asyncio.create_task(env.run(activities.build_artifact, DEV_FRONTEND))
+    await asyncio.sleep(0.3)  # the step's thread is in its change
+    env.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert rm.artifact_path("frontend", "1.0").exists()
+    assert [line["step"] for line in rm.read_ledger()] == ["build"]

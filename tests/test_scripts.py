@@ -278,19 +278,29 @@ async def test_a_person_approves_or_rejects_a_waiting_release_from_the_command_l
                     await asyncio.sleep(0.2)
                 assert "frontend            done  done  done  waiting for approval" in status.stdout
 
-                nameless = await run_starter(script_env, "--approve", key, timeout=QUICK_TIMEOUT)
+                nameless = await run_starter(
+                    script_env, "--approve", key, "--gate", "PROD", timeout=QUICK_TIMEOUT
+                )
                 assert nameless.code == 1
                 assert_one_line_without_traceback(nameless.stderr)
                 assert "--by NAME" in nameless.stderr
 
                 rejected = await run_starter(
-                    script_env, "--reject", key, "--by", "Grace", "--reason", "load test first"
+                    script_env,
+                    "--reject",
+                    key,
+                    "--gate",
+                    "PROD",
+                    "--by",
+                    "Grace",
+                    "--reason",
+                    "load test first",
                 )
                 assert rejected.code == 0, rejected.stderr
                 assert rejected.stdout.strip() == f"Release {key}: PROD rejected by Grace"
                 finished = await starter
 
-            late = await run_starter(script_env, "--approve", key, "--by", "Ada")
+            late = await run_starter(script_env, "--approve", key, "--gate", "PROD", "--by", "Ada")
     finally:
         await finish_release(env.client, key)
 

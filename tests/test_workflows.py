@@ -226,7 +226,15 @@ async def test_out_of_order_promotion_fails_fast_and_changes_nothing(
     assert "cannot be promoted to PROD" in error.message
     assert "QC holds frontend 1.0, not 1.1" in error.message
     assert elapsed < 2
-    assert {p: p.read_bytes() for p in demo_root.rglob("*") if p.is_file()} == before
+    records = demo_root / "database" / "releases"
+    after = {p: p.read_bytes() for p in demo_root.rglob("*") if p.is_file()}
+    before_records = {p: b for p, b in before.items() if p.parent == records}
+    assert {p: b for p, b in after.items() if p.parent != records or p in before_records} == before
+    # The refusal is a FAILED ending, recorded with its reason.
+    (refused,) = [r for r in rm.release_history() if r["release_key"].endswith("BUGFIXES-PROD")]
+    assert refused["result"].startswith("Release RELEASE-DEC-2023-BUGFIXES-PROD: FAILED: ")
+    assert "QC holds frontend 1.0, not 1.1" in refused["result"]
+    assert refused["environments"]["PROD"]["frontend"]["outcome"] == "not reached"
 
 
 async def _start(client: Client, task_queue: str, key: str) -> WorkflowHandle:
@@ -271,17 +279,21 @@ async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_c
     metadata = await release.query(
         "__temporal_workflow_metadata", result_type=temporalio.api.sdk.v1.WorkflowMetadata
     )
-    assert "--approve RELEASE-NOV-23-INITIAL --by NAME" in metadata.current_details
+    assert "--approve RELEASE-NOV-23-INITIAL --gate DEV --by NAME" in metadata.current_details
     assert env_files(demo_root) == expected_files({})
 
     # The validators refuse a decision without a name or a reason; it never enters history.
-    no_name = release.execute_update(ReleaseWorkflow.reject, RejectInput(by=" ", reason="freeze"))
+    no_name = release.execute_update(
+        ReleaseWorkflow.reject, RejectInput(gate=Environment.DEV, by=" ", reason="freeze")
+    )
     assert "--by NAME" in await _refused_update(no_name)
-    no_reason = release.execute_update(ReleaseWorkflow.reject, RejectInput(by="Grace", reason=""))
+    no_reason = release.execute_update(
+        ReleaseWorkflow.reject, RejectInput(gate=Environment.DEV, by="Grace", reason="")
+    )
     assert "--reason TEXT" in await _refused_update(no_reason)
 
     answer = await release.execute_update(
-        ReleaseWorkflow.reject, RejectInput(by="Grace", reason="code freeze")
+        ReleaseWorkflow.reject, RejectInput(gate=Environment.DEV, by="Grace", reason="code freeze")
     )
     assert answer == "Release RELEASE-NOV-23-INITIAL: DEV rejected by Grace"
     result = await release.result()
@@ -312,9 +324,13 @@ async def test_a_release_waits_before_prod_until_a_person_approves(
     }
     assert {cell.state for cell in progress.cells[Environment.QC].values()} == {"done"}
 
-    answer = await release.execute_update(ReleaseWorkflow.approve, ApproveInput(by="Ada"))
+    answer = await release.execute_update(
+        ReleaseWorkflow.approve, ApproveInput(gate=Environment.PROD, by="Ada")
+    )
     assert answer == "Release RELEASE-FEB-24-BETA: PROD approved by Ada"
-    again = release.execute_update(ReleaseWorkflow.approve, ApproveInput(by="Ada"))
+    again = release.execute_update(
+        ReleaseWorkflow.approve, ApproveInput(gate=Environment.PROD, by="Ada")
+    )
     assert "is not waiting for approval (deploying to PROD)" in await _refused_update(again)
     assert await release.result() == "Release RELEASE-FEB-24-BETA: SUCCESS"
 

@@ -1,0 +1,255 @@
+"""How a release ends, at the edges a user reaches by clicking around: a failed wave, a cancel at
+a gate or mid-wave, a reset, and environments let go of as soon as they are no longer needed.
+Real dev server, real worker, real files under a temp DEMO_ROOT."""
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import CancelledError
+
+import release_management as rm
+from shared import ApproveInput, Environment
+from test_workflows import (
+    ALL_ENVS,
+    COMPONENTS,
+    _pending_step,
+    _start,
+    _wait_for_status,
+    assert_environments_hold,
+    run,
+)
+from workflows import ReleaseWorkflow
+
+BETA = ("1.3", "1.9", "1.9")
+INITIAL = ("1.0", "1.0", "1.0")
+
+
+async def statuses(client: Client, workflow_id: str) -> dict[str, WorkflowExecutionStatus]:
+    """Every workflow of one release run (its deploys by ID prefix) and the demo's locks, by
+    workflow ID: the latest run of each."""
+    found: dict[str, WorkflowExecutionStatus] = {}
+    query = f'WorkflowId STARTS_WITH "{workflow_id}" OR WorkflowType = "EnvironmentLockWorkflow"'
+    async for execution in client.list_workflows(query):
+        found.setdefault(execution.id, execution.status)
+    return found
+
+
+async def assert_nothing_left_running(client: Client, workflow_id: str, scope: str) -> None:
+    """No deploy of the release, and no lock of this test's scope, is running or terminated.
+    (The list is eventually consistent: give it a moment.)"""
+    deadline = time.monotonic() + 10
+    while True:
+        found = {
+            wid: status
+            for wid, status in (await statuses(client, workflow_id)).items()
+            if not wid.startswith("lock.") or wid.endswith(scope)
+        }
+        left = {
+            wid: status.name
+            for wid, status in found.items()
+            if status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.TERMINATED)
+            and wid != workflow_id
+        }
+        if not left or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert left == {}
+    assert any(wid.startswith(f"{workflow_id}.") for wid in found), "no deploy was listed"
+
+
+def assert_each_component_consistent(root: Path) -> dict[str, dict[str, str]]:
+    """Every component in every environment is whole: no files, or exactly one version with a
+    config that names it. Returns {env: {component: version}}."""
+    held: dict[str, dict[str, str]] = {}
+    for env in ALL_ENVS:
+        folder = root / "environments" / env
+        for component in COMPONENTS:
+            versions = rm.held_versions(Environment(env), component)
+            config_file = folder / f"{component}.config.json"
+            if not versions:
+                assert not config_file.exists(), f"{env} {component}: a config with no artifact"
+                continue
+            assert len(versions) == 1, f"{env} {component}: {versions}"
+            config = json.loads(config_file.read_text())
+            assert config["version"] == versions[0], f"{env} {component}: config {config}"
+            held.setdefault(env, {})[component] = versions[0]
+    return held
+
+
+def snapshot(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".locks" not in p.parts}
+
+
+def record_of(key: str) -> dict:
+    (record,) = [r for r in rm.release_history(100) if r["release_key"] == key]
+    return record
+
+
+async def test_a_failed_deploy_lets_its_wave_finish_then_the_release_fails_and_records_it(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = json.loads((rm.PROJECT_DIR / "database" / "catalog.json").read_text())
+    (demo_root / "database").mkdir()
+    catalog_file = demo_root / "database" / "catalog.json"
+    catalog_file.write_text(json.dumps(catalog))
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.3")
+    release = await _start(client, task_queue, "RELEASE-NOV-23-INITIAL")
+
+    # Once DEV is verifying, sbstore leaves the catalog: TEST's sbstore config cannot be found.
+    await _pending_step(client, f"{release.id}.DEV.sbstore", "verify_deploy", 1)
+    del catalog["components"]["sbstore"]
+    catalog_file.write_text(json.dumps(catalog))
+
+    with pytest.raises(WorkflowFailureError):
+        await release.result()
+    # The rest of the TEST wave finished before the release failed: nothing half deployed.
+    assert assert_each_component_consistent(demo_root) == {
+        "DEV": dict(zip(COMPONENTS, INITIAL, strict=True)),
+        "TEST": {"frontend": "1.0", "backendforfrontend": "1.0"},
+    }
+    await assert_nothing_left_running(client, release.id, task_queue)
+    deploys = await statuses(client, release.id)
+    assert deploys[f"{release.id}.TEST.sbstore"] == WorkflowExecutionStatus.FAILED
+    assert deploys[f"{release.id}.TEST.frontend"] == WorkflowExecutionStatus.COMPLETED
+
+    record = record_of("RELEASE-NOV-23-INITIAL")
+    assert record["result"].startswith("Release RELEASE-NOV-23-INITIAL: FAILED: ")
+    assert "'sbstore' is not in the catalog" in record["result"]
+    outcomes = {c: o["outcome"] for c, o in record["environments"]["TEST"].items()}
+    assert outcomes == {
+        "frontend": "deployed",
+        "sbstore": "failed",
+        "backendforfrontend": "deployed",
+    }
+    assert record["environments"]["QC"]["frontend"]["outcome"] == "not reached"
+    progress = await release.query(ReleaseWorkflow.progress)
+    assert progress.status.startswith("FAILED: ")
+    assert progress.cells[Environment.TEST]["sbstore"].state == "failed"
+
+
+async def test_a_release_waiting_before_prod_holds_only_qc_and_prod_and_cancels_cleanly(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    beta = await _start(client, task_queue, "RELEASE-FEB-24-BETA")
+    await _wait_for_status(beta, "waiting for approval before PROD")
+
+    # DEV and TEST are free again: a DEV-only release runs while BETA waits.
+    _, result = await run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
+    assert result == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
+    # An approval meant for another gate is refused; it never enters the history.
+    wrong = beta.execute_update(ReleaseWorkflow.approve, ApproveInput(gate="QC", by="Ada"))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await wrong
+    assert "waits for approval before PROD, not QC" in str(refused.value.cause)
+
+    await beta.cancel(reason="not this week")
+    with pytest.raises(WorkflowFailureError) as ended:
+        await beta.result()
+    assert isinstance(ended.value.cause, CancelledError)
+    assert await beta.query(ReleaseWorkflow.status) == "CANCELLED: not this week"
+    assert_environments_hold(demo_root, {"DEV": ("1.2", "1.8", "1.8"), "TEST": BETA, "QC": BETA})
+    await assert_nothing_left_running(client, beta.id, task_queue)
+    record = record_of("RELEASE-FEB-24-BETA")
+    assert record["result"] == "Release RELEASE-FEB-24-BETA: CANCELLED: not this week"
+    # DEV was deployed and let go of before ALPHA-DEV changed it: the record keeps BETA's DEV.
+    assert record["environments"]["DEV"]["frontend"] == {
+        "before": None,
+        "after": "1.3",
+        "outcome": "deployed",
+    }
+    assert record["environments"]["PROD"]["frontend"]["outcome"] == "not reached"
+
+    # Nothing is left held: the first release of all runs straight after.
+    _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+
+
+async def test_cancel_mid_wave_leaves_every_component_whole_and_the_files_quiet(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.3")
+    release = await _start(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    await _pending_step(client, f"{release.id}.DEV.frontend", "deploy_artifact", 1)
+
+    await release.cancel()
+    with pytest.raises(WorkflowFailureError) as ended:
+        await release.result()
+    assert isinstance(ended.value.cause, CancelledError)
+    closed = snapshot(demo_root)
+    held = assert_each_component_consistent(demo_root)
+    # A deploy that had started changing DEV finished; the release went no further.
+    assert held["DEV"]["frontend"] == "1.0"
+    assert set(held) == {"DEV"}
+    await asyncio.sleep(1.5)  # longer than any step's pace: a step still running would show
+    assert snapshot(demo_root) == closed
+    await assert_nothing_left_running(client, release.id, task_queue)
+    record = record_of("RELEASE-NOV-23-INITIAL")
+    assert record["result"] == "Release RELEASE-NOV-23-INITIAL: CANCELLED"
+    assert record["environments"]["DEV"]["frontend"]["outcome"] == "deployed"
+    assert record["environments"]["TEST"]["frontend"]["outcome"] == "not reached"
+    progress = await release.query(ReleaseWorkflow.progress)
+    assert progress.status == "CANCELLED"
+
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0")
+    _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    assert_environments_hold(demo_root, {env: INITIAL for env in ALL_ENVS})
+
+
+async def reset(client: Client, handle: WorkflowHandle, to: str) -> str:
+    """Reset the release's current run to its first or last completed workflow task, as
+    `temporal workflow reset --type FirstWorkflowTask|LastWorkflowTask` does; the new run's ID."""
+    description = await handle.describe()
+    history = await client.get_workflow_handle(handle.id, run_id=description.run_id).fetch_history()
+    completed = [
+        event.event_id
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    ]
+    response = await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=description.run_id),
+            reason=f"test: reset to the {to} workflow task",
+            workflow_task_finish_event_id=completed[0] if to == "first" else completed[-1],
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    return response.run_id
+
+
+@pytest.mark.parametrize("to", ["first", "last"])
+async def test_a_reset_release_ends_right_with_nothing_done_twice(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch, to: str
+) -> None:
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.2")
+    release = await _start(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    await _pending_step(client, f"{release.id}.TEST.frontend", "deploy_artifact", 1)
+
+    new_run = await reset(client, release, to)
+
+    result = await client.get_workflow_handle(release.id, run_id=new_run).result()
+    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    assert_environments_hold(demo_root, {env: INITIAL for env in ALL_ENVS})
+    # Each change was made once, whichever run made it: the new run found DEV done.
+    changes = [
+        (line["step"], line["env"], line["component"], line["version"]) for line in rm.read_ledger()
+    ]
+    assert len(changes) == len(set(changes)) == 3 + 4 * 3 * 2
+    await assert_nothing_left_running(client, release.id, task_queue)
+    records = [r for r in rm.release_history(100) if r["result"].endswith("SUCCESS")]
+    assert [r["run_id"] for r in records] == [new_run]
