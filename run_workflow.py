@@ -276,7 +276,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 # How long a command (--status, --approve, --reject, --cancel) waits for an answer.
-ANSWER_SECONDS = 5.0
+ANSWER_SECONDS = 3.0
 
 
 async def _running_release(client: Client, key: str, running: bool = True) -> WorkflowHandle:
@@ -295,6 +295,13 @@ async def _running_release(client: Client, key: str, running: bool = True) -> Wo
     return handle
 
 
+NO_WORKER_STATUSES = (
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.FAILED_PRECONDITION,
+)
+
+
 async def _ask(handle: WorkflowHandle, query: Any) -> Any:
     """Query the release through a worker, or say in one line that no worker answers."""
     no_worker = StarterError(
@@ -309,7 +316,9 @@ async def _ask(handle: WorkflowHandle, query: Any) -> Any:
     except TimeoutError:
         raise no_worker from None
     except RPCError as err:
-        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.FAILED_PRECONDITION):
+        # The call timed out (the client says CANCELLED or DEADLINE_EXCEEDED), or the server says
+        # no worker has polled the task queue lately (FAILED_PRECONDITION).
+        if err.status in NO_WORKER_STATUSES:
             raise no_worker from None
         raise
     except WorkflowQueryFailedError as err:

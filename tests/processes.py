@@ -131,6 +131,22 @@ async def run_script(
     )
 
 
+async def run_command(*argv: str, timeout: float = QUICK_TIMEOUT) -> Finished:
+    """Run a command other than a project script (the `temporal` CLI, say) to its end."""
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        *argv, cwd=PROJECT_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        await kill(process)
+        pytest.fail(f"{' '.join(argv)} did not end within {timeout} s")
+    return Finished(
+        process.returncode, stdout.decode(), stderr.decode(), time.monotonic() - started
+    )
+
+
 async def _drain(stream: asyncio.StreamReader | None, into: list[bytes]) -> None:
     assert stream is not None
     while chunk := await stream.read(65536):

@@ -23,13 +23,17 @@ from processes import (
     finish_release,
     holding,
     in_background,
+    run_command,
     run_script,
     run_starter,
     running,
     running_worker,
+    temporal_cli,
     terminal_env,
     wait_for_output,
 )
+from shared import ReleaseInput
+from workflows import ReleaseWorkflow
 
 RELEASE_KEYS = (
     "RELEASE-NOV-23-INITIAL",
@@ -322,3 +326,104 @@ async def test_a_person_approves_or_rejects_a_waiting_release_from_the_command_l
         "sbstore": "-",
         "backendforfrontend": "-",
     }
+
+
+async def test_commands_answer_within_seconds_when_no_worker_runs(
+    env: WorkflowEnvironment, script_env: dict[str, str]
+) -> None:
+    key = "RELEASE-JAN-24-ALPHA-QC"
+    # The release exists on the server, but no worker polls its task queue.
+    await env.client.start_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(release_key=key),
+        id=key,
+        task_queue=script_env["DEMO_TASK_QUEUE"],
+    )
+    commands = {
+        "status": ("--status", key),
+        "approve": ("--approve", key, "--gate", "TEST", "--by", "Ada"),
+        "reject": ("--reject", key, "--gate", "TEST", "--by", "Ada", "--reason", "no"),
+        "cancel": ("--cancel", key),
+    }
+    try:
+        answers = await asyncio.gather(
+            *(run_starter(script_env, *args, timeout=QUICK_TIMEOUT) for args in commands.values())
+        )
+    finally:
+        await finish_release(env.client, key)
+    for name, answer in zip(commands, answers, strict=True):
+        print(f"--{name} with no worker: exit {answer.code} in {answer.seconds:.1f} s")
+        assert answer.code == 1, name
+        assert answer.seconds < 8, name  # a hang detector: the answer takes about 4 s
+        assert_one_line_without_traceback(answer.stderr)
+        assert "python run_worker.py" in answer.stderr, name
+    assert "cancel of release RELEASE-JAN-24-ALPHA-QC requested" in answers[-1].stderr
+
+
+async def test_cancel_from_the_command_line_ends_the_release_cancelled(
+    env: WorkflowEnvironment, script_env: dict[str, str]
+) -> None:
+    key = "RELEASE-FEB-24-BETA"
+    try:
+        async with running_worker(script_env):
+            async with in_background(run_starter(script_env, key)) as starter:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    status = await run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT)
+                    if "waiting for approval before PROD" in status.stdout:
+                        break
+                    await asyncio.sleep(0.2)
+                assert f"--approve {key} --gate PROD --by NAME" in status.stdout
+                cancel = await run_starter(
+                    script_env, "--cancel", key, "--reason", "freeze", timeout=QUICK_TIMEOUT
+                )
+                waiting = await starter
+            status = await run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT)
+    finally:
+        await finish_release(env.client, key)
+    assert cancel.code == 0, cancel.stderr
+    assert f"Result: Release {key}: CANCELLED" in cancel.stdout
+    assert waiting.code == 1
+    assert f"Result: Release {key}: CANCELLED" in waiting.stdout
+    assert "Traceback" not in waiting.stderr + cancel.stderr
+    assert status.stdout.startswith(f"{key}: CANCELLED: freeze")
+    assert environments_table(waiting.stdout) == holding(("1.3", "1.9", "1.9"), "DEV", "TEST", "QC")
+
+
+async def test_the_starter_follows_a_release_reset_from_the_command_line(
+    env: WorkflowEnvironment, script_env: dict[str, str]
+) -> None:
+    key = "RELEASE-NOV-23-INITIAL"
+    paced = {**script_env, "DEMO_STEP_SECONDS": "0.3"}
+    address = env.client.service_client.config.target_host
+    try:
+        async with running_worker(paced):
+            async with in_background(run_starter(paced, key)) as starter:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    status = await run_starter(paced, "--status", key, timeout=QUICK_TIMEOUT)
+                    if "deploying to TEST" in status.stdout:
+                        break
+                    await asyncio.sleep(0.2)
+                # As demos.md, "Reset", tells a person to.
+                reset = await run_command(
+                    temporal_cli(),
+                    "workflow",
+                    "reset",
+                    "--workflow-id",
+                    key,
+                    "--type",
+                    "FirstWorkflowTask",
+                    "--reason",
+                    "replay the release",
+                    "--address",
+                    address,
+                )
+                assert reset.code == 0, reset.stderr
+                finished = await starter
+    finally:
+        await finish_release(env.client, key)
+    assert finished.code == 0, finished.stderr
+    assert f"Release {key} was reset: following its new run" in finished.stdout
+    assert f"Result: Release {key}: SUCCESS" in finished.stdout
+    assert environments_table(finished.stdout) == holding(("1.0", "1.0", "1.0"), *ALL_ENVS)
