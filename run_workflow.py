@@ -94,7 +94,9 @@ STATUS_SECONDS = 1.0
 
 async def _wait_for_result(client: Client, handle: WorkflowHandle, release_key: str) -> str:
     """Wait for the release's result, riding out a server restart, and say what it is doing."""
-    reporter = asyncio.create_task(_report_status(client, handle))
+    # The latest run, by workflow ID: after a reset, the new run's progress.
+    latest = client.get_workflow_handle_for(ReleaseWorkflow.run, handle.id)
+    reporter = asyncio.create_task(_report_status(client, latest))
     try:
         return await _result(client, handle, release_key)
     finally:

@@ -115,12 +115,13 @@ def _stop_if_cancelled() -> None:
         raise asyncio.CancelledError()
 
 
-async def _finish_even_if_cancelled(work: Awaitable[T]) -> T:
-    """Run work to its end: a cancel that arrives meanwhile waits for it."""
+async def _finish_even_if_cancelled(work: Awaitable[T], on_cancel: str) -> T:
+    """Run work to its end: a cancel that arrives meanwhile waits for it (and is logged)."""
     task = asyncio.ensure_future(work)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
+        workflow.logger.info(on_cancel)
         return await task
 
 
@@ -138,13 +139,17 @@ class DeployWorkflow:
 
     Cancelled while it gathers, it stops: the environment is untouched. Cancelled once it has
     started changing the environment, it finishes that change first (deploy, configure, verify,
-    or the rollback), so a component is never left half deployed (demos.md, "Cancel")."""
+    or the rollback), so a component is never left half deployed (demos.md, "Cancel a release")."""
 
     @workflow.run
     async def run(self, deployment: Deployment) -> DeployOutcome:
         artifact, config = await self._gather(deployment)
         _stop_if_cancelled()
-        return await _finish_even_if_cancelled(self._change(deployment, artifact, config))
+        return await _finish_even_if_cancelled(
+            self._change(deployment, artifact, config),
+            on_cancel=f"{deployment.release_key} {deployment.environment.value} "
+            f"{deployment.component}: cancel requested; finishing the change in flight first",
+        )
 
     async def _gather(self, deployment: Deployment) -> tuple[ArtifactRef, dict[str, str | int]]:
         # The config does not depend on the build: gather it while the artifact is prepared.
@@ -412,11 +417,15 @@ class ReleaseWorkflow:
         await self._unlock(*self._locks)
         names = ", ".join(env.value for env, _ in taken)
         holder = taken[0][1]
-        in_use = f"in use by release {holder}" if holder else "in use a moment ago"
+        in_use = (
+            f"in use by release {holder}, which is still running. Run {release.key} again "
+            f"once {holder} has finished."
+            if holder
+            else f"in use a moment ago. Run {release.key} again."
+        )
         workflow.logger.warning(f"{release.key}: refused: {names} {in_use}")
         raise ApplicationError(
-            f"Release {release.key} was refused: {names} {in_use}. Run {release.key} again "
-            f"once {holder or 'it'} has finished.",
+            f"Release {release.key} was refused: {names} {in_use}",
             type="EnvironmentBusy",
             non_retryable=True,
         )
