@@ -159,6 +159,17 @@ async def run_starter(
     return await run_script("run_workflow.py", script_env, *args, timeout=timeout)
 
 
+async def status_saying(script_env: dict[str, str], key: str, text: str) -> Finished:
+    """Run `run_workflow.py --status KEY` until its grid says text (within a minute); return the
+    last answer."""
+    deadline = time.monotonic() + RELEASE_TIMEOUT
+    while True:
+        status = await run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT)
+        if text in status.stdout or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.2)
+
+
 async def stop(process: asyncio.subprocess.Process, signum: int = signal.SIGINT) -> int:
     """Ctrl+C the process (or send it signum); kill it if it has not stopped after
     STOP_TIMEOUT. Returns its exit status."""

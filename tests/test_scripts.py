@@ -28,6 +28,7 @@ from processes import (
     run_starter,
     running,
     running_worker,
+    status_saying,
     temporal_cli,
     terminal_env,
     wait_for_output,
@@ -274,12 +275,7 @@ async def test_a_person_approves_or_rejects_a_waiting_release_from_the_command_l
     try:
         async with running_worker(script_env):
             async with in_background(run_starter(script_env, key)) as starter:
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    status = await run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT)
-                    if "waiting for approval before PROD" in status.stdout:
-                        break
-                    await asyncio.sleep(0.2)
+                status = await status_saying(script_env, key, "waiting for approval before PROD")
                 assert "frontend            done  done  done  waiting for approval" in status.stdout
 
                 nameless = await run_starter(
@@ -367,12 +363,7 @@ async def test_cancel_from_the_command_line_ends_the_release_cancelled(
     try:
         async with running_worker(script_env):
             async with in_background(run_starter(script_env, key)) as starter:
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    status = await run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT)
-                    if "waiting for approval before PROD" in status.stdout:
-                        break
-                    await asyncio.sleep(0.2)
+                status = await status_saying(script_env, key, "waiting for approval before PROD")
                 assert f"--approve {key} --gate PROD --by NAME" in status.stdout
                 cancel = await run_starter(
                     script_env, "--cancel", key, "--reason", "freeze", timeout=QUICK_TIMEOUT
@@ -399,13 +390,9 @@ async def test_the_starter_follows_a_release_reset_from_the_command_line(
     try:
         async with running_worker(paced):
             async with in_background(run_starter(paced, key)) as starter:
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    status = await run_starter(paced, "--status", key, timeout=QUICK_TIMEOUT)
-                    if "deploying to TEST" in status.stdout:
-                        break
-                    await asyncio.sleep(0.2)
-                # As demos.md, "Reset", tells a person to.
+                status = await status_saying(paced, key, "deploying to TEST")
+                assert "deploying to TEST" in status.stdout, status.stdout
+                # As demos.md, "Reset a release", tells a person to.
                 reset = await run_command(
                     temporal_cli(),
                     "workflow",
