@@ -125,6 +125,16 @@ async def _finish_even_if_cancelled(work: Awaitable[T], on_cancel: str) -> T:
         return await task
 
 
+async def _all(*work: Awaitable[Any]) -> list[Any]:
+    """Await every piece of work, and only once all have ended raise the first error, if any:
+    nothing is left running behind a failure. (Cancelled, it waits for all of them too.)"""
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
 def _root_message(err: BaseException) -> str:
     """The message of the error at the root of err (a step's, through its deploy's)."""
     while err.__cause__ is not None:
@@ -153,11 +163,14 @@ class DeployWorkflow:
 
     async def _gather(self, deployment: Deployment) -> tuple[ArtifactRef, dict[str, str | int]]:
         # The config does not depend on the build: gather it while the artifact is prepared.
-        config_gathered = _step(fetch_config, deployment)
+        artifact, config = await _all(self._artifact(deployment), _step(fetch_config, deployment))
+        return artifact, config
+
+    async def _artifact(self, deployment: Deployment) -> ArtifactRef:
         if deployment.environment is Environment.DEV:
             await _step(build_artifact, deployment)
             _stop_if_cancelled()
-        return await asyncio.gather(_step(fetch_artifact, deployment), config_gathered)
+        return await _step(fetch_artifact, deployment)
 
     async def _change(
         self, deployment: Deployment, artifact: ArtifactRef, config: dict[str, str | int]
@@ -476,7 +489,8 @@ class ReleaseWorkflow:
         self._status = f"deploying to {env.value}"
         info = workflow.info()
         self._mark(env, Cell(state="running"))
-        outcomes = await asyncio.gather(
+        # A wave closes as a whole: every deploy ends before a failure fails the release.
+        outcomes = await _all(
             *(
                 self._deploy(
                     Deployment(
@@ -490,12 +504,8 @@ class ReleaseWorkflow:
                     id=deploy_workflow_id(info.workflow_id, env, component),
                 )
                 for component, version in release.versions.items()
-            ),
-            return_exceptions=True,
+            )
         )
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if failures:
-            raise failures[0]
         rolled_back = [outcome for outcome in outcomes if outcome]
         workflow.logger.info(
             f"{release.key}: {env.value} {'rolled back' if rolled_back else 'done'}"

@@ -3,10 +3,21 @@
     .venv/bin/python scripts/record_histories.py        (or: make record-histories)
 
 Starts a throwaway dev server and, with the demo's state in a temp folder, runs:
-- the six catalog releases, in catalog order, unpaced and without injected failures;
+- the catalog releases, in catalog order, unpaced and without injected failures;
 - RELEASE-NOV-23-INITIAL again on fresh state with DEMO_FAILURES=sometimes (steps retried);
 - RELEASE-NOV-23-INITIAL again on fresh state with run_worker.py as a process that is killed
-  (SIGKILL) in the middle of the release and started again.
+  (SIGKILL) in the middle of the release and started again;
+- one run per other ending, each on fresh state:
+  RELEASE-FEB-24-BETA-rejected: rejected at its PROD gate;
+  RELEASE-NOV-23-HOTFIX-STAGE-rolled-back: after RELEASE-NOV-23-INITIAL, frontend unhealthy in
+  TEST (DEMO_UNHEALTHY), so that deploy is rolled back;
+  RELEASE-JAN-24-ALPHA-DEV-refused: refused (EnvironmentBusy) while RELEASE-NOV-23-INITIAL,
+  unapproved in a copy of the catalog, holds DEV waiting for approval (then rejected there);
+  RELEASE-NOV-23-INITIAL-cancelled: cancelled once its DEV deploys change DEV (they finish);
+  RELEASE-NOV-23-INITIAL-cancelled-while-building: cancelled while they build (they stop);
+  RELEASE-FEB-24-BETA-cancelled-at-gate: cancelled while it waits for approval before PROD;
+  RELEASE-NOV-23-INITIAL-failed-wave: sbstore leaves the catalog while DEV is verified, so its
+  TEST deploy fails, the rest of the TEST wave finishes and the release fails.
 Each run is written to tests/histories/<workflow ID>.json as {workflow ID: history} for the
 release and every child workflow it started. Re-recording accepts the workflows' current shape
 as the reference: do it after a deliberate change to workflows.py, once no release of the old
@@ -21,7 +32,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +49,12 @@ from temporalio.client import (
     WorkflowQueryFailedError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import release_management
 from run_worker import READY_LINE, create_worker
-from shared import ApproveInput, ReleaseInput
+from shared import ApproveInput, Environment, RejectInput, ReleaseInput, deploy_workflow_id
 from utils import PRECISE_TIMERS, exit_now, temporal_cli_or_exit
 from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
 
@@ -58,12 +70,28 @@ WORKER_KILL_RUN = f"{EVENTFUL_RELEASE}-worker-kill"
 KILL_AFTER_LINE = f"{EVENTFUL_RELEASE}: promoting to TEST"
 KILL_DELAY_SECONDS = 0.5
 KILL_RUN_STEP_SECONDS = "0.3"
+# The runs that end otherwise than SUCCESS (see ENDINGS), and the releases two of them need
+# first, which are not recorded.
+REJECTED_RUN = "RELEASE-FEB-24-BETA-rejected"
+ROLLED_BACK_RUN = "RELEASE-NOV-23-HOTFIX-STAGE-rolled-back"
+ROLLED_BACK_SETUP = f"{EVENTFUL_RELEASE}-before-rollback"
+REFUSED_RUN = "RELEASE-JAN-24-ALPHA-DEV-refused"
+REFUSED_HOLDER = f"{EVENTFUL_RELEASE}-holding-DEV"
+CANCELLED_RUN = f"{EVENTFUL_RELEASE}-cancelled"
+CANCELLED_EARLY_RUN = f"{EVENTFUL_RELEASE}-cancelled-while-building"
+CANCELLED_AT_GATE_RUN = "RELEASE-FEB-24-BETA-cancelled-at-gate"
+FAILED_WAVE_RUN = f"{EVENTFUL_RELEASE}-failed-wave"
+# Long enough per step for the cancel or the catalog edit to land mid-wave.
+MID_WAVE_STEP_SECONDS = "0.3"
+# Stands for the temp folder of the demo roots in recorded failure messages.
+STATE_PLACEHOLDER = "<demo state>"
 RUN_TIMEOUT = 90.0
 
 
 def recorded_names() -> list[str]:
     """The workflow IDs of the recorded runs, which name their files (tests/histories/)."""
-    return [*release_management.load_catalog().release_keys(), FAILURES_RUN, WORKER_KILL_RUN]
+    catalog_runs = release_management.load_catalog().release_keys()
+    return [*catalog_runs, FAILURES_RUN, WORKER_KILL_RUN, *ENDINGS]
 
 
 @contextmanager
@@ -101,31 +129,59 @@ async def start_release(
     )
 
 
-async def run_release(client: Client, key: str, workflow_id: str) -> None:
+async def run_release(client: Client, key: str, workflow_id: str, ending: str = "SUCCESS") -> None:
     handle = await start_release(client, key, workflow_id)
     await approve_each_gate(handle, key)
-    await finish(handle, workflow_id)
+    await finish(handle, ending)
+
+
+async def reach_gate(handle: WorkflowHandle[ReleaseWorkflow, str], env: Environment) -> None:
+    """Wait until the release waits for approval before env."""
+    waiting = f"waiting for approval before {env.value}"
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        with suppress(WorkflowQueryFailedError):
+            if await handle.query(ReleaseWorkflow.status) == waiting:
+                return
+        await asyncio.sleep(0.05)
 
 
 async def approve_each_gate(handle: WorkflowHandle[ReleaseWorkflow, str], key: str) -> None:
     """Approve each gate of the release as it reaches it, through the real Update."""
     for env in release_management.load_release(key).gates():
-        waiting = f"waiting for approval before {env.value}"
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while time.monotonic() < deadline:
-            with suppress(WorkflowQueryFailedError):
-                if await handle.query(ReleaseWorkflow.status) == waiting:
-                    break
-            await asyncio.sleep(0.05)
+        await reach_gate(handle, env)
         await handle.execute_update(
             ReleaseWorkflow.approve, ApproveInput(gate=env, by="record_histories")
         )
 
 
-async def finish(handle: WorkflowHandle[ReleaseWorkflow, str], workflow_id: str) -> None:
+async def reject_at(
+    handle: WorkflowHandle[ReleaseWorkflow, str], env: Environment, reason: str
+) -> None:
+    """Reject the release once it reaches its gate before env, through the real Update."""
+    await reach_gate(handle, env)
+    await handle.execute_update(
+        ReleaseWorkflow.reject, RejectInput(gate=env, by="record_histories", reason=reason)
+    )
+
+
+async def finish(handle: WorkflowHandle[ReleaseWorkflow, str], ending: str = "SUCCESS") -> None:
+    """Wait for the release to return, and check how it ended: "Release <key>: <ending>..."."""
     result = await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
-    if not result.endswith("SUCCESS"):
-        raise SystemExit(f"{workflow_id}: {result}")
+    if not result.split(": ", 1)[-1].startswith(ending):
+        raise SystemExit(f"{handle.id}: {result}, expected {ending}")
+
+
+async def finish_raising(handle: WorkflowHandle[ReleaseWorkflow, str], cause: str) -> None:
+    """Wait for the release to fail or be cancelled: its result raises, with cause the name of
+    the error's class (CancelledError, ChildWorkflowError) or of its type (EnvironmentBusy)."""
+    try:
+        result = await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
+    except WorkflowFailureError as err:
+        if cause in (type(err.cause).__name__, getattr(err.cause, "type", None)):
+            return
+        result = repr(err.cause)
+    raise SystemExit(f"{handle.id}: {result}, expected {cause}")
 
 
 async def fetch_run(client: Client, workflow_id: str) -> dict[str, WorkflowHistory]:
@@ -135,7 +191,8 @@ async def fetch_run(client: Client, workflow_id: str) -> dict[str, WorkflowHisto
     while pending:
         child_id, run_id = pending.pop(0)
         handle = client.get_workflow_handle(child_id, run_id=run_id)
-        # An environment lock may end terminated, with its release (the parent close policy).
+        # A deploy may end failed or cancelled, a lock terminated with its release (the parent
+        # close policy): result() raises for those, and the history is what is recorded.
         with suppress(WorkflowFailureError):
             await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
         history = await handle.fetch_history()
@@ -156,6 +213,12 @@ def retried_steps(histories: dict[str, WorkflowHistory]) -> int:
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     )
+
+
+def how_closed(history: WorkflowHistory) -> str:
+    """How a workflow closed, from its last event: Completed, Failed, Canceled, Terminated."""
+    name = EventType.Name(history.events[-1].event_type)
+    return name.removeprefix("EVENT_TYPE_WORKFLOW_EXECUTION_").title()
 
 
 def worker_identities(histories: dict[str, WorkflowHistory]) -> set[str]:
@@ -260,7 +323,7 @@ async def record_worker_kill(client: Client, state: Path) -> dict[str, dict[str,
         first.process.send_signal(signal.SIGKILL)
         await first.process.wait()
         await WorkerProcess.start(env, workers)
-        await finish(handle, WORKER_KILL_RUN)
+        await finish(handle)
         run = await fetch_run(client, WORKER_KILL_RUN)
     finally:
         for worker in workers:
@@ -270,7 +333,120 @@ async def record_worker_kill(client: Client, state: Path) -> dict[str, dict[str,
     return {WORKER_KILL_RUN: run}
 
 
-def write_histories(runs: dict[str, dict[str, WorkflowHistory]]) -> None:
+def project_catalog() -> dict:
+    return json.loads((PROJECT_DIR / "database" / release_management.CATALOG_NAME).read_text())
+
+
+def write_catalog(catalog: dict) -> None:
+    """Give the demo root its own catalog, which the worker reads instead of the project's."""
+    path = release_management.demo_root() / "database" / release_management.CATALOG_NAME
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(catalog))
+
+
+async def wait_for_step(client: Client, workflow_id: str, activity: str) -> None:
+    """Wait until the workflow (a deploy, maybe not started yet) has this step in flight."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        with suppress(RPCError):
+            description = await client.get_workflow_handle(workflow_id).describe()
+            pending = description.raw_description.pending_activities
+            if any(step.activity_type.name == activity for step in pending):
+                return
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"{workflow_id} never ran {activity}")
+
+
+async def reject_at_prod(client: Client, name: str) -> None:
+    handle = await start_release(client, "RELEASE-FEB-24-BETA", name)
+    await reject_at(handle, Environment.PROD, "recorded rejection")
+    await finish(handle, "REJECTED")
+
+
+async def roll_back_in_test(client: Client, name: str) -> None:
+    # The hotfix goes to DEV, TEST and QC once the first release has put 1.0 everywhere.
+    await run_release(client, EVENTFUL_RELEASE, ROLLED_BACK_SETUP)
+    with demo_settings(DEMO_UNHEALTHY="frontend@TEST"):
+        await run_release(client, "RELEASE-NOV-23-HOTFIX-STAGE", name, "ROLLED BACK")
+
+
+async def refuse_while_dev_is_held(client: Client, name: str) -> None:
+    # Unapproved in the catalog, the first release holds DEV..PROD while it waits before DEV.
+    catalog = project_catalog()
+    catalog["releases"][0].update(approved=False, approved_by=None)
+    write_catalog(catalog)
+    holder = await start_release(client, EVENTFUL_RELEASE, REFUSED_HOLDER)
+    await reach_gate(holder, Environment.DEV)
+    refused = await start_release(client, "RELEASE-JAN-24-ALPHA-DEV", name)
+    await finish_raising(refused, "EnvironmentBusy")
+    await reject_at(holder, Environment.DEV, "the refusal is recorded")
+    await finish(holder, "REJECTED")
+
+
+async def cancel_at_step(client: Client, name: str, step: str) -> None:
+    """Cancel the release once its DEV deploy of frontend has step in flight."""
+    with demo_settings(DEMO_STEP_SECONDS=MID_WAVE_STEP_SECONDS):
+        handle = await start_release(client, EVENTFUL_RELEASE, name)
+        frontend = deploy_workflow_id(name, Environment.DEV, "frontend")
+        await wait_for_step(client, frontend, step)
+        await handle.cancel()
+        await finish_raising(handle, "CancelledError")
+
+
+async def cancel_mid_wave(client: Client, name: str) -> None:
+    # The deploys have started changing DEV: they finish their change, then the release stops.
+    await cancel_at_step(client, name, "deploy_artifact")
+
+
+async def cancel_while_building(client: Client, name: str) -> None:
+    # The deploys are still gathering: they stop, and DEV is untouched.
+    await cancel_at_step(client, name, "build_artifact")
+
+
+async def cancel_at_gate(client: Client, name: str) -> None:
+    handle = await start_release(client, "RELEASE-FEB-24-BETA", name)
+    await reach_gate(handle, Environment.PROD)
+    await handle.cancel(reason="recorded cancel")
+    await finish_raising(handle, "CancelledError")
+
+
+async def fail_one_deploy_of_a_wave(client: Client, name: str) -> None:
+    catalog = project_catalog()
+    write_catalog(catalog)
+    with demo_settings(DEMO_STEP_SECONDS=MID_WAVE_STEP_SECONDS):
+        handle = await start_release(client, EVENTFUL_RELEASE, name)
+        sbstore = deploy_workflow_id(name, Environment.DEV, "sbstore")
+        await wait_for_step(client, sbstore, "verify_deploy")
+        # TEST's sbstore deploy then finds no config for it, which no retry fixes.
+        del catalog["components"]["sbstore"]
+        write_catalog(catalog)
+        await finish_raising(handle, "ChildWorkflowError")
+
+
+# The runs that end otherwise than SUCCESS, by workflow ID: how each is brought about.
+ENDINGS: dict[str, Callable[[Client, str], Awaitable[None]]] = {
+    REJECTED_RUN: reject_at_prod,
+    ROLLED_BACK_RUN: roll_back_in_test,
+    REFUSED_RUN: refuse_while_dev_is_held,
+    CANCELLED_RUN: cancel_mid_wave,
+    CANCELLED_EARLY_RUN: cancel_while_building,
+    CANCELLED_AT_GATE_RUN: cancel_at_gate,
+    FAILED_WAVE_RUN: fail_one_deploy_of_a_wave,
+}
+
+
+async def record_endings(client: Client, state: Path) -> dict[str, dict[str, WorkflowHistory]]:
+    """One run per ending in ENDINGS, each on fresh state and recorded under its name."""
+    runs = {}
+    async with create_worker(client, TASK_QUEUE):
+        for name, bring_about in ENDINGS.items():
+            with demo_settings(DEMO_ROOT=fresh_root(state, name), DEMO_FAILURES="off"):
+                await bring_about(client, name)
+            runs[name] = await fetch_run(client, name)
+    return runs
+
+
+def write_histories(runs: dict[str, dict[str, WorkflowHistory]], state: Path) -> None:
     """One file per run, replacing every history recorded before."""
     HISTORIES_DIR.mkdir(parents=True, exist_ok=True)
     for stale in HISTORIES_DIR.glob("*.json"):
@@ -279,10 +455,15 @@ def write_histories(runs: dict[str, dict[str, WorkflowHistory]]) -> None:
         recorded = {wid: history.to_json_dict() for wid, history in histories.items()}
         path = HISTORIES_DIR / f"{name}.json"
         text = json.dumps(recorded, separators=(",", ":")) + "\n"
-        # Stack traces of failed attempts name files on this machine: keep them relative.
-        path.write_text(text.replace(str(PROJECT_DIR), "."))
+        # Stack traces of failed attempts name files on this machine: keep them relative. Failure
+        # messages name files of the temp demo roots (a catalog): keep them machine-free too.
+        text = text.replace(str(PROJECT_DIR), ".").replace(str(state), STATE_PLACEHOLDER)
+        path.write_text(text)
+        children = [how_closed(h) for wid, h in histories.items() if wid != name]
+        closed = ", ".join(f"{children.count(e)} {e}" for e in sorted(set(children)))
         print(
-            f"{path.relative_to(PROJECT_DIR)}: {len(histories)} workflows, "
+            f"{path.relative_to(PROJECT_DIR)}: {how_closed(histories[name])}, "
+            f"children {closed or 'none'}; {len(histories)} workflows, "
             f"{sum(len(h.events) for h in histories.values())} events, "
             f"{retried_steps(histories)} steps retried, "
             f"{len(worker_identities(histories))} worker(s), {path.stat().st_size // 1024} KB"
@@ -294,6 +475,7 @@ async def main() -> int:
     # The in-process worker's steps log each injected failure as a warning: expected here.
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     os.environ.pop("DEMO_BUG", None)
+    os.environ.pop("DEMO_UNHEALTHY", None)
     os.environ["DEMO_STEP_SECONDS"] = "0"
     cli = temporal_cli_or_exit("record_histories.py")
     with tempfile.TemporaryDirectory(prefix="record-histories-") as state:
@@ -305,9 +487,10 @@ async def main() -> int:
         ) as server:
             runs = await record_catalog_and_failures(server.client, Path(state))
             runs |= await record_worker_kill(server.client, Path(state))
+            runs |= await record_endings(server.client, Path(state))
     if list(runs) != recorded_names():
         raise SystemExit(f"recorded {list(runs)}, expected {recorded_names()}")
-    write_histories(runs)
+    write_histories(runs, Path(state))
     print(f"Recorded {len(runs)} release runs in {time.monotonic() - started:.1f} s.")
     return 0
 
