@@ -22,7 +22,7 @@ from temporalio.client import (
 from temporalio.exceptions import CancelledError
 
 import release_management as rm
-from shared import ApproveInput, Environment
+from shared import ApproveInput, Environment, EnvironmentLock
 from test_workflows import (
     ALL_ENVS,
     COMPONENTS,
@@ -32,7 +32,7 @@ from test_workflows import (
     assert_environments_hold,
     run,
 )
-from workflows import ReleaseWorkflow
+from workflows import EnvironmentLockWorkflow, ReleaseWorkflow
 
 BETA = ("1.3", "1.9", "1.9")
 INITIAL = ("1.0", "1.0", "1.0")
@@ -253,3 +253,20 @@ async def test_a_reset_release_ends_right_with_nothing_done_twice(
     await assert_nothing_left_running(client, release.id, task_queue)
     records = [r for r in rm.release_history(100) if r["result"].endswith("SUCCESS")]
     assert [r["run_id"] for r in records] == [new_run]
+
+
+async def test_a_lock_whose_release_has_ended_does_not_hold_its_environment(
+    client: Client, task_queue: str, demo_root: Path
+) -> None:
+    # A reset leaves the replaced run's locks running (Temporal applies no parent close policy
+    # then); here, a lock of DEV with no release at all stands for one.
+    orphan = await client.start_workflow(
+        EnvironmentLockWorkflow.run,
+        EnvironmentLock(release_key="RELEASE-GONE", environment=Environment.DEV),
+        id=f"lock.DEV.{task_queue}",
+        task_queue=task_queue,
+    )
+    _, result = await run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
+    assert result == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
+    ended = await client.get_workflow_handle(orphan.id, run_id=orphan.result_run_id).describe()
+    assert ended.status == WorkflowExecutionStatus.TERMINATED
