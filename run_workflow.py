@@ -328,8 +328,9 @@ async def _ask(handle: WorkflowHandle, query: Any) -> Any:
 
 
 async def decide(client: Client, key: str, gate: Environment, by: str, reason: str | None) -> str:
-    """Approve (reason None) or reject the gate before env that release key waits at, through
-    an Update, once a worker has answered (an Update no worker takes would wait unseen)."""
+    """Approve (reason None) or reject the gate before the environment gate that release key
+    waits at, through an Update, once a worker has answered (an Update that no worker takes
+    would wait unseen)."""
     handle = await _running_release(client, key)
     await _ask(handle, ReleaseWorkflow.status)
     try:
@@ -417,6 +418,13 @@ def _parser() -> argparse.ArgumentParser:
 async def command(args: argparse.Namespace) -> int:
     """--status, --approve, --reject and --cancel: each answers within seconds or says why."""
     client = await connect()
+    try:
+        return await _command(client, args)
+    except RPCError as err:
+        raise StarterError(f"Temporal did not answer as expected: {err.message}") from None
+
+
+async def _command(client: Client, args: argparse.Namespace) -> int:
     if args.status is not None:
         print("\n".join(await status_of(client, args.status)))
         return 0
