@@ -92,15 +92,28 @@ RECONNECT_SECONDS = 120
 STATUS_SECONDS = 1.0
 
 
+class RunReset(Exception):
+    """The release run being followed was reset: handle follows its new run."""
+
+    def __init__(self, handle: WorkflowHandle) -> None:
+        super().__init__(handle.result_run_id)
+        self.handle = handle
+
+
 async def _wait_for_result(client: Client, handle: WorkflowHandle, release_key: str) -> str:
-    """Wait for the release's result, riding out a server restart, and say what it is doing."""
-    # The latest run, by workflow ID: after a reset, the new run's progress.
-    latest = client.get_workflow_handle_for(ReleaseWorkflow.run, handle.id)
-    reporter = asyncio.create_task(_report_status(client, latest))
-    try:
-        return await _result(client, handle, release_key)
-    finally:
-        reporter.cancel()
+    """Wait for the release's result, riding out a server restart and following a reset, and
+    say what it is doing."""
+    while True:
+        reporter = asyncio.create_task(_report_status(client, handle))
+        try:
+            return await _result(client, handle, release_key)
+        except RunReset as reset:
+            handle = reset.handle
+        finally:
+            reporter.cancel()
+            await asyncio.wait([reporter])
+        # Below the grid of the replaced run; the new run's grid is drawn afresh under it.
+        print(f"Release {release_key} was reset: following its new run {handle.result_run_id}.")
 
 
 async def _report_status(client: Client, handle: WorkflowHandle) -> None:
@@ -118,7 +131,10 @@ async def _report_status(client: Client, handle: WorkflowHandle) -> None:
         if redraw:
             lines = format_progress(progress)
             up = f"\x1b[{len(drawn)}F" if drawn else ""
-            print(up + "".join(f"\x1b[2K{line}\n" for line in lines), end="", flush=True)
+            # Each line is cleared before it is drawn, and whatever the last grid had below is
+            # cleared after it (\x1b[J), so a shorter grid leaves nothing behind.
+            text = "".join(f"\x1b[2K{line}\n" for line in lines)
+            print(f"{up}{text}\x1b[J", end="", flush=True)
             drawn = lines
             continue
         now = {"status": progress.status} | {
@@ -207,8 +223,7 @@ async def _result(client: Client, handle: WorkflowHandle, release_key: str) -> s
             if isinstance(err.cause, CancelledError):
                 return f"Release {release_key}: CANCELLED"
             if isinstance(err.cause, TerminatedError):
-                handle = await _after_termination(client, handle, release_key)
-                continue
+                raise RunReset(await _after_termination(client, handle, release_key)) from None
             raise StarterError(f"Release {release_key} failed: {_root_cause(err)}") from None
         except RPCError as err:
             now = time.monotonic()
@@ -230,7 +245,6 @@ async def _after_termination(
     none (a terminate ends a release where it stands, with no record)."""
     latest = await client.get_workflow_handle(handle.id).describe()
     if latest.run_id != handle.result_run_id and latest.status == WorkflowExecutionStatus.RUNNING:
-        print(f"Release {release_key} was reset: following its new run {latest.run_id}.")
         return client.get_workflow_handle(handle.id, run_id=latest.run_id)
     raise StarterError(
         f"Release {release_key} was terminated: Temporal ran none of its code after that, so it "
@@ -292,9 +306,20 @@ async def _running_release(client: Client, key: str, running: bool = True) -> Wo
             raise StarterError(f"Release {key} has never run on this server") from None
         raise
     if running and description.status != WorkflowExecutionStatus.RUNNING:
-        ended = description.status.name if description.status else "?"
-        raise StarterError(f"Release {key} is not running: it ended {ended}")
+        raise StarterError(f"Release {key} is not running: {await _how_it_ended(handle)}")
     return handle
+
+
+async def _how_it_ended(handle: WorkflowHandle) -> str:
+    """How a closed release ended, from the server (no worker needed)."""
+    try:
+        return f"it ended {(await handle.result()).split(': ', 1)[1]}"
+    except WorkflowFailureError as err:
+        if isinstance(err.cause, CancelledError):
+            return "it was cancelled"
+        if isinstance(err.cause, TerminatedError):
+            return "it was terminated"
+        return f"it failed: {_root_cause(err)}"
 
 
 NO_WORKER_STATUSES = (
@@ -307,8 +332,8 @@ NO_WORKER_STATUSES = (
 async def _ask(handle: WorkflowHandle, query: Any) -> Any:
     """Query the release through a worker, or say in one line that no worker answers."""
     no_worker = StarterError(
-        f"no worker answered for release {handle.id} within {ANSWER_SECONDS:g} s: is "
-        f"`python run_worker.py` running (task queue {TASK_QUEUE})? Start it and try again"
+        f"no worker answered for release {handle.id}: is `python run_worker.py` running (task "
+        f"queue {TASK_QUEUE})? Start it and try again"
     )
     try:
         return await asyncio.wait_for(
@@ -356,12 +381,16 @@ async def cancel(client: Client, key: str, reason: str) -> str:
         await _ask(handle, ReleaseWorkflow.status)
     except StarterError:
         raise StarterError(
-            f"cancel of release {key} requested, but no worker answered within "
-            f"{ANSWER_SECONDS:g} s: it takes effect once `python run_worker.py` runs (task queue "
-            f"{TASK_QUEUE})"
+            f"cancel of release {key} requested, but no worker answered: it takes effect once "
+            f"`python run_worker.py` runs (task queue {TASK_QUEUE})"
         ) from None
     print(f"Cancelling release {key}: the changes in flight finish first.", flush=True)
-    return await _result(client, handle, key)
+    try:
+        return await _result(client, handle, key)
+    except RunReset:
+        raise StarterError(
+            f"Release {key} was reset while it cancelled: its new run goes on (--status {key})"
+        ) from None
 
 
 async def status_of(client: Client, key: str) -> list[str]:
@@ -417,22 +446,25 @@ def _parser() -> argparse.ArgumentParser:
 
 async def command(args: argparse.Namespace) -> int:
     """--status, --approve, --reject and --cancel: each answers within seconds or says why."""
+    key = next(k for k in (args.status, args.cancel, args.approve, args.reject) if k is not None)
+    keys = release_management.load_catalog().release_keys()
+    if key not in keys:
+        raise StarterError(f"Unknown release key {key!r}. Valid keys: {', '.join(keys)}")
     client = await connect()
     try:
-        return await _command(client, args)
+        return await _command(client, args, key)
     except RPCError as err:
         raise StarterError(f"Temporal did not answer as expected: {err.message}") from None
 
 
-async def _command(client: Client, args: argparse.Namespace) -> int:
+async def _command(client: Client, args: argparse.Namespace, key: str) -> int:
     if args.status is not None:
-        print("\n".join(await status_of(client, args.status)))
+        print("\n".join(await status_of(client, key)))
         return 0
     if args.cancel is not None:
-        result = await cancel(client, args.cancel, args.reason)
+        result = await cancel(client, key, args.reason)
         print(f"Result: {result}")
-        return 0 if result == f"Release {args.cancel}: CANCELLED" else 1
-    key = args.approve if args.approve is not None else args.reject
+        return 0 if result == f"Release {key}: CANCELLED" else 1
     if args.gate is None:
         raise StarterError(f"say which gate you decide: --gate ENV (see --status {key})")
     reason = None if args.approve is not None else args.reason

@@ -311,7 +311,9 @@ async def test_a_person_approves_or_rejects_a_waiting_release_from_the_command_l
     assert finished.code == 1
     assert late.code == 1
     assert_one_line_without_traceback(late.stderr)
-    assert f"Release {key} is not running" in late.stderr
+    assert (
+        f"Release {key} is not running: it ended REJECTED by Grace: load test first" in late.stderr
+    )
 
     history = await run_starter(script_env, "--history", timeout=QUICK_TIMEOUT)
     assert history.code == 0
