@@ -336,8 +336,9 @@ def check_promotion(release: Release) -> dict[Environment, dict[str, str | None]
         {env: {component: version, or None if the environment does not hold it}}.
 
     Raises:
-        ReleaseError: the environment before the first one does not hold a needed version; the
-            message names the environment, the versions it holds, and a release to run first.
+        ReleaseError: the environment before the first one does not hold a needed version, or
+            holds a copy that is not what its build made; the message names the environment
+            and the versions it holds and a release to run first, or the file.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("check")
@@ -353,6 +354,9 @@ def check_promotion(release: Release) -> dict[Environment, dict[str, str | None]
         if held_versions(source, component) != [version]
     }
     if not wrong:
+        for component, version in release.versions.items():
+            path = deployed_path(source, component, version)
+            _check_provenance(path, _read_text(path), component, version)
         return before
     holds = "; ".join(
         f"{source.value} holds {component} {'+'.join(held) or 'nothing'}, "
@@ -423,6 +427,7 @@ def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str,
 
     Raises:
         SourceMissing: the source does not hold the artifact (transient: it may be restored).
+        ReleaseError: the source's copy is not what the build made (tampered with).
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("fetch_artifact")
@@ -434,6 +439,7 @@ def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str,
             f"{path.relative_to(demo_root())} is missing: {env.value} is fed from there. "
             "Restore it, or run the release again from an earlier environment."
         )
+    _check_provenance(path, content, component, version)
     return str(path.parent.relative_to(demo_root())), _sha256(content)
 
 
@@ -571,10 +577,12 @@ def update_config(
 
 def verify_deploy(component: str, version: str, env: Environment, sha256: str) -> None:
     """Check that env runs the deploy as intended: it holds exactly this version of the
-    component, the deployed content matches the gathered artifact, and the config names it.
+    component, the deployed content is what its build made (and was gathered), and the config
+    names it.
 
     Raises:
-        VerificationError: one of those does not hold; the message says which.
+        ReleaseError: the deployed copy is not what its build made (tampered with).
+        VerificationError: another of those does not hold; the message says which.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("verify")
@@ -584,7 +592,10 @@ def verify_deploy(component: str, version: str, env: Environment, sha256: str) -
         raise VerificationError(
             f"{env.value} holds {component} {'+'.join(held) or 'nothing'}, expected {version}"
         )
-    content = _read_text(deployed_path(env, component, version))
+    path = deployed_path(env, component, version)
+    content = _read_text(path)
+    # A copy changed since it was deployed is tampered with: no retry can make it genuine.
+    _check_provenance(path, content, component, version)
     if content is None or _sha256(content) != sha256:
         raise VerificationError(f"{component} {version} in {env.value} does not match its artifact")
     config = _read_json(config_path(env, component)) or {}
@@ -799,6 +810,29 @@ def _artifact_content(component: str, version: str) -> str:
         f"source: {info.repository}\n"
         f"team: {info.team}\n"
         f"build: {build_id[:12]} (reproducible: same source and version, same bytes)\n"
+    )
+
+
+def built_digest(component: str, version: str) -> str:
+    """The SHA-256 of what the build makes of a component version. Builds are reproducible, so
+    every genuine copy of it, in artifactory or in any environment, has this digest."""
+    return _sha256(_artifact_content(component, version))
+
+
+def _check_provenance(path: Path, content: str | None, component: str, version: str) -> None:
+    """Refuse a copy of an artifact that is not byte for byte what its build makes.
+
+    Raises:
+        ReleaseError: the copy differs (it was changed after it was built, or the catalog's
+            repository or team of the component changed since); the message names the file.
+    """
+    if content is None or _sha256(content) == built_digest(component, version):
+        return
+    raise ReleaseError(
+        f"{path.relative_to(demo_root())} is not what the build of {component} {version} makes: "
+        f"it was changed after it was built (or the catalog's entry for {component} changed "
+        f"since), so it is not promoted. Run a release that starts in DEV with {component} "
+        f"{version} to deploy the genuine build again."
     )
 
 
