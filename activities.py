@@ -55,6 +55,9 @@ HEARTBEAT_SECONDS = 0.25
 MAX_CONCURRENT_ACTIVITIES = 20
 _STEP_THREADS = ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="step")
 
+# Temporal refuses a payload (a step's input or result) over 2 MB: the server's default limit.
+MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
+
 T = TypeVar("T")
 
 
@@ -74,7 +77,7 @@ async def _step(story: str, step: Callable[..., T], *args: Any) -> T:
     heartbeat = asyncio.create_task(_heartbeat_forever())
     try:
         await asyncio.sleep(step_seconds())
-        return await _to_thread(step, *args)
+        return _fits_in_a_payload(story, await _to_thread(step, *args))
     except ReleaseError as err:
         activity.logger.error(f"{story}: refused: {err}")
         # BENIGN keeps the SDK from logging a traceback: this is the user's input, not a bug.
@@ -95,13 +98,34 @@ async def _step(story: str, step: Callable[..., T], *args: Any) -> T:
             non_retryable=final,
             category=ApplicationErrorCategory.BENIGN,
         ) from None
-    except (InjectedFailure, SourceMissing, VerificationError) as err:
+    except (InjectedFailure, SourceMissing, VerificationError, OSError) as err:
+        # OSError: the machine's trouble (a full disk, a read-only folder), retried until it is
+        # put right, with one line per attempt rather than a traceback.
         activity.logger.warning(f"{story}: failed (attempt {attempt}): {err}; Temporal will retry")
         raise ApplicationError(
             str(err), type=type(err).__name__, category=ApplicationErrorCategory.BENIGN
         ) from None
     finally:
         heartbeat.cancel()
+
+
+def _fits_in_a_payload(story: str, result: T) -> T:
+    """result, if Temporal will take it; else a non-retryable error that says why (the server
+    refuses a payload over its limit, and no retry would make it smaller)."""
+    size = sum(payload.ByteSize() for payload in activity.payload_converter().to_payloads([result]))
+    if size <= MAX_PAYLOAD_BYTES:
+        return result
+    message = (
+        f"{story}: its result is {size / 1024 / 1024:.1f} MB, over Temporal's payload limit of "
+        f"{MAX_PAYLOAD_BYTES // 1024 // 1024} MB; shorten what the catalog gives it"
+    )
+    activity.logger.error(message)
+    raise ApplicationError(
+        message,
+        type="PayloadTooLarge",
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 async def _to_thread(step: Callable[..., T], *args: Any) -> T:

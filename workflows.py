@@ -135,6 +135,25 @@ async def _all(*work: Awaitable[Any]) -> list[Any]:
     return results
 
 
+# Names and reasons people give end up in records, terminals and the Web UI: one printable
+# line each, bounded.
+MAX_NAME_LENGTH = 100
+MAX_REASON_LENGTH = 500
+
+
+def _check_shown_text(flag: str, text: str, limit: int) -> None:
+    if len(text) > limit or not text.isprintable():
+        raise ValueError(
+            f"{flag} must be one line of printable text, at most {limit} characters "
+            "(no control characters or escape codes)"
+        )
+
+
+def _printable(text: str) -> str:
+    """text with anything unprintable (newlines, escape codes) spelled out, e.g. \\x1b."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _root_message(err: BaseException) -> str:
     """The message of the error at the root of err (a step's, through its deploy's)."""
     while err.__cause__ is not None:
@@ -276,7 +295,8 @@ class ReleaseWorkflow:
     def _ending(self, release: Release, err: BaseException) -> str:
         """How a release that raised err ended, in the words of its result."""
         if is_cancelled_exception(err) and workflow.cancellation_reason() is not None:
-            reason = workflow.cancellation_reason()
+            # The reason comes from whoever cancelled, unchecked: keep it one printable line.
+            reason = _printable(workflow.cancellation_reason() or "")[:MAX_REASON_LENGTH]
             return f"Release {release.key}: CANCELLED{f': {reason}' if reason else ''}"
         return f"Release {release.key}: FAILED: {_root_message(err)}"
 
@@ -362,6 +382,8 @@ class ReleaseWorkflow:
             raise ValueError("say who decides: --by NAME")
         if not reason.strip():
             raise ValueError("say why: --reason TEXT")
+        _check_shown_text("--by", by, MAX_NAME_LENGTH)
+        _check_shown_text("--reason", reason, MAX_REASON_LENGTH)
 
     def _decide(self, approved: bool, by: str, reason: str) -> str:
         assert self._gate is not None  # the validator checked

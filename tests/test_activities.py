@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import ActivityEnvironment
 
@@ -12,6 +13,14 @@ import activities
 import release_management as rm
 import utils
 from shared import Deployment, Environment, GatherReleaseInput
+
+
+def activity_env() -> ActivityEnvironment:
+    """An activity's surroundings as the worker gives them, pydantic payloads included."""
+    env = ActivityEnvironment()
+    env.payload_converter = pydantic_data_converter.payload_converter
+    return env
+
 
 DEV_FRONTEND = Deployment(
     release_key="RELEASE-NOV-23-INITIAL",
@@ -26,7 +35,7 @@ async def test_build_changes_once_and_heartbeats_while_it_paces(
     demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEMO_STEP_SECONDS", "1.2")
-    env = ActivityEnvironment()
+    env = activity_env()
     beats: list[tuple] = []
     env.on_heartbeat = lambda *details: beats.append(details)
 
@@ -40,7 +49,7 @@ async def test_cancelling_a_step_stops_it_before_its_change(
     demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEMO_STEP_SECONDS", "30")
-    env = ActivityEnvironment()
+    env = activity_env()
     running = asyncio.create_task(env.run(activities.build_artifact, DEV_FRONTEND))
     await asyncio.sleep(0.3)
     env.cancel()
@@ -51,7 +60,7 @@ async def test_cancelling_a_step_stops_it_before_its_change(
 
 async def test_bad_input_is_non_retryable(demo_root: Path) -> None:
     with pytest.raises(ApplicationError) as caught:
-        await ActivityEnvironment().run(
+        await activity_env().run(
             activities.gather_release, GatherReleaseInput(release_key="RELEASE-NOPE")
         )
     error = caught.value
@@ -68,7 +77,7 @@ async def test_injected_failure_is_retryable(
     monkeypatch.setenv("DEMO_FAILURES", "alot")
     monkeypatch.setattr(utils.random, "random", lambda: 0.0)
     with pytest.raises(ApplicationError) as caught:
-        await ActivityEnvironment().run(activities.build_artifact, DEV_FRONTEND)
+        await activity_env().run(activities.build_artifact, DEV_FRONTEND)
     assert not caught.value.non_retryable
     assert caught.value.type == "InjectedFailure"
     assert "before building frontend 1.0" in caught.value.message
@@ -76,7 +85,7 @@ async def test_injected_failure_is_retryable(
 
 
 async def test_gather_returns_the_validated_release(demo_root: Path) -> None:
-    release = await ActivityEnvironment().run(
+    release = await activity_env().run(
         activities.gather_release, GatherReleaseInput(release_key="RELEASE-JAN-24-ALPHA-QC")
     )
     assert release.environments == [Environment.TEST, Environment.QC]
@@ -95,7 +104,7 @@ async def test_a_cancelled_step_reports_the_cancel_only_once_its_change_is_done(
         commit(*args, **kwargs)
 
     monkeypatch.setattr(rm, "_commit", slow_commit)
-    env = ActivityEnvironment()
+    env = activity_env()
     running = asyncio.create_task(env.run(activities.build_artifact, DEV_FRONTEND))
     await asyncio.sleep(0.3)  # the step's thread is in its change
     env.cancel()
@@ -103,3 +112,30 @@ async def test_a_cancelled_step_reports_the_cancel_only_once_its_change_is_done(
         await running
     assert rm.artifact_path("frontend", "1.0").exists()
     assert [line["step"] for line in rm.read_ledger()] == ["build"]
+
+
+async def test_a_result_temporal_would_refuse_fails_at_once_saying_why(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    huge = {"team": "x" * (3 * 1024 * 1024)}  # over the server's 2 MB payload limit
+    monkeypatch.setattr(rm, "fetch_config", lambda *_: huge)
+    with pytest.raises(ApplicationError) as caught:
+        await activity_env().run(activities.fetch_config, DEV_FRONTEND)
+    assert caught.value.non_retryable and caught.value.type == "PayloadTooLarge"
+    assert "3.0 MB, over Temporal's payload limit of 2 MB" in caught.value.message
+
+
+async def test_a_full_disk_is_retried_with_one_line_not_a_traceback(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rm, "build_artifact", full)
+    with pytest.raises(ApplicationError) as caught:
+        await activity_env().run(activities.build_artifact, DEV_FRONTEND)
+    assert not caught.value.non_retryable
+    assert caught.value.category == ApplicationErrorCategory.BENIGN  # no traceback logged
+    assert "No space left on device" in caught.value.message
+    (line,) = [r for r in caplog.records if "No space left" in r.getMessage()]
+    assert line.exc_info is None

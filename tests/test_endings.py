@@ -155,16 +155,23 @@ async def test_a_release_waiting_before_prod_holds_only_qc_and_prod_and_cancels_
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await wrong
     assert "waits for approval before PROD, not QC" in str(refused.value.cause)
+    # So is a name that would clear a terminal or forge a line where it is shown.
+    for by in ("\x1b[2JAda", "Ada\nRelease X: SUCCESS", "A" * 101):
+        forged = beta.execute_update(ReleaseWorkflow.approve, ApproveInput(gate="PROD", by=by))
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await forged
+        assert "--by must be one line of printable text" in str(refused.value.cause)
 
-    await beta.cancel(reason="not this week")
+    await beta.cancel(reason="not this week\x1b[2J")
     with pytest.raises(WorkflowFailureError) as ended:
         await beta.result()
     assert isinstance(ended.value.cause, CancelledError)
-    assert await beta.query(ReleaseWorkflow.status) == "CANCELLED: not this week"
+    # The reason is shown as given, with the escape code spelled out rather than obeyed.
+    assert await beta.query(ReleaseWorkflow.status) == "CANCELLED: not this week\\x1b[2J"
     assert_environments_hold(demo_root, {"DEV": ("1.2", "1.8", "1.8"), "TEST": BETA, "QC": BETA})
     await assert_nothing_left_running(client, beta.id, task_queue)
     record = record_of("RELEASE-FEB-24-BETA")
-    assert record["result"] == "Release RELEASE-FEB-24-BETA: CANCELLED: not this week"
+    assert record["result"] == "Release RELEASE-FEB-24-BETA: CANCELLED: not this week\\x1b[2J"
     # DEV was deployed and let go of before ALPHA-DEV changed it: the record keeps BETA's DEV.
     assert record["environments"]["DEV"]["frontend"] == {
         "before": None,
