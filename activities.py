@@ -12,6 +12,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -69,8 +70,10 @@ async def _heartbeat_forever() -> None:
         activity.heartbeat()
 
 
-async def _step(story: str, step: Callable[..., T], *args: Any) -> T:
-    """Run one release_management step: pace, heartbeat, run it on a thread, sort its errors."""
+async def _step(story: str, for_root: str, step: Callable[..., T], *args: Any) -> T:
+    """Run one release_management step: pace, heartbeat, run it on a thread, sort its errors.
+    for_root: the demo root its release was started for ("": any)."""
+    _check_demo_root(for_root)
     attempt = activity.info().attempt
     if attempt > 1:
         activity.logger.info(f"{story}: retrying (attempt {attempt})")
@@ -107,6 +110,22 @@ async def _step(story: str, step: Callable[..., T], *args: Any) -> T:
         ) from None
     finally:
         heartbeat.cancel()
+
+
+def _check_demo_root(for_root: str) -> None:
+    """Refuse a step of a release started for another demo root than this worker's: two workers
+    with different DEMO_ROOTs on one task queue would split a release's files between them."""
+    here = release_management.demo_root().resolve()
+    if not for_root or Path(for_root) == here:
+        return
+    raise ApplicationError(
+        f"this worker serves demo root {here}, but the release was started for {for_root}: "
+        f"workers with different DEMO_ROOTs poll task queue {activity.info().task_queue}. Run "
+        "one worker per demo root, or give each its own DEMO_TASK_QUEUE",
+        type="WrongDemoRoot",
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 def _fits_in_a_payload(story: str, result: T) -> T:
@@ -158,7 +177,10 @@ def _outcome(changed: bool, done: str) -> str:
 async def gather_release(request: GatherReleaseInput) -> Release:
     """Load the release from the catalog and validate it."""
     release = await _step(
-        f"{request.release_key}: gather", release_management.gather_release, request.release_key
+        f"{request.release_key}: gather",
+        request.demo_root,
+        release_management.gather_release,
+        request.release_key,
     )
     plan = ", ".join(f"{c} {v}" for c, v in release.versions.items())
     activity.logger.info(f"{release.key}: gathered: {plan}")
@@ -202,7 +224,10 @@ async def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
     what its environments hold before it."""
     release = request.release
     before = await _step(
-        f"{release.key}: check promotion", release_management.check_promotion, release
+        f"{release.key}: check promotion",
+        request.demo_root,
+        release_management.check_promotion,
+        release,
     )
     route = " -> ".join(env.value for env in release.environments)
     activity.logger.info(f"{release.key}: promotion {route} checked")
@@ -215,6 +240,7 @@ async def build_artifact(deployment: Deployment) -> bool:
     story = _story(deployment, "build")
     changed = await _step(
         story,
+        deployment.demo_root,
         release_management.build_artifact,
         deployment.release_key,
         deployment.release_run_id,
@@ -231,6 +257,7 @@ async def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     story = _story(deployment, "fetch artifact")
     source, sha256 = await _step(
         story,
+        deployment.demo_root,
         release_management.fetch_artifact,
         deployment.component,
         deployment.version,
@@ -246,6 +273,7 @@ async def fetch_config(deployment: Deployment) -> dict[str, str | int]:
     story = _story(deployment, "fetch config")
     config = await _step(
         story,
+        deployment.demo_root,
         release_management.fetch_config,
         deployment.component,
         deployment.version,
@@ -262,6 +290,7 @@ async def deploy_artifact(request: DeployArtifactInput) -> bool:
     story = _story(deployment, "deploy")
     changed = await _step(
         story,
+        deployment.demo_root,
         release_management.deploy_artifact,
         deployment.release_key,
         deployment.release_run_id,
@@ -281,6 +310,7 @@ async def update_config(request: UpdateConfigInput) -> bool:
     story = _story(deployment, "configure")
     changed = await _step(
         story,
+        deployment.demo_root,
         release_management.update_config,
         deployment.release_key,
         deployment.release_run_id,
@@ -300,6 +330,7 @@ async def verify_deploy(request: VerifyInput) -> None:
     story = _story(deployment, "verify")
     await _step(
         story,
+        deployment.demo_root,
         release_management.verify_deploy,
         deployment.component,
         deployment.version,
@@ -315,6 +346,7 @@ async def rollback_deploy(deployment: Deployment) -> str | None:
     story = _story(deployment, "rollback")
     previous = await _step(
         story,
+        deployment.demo_root,
         release_management.rollback_deploy,
         deployment.release_key,
         deployment.release_run_id,
@@ -333,6 +365,7 @@ async def verify_rollback(request: VerifyRollbackInput) -> None:
     story = _story(deployment, "verify rollback")
     await _step(
         story,
+        deployment.demo_root,
         release_management.verify_rollback,
         deployment.component,
         request.previous,
@@ -347,6 +380,7 @@ async def record_release(request: RecordReleaseInput) -> str:
     key = request.release.key
     path = await _step(
         f"{key}: record",
+        request.demo_root,
         release_management.record_release,
         request.release,
         request.release_run_id,

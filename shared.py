@@ -111,6 +111,9 @@ class ReleaseInput(FrozenModel):
     # Which set of environments the release's locks guard. Empty for the demo's own environments;
     # tests give each demo root a scope of its own, so they never lock one another out.
     lock_scope: str = ""
+    # The demo root the release was started for (the starter's DEMO_ROOT, resolved). Every step
+    # refuses to run on a worker that serves another one. Empty: not checked.
+    demo_root: str = ""
 
 
 class Deployment(FrozenModel):
@@ -125,6 +128,7 @@ class Deployment(FrozenModel):
     component: ComponentName
     version: Version
     environment: Environment
+    demo_root: str = ""  # see ReleaseInput.demo_root
 
 
 class EnvironmentLock(FrozenModel):
@@ -174,6 +178,7 @@ class ReleaseProgress(FrozenModel):
 
 class GatherReleaseInput(FrozenModel):
     release_key: str
+    demo_root: str = ""
 
 
 class LockHolderInput(FrozenModel):
@@ -211,6 +216,7 @@ class Decision(FrozenModel):
 
 class CheckPromotionInput(FrozenModel):
     release: Release
+    demo_root: str = ""
 
 
 class ArtifactRef(FrozenModel):
@@ -263,3 +269,4 @@ class RecordReleaseInput(FrozenModel):
     # release's versions (another release may have changed them since).
     unlocked_after_use: list[Environment] = []
     decisions: list[Decision] = []
+    demo_root: str = ""

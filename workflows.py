@@ -242,6 +242,7 @@ class ReleaseWorkflow:
 
     def __init__(self) -> None:
         self._lock_scope = ""
+        self._demo_root = ""
         self._key = ""
         self._status = "starting"
         self._gate: Environment | None = None  # the environment waiting for a person, if any
@@ -257,9 +258,11 @@ class ReleaseWorkflow:
     async def run(self, request: ReleaseInput) -> str:
         started = workflow.now().isoformat()
         self._lock_scope = request.lock_scope
+        self._demo_root = request.demo_root
         self._key = request.release_key
         release: Release = await _step(
-            gather_release, GatherReleaseInput(release_key=request.release_key)
+            gather_release,
+            GatherReleaseInput(release_key=request.release_key, demo_root=request.demo_root),
         )
         self._release = release
         self._cells = {env: {c: Cell() for c in release.versions} for env in release.environments}
@@ -276,7 +279,9 @@ class ReleaseWorkflow:
         # Validate before any change: a promotion out of order fails here, non-retryably. The
         # environments are held by now, so what is checked cannot change under the release.
         self._status = "checking the promotion"
-        self._before = await _step(check_promotion, CheckPromotionInput(release=release))
+        self._before = await _step(
+            check_promotion, CheckPromotionInput(release=release, demo_root=self._demo_root)
+        )
         for env in release.environments:
             _stop_if_cancelled()
             decision = await self._approval(release, env) if env in release.gates() else None
@@ -315,6 +320,7 @@ class ReleaseWorkflow:
         await _step(
             record_release,
             RecordReleaseInput(
+                demo_root=self._demo_root,
                 release=release,
                 release_run_id=workflow.info().run_id,
                 result=result,
@@ -521,6 +527,7 @@ class ReleaseWorkflow:
                         component=component,
                         version=version,
                         environment=env,
+                        demo_root=self._demo_root,
                     ),
                     # Deterministic IDs that read like the release plan in the Web UI.
                     id=deploy_workflow_id(info.workflow_id, env, component),

@@ -22,7 +22,7 @@ from temporalio.client import (
 from temporalio.exceptions import CancelledError
 
 import release_management as rm
-from shared import ApproveInput, Environment, EnvironmentLock
+from shared import ApproveInput, Environment, EnvironmentLock, ReleaseInput
 from test_workflows import (
     ALL_ENVS,
     COMPONENTS,
@@ -277,3 +277,26 @@ async def test_a_lock_whose_release_has_ended_does_not_hold_its_environment(
     assert result == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
     ended = await client.get_workflow_handle(orphan.id, run_id=orphan.result_run_id).describe()
     assert ended.status == WorkflowExecutionStatus.TERMINATED
+
+
+async def test_a_worker_serving_another_demo_root_refuses_the_release_s_steps(
+    client: Client, task_queue: str, demo_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Started for another demo root than the worker's (two workers with different DEMO_ROOTs on
+    # one task queue would split its files between two folders).
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    release = await client.start_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(
+            release_key="RELEASE-JAN-24-ALPHA-DEV", lock_scope=task_queue, demo_root=str(elsewhere)
+        ),
+        id=f"RELEASE-JAN-24-ALPHA-DEV-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await release.result()
+    error = failed.value.cause.cause
+    assert error.type == "WrongDemoRoot" and error.non_retryable
+    assert f"this worker serves demo root {demo_root.resolve()}" in error.message
+    assert f"started for {elsewhere}" in error.message
+    assert list(demo_root.rglob("*.txt")) == [] and list(elsewhere.iterdir()) == []
