@@ -25,6 +25,7 @@ make that step flakier or steadier.
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -33,12 +34,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from shared import (
     COMPONENT_PATTERN,
     ENVIRONMENT_ORDER,
     VERSION_PATTERN,
+    CatalogText,
     ComponentName,
     Environment,
     Release,
@@ -47,6 +49,8 @@ from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_b
 
 PROJECT_DIR = Path(__file__).resolve().parent
 CATALOG_NAME = "catalog.json"
+
+_log = logging.getLogger(__name__)
 
 _ARTIFACT_FILE = re.compile(
     rf"^(?P<component>{COMPONENT_PATTERN})-(?P<version>{VERSION_PATTERN})\.txt$"
@@ -138,16 +142,17 @@ class ComponentInfo(BaseModel):
     """A deployable component: where its source lives and who owns it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    repository: str = Field(min_length=1)
-    team: str = Field(min_length=1)
+    repository: CatalogText
+    team: CatalogText
 
 
 class EnvironmentSettings(BaseModel):
     """Settings that go into the config of every component deployed to one environment."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    replicas: int = Field(ge=1)
-    log_level: str = Field(min_length=1)
+    # Strict: "replicas": true or "2" is refused, not read as 1 or 2.
+    replicas: StrictInt = Field(ge=1)
+    log_level: CatalogText
 
 
 class Catalog(BaseModel):
@@ -184,10 +189,27 @@ def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     return result if result.duplicates else dict(pairs)
 
 
+# How much of a name, and how many names, a message quotes: a ReleaseError's message crosses
+# Temporal, whose payloads are 2 MB at most, and a catalog key can be any size before it is read.
+_QUOTED_LENGTH = 60
+_LISTED = 20
+
+
+def _short(text: str) -> str:
+    """text, cut to _QUOTED_LENGTH characters."""
+    return text if len(text) <= _QUOTED_LENGTH else f"{text[:_QUOTED_LENGTH]}..."
+
+
+def _listed(names: list[str]) -> str:
+    """names joined with commas, at most _LISTED of them, each cut short."""
+    shown = ", ".join(_short(name) for name in names[:_LISTED])
+    return shown if len(names) <= _LISTED else f"{shown} and {len(names) - _LISTED} more"
+
+
 def _find_duplicate(value: Any, where: str) -> str | None:
     """The first key listed twice in one JSON object, as "<where>: '<key>' is listed twice"."""
     if isinstance(value, _Duplicates):
-        return f"{where}: {value.duplicates[0]!r} is listed twice"
+        return f"{where}: {_short(value.duplicates[0])!r} is listed twice"
     children = (
         value.items()
         if isinstance(value, dict)
@@ -196,7 +218,7 @@ def _find_duplicate(value: Any, where: str) -> str | None:
         else []
     )
     for key, child in children:
-        found = _find_duplicate(child, f"{where}.{key}" if where else str(key))
+        found = _find_duplicate(child, f"{where}.{_short(str(key))}" if where else str(key))
         if found:
             return found
     return None
@@ -205,9 +227,8 @@ def _find_duplicate(value: Any, where: str) -> str | None:
 def _describe(err: ValidationError, where: str = "") -> str:
     """The first problem pydantic found, as "<field path>: <what is wrong>"."""
     first = err.errors()[0]
-    field = ".".join(
-        [where, *(str(part) for part in first["loc"])] if where else map(str, first["loc"])
-    )
+    parts = [_short(str(part)) for part in first["loc"]]
+    field = ".".join([where, *parts] if where else parts)
     message = first["msg"].removeprefix("Value error, ")
     more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
     return f"{field}: {message}{more}" if field else f"{message}{more}"
@@ -220,45 +241,74 @@ def load_catalog() -> Catalog:
         The catalog, its components and environments validated, its releases still raw.
 
     Raises:
-        ReleaseError: the file is missing, is not JSON, lists a key twice, or does not have
-            the catalog's shape; the message names the file and the field.
+        ReleaseError: the file cannot be read or parsed (see _parse_catalog), or does not have
+            the catalog's shape: a field missing, of the wrong type, too long, or with a
+            character that is not printable. The message names the file and the field.
     """
     path = catalog_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_keep_duplicates)
-    except FileNotFoundError:
-        raise ReleaseError(f"{path}: catalog file not found; restore it from git") from None
-    except json.JSONDecodeError as err:
-        raise ReleaseError(f"{path}: not valid JSON: {err}; fix the file") from None
-    duplicate = _find_duplicate(data, "")
-    if duplicate:
-        raise ReleaseError(f"{path}: {duplicate}; keep one entry")
+    data = _parse_catalog(path)
     try:
         return Catalog.model_validate(data)
     except ValidationError as err:
         raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
 
 
-def load_release(release_key: str) -> Release:
+def _parse_catalog(path: Path) -> Any:
+    """The catalog file's JSON, checked for keys listed twice.
+
+    Raises:
+        ReleaseError: the file is missing or unreadable, is not UTF-8 text, is not JSON, is
+            nested too deeply to parse, or lists a key twice; the message names the file.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_keep_duplicates)
+        duplicate = _find_duplicate(data, "")
+    except FileNotFoundError:
+        raise ReleaseError(f"{path}: catalog file not found; restore it from git") from None
+    except OSError as err:
+        raise ReleaseError(f"{path}: cannot be read ({err.strerror}); check the file") from None
+    except UnicodeDecodeError as err:
+        raise ReleaseError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+            "save it as UTF-8"
+        ) from None
+    except ValueError as err:  # not JSON, or a number too long to convert
+        raise ReleaseError(f"{path}: not valid JSON: {err}; fix the file") from None
+    except RecursionError:
+        raise ReleaseError(
+            f"{path}: nested too deeply to read (a catalog is a few levels deep); fix the file"
+        ) from None
+    if duplicate:
+        raise ReleaseError(f"{path}: {duplicate}; keep one entry")
+    return data
+
+
+def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release:
     """Find one release in the catalog and validate it.
 
     Args:
         release_key: the release's key, e.g. "RELEASE-NOV-23-INITIAL".
+        catalog: the catalog, if the caller has loaded it already (to load many releases, load
+            it once: it is read and validated whole); else it is loaded here.
 
     Returns:
         The validated release.
 
     Raises:
-        ReleaseError: the key is not in the catalog (the message lists the valid keys), or its
-            entry is invalid: a bad name or version, environments out of order, an unknown
-            component. The message names the file, the release and the field.
+        ReleaseError: the catalog is invalid (see load_catalog), the key is not in it (the
+            message lists valid keys), or its entry is invalid: a bad name or version,
+            environments out of order, an unknown component, a field of the wrong type. The
+            message names the file, the release and the field.
     """
-    catalog = load_catalog()
+    if catalog is None:
+        catalog = load_catalog()
     keys = catalog.release_keys()
     if keys.count(release_key) > 1:
         raise ReleaseError(f"{catalog_path()}: release {release_key} is listed twice; keep one")
     if release_key not in keys:
-        raise ReleaseError(f"Unknown release key {release_key!r}. Valid keys: {', '.join(keys)}")
+        raise ReleaseError(
+            f"Unknown release key {_short(release_key)!r}. Valid keys: {_listed(keys)}"
+        )
     index = keys.index(release_key)
     try:
         release = Release.model_validate(catalog.releases[index])
@@ -270,7 +320,7 @@ def load_release(release_key: str) -> Release:
     if unknown:
         raise ReleaseError(
             f"{catalog_path()}: release {release_key}: versions: unknown component(s) "
-            f"{', '.join(unknown)}; known components: {', '.join(catalog.components)}"
+            f"{_listed(unknown)}; known components: {_listed(list(catalog.components))}"
         )
     return release
 
@@ -370,8 +420,9 @@ def check_promotion(release: Release) -> dict[Environment, dict[str, str | None]
 
 
 def _feeder_hint(release: Release, source: Environment) -> str:
-    """Name the releases in the catalog that would put the needed versions into source."""
+    """Name a few releases in the catalog that would put the needed versions into source."""
     feeders = []
+    # One read of the catalog for every candidate (a catalog can hold thousands of releases).
     for entry in load_catalog().releases:
         try:
             candidate = Release.model_validate(entry)
@@ -379,9 +430,10 @@ def _feeder_hint(release: Release, source: Environment) -> str:
             continue
         if source in candidate.environments and candidate.versions == release.versions:
             feeders.append(candidate.key)
-    if feeders:
-        return f"Run {' or '.join(feeders)} first."
-    return f"Promote these versions to {source.value} first."
+    if not feeders:
+        return f"Promote these versions to {source.value} first."
+    more = f" (or one of {len(feeders) - 3} more)" if len(feeders) > 3 else ""
+    return f"Run {' or '.join(feeders[:3])}{more} first."
 
 
 # --- The steps of a deploy -----------------------------------------------------------------
@@ -523,10 +575,14 @@ def deploy_artifact(
 
 def _keep_previous(env: Environment, component: str, replaced: list[str]) -> None:
     """Move the versions a deploy replaced (normally one) aside, with the config that named
-    them, so that a failed verification can roll back to them."""
+    them, so that a failed verification can roll back to them.
+
+    Raises:
+        ReleaseError: the folder they go to is a symbolic link or lies in a linked folder.
+    """
     if not replaced:
         return
-    keep = previous_dir(env)
+    keep = _no_links(previous_dir(env))
     keep.mkdir(parents=True, exist_ok=True)
     for stale in keep.glob(f"{component}-*.txt"):
         stale.unlink()
@@ -561,6 +617,7 @@ def update_config(
         True if it wrote the config, False if env already had it.
 
     Raises:
+        ReleaseError: the config or the ledger is a symbolic link or lies in a linked folder.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("configure")
@@ -626,6 +683,7 @@ def rollback_deploy(
         changes nothing the second time.
 
     Raises:
+        ReleaseError: a file it reads or writes is a symbolic link or lies in a linked folder.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("rollback")
@@ -648,8 +706,9 @@ def rollback_deploy(
             if config is not None:
                 _atomic_write(config_path(env, component), config)
         else:
+            config_file = _no_links(config_path(env, component))
             _append_ledger(line)
-            config_path(env, component).unlink(missing_ok=True)
+            config_file.unlink(missing_ok=True)
         for other in held_versions(env, component):
             if other != previous:
                 deployed_path(env, component, other).unlink()
@@ -707,6 +766,9 @@ def record_release(
 
     Returns:
         The record's path. Writing the same record twice changes nothing.
+
+    Raises:
+        ReleaseError: the record is a symbolic link or lies in a linked folder.
     """
     raise_planted_bug("record")
     path = records_dir() / f"{release.key}-{run_id}.json"
@@ -755,18 +817,76 @@ def _outcome(version: str, before: str | None, after: str | None, state: str) ->
     return {"before": before, "after": after, "outcome": outcome}
 
 
+class _ShownDecision(BaseModel):
+    """What the history shows of a decision at a gate (a record keeps more)."""
+
+    model_config = ConfigDict(strict=True)
+    environment: str
+    approved: bool
+    by: str
+
+
+class _ShownRecord(BaseModel):
+    """What the history shows of a release record (record_release writes more)."""
+
+    model_config = ConfigDict(strict=True)
+    release_key: str
+    started: str
+    finished: str
+    result: str
+    decisions: list[_ShownDecision]
+
+
 def release_history(limit: int = 10) -> list[dict[str, Any]]:
-    """The records of the latest finished release runs, newest first."""
+    """The records of the latest finished release runs, newest first.
+
+    A file under database/releases that is not such a record (not UTF-8, not JSON, a link, a
+    field missing or of the wrong type: a hand edit or a foreign file) is skipped, so the
+    history of the others can always be shown.
+    """
     folder = records_dir()
-    records = [_read_json(path) for path in folder.glob("*.json")] if folder.is_dir() else []
-    records = [record for record in records if isinstance(record, dict)]
-    return sorted(records, key=lambda record: record.get("finished", ""), reverse=True)[:limit]
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    records = [record for record in map(_release_record, paths) if record is not None]
+    return sorted(records, key=lambda record: record["finished"], reverse=True)[:limit]
+
+
+def _release_record(path: Path) -> dict[str, Any] | None:
+    """The release record in path, or None if path does not hold a well-formed one."""
+    try:
+        record = _read_json(path)
+        _ShownRecord.model_validate(record)
+    except (ReleaseError, OSError, ValidationError):
+        return None
+    return record
 
 
 def read_ledger() -> list[dict[str, Any]]:
-    """Every line of the ledger, oldest first."""
-    text = _read_text(ledger_path()) or ""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """Every change in the ledger, oldest first.
+
+    A line that is not a JSON object is skipped, with a logged warning naming it: a write torn
+    by a crash (it stands for no change: a change's line is written before the change is made,
+    see _commit) or a hand edit. A warning, not an error: the other lines are still the changes.
+
+    Raises:
+        ReleaseError: the ledger is a symbolic link or lies in a linked folder.
+    """
+    changes, skipped = [], []
+    lines = (_read_bytes(ledger_path()) or b"").split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        change = _json_or_none(line)
+        if isinstance(change, dict):
+            changes.append(change)
+        else:
+            skipped.append(str(number))
+    if skipped:
+        _log.warning(
+            "%s: skipped line(s) %s: not a JSON object (a write torn by a crash, or a hand edit)",
+            ledger_path(),
+            _listed(skipped),
+        )
+    return changes
 
 
 # --- Helpers -------------------------------------------------------------------------------
@@ -779,10 +899,13 @@ def _exclusive(*target: str) -> Iterator[None]:
     Two attempts of the same step can overlap: a retry starts when the first attempt's heartbeat
     lapses, while the first one's thread may still be running. The second waits here, then finds
     the change made. The lock is the file's, so it holds across threads and worker processes.
+
+    Raises:
+        ReleaseError: the lock file is a symbolic link or lies in a linked folder.
     """
-    path = lock_path(".".join(target))
+    path = _no_links(lock_path(".".join(target)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as lock:
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666), "wb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -847,26 +970,72 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _read_text(path: Path) -> str | None:
+def _no_links(path: Path) -> Path:
+    """path, once it is known that reading or writing it follows no symbolic link: path is not
+    one, and no folder between the demo root and it is one (so nothing leads out of the root).
+
+    Raises:
+        ReleaseError: one is; the message names the path and what to do.
+    """
+    root = demo_root()
+    if path.is_symlink():
+        problem = "is a symbolic link"
+    elif path.parent.resolve() != root.resolve() / path.parent.relative_to(root):
+        problem = "lies in a linked folder (a folder on its way is a symbolic link)"
+    else:
+        return path
+    raise ReleaseError(
+        f"{path} {problem}: the release system follows no links, so that nothing it writes "
+        "lands outside the demo root. Replace the link with a real file or folder and retry."
+    )
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The content of path, or None if there is no such file.
+
+    Raises:
+        ReleaseError: path is a symbolic link or lies in a linked folder (see _no_links).
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        # O_NOFOLLOW: a link planted after the check is refused (OSError), not read through.
+        fd = os.open(_no_links(path), os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
+        return None
+    with open(fd, "rb") as file:
+        return file.read()
+
+
+def _read_text(path: Path) -> str | None:
+    content = _read_bytes(path)
+    return None if content is None else content.decode("utf-8")
+
+
+def _json_or_none(text: str | bytes) -> Any:
+    """text parsed as JSON, or None if it is not JSON (or not UTF-8, or nested too deeply)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
         return None
 
 
 def _read_json(path: Path) -> Any:
-    text = _read_text(path)
-    try:
-        return None if text is None else json.loads(text)
-    except json.JSONDecodeError:
-        return None
+    content = _read_bytes(path)
+    return None if content is None else _json_or_none(content)
 
 
 def _write_temp(path: Path, text: str) -> Path:
-    """Write text beside path under a temp name; the caller renames it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write text beside path under a temp name; the caller renames it into place.
+
+    Raises:
+        ReleaseError: path is a symbolic link or lies in a linked folder (see _no_links).
+    """
+    _no_links(path).parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as file:
+    # A leftover temp file (a crashed attempt's, or a planted link) is removed, not written
+    # through: unlink removes a link itself, and O_EXCL | O_NOFOLLOW create a fresh file only.
+    temp.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with open(os.open(temp, flags, 0o666), "w", encoding="utf-8") as file:
         file.write(text)
         file.flush()
         os.fsync(file.fileno())
@@ -884,7 +1053,7 @@ def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
     ledger line it then writes again is the same change and is skipped (see _append_ledger).
     A crash after the rename leaves the change done and recorded, so the retry finds it done.
     Either way the change is made once and recorded once. (The temp name is fixed per target,
-    so the retry overwrites any half-written temp file.)
+    so the retry removes any half-written temp file.)
     """
     temp = _write_temp(path, text)
     _append_ledger(ledger_line)
@@ -918,25 +1087,36 @@ def _append_ledger(line: dict[str, Any]) -> None:
 
     The ledger is append-only, so it is not rewritten through a temp file: each line goes in
     with a single write under an exclusive lock, which concurrent steps (threads or worker
-    processes) cannot interleave.
+    processes) cannot interleave. A last line that a crash cut short (a torn write) stays, and
+    read_ledger skips it.
+
+    Raises:
+        ReleaseError: the ledger is a symbolic link or lies in a linked folder.
     """
-    path = ledger_path()
+    path = _no_links(ledger_path())
     path.parent.mkdir(parents=True, exist_ok=True)
-    identity = tuple(line[field] for field in _SAME_CHANGE)
-    with open(path, "a+", encoding="utf-8") as ledger:
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+    with open(os.open(path, flags, 0o666), "r+b") as ledger:
         fcntl.flock(ledger, fcntl.LOCK_EX)
-        ledger.seek(0)
+        last = b"\n"
         for existing in ledger:
-            # Only a line of the same run and component can be the same change: skip the
-            # others without parsing them (a release of many components makes many lines).
-            if line["run_id"] not in existing or line["component"] not in existing:
-                continue
-            try:
-                recorded = json.loads(existing)
-            except json.JSONDecodeError:
-                continue
-            if tuple(recorded.get(field) for field in _SAME_CHANGE) == identity:
+            last = existing
+            if _records(existing, line):
                 return
-        ledger.write(json.dumps(line) + "\n")
+        # After a torn last line, this change starts a line of its own instead of joining it.
+        start = b"" if last.endswith(b"\n") else b"\n"
+        ledger.write(start + json.dumps(line).encode() + b"\n")
         ledger.flush()
         os.fsync(ledger.fileno())
+
+
+def _records(existing: bytes, line: dict[str, Any]) -> bool:
+    """Whether the ledger line existing records the same change as line."""
+    # Only a line of the same run and component can be the same change: skip the others
+    # without parsing them (a release of many components makes many lines).
+    if line["run_id"].encode() not in existing or line["component"].encode() not in existing:
+        return False
+    recorded = _json_or_none(existing)
+    return isinstance(recorded, dict) and all(
+        recorded.get(field) == line[field] for field in _SAME_CHANGE
+    )

@@ -5,14 +5,18 @@ catalog) is a pydantic model, carried by the pydantic data converter.
 """
 
 import os
+import re
 from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_validator,
@@ -50,6 +54,54 @@ ReleaseKey = Annotated[str, StringConstraints(pattern=f"^{RELEASE_KEY_PATTERN}$"
 ComponentName = Annotated[str, StringConstraints(pattern=f"^{COMPONENT_PATTERN}$", max_length=60)]
 Version = Annotated[str, StringConstraints(pattern=f"^{VERSION_PATTERN}$", max_length=40)]
 
+# Free text in the catalog (a repository, a team, a name) ends up in configs, artifacts,
+# terminals and Temporal payloads (2 MB at most): one printable line, bounded.
+MAX_TEXT_LENGTH = 200
+
+
+def _one_printable_line(text: str) -> str:
+    """text, if it is one line of printable characters.
+
+    Raises:
+        ValueError: it holds an unprintable character (a line break, an escape code, ...);
+            the message says which, where, and what is allowed.
+    """
+    for position, char in enumerate(text):
+        if not char.isprintable():
+            raise ValueError(
+                f"unprintable character {char!r} at position {position}; allowed: printable "
+                f"text on one line, at most {MAX_TEXT_LENGTH} characters"
+            )
+    return text
+
+
+CatalogText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH),
+    AfterValidator(_one_printable_line),
+]
+
+
+def _written_date(value: object) -> object:
+    """value, if it is a date or a date written "YYYY-MM-DD" (JSON has no date type).
+
+    Raises:
+        ValueError: it is anything else, such as a number, which lax parsing would have read
+            as a Unix timestamp.
+    """
+    if isinstance(value, date) or (
+        isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value)
+    ):
+        return value
+    raise ValueError('must be a date written "YYYY-MM-DD", e.g. "2023-11-15"')
+
+
+CatalogDate = Annotated[date, BeforeValidator(_written_date)]
+
+# A release of more components would outgrow what Temporal keeps of one workflow: its history
+# gets 12 to 24 events per component (a child per environment) of 51,200 at most.
+MAX_COMPONENTS_PER_RELEASE = 1000
+
 
 class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -59,17 +111,22 @@ class FrozenModel(BaseModel):
 
 
 class Release(FrozenModel):
-    """One release: which version of each component goes to which environments."""
+    """One release: which version of each component goes to which environments.
+
+    Types are strict: "approved": "yes" or 1 is refused, not read as true.
+    """
 
     key: ReleaseKey
-    release_date: date
-    versions: dict[ComponentName, Version] = Field(min_length=1)
-    environments: list[Environment] = Field(min_length=1)
+    release_date: CatalogDate
+    versions: dict[ComponentName, Version] = Field(
+        min_length=1, max_length=MAX_COMPONENTS_PER_RELEASE
+    )
+    environments: list[Environment] = Field(min_length=1, max_length=len(ENVIRONMENT_ORDER))
     # A release not approved in the catalog waits for a person's approval before its first
     # environment; approval_before names environments that wait for one even so.
-    approved: bool
-    approved_by: str | None = None
-    approval_before: list[Environment] = []
+    approved: StrictBool
+    approved_by: CatalogText | None = None
+    approval_before: list[Environment] = Field(default=[], max_length=len(ENVIRONMENT_ORDER))
 
     @field_validator("environments")
     @classmethod

@@ -4,6 +4,7 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,53 @@ def test_unknown_key_lists_the_valid_keys(demo_root: Path) -> None:
     assert "RELEASE-JAN-24-ALPHA-PROD" in str(caught.value)
 
 
+def write_large_catalog(root: Path, count: int) -> None:
+    """A catalog of count releases, RELEASE-GEN-0000 and on, each a copy of the first one."""
+
+    def mutate(data: dict) -> None:
+        first = data["releases"][0]
+        data["releases"] = [dict(first, key=f"RELEASE-GEN-{n:04d}") for n in range(count)]
+
+    write_catalog(root, mutate)
+
+
+def test_an_unknown_key_names_a_few_valid_keys_however_large_the_catalog(demo_root: Path) -> None:
+    write_large_catalog(demo_root, 2000)
+    with pytest.raises(rm.ReleaseError) as caught:
+        rm.load_release("RELEASE-NOPE" * 100_000)
+    message = str(caught.value)
+    assert "RELEASE-GEN-0000, RELEASE-GEN-0001" in message
+    assert "RELEASE-GEN-0019 and 1980 more" in message
+    assert len(message) < 1000  # it crosses Temporal when a release names an unknown key
+
+
+def test_loading_every_release_of_a_large_catalog_reads_it_once(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_large_catalog(demo_root, 2000)
+    reads: list[Path] = []
+    read_text = Path.read_text
+
+    def counted(path: Path, *args, **kwargs) -> str:
+        if path.name == rm.CATALOG_NAME:
+            reads.append(path)
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    catalog = rm.load_catalog()
+    releases = [rm.load_release(key, catalog=catalog) for key in catalog.release_keys()]
+    assert len(releases) == 2000 and len(reads) == 1
+    rm.load_release("RELEASE-GEN-0007")  # without a catalog, it reads one
+    assert len(reads) == 2
+    # A refused promotion names releases that would feed it: one read for all 2,000 candidates.
+    to_test = releases[0].model_copy(update={"environments": [TEST]})
+    with pytest.raises(
+        rm.ReleaseError, match=r"Run RELEASE-GEN-0000 or .* \(or one of 1997 more\)"
+    ):
+        rm.check_promotion(to_test)
+    assert len(reads) == 3
+
+
 def _release(data: dict, key: str) -> dict:
     return next(entry for entry in data["releases"] if entry["key"] == key)
 
@@ -175,6 +223,45 @@ def _release(data: dict, key: str) -> dict:
             lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(approved_by=None),
             r"must name who approved it",
         ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(approved_by="A" * 10_000_000),
+            r"releases\.0\.approved_by: String should have at most 200 characters",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(approved_by="Ada\u202eecalevoL"),
+            r"releases\.0\.approved_by: unprintable character '\\u202e' at position 3; "
+            r"allowed: printable text on one line",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(approved="yes"),
+            r"releases\.0\.approved: Input should be a valid boolean",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(approved=1),
+            r"releases\.0\.approved: Input should be a valid boolean",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(release_date=1700006400),
+            r'releases\.0\.release_date: must be a date written "YYYY-MM-DD"',
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(environments=["DEV"] * 100_000),
+            r"releases\.0\.environments: List should have at most 4 items",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL").update(approval_before=["PROD"] * 9),
+            r"releases\.0\.approval_before: List should have at most 4 items",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL")["versions"].update(
+                {f"c{n}": "1.0" for n in range(1000)}
+            ),
+            r"releases\.0\.versions: Dictionary should have at most 1000 items",
+        ),
+        (
+            lambda d: _release(d, "RELEASE-NOV-23-INITIAL")["versions"].update({"x" * 10**7: "1"}),
+            r"releases\.0\.versions\.x{60}\.\.\.\.\[key\]: String should",
+        ),
     ],
     ids=[
         "skips-an-env",
@@ -185,6 +272,15 @@ def _release(data: dict, key: str) -> dict:
         "bad-component",
         "unknown-component",
         "no-approver",
+        "huge-approver",
+        "approver-with-control",
+        "approved-yes",
+        "approved-1",
+        "date-as-timestamp",
+        "huge-environments",
+        "huge-approval-before",
+        "too-many-components",
+        "huge-component-name",
     ],
 )
 def test_invalid_release_is_refused_naming_file_release_and_field(
@@ -194,7 +290,68 @@ def test_invalid_release_is_refused_naming_file_release_and_field(
     with pytest.raises(rm.ReleaseError, match=message) as caught:
         rm.load_release("RELEASE-NOV-23-INITIAL")
     assert str(path) in str(caught.value)
+    assert len(str(caught.value)) < 500  # a message crosses Temporal: it never quotes a huge value
     assert rm.load_release("RELEASE-JAN-24-ALPHA-DEV").key == "RELEASE-JAN-24-ALPHA-DEV"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda d: d["components"]["frontend"].update(team="W" * 10_000_000),
+            r"components\.frontend\.team: String should have at most 200 characters",
+        ),
+        (
+            lambda d: d["components"]["frontend"].update(team=""),
+            r"components\.frontend\.team: String should have at least 1 character",
+        ),
+        (
+            lambda d: d["components"]["sbstore"].update(repository="https://x.example/a\n.git"),
+            r"components\.sbstore\.repository: unprintable character '\\n' at position 19",
+        ),
+        (
+            lambda d: d["environments"]["PROD"].update(log_level="\x1b[31mwarning"),
+            r"environments\.PROD\.log_level: unprintable character '\\x1b' at position 0",
+        ),
+        (
+            lambda d: d["environments"]["DEV"].update(replicas=True),
+            r"environments\.DEV\.replicas: Input should be a valid integer",
+        ),
+        (
+            lambda d: d["environments"]["DEV"].update(replicas="2"),
+            r"environments\.DEV\.replicas: Input should be a valid integer",
+        ),
+        (
+            lambda d: d["components"].update({"x" * 10_000_000: {"repository": "r", "team": "t"}}),
+            r"components\.x{60}\.\.\.\.\[key\]: String should",
+        ),
+    ],
+    ids=[
+        "huge-team",
+        "empty-team",
+        "newline-in-repository",
+        "escape-in-log-level",
+        "replicas-true",
+        "replicas-string",
+        "huge-component-name",
+    ],
+)
+def test_invalid_catalog_field_is_refused_naming_file_and_field(
+    demo_root: Path, mutate, message: str
+) -> None:
+    path = write_catalog(demo_root, mutate)
+    with pytest.raises(rm.ReleaseError, match=message) as caught:
+        rm.load_catalog()
+    assert str(path) in str(caught.value) and "fix the catalog" in str(caught.value)
+    assert len(str(caught.value)) < 500
+
+
+def test_the_shipped_catalog_loads_strictly(demo_root: Path) -> None:
+    catalog = rm.load_catalog()
+    releases = [rm.load_release(key, catalog=catalog) for key in catalog.release_keys()]
+    assert len(releases) == 7
+    assert releases[0].release_date == date(2023, 11, 15) and releases[0].approved is True
+    assert catalog.environments[Environment.PROD].replicas == 3
 
 
 def test_component_listed_twice_is_refused(demo_root: Path) -> None:
@@ -211,6 +368,15 @@ def test_component_listed_twice_is_refused(demo_root: Path) -> None:
 def test_malformed_or_missing_catalog_is_refused(demo_root: Path, monkeypatch) -> None:
     path = write_catalog(demo_root, lambda d: None)
     path.write_text('{"components": ')
+    with pytest.raises(rm.ReleaseError, match="catalog.json: not valid JSON"):
+        rm.load_release("RELEASE-NOV-23-INITIAL")
+    path.write_bytes('{"components": {"frontend": {"team": "Caf\u00e9"}}}'.encode("latin-1"))
+    with pytest.raises(rm.ReleaseError, match=r"catalog.json: not UTF-8 text .*save it as UTF-8"):
+        rm.load_release("RELEASE-NOV-23-INITIAL")
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(rm.ReleaseError, match=r"catalog.json: nested too deeply.*fix the file"):
+        rm.load_release("RELEASE-NOV-23-INITIAL")
+    path.write_text('{"components": ' + "9" * 5000 + "}")
     with pytest.raises(rm.ReleaseError, match="catalog.json: not valid JSON"):
         rm.load_release("RELEASE-NOV-23-INITIAL")
     monkeypatch.setattr(rm, "catalog_path", lambda: demo_root / "nowhere.json")
@@ -237,9 +403,15 @@ def test_promotion_from_an_environment_without_the_versions_is_refused(demo_root
 def test_verify_catches_a_deploy_that_is_not_what_was_gathered(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
     _, sha = rm.fetch_artifact("frontend", "1.0", DEV)
-    rm.deployed_path(DEV, "frontend", "1.0").write_text("tampered\n")
+    # A genuine build, but not the artifact this deploy gathered: retried.
     with pytest.raises(rm.VerificationError, match="does not match its artifact"):
+        rm.verify_deploy("frontend", "1.0", DEV, "0" * 64)
+    # Not what the build made (tampered with): refused, no retry can make it genuine.
+    genuine = rm.deployed_path(DEV, "frontend", "1.0").read_text()
+    rm.deployed_path(DEV, "frontend", "1.0").write_text("tampered\n")
+    with pytest.raises(rm.ReleaseError, match="is not what the build of frontend 1.0 makes"):
         rm.verify_deploy("frontend", "1.0", DEV, sha)
+    rm.deployed_path(DEV, "frontend", "1.0").write_text(genuine)
     rm.deployed_path(DEV, "frontend", "1.1").write_text("stray\n")
     with pytest.raises(rm.VerificationError, match="DEV holds frontend 1.0\\+1.1, expected 1.0"):
         rm.verify_deploy("frontend", "1.0", DEV, sha)
