@@ -17,7 +17,9 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import release_management
 from activities import ALL_ACTIVITIES, MAX_CONCURRENT_ACTIVITIES
+from release_management import ReleaseError
 from shared import TASK_QUEUE
 from utils import (
     TemporalUnreachable,
@@ -27,6 +29,7 @@ from utils import (
     failure_mode,
     planted_bug,
     step_seconds,
+    unhealthy,
     web_ui_url,
 )
 from workflows import DeployWorkflow, EnvironmentLockWorkflow, ReleaseWorkflow
@@ -65,6 +68,24 @@ def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
     )
 
 
+def check_settings() -> None:
+    """Validate the worker's DEMO_* settings, so a typo fails at start, not mid-release.
+
+    Raises:
+        ValueError: a setting is invalid; the message names it and the accepted values.
+        ReleaseError: DEMO_UNHEALTHY needs the catalog, and it is unreadable.
+    """
+    check_demo_settings()
+    target = unhealthy()
+    components = list(release_management.load_catalog().components) if target else []
+    # A component the catalog does not have would never fail its health check: refuse it.
+    if target and target[0] not in components:
+        raise ValueError(
+            f"DEMO_UNHEALTHY={'@'.join(target)!r}: the catalog has no component {target[0]!r}; "
+            f"use one of: {', '.join(components)}"
+        )
+
+
 def configure_logging() -> None:
     """Log the release's story one plain line at a time: our messages already say which
     release, environment and component they are about."""
@@ -75,8 +96,8 @@ def configure_logging() -> None:
 
 async def main() -> int:
     try:
-        check_demo_settings()
-    except ValueError as err:
+        check_settings()
+    except (ValueError, ReleaseError) as err:
         print(f"run_worker.py: {err}", file=sys.stderr)
         return 2
     configure_logging()

@@ -19,8 +19,9 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio.client import (
     Client,
@@ -37,6 +38,8 @@ import release_management
 from release_management import ReleaseError
 from shared import (
     ENVIRONMENT_ORDER,
+    MAX_NAME_LENGTH,
+    MAX_REASON_LENGTH,
     TASK_QUEUE,
     ApproveInput,
     Cell,
@@ -45,8 +48,16 @@ from shared import (
     ReleaseInput,
     ReleaseProgress,
     deploy_workflow_id,
+    shown,
 )
-from utils import TemporalUnreachable, connect, exit_now, web_ui_url
+from utils import (
+    TemporalUnreachable,
+    check_demo_root,
+    check_task_queue,
+    connect,
+    exit_now,
+    web_ui_url,
+)
 from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
 
 # Pick the release to run: uncomment one line (demos.md runs all six, in this order).
@@ -73,7 +84,10 @@ async def run_release(
     try:
         handle = await client.start_workflow(
             ReleaseWorkflow.run,
-            ReleaseInput(release_key=release_key),
+            # Steps refuse to run on a worker that serves another demo root than this one.
+            ReleaseInput(
+                release_key=release_key, demo_root=str(release_management.demo_root().resolve())
+            ),
             id=workflow_id,
             task_queue=task_queue,
             task_timeout=WORKFLOW_TASK_TIMEOUT,
@@ -144,7 +158,8 @@ async def _report_status(client: Client, handle: WorkflowHandle) -> None:
         }
         for what, text in now.items():
             if seen.get(what) != text:
-                print(f"  ... {text}" if what == "status" else f"  ... {what}: {text}", flush=True)
+                line = f"  ... {text}" if what == "status" else f"  ... {what}: {text}"
+                print(shown(line), flush=True)
         seen = now
 
 
@@ -201,7 +216,7 @@ def format_progress(progress: ReleaseProgress) -> list[str]:
     if progress.gate is not None:
         decide = f"python run_workflow.py --approve {progress.release_key} --gate "
         lines.append(f"  To decide: {decide}{progress.gate.value} --by NAME (or --reject)")
-    return lines
+    return [shown(line) for line in lines]
 
 
 def _cell_text(cell: Cell) -> str:
@@ -229,7 +244,8 @@ async def _result(client: Client, handle: WorkflowHandle, release_key: str) -> s
             now = time.monotonic()
             if lost_since is None:
                 lost_since = now
-                print(f"Lost the connection to Temporal ({err}); trying again.", flush=True)
+                reason = shown(str(err))
+                print(f"Lost the connection to Temporal ({reason}); trying again.", flush=True)
             if now - lost_since > RECONNECT_SECONDS:
                 raise StarterError(
                     f"Temporal has not answered for {RECONNECT_SECONDS} s. The release goes on "
@@ -270,10 +286,11 @@ def format_environments() -> str:
 
 def format_catalog() -> str:
     """The catalog's releases, one line each, in catalog order."""
+    catalog = release_management.load_catalog()  # read and validated once, not once a release
     rows = []
-    for key in release_management.load_catalog().release_keys():
+    for key in catalog.release_keys():
         try:
-            release = release_management.load_release(key)
+            release = release_management.load_release(key, catalog=catalog)
         except ReleaseError as err:
             rows.append([key, "INVALID", str(err), ""])
             continue
@@ -284,10 +301,11 @@ def format_catalog() -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) + 2 for i in range(len(header))]
+    table = [[shown(cell) for cell in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in table) + 2 for i in range(len(header))]
     return "\n".join(
         "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
+        for row in table
     )
 
 
@@ -421,27 +439,105 @@ def format_history(limit: int = 10) -> str:
     return _table(["RELEASE", "STARTED", "FINISHED", "DECISIONS", "RESULT"], rows)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, saying a mistake in one line instead of the usage followed by the mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _key(text: str) -> str:
+    """A release key argument: a blank one is refused, not taken for the default release."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a release key cannot be empty; --list shows the keys")
+    return text
+
+
+def _text(limit: int) -> Callable[[str], str]:
+    """The type of a name or a reason: not blank, at most limit characters, and printable only
+    (an escape code or a line break in it would redraw a terminal or forge a line)."""
+
+    def text(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError("cannot be empty")
+        if not value.isprintable():
+            raise argparse.ArgumentTypeError(
+                "printable characters only: no escape codes, tabs or line breaks"
+            )
+        if len(value) > limit:
+            raise argparse.ArgumentTypeError(f"at most {limit} characters, not {len(value)}")
+        return value
+
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Start a release and wait for its result.")
-    parser.add_argument(
-        "key", nargs="?", default=releasekey, help=f"release key (default {releasekey})"
+    parser = _Parser(prog="run_workflow.py", description="Start a release and wait for its result.")
+    # One thing at a time: run a release, or one of the commands.
+    one = parser.add_mutually_exclusive_group()
+    one.add_argument("key", nargs="?", type=_key, help=f"release key (default {releasekey})")
+    one.add_argument("--list", action="store_true", help="print the releases in the catalog")
+    one.add_argument("--envs", action="store_true", help="print what each environment holds")
+    one.add_argument("--history", action="store_true", help="print the latest release runs")
+    one.add_argument(
+        "--status", metavar="KEY", type=_key, help="print the progress grid of release KEY"
     )
-    parser.add_argument("--list", action="store_true", help="print the releases in the catalog")
-    parser.add_argument("--envs", action="store_true", help="print what each environment holds")
-    parser.add_argument("--history", action="store_true", help="print the latest release runs")
-    parser.add_argument("--status", metavar="KEY", help="print the progress grid of release KEY")
-    parser.add_argument("--approve", metavar="KEY", help="approve the gate KEY is waiting at")
-    parser.add_argument("--reject", metavar="KEY", help="reject the gate KEY is waiting at")
+    one.add_argument(
+        "--approve", metavar="KEY", type=_key, help="approve the gate KEY is waiting at"
+    )
+    one.add_argument("--reject", metavar="KEY", type=_key, help="reject the gate KEY is waiting at")
+    one.add_argument("--cancel", metavar="KEY", type=_key, help="cancel release KEY")
     parser.add_argument(
         "--gate",
         type=Environment,
         choices=list(Environment),
         help="the environment whose approval gate you decide",
     )
-    parser.add_argument("--cancel", metavar="KEY", help="cancel release KEY")
-    parser.add_argument("--by", default="", help="who approves or rejects")
-    parser.add_argument("--reason", default="", help="why, when rejecting or cancelling")
+    parser.add_argument(
+        "--by", metavar="NAME", type=_text(MAX_NAME_LENGTH), help="who approves or rejects"
+    )
+    parser.add_argument(
+        "--reason",
+        metavar="TEXT",
+        type=_text(MAX_REASON_LENGTH),
+        help="why, when rejecting or cancelling",
+    )
     return parser
+
+
+# The commands each option qualifies; with none of them, it would be silently ignored.
+QUALIFIES = {
+    "gate": ("approve", "reject"),
+    "by": ("approve", "reject"),
+    "reason": ("reject", "cancel"),
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The starter's command line, or exit 2 with one line saying what is wrong."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for option, commands in QUALIFIES.items():
+        if getattr(args, option) is not None and all(getattr(args, c) is None for c in commands):
+            parser.error(f"--{option} goes with {' or '.join(f'--{c}' for c in commands)}")
+    return args
+
+
+def _check_settings(args: argparse.Namespace) -> None:
+    """The settings this run reads: the demo root always, the task queue to talk to Temporal.
+
+    Raises:
+        ValueError: a setting is invalid; the message names it and what to do.
+    """
+    check_demo_root()
+    if not (args.list or args.envs or args.history):
+        check_task_queue()
+
+
+def _refuse(err: Exception, status: int) -> int:
+    """Say why in one line on stderr, whatever the message holds; return status."""
+    print(f"run_workflow.py: {shown(str(err))}", file=sys.stderr)
+    return status
 
 
 async def command(args: argparse.Namespace) -> int:
@@ -462,18 +558,23 @@ async def _command(client: Client, args: argparse.Namespace, key: str) -> int:
         print("\n".join(await status_of(client, key)))
         return 0
     if args.cancel is not None:
-        result = await cancel(client, key, args.reason)
-        print(f"Result: {result}")
+        result = await cancel(client, key, args.reason or "")
+        print(f"Result: {shown(result)}")
         return 0 if result == f"Release {key}: CANCELLED" else 1
     if args.gate is None:
         raise StarterError(f"say which gate you decide: --gate ENV (see --status {key})")
-    reason = None if args.approve is not None else args.reason
-    print(await decide(client, key, args.gate, args.by, reason))
+    reason = None if args.approve is not None else args.reason or ""
+    print(shown(await decide(client, key, args.gate, args.by or "", reason)))
     return 0
 
 
 async def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
+    key = args.key or releasekey
+    try:
+        _check_settings(args)
+    except ValueError as err:
+        return _refuse(err, 2)
     try:
         if args.list:
             print(format_catalog())
@@ -489,15 +590,14 @@ async def main(argv: list[str]) -> int:
         ):
             return await command(args)
         # Refuse an unknown key here, at once, before anything is started.
-        release_management.load_release(args.key)
+        release_management.load_release(key)
         client = await connect()
-        result = await run_release(client, args.key)
+        result = await run_release(client, key)
     except (ReleaseError, StarterError, TemporalUnreachable) as err:
-        print(f"run_workflow.py: {err}", file=sys.stderr)
-        return 1
-    print(f"Result: {result}")
+        return _refuse(err, 1)
+    print(f"Result: {shown(result)}")
     print(format_environments())
-    return 0 if result == f"Release {args.key}: SUCCESS" else 1
+    return 0 if result == f"Release {key}: SUCCESS" else 1
 
 
 if __name__ == "__main__":

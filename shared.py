@@ -103,6 +103,19 @@ CatalogDate = Annotated[date, BeforeValidator(_written_date)]
 MAX_COMPONENTS_PER_RELEASE = 1000
 
 
+# Names and reasons people give (--by, --reason) end up in records, terminals and the Web UI:
+# one printable line each, bounded.
+MAX_NAME_LENGTH = 100
+MAX_REASON_LENGTH = 500
+
+
+def shown(text: str) -> str:
+    """text as a terminal should show it: anything unprintable (an escape code, a line break) as
+    its Python escape, so text from a person, the server or a file cannot redraw the screen or
+    forge a line."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

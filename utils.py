@@ -21,13 +21,18 @@ Pace
 
 import os
 import random
+import re
 import shutil
 import sys
 from pathlib import Path
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.envconfig import ClientConfig
+from temporalio.envconfig import ClientConfig, ClientConnectConfig
+from temporalio.service import RPCError, RPCStatusCode
+
+from shared import TASK_QUEUE
 
 # How often each injector fails, as a probability per call. Edit these.
 RARELY_RATE = 0.10
@@ -164,6 +169,33 @@ def step_seconds() -> float:
     return seconds
 
 
+def check_demo_root() -> None:
+    """Refuse a DEMO_ROOT that is not a folder: the scripts would show empty environments, and a
+    worker would scatter a release's files into a folder nobody looks at.
+
+    Raises:
+        ValueError: DEMO_ROOT is set and names no folder.
+    """
+    root = os.environ.get("DEMO_ROOT")
+    if root and not Path(root).is_dir():
+        raise ValueError(
+            f"DEMO_ROOT={root!r} is not a folder: create it (mkdir -p {root}) or unset DEMO_ROOT "
+            "to use the project folder"
+        )
+
+
+def check_task_queue() -> None:
+    """Refuse a blank DEMO_TASK_QUEUE: a worker on queue '' would never meet the starter.
+
+    Raises:
+        ValueError: DEMO_TASK_QUEUE is set but blank.
+    """
+    if not TASK_QUEUE.strip():
+        raise ValueError(
+            "DEMO_TASK_QUEUE is empty: unset it to use release-orchestration, or name a queue"
+        )
+
+
 def check_demo_settings() -> None:
     """Validate every DEMO_* setting the worker reads, so a typo fails at start, not mid-release.
 
@@ -174,6 +206,8 @@ def check_demo_settings() -> None:
     planted_bug()
     unhealthy()
     step_seconds()
+    check_demo_root()
+    check_task_queue()
 
 
 def web_ui_url(client: Client, workflow_id: str = "") -> str:
@@ -202,16 +236,14 @@ async def connect() -> Client:
     localhost:7233, namespace "default". Pydantic models cross the wire as JSON.
 
     Raises:
-        TemporalUnreachable: the settings are invalid or the server does not answer; the
-            message says which, and where it looked.
+        TemporalUnreachable: the settings are invalid, the server does not answer, or it has
+            no such namespace; the message says which, and where it looked, and never quotes
+            the config file (it may hold an API key).
     """
+    config = _connect_config()
+    address = config["target_host"]
     try:
-        config = ClientConfig.load_client_connect_config()
-    except Exception as err:  # the SDK raises several types for a bad profile, file or path
-        raise TemporalUnreachable(f"invalid Temporal connection settings: {err}") from None
-    config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
-    try:
-        return await Client.connect(**config, data_converter=pydantic_data_converter)
+        client = await Client.connect(**config, data_converter=pydantic_data_converter)
     except RuntimeError as err:
         reason = str(err).splitlines()[0]
         hint = (
@@ -219,8 +251,97 @@ async def connect() -> Client:
             if "refused" in reason.lower()
             else f"{reason}. Check the TEMPORAL_* settings (setup.md)."
         )
+        raise TemporalUnreachable(f"cannot reach Temporal at {address}: {hint}") from None
+    await _check_namespace(client, address)
+    return client
+
+
+def _connect_config() -> ClientConnectConfig:
+    """The connection settings, refused in one line when they cannot be right."""
+    _check_config_file()
+    try:
+        config = ClientConfig.load_client_connect_config()
+    except Exception as err:  # the SDK raises several types for a bad profile, file or path
         raise TemporalUnreachable(
-            f"cannot reach Temporal at {config['target_host']}: {hint}"
+            f"invalid Temporal connection settings: {_config_problem(err)}"
+        ) from None
+    _check_address(config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS))
+    return config
+
+
+def temporal_config_file() -> Path:
+    """The temporal.toml the SDK reads: TEMPORAL_CONFIG_FILE, else the platform's default."""
+    named = os.environ.get("TEMPORAL_CONFIG_FILE")
+    if named:
+        return Path(named)
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or Path.home())
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "temporalio" / "temporal.toml"
+
+
+def _check_config_file() -> None:
+    # The SDK quietly skips a TEMPORAL_CONFIG_FILE that is not there, and the profile with it.
+    named = os.environ.get("TEMPORAL_CONFIG_FILE")
+    if named is not None and not Path(named).is_file():
+        raise TemporalUnreachable(
+            f"TEMPORAL_CONFIG_FILE={named!r} is not a file: name your temporal.toml, or unset "
+            "it (setup.md)"
+        )
+
+
+# Where the SDK found a TOML error; the rest of its message quotes the line, API key and all.
+_TOML_ERROR = re.compile(r"TOML parse error at (line \d+, column \d+)")
+
+
+def _config_problem(err: Exception) -> str:
+    """What is wrong with the connection settings, never quoting the config file."""
+    text = str(err)
+    found = _TOML_ERROR.search(text)
+    if found:
+        return (
+            f"{temporal_config_file()}, {found[1]}: not a valid profile; fix it there (the "
+            "line is not shown: it may hold a key)"
+        )
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _check_address(address: str) -> None:
+    # The SDK takes an empty TEMPORAL_ADDRESS for unset, and a gRPC address has no scheme.
+    if not os.environ.get("TEMPORAL_ADDRESS", "unset").strip():
+        raise TemporalUnreachable(
+            f"TEMPORAL_ADDRESS is empty: unset it to use {DEFAULT_TEMPORAL_ADDRESS}, or give "
+            "host:port"
+        )
+    if "://" in address:
+        raise TemporalUnreachable(
+            f"the Temporal address {address!r} has a scheme: give host:port, e.g. "
+            f"{DEFAULT_TEMPORAL_ADDRESS} (TEMPORAL_ADDRESS, or the profile's address)"
+        )
+
+
+async def _check_namespace(client: Client, address: str) -> None:
+    """Refuse a namespace the server does not have, before a worker polls it (the SDK would
+    stop the worker with a traceback) or a starter takes a release for one that never ran."""
+    namespace = client.namespace
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=namespace)
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise TemporalUnreachable(
+                f"namespace {namespace!r} does not exist at {address}: fix TEMPORAL_NAMESPACE "
+                f"(or the profile's namespace), or create it: temporal operator namespace create "
+                f"--namespace {namespace}"
+            ) from None
+        reason = err.message.splitlines()[0] if err.message else err.status.name
+        raise TemporalUnreachable(
+            f"Temporal at {address} cannot describe namespace {namespace!r}: {reason}. Check the "
+            "TEMPORAL_* settings (setup.md)."
         ) from None
 
 

@@ -40,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
         wait_until_closed,
     )
     from shared import (
+        MAX_NAME_LENGTH,
+        MAX_REASON_LENGTH,
         ApproveInput,
         ArtifactRef,
         Cell,
@@ -63,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyRollbackInput,
         WorkflowRef,
         deploy_workflow_id,
+        shown,
     )
 
 # Retry policy: transient failures (injected, or a bug being fixed) are retried without limit.
@@ -135,23 +138,12 @@ async def _all(*work: Awaitable[Any]) -> list[Any]:
     return results
 
 
-# Names and reasons people give end up in records, terminals and the Web UI: one printable
-# line each, bounded.
-MAX_NAME_LENGTH = 100
-MAX_REASON_LENGTH = 500
-
-
 def _check_shown_text(flag: str, text: str, limit: int) -> None:
     if len(text) > limit or not text.isprintable():
         raise ValueError(
             f"{flag} must be one line of printable text, at most {limit} characters "
             "(no control characters or escape codes)"
         )
-
-
-def _printable(text: str) -> str:
-    """text with anything unprintable (newlines, escape codes) spelled out, e.g. \\x1b."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _root_message(err: BaseException) -> str:
@@ -301,7 +293,7 @@ class ReleaseWorkflow:
         """How a release that raised err ended, in the words of its result."""
         if is_cancelled_exception(err) and workflow.cancellation_reason() is not None:
             # The reason comes from whoever cancelled, unchecked: keep it one printable line.
-            reason = _printable(workflow.cancellation_reason() or "")[:MAX_REASON_LENGTH]
+            reason = shown(workflow.cancellation_reason() or "")[:MAX_REASON_LENGTH]
             return f"Release {release.key}: CANCELLED{f': {reason}' if reason else ''}"
         return f"Release {release.key}: FAILED: {_root_message(err)}"
 

@@ -16,7 +16,7 @@ Starts a throwaway dev server and, with the demo's state in a temp folder, runs:
   RELEASE-NOV-23-INITIAL-cancelled: cancelled once its DEV deploys change DEV (they finish);
   RELEASE-NOV-23-INITIAL-cancelled-while-building: cancelled while they build (they stop);
   RELEASE-FEB-24-BETA-cancelled-at-gate: cancelled while it waits for approval before PROD;
-  RELEASE-NOV-23-INITIAL-failed-wave: sbstore leaves the catalog while DEV is verified, so its
+  RELEASE-NOV-23-INITIAL-failed-wave: sbstore leaves the catalog once deployed to DEV, so its
   TEST deploy fails, the rest of the TEST wave finishes and the release fails.
 Each run is written to tests/histories/<workflow ID>.json as {workflow ID: history} for the
 release and every child workflow it started. Re-recording accepts the workflows' current shape
@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowHistory,
@@ -344,6 +345,18 @@ def write_catalog(catalog: dict) -> None:
     path.write_text(json.dumps(catalog))
 
 
+async def wait_until_closed(client: Client, workflow_id: str) -> None:
+    """Wait until the workflow (a deploy, maybe not started yet) has closed."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        with suppress(RPCError):
+            description = await client.get_workflow_handle(workflow_id).describe()
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                return
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"{workflow_id} never closed")
+
+
 async def wait_for_step(client: Client, workflow_id: str, activity: str) -> None:
     """Wait until the workflow (a deploy, maybe not started yet) has this step in flight."""
     deadline = time.monotonic() + RUN_TIMEOUT
@@ -416,7 +429,7 @@ async def fail_one_deploy_of_a_wave(client: Client, name: str) -> None:
     with demo_settings(DEMO_STEP_SECONDS=MID_WAVE_STEP_SECONDS):
         handle = await start_release(client, EVENTFUL_RELEASE, name)
         sbstore = deploy_workflow_id(name, Environment.DEV, "sbstore")
-        await wait_for_step(client, sbstore, "verify_deploy")
+        await wait_until_closed(client, sbstore)
         # TEST's sbstore deploy then finds no config for it, which no retry fixes.
         del catalog["components"]["sbstore"]
         write_catalog(catalog)

@@ -310,6 +310,12 @@ async def finish_release(client: Client, key: str) -> None:
         await client.get_workflow_handle(key).terminate(reason="test cleanup")
 
 
+def assert_one_line_without_traceback(stderr: str) -> None:
+    """What a user sees on a refusal: one line saying what is wrong, never a traceback."""
+    assert "Traceback" not in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
 def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 

@@ -18,6 +18,7 @@ from processes import (
     QUICK_TIMEOUT,
     RELEASE_TIMEOUT,
     STOP_TIMEOUT,
+    assert_one_line_without_traceback,
     environments_table,
     files_under,
     finish_release,
@@ -63,11 +64,6 @@ def refused_address() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield f"127.0.0.1:{sock.getsockname()[1]}"
-
-
-def assert_one_line_without_traceback(stderr: str) -> None:
-    assert "Traceback" not in stderr, stderr
-    assert len(stderr.strip().splitlines()) == 1, stderr
 
 
 async def test_worker_then_starter_runs_the_release_and_exits_0_every_time(

@@ -1,0 +1,359 @@
+"""Bad input to the scripts (issue 11): blank keys, options that do not go together, names with
+escape codes, tampered files, leaked secrets, quiet misconfiguration. Argument handling is
+tested by calling it; what a user sees (exit status, one line on stderr) by running the
+scripts."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+import release_management
+import run_worker
+import run_workflow
+import utils
+from processes import (
+    PROJECT_DIR,
+    QUICK_TIMEOUT,
+    assert_one_line_without_traceback,
+    run_script,
+    run_starter,
+    terminal_env,
+)
+from shared import Cell, Environment, ReleaseProgress
+from utils import TemporalUnreachable
+
+KEY = "RELEASE-FEB-24-BETA"
+SECRET = "sk-test-DO-NOT-PRINT-4242"
+# Each breaks the toml on a line that holds the API key, where a parse error quotes the line.
+BROKEN_PROFILES = {
+    "syntax": f'[profile.default]\naddress = "localhost:7233"\napi_key = "{SECRET}" oops\n',
+    "unterminated": f'[profile.default]\napi_key = "{SECRET}\nnamespace = "default"\n',
+    "wrong type": f'[profile.default]\napi_key = "x"\ntls = "{SECRET}"\n',
+}
+
+
+@pytest.fixture
+def script_env(tmp_path: Path) -> dict[str, str]:
+    """A user's terminal pointed at an address where no server answers: every refusal here must
+    come before the scripts connect (else they would say they cannot reach Temporal)."""
+    demo_root = tmp_path / "demo"
+    demo_root.mkdir()
+    return terminal_env("127.0.0.1:1", demo_root)
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line on stderr with which the starter's argument parsing refuses argv."""
+    with pytest.raises(SystemExit) as exit_:
+        run_workflow.parse_args(argv)
+    assert exit_.value.code == 2
+    stderr = capsys.readouterr().err
+    assert_one_line_without_traceback(stderr)
+    return stderr
+
+
+# --- Issue 11, item 1: blank keys, and options that do not go together -------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--approve", "", "--by", "me"],
+        ["--status", ""],
+        ["--reject", " ", "--by", "x", "--reason", "y"],
+        ["--cancel", ""],
+        [""],
+        ["--by", "me"],
+    ],
+)
+def test_a_blank_key_or_a_lone_by_is_refused_not_taken_for_the_default_release(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stderr = refused(argv, capsys)
+    assert stderr.startswith("run_workflow.py: ")
+    assert "--help" in stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        ([KEY, "--list"], "not allowed with"),
+        ([KEY, "--status", KEY], "not allowed with"),
+        (["--list", "--envs"], "not allowed with"),
+        (["--history", "--cancel", KEY], "not allowed with"),
+        (["--status", KEY, "--approve", KEY, "--by", "me"], "not allowed with"),
+        (["--approve", KEY, "--reject", KEY, "--by", "me"], "not allowed with"),
+        (["--gate", "PROD"], "--gate goes with --approve or --reject"),
+        (["--cancel", KEY, "--gate", "PROD"], "--gate goes with --approve or --reject"),
+        (["--status", KEY, "--by", "me"], "--by goes with --approve or --reject"),
+        ([KEY, "--reason", "why"], "--reason goes with --reject or --cancel"),
+        (["--approve", KEY, "--by", "me", "--reason", "why"], "--reason goes with"),
+    ],
+)
+def test_options_that_do_not_go_together_are_refused(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert says in refused(argv, capsys)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        [KEY],
+        ["--list"],
+        ["--status", KEY],
+        ["--approve", KEY, "--gate", "PROD", "--by", "Ada Lovelace"],
+        ["--reject", KEY, "--gate", "PROD", "--by", "Grace", "--reason", "load test first"],
+        ["--cancel", KEY],
+        ["--cancel", KEY, "--reason", "freeze"],
+    ],
+)
+def test_commands_that_make_sense_still_parse(argv: list[str]) -> None:
+    run_workflow.parse_args(argv)
+
+
+async def test_a_blank_key_exits_2_before_anything_is_started(script_env: dict[str, str]) -> None:
+    starter = await run_starter(script_env, "--approve", "", "--by", "me", timeout=QUICK_TIMEOUT)
+    assert starter.code == 2
+    assert_one_line_without_traceback(starter.stderr)
+    assert "--approve" in starter.stderr
+    assert "cannot reach" not in starter.stderr
+    assert starter.stdout == ""
+
+
+# --- Item 8: names and reasons, and text from the server or files ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--by", "\x1b[31mEve"], "printable"),
+        (["--by", "Eve\nApproved by: Ada"], "printable"),
+        (["--by", "x" * 101], "at most 100"),
+        (["--by", " "], "empty"),
+        (["--reason", "ok\rforged"], "printable"),
+        (["--reason", "x" * 501], "at most 500"),
+    ],
+)
+def test_names_and_reasons_are_printable_and_bounded(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stderr = refused(
+        ["--reject", KEY, "--gate", "PROD", "--by", "Eve", "--reason", "r", *argv], capsys
+    )
+    assert says in stderr
+    assert "\x1b" not in stderr and "\r" not in stderr
+
+
+def test_shown_escapes_what_a_terminal_would_obey() -> None:
+    assert run_workflow.shown("é ok\x1b[2J\nnext\tx\x07\u200b") == (
+        "é ok\\x1b[2J\\nnext\\tx\\x07\\u200b"
+    )
+
+
+def _tampered(text: str) -> bool:
+    return any(not line.isprintable() for line in text.splitlines())
+
+
+def test_history_escapes_what_the_records_say(demo_root: Path) -> None:
+    records = demo_root / "database" / "releases"
+    records.mkdir(parents=True)
+    record = {
+        "release_key": KEY,
+        "started": "2026-11-29T10:00:00",
+        "finished": "2026-11-29T10:01:00",
+        "decisions": [{"environment": "PROD", "approved": False, "by": "\x1b[2JEve\nforged"}],
+        "result": f"Release {KEY}: REJECTED by Eve: \x1b]0;pwned\x07",
+    }
+    (records / f"{KEY}-run.json").write_text(json.dumps(record))
+    history = run_workflow.format_history()
+    assert not _tampered(history)
+    assert len(history.splitlines()) == 2
+    assert "\\x1b[2JEve\\nforged" in history
+
+
+def test_the_catalog_listing_escapes_a_tampered_key(demo_root: Path) -> None:
+    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    catalog["releases"].append({"key": "EVIL\x1b[2J\nforged"})
+    (demo_root / "database").mkdir()
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
+    listing = run_workflow.format_catalog()
+    assert not _tampered(listing)
+    assert "EVIL\\x1b[2J\\nforged" in listing
+
+
+def test_the_catalog_listing_reads_the_catalog_once(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = []
+    load_catalog = release_management.load_catalog
+
+    def counted() -> release_management.Catalog:
+        reads.append(1)
+        return load_catalog()
+
+    monkeypatch.setattr(release_management, "load_catalog", counted)
+    run_workflow.format_catalog()
+    assert len(reads) == 1
+
+
+def test_the_grid_escapes_what_the_server_says() -> None:
+    progress = ReleaseProgress(
+        release_key=KEY,
+        status="REJECTED by \x1b[31mEve\nforged",
+        environments=[Environment.DEV],
+        components=["frontend"],
+        cells={Environment.DEV: {"frontend": Cell(state="failed", error="boom\x1b[2J\nline")}},
+    )
+    lines = run_workflow.format_progress(progress)
+    assert not _tampered("\n".join(lines))
+    assert len(lines) == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "replaced", "answer"),
+    [
+        ([KEY], "run_release", f"Release {KEY}: REJECTED by \x1b[2JEve\nforged"),
+        (["--approve", KEY, "--gate", "PROD", "--by", "Ada"], "decide", "approved \x1b[31mby"),
+        (["--cancel", KEY], "cancel", "CANCELLED\x1b]0;title\x07"),
+    ],
+)
+async def test_what_the_server_answers_is_printed_escaped(
+    argv: list[str],
+    replaced: str,
+    answer: str,
+    demo_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def answers(*_: Any) -> str:
+        return answer
+
+    async def connected() -> object:
+        return object()
+
+    monkeypatch.setattr(run_workflow, "connect", connected)
+    monkeypatch.setattr(run_workflow, replaced, answers)
+    await run_workflow.main(argv)
+    assert not _tampered(capsys.readouterr().out)
+
+
+async def test_a_failure_from_the_server_is_one_escaped_line(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def fails(*_: Any) -> str:
+        raise run_workflow.StarterError(f"Release {KEY} failed: boom\n\x1b[31mforged line")
+
+    async def connected() -> object:
+        return object()
+
+    monkeypatch.setattr(run_workflow, "connect", connected)
+    monkeypatch.setattr(run_workflow, "run_release", fails)
+    assert await run_workflow.main([KEY]) == 1
+    stderr = capsys.readouterr().err
+    assert_one_line_without_traceback(stderr)
+    assert not _tampered(stderr)
+
+
+# --- Item 3: no secret in an error message -----------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", BROKEN_PROFILES.values(), ids=BROKEN_PROFILES.keys())
+async def test_a_broken_profile_is_named_not_quoted(
+    profile: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toml = tmp_path / "temporal.toml"
+    toml.write_text(profile)
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(toml))
+    with pytest.raises(TemporalUnreachable) as err:
+        await utils.connect()
+    message = str(err.value)
+    assert SECRET not in message
+    assert str(toml) in message and "line " in message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("script", ["run_worker.py", "run_workflow.py"])
+async def test_neither_script_prints_the_api_key_of_a_broken_profile(
+    script: str, script_env: dict[str, str], tmp_path: Path
+) -> None:
+    toml = tmp_path / "temporal.toml"
+    toml.write_text(BROKEN_PROFILES["syntax"])
+    environment = {**script_env, "TEMPORAL_CONFIG_FILE": str(toml)}
+    del environment["TEMPORAL_ADDRESS"]  # the profile's address is the one in use
+    finished = await run_script(script, environment, timeout=QUICK_TIMEOUT)
+    assert finished.code == 1
+    assert SECRET not in finished.stdout + finished.stderr
+    assert_one_line_without_traceback(finished.stderr)
+    assert f"{toml}, line 3, column" in finished.stderr
+
+
+# --- Items 7 and 10: quiet misconfiguration ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("TEMPORAL_CONFIG_FILE", "/nonexistent/temporal.toml", "TEMPORAL_CONFIG_FILE"),
+        ("TEMPORAL_ADDRESS", "", "unset it"),
+        ("TEMPORAL_ADDRESS", " ", "unset it"),
+        ("TEMPORAL_ADDRESS", "http://localhost:7233", "host:port"),
+    ],
+)
+async def test_connection_settings_that_cannot_be_right_are_refused(
+    name: str, value: str, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(TemporalUnreachable) as err:
+        await utils.connect()
+    assert says in str(err.value)
+    assert len(str(err.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(("script", "args"), [("run_worker.py", ()), ("run_workflow.py", (KEY,))])
+async def test_an_unknown_namespace_is_one_line_before_the_worker_is_ready(
+    env: WorkflowEnvironment, script_env: dict[str, str], script: str, args: tuple[str, ...]
+) -> None:
+    address = env.client.service_client.config.target_host
+    environment = {**script_env, "TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "nope"}
+    finished = await run_script(script, environment, *args, timeout=QUICK_TIMEOUT)
+    assert finished.code == 1
+    assert run_worker.READY_LINE not in finished.stdout
+    assert_one_line_without_traceback(finished.stderr)
+    assert "namespace 'nope'" in finished.stderr
+    assert "TEMPORAL_NAMESPACE" in finished.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "settings", "says"),
+    [
+        ("run_worker.py", (), {"DEMO_TASK_QUEUE": ""}, "DEMO_TASK_QUEUE"),
+        ("run_workflow.py", (KEY,), {"DEMO_TASK_QUEUE": " "}, "DEMO_TASK_QUEUE"),
+        ("run_worker.py", (), {"DEMO_UNHEALTHY": "nosuch@DEV"}, "'nosuch'"),
+        ("run_worker.py", (), {"DEMO_ROOT": "/nonexistent/demo"}, "DEMO_ROOT"),
+        ("run_workflow.py", ("--envs",), {"DEMO_ROOT": "/nonexistent/demo"}, "DEMO_ROOT"),
+        ("run_workflow.py", ("--history",), {"DEMO_ROOT": "/nonexistent/demo"}, "DEMO_ROOT"),
+    ],
+)
+async def test_demo_settings_that_cannot_be_right_are_refused_at_start(
+    script_env: dict[str, str],
+    script: str,
+    args: tuple[str, ...],
+    settings: dict[str, str],
+    says: str,
+) -> None:
+    finished = await run_script(script, {**script_env, **settings}, *args, timeout=QUICK_TIMEOUT)
+    assert finished.code == 2
+    assert finished.stdout == ""
+    assert_one_line_without_traceback(finished.stderr)
+    assert says in finished.stderr
+
+
+def test_an_unhealthy_component_the_catalog_knows_is_accepted(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_UNHEALTHY", "frontend@QC")
+    run_worker.check_settings()
