@@ -179,8 +179,10 @@ class ReleaseInput(FrozenModel):
     # it with a message listing the valid keys, rather than fail to decode in the workflow.
     release_key: str
     # Which set of environments the release's locks guard. Empty for the demo's own environments;
-    # tests give each demo root a scope of its own, so they never lock one another out.
-    lock_scope: str = ""
+    # tests and benchmarks give each demo root a scope of its own, so they never lock one another
+    # out. Left out of the payload when empty: a user's release input in the Web UI does not show
+    # it.
+    lock_scope: str = Field(default="", exclude_if=lambda scope: not scope)
     # The demo root the release was started for (the starter's DEMO_ROOT, resolved). Every step
     # refuses to run on a worker that serves another one. Empty: not checked.
     demo_root: str = ""

@@ -98,17 +98,26 @@ STEP_TIMEOUT = timedelta(minutes=2)
 T = TypeVar("T")
 
 
-def _step(activity: Any, argument: Any) -> Any:
+def _step(activity: Any, argument: Any, summary: str) -> Any:
     """Start one step now, with the project's timeouts and retry policy; await it for its
-    result. Cancelled, a step is waited for until its worker says it has stopped."""
+    result. Cancelled, a step is waited for until its worker says it has stopped. The summary
+    names the step in the Web UI's timeline, so the release reads as a plan there."""
     return workflow.start_activity(
         activity,
         argument,
+        summary=summary,
         start_to_close_timeout=STEP_TIMEOUT,
         heartbeat_timeout=STEP_HEARTBEAT_TIMEOUT,
         retry_policy=STEP_RETRY,
         cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     )
+
+
+def _what(deployment: Deployment, where: str = "in") -> str:
+    """What a deploy's steps work on, for their summaries: "frontend 1.1 in QC" (where "to": "...
+    to QC"; where "": "frontend 1.1")."""
+    what = f"{deployment.component} {deployment.version}"
+    return f"{what} {where} {deployment.environment.value}" if where else what
 
 
 def _stop_if_cancelled() -> None:
@@ -174,30 +183,34 @@ class DeployWorkflow:
 
     async def _gather(self, deployment: Deployment) -> tuple[ArtifactRef, dict[str, str | int]]:
         # The config does not depend on the build: gather it while the artifact is prepared.
-        artifact, config = await _all(self._artifact(deployment), _step(fetch_config, deployment))
+        config = _step(fetch_config, deployment, f"fetch the config of {_what(deployment)}")
+        artifact, config = await _all(self._artifact(deployment), config)
         return artifact, config
 
     async def _artifact(self, deployment: Deployment) -> ArtifactRef:
         if deployment.environment is Environment.DEV:
-            await _step(build_artifact, deployment)
+            await _step(build_artifact, deployment, f"build {_what(deployment, '')}")
             _stop_if_cancelled()
-        return await _step(fetch_artifact, deployment)
+        return await _step(fetch_artifact, deployment, f"fetch the artifact of {_what(deployment)}")
 
     async def _change(
         self, deployment: Deployment, artifact: ArtifactRef, config: dict[str, str | int]
     ) -> DeployOutcome:
-        await _step(deploy_artifact, DeployArtifactInput(deployment=deployment, artifact=artifact))
-        await _step(update_config, UpdateConfigInput(deployment=deployment, config=config))
+        what = _what(deployment)
+        deploy = DeployArtifactInput(deployment=deployment, artifact=artifact)
+        await _step(deploy_artifact, deploy, f"deploy {_what(deployment, 'to')}")
+        configure = UpdateConfigInput(deployment=deployment, config=config)
+        await _step(update_config, configure, f"configure {what}")
         try:
-            await _step(verify_deploy, VerifyInput(deployment=deployment, artifact=artifact))
+            verify = VerifyInput(deployment=deployment, artifact=artifact)
+            await _step(verify_deploy, verify, f"verify {what}")
         except ActivityError as err:
             if not (isinstance(err.cause, ApplicationError) and err.cause.type == "Unhealthy"):
                 raise
             # Compensate: the deploy is unhealthy, so put back what the environment held.
-            previous = await _step(rollback_deploy, deployment)
-            await _step(
-                verify_rollback, VerifyRollbackInput(deployment=deployment, previous=previous)
-            )
+            previous = await _step(rollback_deploy, deployment, f"roll back {what}")
+            check = VerifyRollbackInput(deployment=deployment, previous=previous)
+            await _step(verify_rollback, check, f"verify the rollback of {what}")
             return DeployOutcome(rolled_back=True, previous=previous)
         return DeployOutcome()
 
@@ -255,6 +268,7 @@ class ReleaseWorkflow:
         release: Release = await _step(
             gather_release,
             GatherReleaseInput(release_key=request.release_key, demo_root=request.demo_root),
+            f"gather {request.release_key} from the catalog",
         )
         self._release = release
         self._cells = {env: {c: Cell() for c in release.versions} for env in release.environments}
@@ -272,7 +286,9 @@ class ReleaseWorkflow:
         # environments are held by now, so what is checked cannot change under the release.
         self._status = "checking the promotion"
         self._before = await _step(
-            check_promotion, CheckPromotionInput(release=release, demo_root=self._demo_root)
+            check_promotion,
+            CheckPromotionInput(release=release, demo_root=self._demo_root),
+            f"check that {release.key} can be promoted",
         )
         for env in release.environments:
             _stop_if_cancelled()
@@ -323,6 +339,7 @@ class ReleaseWorkflow:
                 unlocked_after_use=self._unlocked_after_use,
                 decisions=self._decisions,
             ),
+            f"record how {release.key} ended",
         )
         await self._unlock(*self._locks)
         self._status = result.split(": ", 1)[1]  # "SUCCESS", "CANCELLED", "FAILED: ...": the end
@@ -332,14 +349,15 @@ class ReleaseWorkflow:
     async def _approval(self, release: Release, env: Environment) -> Decision:
         """Wait, durably and for as long as it takes, for a person to approve or reject env."""
         self._gate = env
-        how = (
-            f"python run_workflow.py --approve {release.key} --gate {env.value} --by NAME "
-            "(or --reject)"
-        )
+        how = f"python run_workflow.py --approve {release.key} --gate {env.value} --by NAME"
         self._status = f"waiting for approval before {env.value}"
         self._mark(env, Cell(state="waiting for approval"))
-        # Current details: the Web UI shows this on the release's page while it waits.
-        workflow.set_current_details(f"Waiting for approval before {env.value}: {how}")
+        # Current details: the Web UI shows them (as Markdown) on the release's page while it
+        # waits; in a code span, the command survives copy and paste.
+        workflow.set_current_details(
+            f"Waiting for approval before {env.value}. To approve: `{how}` (or `--reject` "
+            "with `--reason TEXT`)"
+        )
         workflow.logger.info(f"{release.key}: waiting for approval before {env.value}: {how}")
         await workflow.wait_condition(lambda: self._gate is None)
         workflow.set_current_details("")
@@ -433,7 +451,11 @@ class ReleaseWorkflow:
         busy = [env for env, lock in zip(needed, locks, strict=True) if lock is None]
         holders = await asyncio.gather(
             *(
-                _step(find_lock_holder, LockHolderInput(lock_workflow_id=self._lock_id(env)))
+                _step(
+                    find_lock_holder,
+                    LockHolderInput(lock_workflow_id=self._lock_id(env)),
+                    f"find which release holds {env.value}",
+                )
                 for env in busy
             )
         )
@@ -472,6 +494,7 @@ class ReleaseWorkflow:
                 EnvironmentLockWorkflow.run,
                 EnvironmentLock(release_key=release.key, environment=env),
                 id=self._lock_id(env),
+                static_summary=f"hold {env.value} for {release.key}",
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
                 # A lock is free again once its holder closed it, and dies with its release.
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -559,6 +582,7 @@ class ReleaseWorkflow:
                 DeployWorkflow.run,
                 deployment,
                 id=id,
+                static_summary=f"deploy {_what(deployment, 'to')}",
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
                 # Were the release terminated, its deploys would still end clean, not mid-step.
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -569,5 +593,9 @@ class ReleaseWorkflow:
         except WorkflowAlreadyStartedError:
             # Started by the run of this release that a reset replaced, and still running: let
             # it finish, then deploy again, which finds its work done.
-            await _step(wait_until_closed, WorkflowRef(workflow_id=id))
+            await _step(
+                wait_until_closed,
+                WorkflowRef(workflow_id=id),
+                f"wait for {id}, started before a reset, to close",
+            )
             return await start()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import release_management
@@ -22,7 +23,7 @@ from processes import (
     run_starter,
     terminal_env,
 )
-from shared import Cell, Environment, ReleaseProgress
+from shared import Cell, Environment, ReleaseInput, ReleaseProgress
 from utils import TemporalUnreachable
 
 KEY = "RELEASE-FEB-24-BETA"
@@ -357,3 +358,13 @@ def test_an_unhealthy_component_the_catalog_knows_is_accepted(
 ) -> None:
     monkeypatch.setenv("DEMO_UNHEALTHY", "frontend@QC")
     run_worker.check_settings()
+
+
+def test_a_user_s_release_input_carries_no_test_only_field() -> None:
+    # What the Web UI shows as the release's input: the key and the demo root, nothing empty.
+    started = ReleaseInput(release_key="RELEASE-NOV-23-INITIAL", demo_root="/srv/demo")
+    (payload,) = pydantic_data_converter.payload_converter.to_payloads([started])
+    assert json.loads(payload.data) == {
+        "release_key": "RELEASE-NOV-23-INITIAL",
+        "demo_root": "/srv/demo",
+    }

@@ -279,7 +279,9 @@ async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_c
     metadata = await release.query(
         "__temporal_workflow_metadata", result_type=temporalio.api.sdk.v1.WorkflowMetadata
     )
-    assert "--approve RELEASE-NOV-23-INITIAL --gate DEV --by NAME" in metadata.current_details
+    # In a Markdown code span, so the Web UI shows it as typed and it survives copy and paste.
+    command = "`python run_workflow.py --approve RELEASE-NOV-23-INITIAL --gate DEV --by NAME`"
+    assert command in metadata.current_details
     assert env_files(demo_root) == expected_files({})
 
     # The validators refuse a decision without a name or a reason; it never enters history.
@@ -349,10 +351,26 @@ async def test_children_are_named_after_release_environment_and_component(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
     workflow_id, _ = await run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
-    for component in COMPONENTS:
+    for component, version in zip(COMPONENTS, ("1.2", "1.8", "1.8"), strict=True):
         child = await client.get_workflow_handle(f"{workflow_id}.DEV.{component}").describe()
         assert child.workflow_type == "DeployWorkflow"
         assert child.parent_id == workflow_id
+        # The Web UI reads the plan from summaries: the child's, and each of its steps'.
+        assert await child.static_summary() == f"deploy {component} {version} to DEV"
+    history = await client.get_workflow_handle(f"{workflow_id}.DEV.frontend").fetch_history()
+    summaries = [
+        json.loads(event.user_metadata.summary.data)
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert summaries == [
+        "fetch the config of frontend 1.2 in DEV",
+        "build frontend 1.2",
+        "fetch the artifact of frontend 1.2 in DEV",
+        "deploy frontend 1.2 to DEV",
+        "configure frontend 1.2 in DEV",
+        "verify frontend 1.2 in DEV",
+    ]
     # Steps do not signal the release: its history holds its own decisions, not one event per
     # step (the starter reads a deploy's step from the server, see run_workflow.read_progress).
     history = await client.get_workflow_handle(workflow_id).fetch_history()
