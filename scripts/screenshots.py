@@ -177,7 +177,10 @@ def shoot(
     browser: webdriver.Chrome, url: str, name: str, size: tuple[int, int], wanted: list[str]
 ) -> None:
     if not load(browser, url, size, wanted):
-        raise SystemExit(f"screenshots.py: {url} never showed {wanted}")
+        raise SystemExit(
+            f"screenshots.py: {url} never showed {wanted}; it showed:\n"
+            f"{visible_text(browser)[:3000]}"
+        )
     save(browser, name)
 
 
@@ -279,10 +282,18 @@ async def most_retried_step(client: Client) -> Retry:
 async def shoot_finished(run: Run) -> None:
     release_run = (await run.client.get_workflow_handle(RELEASE).describe()).run_id
     url = run.page(RELEASE, release_run, "timeline")
-    if not load(run.browser, url, RELEASE_TIMELINE_SIZE, ["Completed", "DeployWorkflow"]):
-        raise SystemExit(f"screenshots.py: {url} never showed the release's children")
-    if not wait_for(run.browser, ["gather_release", "record_release"], None, PAGE_TIMEOUT):
-        raise SystemExit("screenshots.py: the release's timeline did not show its steps")
+    # The timeline names children and steps by their summaries (workflows.py).
+    if not load(run.browser, url, RELEASE_TIMELINE_SIZE, ["Completed", "deploy frontend"]):
+        raise SystemExit(
+            f"screenshots.py: {url} never showed the release's children; it showed:\n"
+            f"{visible_text(run.browser)[:3000]}"
+        )
+    steps = [f"gather {RELEASE} from the catalog", f"record how {RELEASE} ended"]
+    if not wait_for(run.browser, steps, None, PAGE_TIMEOUT):
+        raise SystemExit(
+            "screenshots.py: the release's timeline did not show its steps; it showed:\n"
+            f"{visible_text(run.browser)[:3000]}"
+        )
     save(run.browser, "release-timeline.png")
     retry = await most_retried_step(run.client)
     url = run.page(retry.workflow_id, retry.run_id, "timeline")
@@ -305,30 +316,16 @@ def log_excerpt(log: str) -> list[str]:
     return [*head, skipped, *lines[tail_start : release_end + 1]]
 
 
-def log_line_html(line: str) -> str:
-    """One log line, coloured as a terminal theme would: failures, retries, waves."""
-    text = html.escape(line)
-    for marker, css in [
-        ("failed (attempt", "failed"),
-        ("retrying (attempt", "retry"),
-        (": promoting to ", "wave"),
-        (RELEASE_END_LINE, "wave"),
-    ]:
-        if marker in line:
-            return f'<span class="{css}">{text}</span>'
-    return text
-
-
 def shoot_worker_log(browser: webdriver.Chrome, log: str, scratch: Path) -> None:
-    """The worker's log in a terminal-like box, cropped to the text."""
+    """The worker's log in a terminal-like box, cropped to the text, as plain as it is."""
     page = scratch / "worker-log.html"
     page.write_text(
         "<!doctype html><meta charset='utf-8'><style>"
         "body{margin:0;background:#1e1e1e}"
         "pre{display:inline-block;margin:0;padding:14px 18px;color:#d4d4d4;"
         "font:12px/17px 'DejaVu Sans Mono',monospace;white-space:pre-wrap;max-width:1420px}"
-        ".failed{color:#f48771}.retry{color:#dcdcaa}.wave{color:#4fc1ff;font-weight:bold}"
-        "</style><pre>" + "\n".join(log_line_html(line) for line in log_excerpt(log)) + "</pre>"
+        # Plain, as the worker prints it: no colours the real log does not have.
+        "</style><pre>" + "\n".join(html.escape(line) for line in log_excerpt(log)) + "</pre>"
     )
     set_viewport(browser, LOG_SIZE)
     browser.get(page.as_uri())
