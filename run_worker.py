@@ -88,7 +88,8 @@ def check_settings() -> None:
 
 def configure_logging() -> None:
     """Log the release's story one plain line at a time: our messages already say which
-    release, environment and component they are about."""
+    release, environment and component they are about. Called before connect(), so the lines
+    it logs about the connection (utils.OutageReporter) come in the same format."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     activity.logger.activity_info_on_message = False
     workflow.logger.workflow_info_on_message = False

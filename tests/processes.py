@@ -337,3 +337,8 @@ def holding(versions: tuple[str, str, str], *envs: str) -> dict[str, dict[str, s
         env: dict(zip(COMPONENTS, versions if env in envs else ("-",) * 3, strict=True))
         for env in ALL_ENVS
     }
+
+
+# The SDK core's log lines in its own raw format (target, gRPC status): the scripts never show
+# them (utils.OutageReporter).
+RAW_CORE_LOG = ("temporalio_client", "temporal_sdk_core", "temporalio_sdk_core", "Status {")

@@ -31,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from processes import (
     ALL_ENVS,
     COMPONENTS,
+    RAW_CORE_LOG,
     RELEASE_TIMEOUT,
     Finished,
     Running,
@@ -56,6 +57,9 @@ PACED = {"DEMO_STEP_SECONDS": "0.3", "DEMO_FAILURES": "off"}
 # timeout of 1 s). Timing goals belong in benchmarks; this bound only catches a regression to
 # timeouts of 10 s, the server's defaults.
 SANITY_SECONDS_PER_KILL = 15.0
+# How long the server stays away when it restarts: long enough for the SDK core to log its
+# retries (from the fifth on), which the scripts must tell in one line each way.
+AWAY_SECONDS = 5.0
 
 T = TypeVar("T")
 
@@ -191,6 +195,16 @@ def assert_released_once(done: Finished, demo_root: Path) -> None:
     assert made == expected_changes()
 
 
+def assert_outage_told_once(output: str) -> None:
+    """A script's output over a server restart: one line when the connection was lost (two at
+    most: the starter may say so again as it waits for the result), one when it is back, no
+    other line from the SDK, and none of the SDK core's raw log lines."""
+    assert not any(mark in output for mark in RAW_CORE_LOG), output
+    assert 1 <= output.count("Lost the connection to Temporal") <= 2, output
+    assert output.count("is back.") == 1, output
+    assert "Temporal SDK:" not in output, output
+
+
 def assert_no_traceback(*workers: Running) -> None:
     for worker in workers:
         assert "Traceback" not in worker.text, worker.text
@@ -266,7 +280,8 @@ async def test_when_one_of_two_workers_dies_the_other_finishes_the_release(
 
 async def test_release_rides_out_a_restart_of_the_server(tmp_path: Path) -> None:
     """The dev server as `make demo` runs it, history in a SQLite file: stopped mid-release and
-    started again on the same file and port. The worker and the starter wait for it."""
+    started again on the same file and port, seconds later. The worker and the starter wait for
+    it, and each tells the outage in one line when it begins and one when it ends."""
     port = free_port()
     db_file = tmp_path / "dev.sqlite"
     server_log = tmp_path / "server.log"
@@ -281,6 +296,7 @@ async def test_release_rides_out_a_restart_of_the_server(tmp_path: Path) -> None
                 )
                 stopped = time.monotonic()
                 code = await stop(server, signal.SIGTERM)
+                await asyncio.sleep(AWAY_SECONDS)
                 server = await start_dev_server(db_file, port, server_log)
                 away = time.monotonic() - stopped
                 print(f"server stopped (exit status {code}) and back after {away:.1f} s")
@@ -294,3 +310,5 @@ async def test_release_rides_out_a_restart_of_the_server(tmp_path: Path) -> None
     assert_released_once(done, demo_root)
     assert f"{KEY}: SUCCESS" in worker.text
     assert_no_traceback(worker)
+    assert_outage_told_once(worker.text)
+    assert_outage_told_once(done.stdout + done.stderr)
