@@ -13,7 +13,8 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 # Starts a dev server (unless one answers on localhost:7233) and a worker, runs
-# RELEASE-NOV-23-INITIAL, prints the result, and stops whatever it started.
+# RELEASE-NOV-23-INITIAL and prints the result. In a terminal, what it started stays up (the Web UI
+# on http://localhost:8233) until Ctrl+C; otherwise (CI) it is stopped at once.
 demo: install
 	bash scripts/demo.sh
 
