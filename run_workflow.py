@@ -17,12 +17,20 @@ If that release is already running, it attaches to the running release and waits
 
 import argparse
 import asyncio
+import io
+import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any, NoReturn
 
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -96,7 +104,8 @@ async def run_release(
     except WorkflowAlreadyStartedError:
         handle = client.get_workflow_handle_for(ReleaseWorkflow.run, workflow_id)
         print(f"Release {release_key} is already running: waiting for it.", flush=True)
-    print(f"Watch it in the Web UI: {web_ui_url(client, workflow_id)}", flush=True)
+    # The link on a line of its own: it fits an 80-column terminal and is whole to copy.
+    print(f"Watch it in the Web UI:\n  {web_ui_url(client, workflow_id)}", flush=True)
     return await _wait_for_result(client, handle, release_key)
 
 
@@ -131,26 +140,50 @@ async def _wait_for_result(client: Client, handle: WorkflowHandle, release_key: 
 
 
 async def _report_status(client: Client, handle: WorkflowHandle) -> None:
-    """Show the release's progress while it runs: the grid redrawn in place on a terminal, else
-    one plain line per change."""
-    redraw = sys.stdout.isatty()
-    drawn: list[str] = []
-    seen: dict[str, str] = {}
+    """Show the release's progress while it runs: on a terminal, the grid redrawn in place;
+    else one plain line per change."""
+    if sys.stdout.isatty():
+        await _report_grid(client, handle)
+    else:
+        await _report_changes(client, handle)
+
+
+async def _progress_updates(
+    client: Client, handle: WorkflowHandle
+) -> AsyncIterator[ReleaseProgress]:
+    """The release's progress every STATUS_SECONDS."""
     while True:
         await asyncio.sleep(STATUS_SECONDS)
         try:
-            progress = await read_progress(client, handle)
+            yield await read_progress(client, handle)
         except (RPCError, WorkflowQueryFailedError):
             continue  # not started by a worker yet, or the server is away: try again later
-        if redraw:
-            lines = format_progress(progress)
-            up = f"\x1b[{len(drawn)}F" if drawn else ""
-            # Each line is cleared before it is drawn, and whatever the last grid had below is
-            # cleared after it (\x1b[J), so a shorter grid leaves nothing behind.
-            text = "".join(f"\x1b[2K{line}\n" for line in lines)
-            print(f"{up}{text}\x1b[J", end="", flush=True)
-            drawn = lines
-            continue
+
+
+async def _report_grid(client: Client, handle: WorkflowHandle) -> None:
+    """The grid redrawn in place at the terminal's width (lines printed meanwhile go above it).
+    Once the release ends (this task is cancelled), the grid is drawn one last time as it ended
+    and left on screen, above what is printed next."""
+    live = Live(console=Console(), auto_refresh=False)
+    try:
+        async for progress in _progress_updates(client, handle):
+            live.update(progress_view(progress), refresh=live.is_started)
+            live.start(refresh=True)  # draws the first grid; does nothing after that
+    finally:
+        # The run followed as it ended, even if that was before the first redraw; after a reset,
+        # the run replaced, not its new run.
+        ended = client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+        with suppress(RPCError, WorkflowQueryFailedError, TimeoutError):
+            last = await asyncio.wait_for(read_progress(client, ended), ANSWER_SECONDS)
+            live.update(progress_view(last))
+            live.start()
+        live.stop()  # draws the grid a last time and leaves it on screen
+
+
+async def _report_changes(client: Client, handle: WorkflowHandle) -> None:
+    """One plain line per change, its error in full: for a log, not a screen."""
+    seen: dict[str, str] = {}
+    async for progress in _progress_updates(client, handle):
         now = {"status": progress.status} | {
             f"{env.value} {component}": _cell_text(cell)
             for env, row in progress.cells.items()
@@ -204,29 +237,93 @@ async def _current_step(client: Client, deploy_id: str) -> Cell:
     return Cell(state="running", step=" + ".join(sorted(s.activity_type.name for s in pending)))
 
 
-def format_progress(progress: ReleaseProgress) -> list[str]:
-    """The release's status and its component x environment grid, as lines."""
-    header = ["COMPONENT", *(env.value for env in progress.environments)]
-    rows = [
-        [component, *(_cell_text(progress.cells[env][component]) for env in progress.environments)]
-        for component in progress.components
+# How each state is coloured in the grid; the others (pending) are left plain.
+STATE_STYLES = {
+    "done": "green",
+    "running": "cyan",
+    "retrying": "yellow",
+    "waiting for approval": "magenta",
+    "failed": "red",
+    "rolled back": "red",
+    "rejected": "red",
+    "cancelled": "dim",
+    "not reached": "dim",
+}
+# The width --status prints the grid at when its output is not a terminal.
+STATUS_WIDTH = 100
+
+
+def progress_view(progress: ReleaseProgress) -> Group:
+    """The release's status; its component x environment grid; the latest error of each step
+    being retried, in full; and while a gate is open, the command that approves it."""
+    parts: list[RenderableType] = [Text(shown(f"{progress.release_key}: {progress.status}"))]
+    if progress.components:
+        parts.append(_indented(_grid(progress)))
+    parts += [
+        _indented(Text(shown(f"{env.value} {component}: {_cell_text(cell)}"), style="yellow"))
+        for env, row in progress.cells.items()
+        for component, cell in row.items()
+        if cell.state == "retrying"
     ]
-    grid = _table(header, rows).splitlines() if rows else []
-    lines = [f"{progress.release_key}: {progress.status}", *(f"  {line}" for line in grid)]
     if progress.gate is not None:
-        decide = f"python run_workflow.py --approve {progress.release_key} --gate "
-        lines.append(f"  To decide: {decide}{progress.gate.value} --by NAME (or --reject)")
-    return [shown(line) for line in lines]
+        approve = f"python run_workflow.py --approve {progress.release_key} --gate "
+        parts += [
+            _indented(Text("To approve, type this (or --reject it, with --reason TEXT):")),
+            _indented(Text(shown(f"{approve}{progress.gate.value} --by NAME"), style="bold")),
+        ]
+    return Group(*parts)
 
 
-def _cell_text(cell: Cell) -> str:
+def _grid(progress: ReleaseProgress) -> Table:
+    """One row per component, one column per environment. Too wide, the widest columns shrink
+    first and their cells are cut with an ellipsis, never wrapped: rich shrinks only the
+    columns it may wrap, so no_wrap is set on each cell rather than on the columns."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header in ["COMPONENT", *(env.value for env in progress.environments)]:
+        table.add_column(_cut(header))
+    for component in progress.components:
+        cells = [progress.cells[env][component] for env in progress.environments]
+        table.add_row(
+            _cut(component),
+            *(_cut(_cell_summary(cell), STATE_STYLES.get(cell.state, "")) for cell in cells),
+        )
+    return table
+
+
+def _cut(text: str, style: str = "") -> Text:
+    return Text(shown(text), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def _indented(renderable: RenderableType) -> Padding:
+    return Padding(renderable, (0, 0, 0, 2), expand=False)
+
+
+def format_progress(progress: ReleaseProgress, width: int | None = None) -> list[str]:
+    """The progress view as plain lines of at most width columns (by default the terminal's,
+    or STATUS_WIDTH when the output is not a terminal)."""
+    if width is None:
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else STATUS_WIDTH
+    text = io.StringIO()
+    Console(file=text, width=width, color_system=None).print(progress_view(progress))
+    return [line.rstrip() for line in text.getvalue().splitlines()]
+
+
+def _cell_summary(cell: Cell) -> str:
+    """What a deploy is doing, in a grid cell (the error of a retried step goes below it)."""
     if cell.state == "running":
         return f"{cell.step or 'deploying'}..."
     if cell.state == "retrying":
-        return f"{cell.step}, attempt {cell.attempt} failed: {cell.error[:60]}"
+        return f"{cell.step}, attempt {cell.attempt} failed"
     if cell.state == "failed":
-        return f"failed: {cell.error[:60]}"
+        return f"failed: {cell.error}"
     return cell.state
+
+
+def _cell_text(cell: Cell) -> str:
+    """What a deploy is doing, with the error of a retried step in full."""
+    if cell.state == "retrying":
+        return f"{_cell_summary(cell)}: {cell.error}"
+    return _cell_summary(cell)
 
 
 async def _result(client: Client, handle: WorkflowHandle, release_key: str) -> str:
@@ -240,12 +337,11 @@ async def _result(client: Client, handle: WorkflowHandle, release_key: str) -> s
             if isinstance(err.cause, TerminatedError):
                 raise RunReset(await _after_termination(client, handle, release_key)) from None
             raise StarterError(f"Release {release_key} failed: {_root_cause(err)}") from None
-        except RPCError as err:
+        except RPCError:
+            # The connection is lost: utils.connect's reporter says so once, and once it is back.
             now = time.monotonic()
             if lost_since is None:
                 lost_since = now
-                reason = shown(str(err))
-                print(f"Lost the connection to Temporal ({reason}); trying again.", flush=True)
             if now - lost_since > RECONNECT_SECONDS:
                 raise StarterError(
                     f"Temporal has not answered for {RECONNECT_SECONDS} s. The release goes on "

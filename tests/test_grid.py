@@ -1,0 +1,210 @@
+"""What a person sees in a terminal: the starter's live progress grid, run for real inside tmux
+at 80, 120 and 200 columns, against the session's dev server and a real worker; and the grid's
+layout at 80 columns, from run_workflow.format_progress."""
+
+import asyncio
+import json
+import shlex
+import shutil
+import sys
+import time
+import uuid
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+import run_workflow
+from processes import (
+    PROJECT_DIR,
+    QUICK_TIMEOUT,
+    RELEASE_TIMEOUT,
+    finish_release,
+    running_worker,
+    terminal_env,
+)
+from shared import Cell, Environment, ReleaseProgress
+
+COMPONENTS = ("frontend", "sbstore", "backendforfrontend")
+TMUX = shutil.which("tmux")
+DONE_LINE = "starter exit status"
+
+needs_tmux = pytest.mark.skipif(
+    TMUX is None, reason="tmux is not installed (apt-get install tmux): the grid is not tested"
+)
+
+
+async def _tmux(socket: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run a tmux command against the tmux server on socket (one of this test's own)."""
+    assert TMUX is not None
+    process = await asyncio.create_subprocess_exec(
+        TMUX,
+        "-S",
+        str(socket),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), QUICK_TIMEOUT)
+    assert process.returncode == 0, stderr.decode()
+    return stdout.decode()
+
+
+def _release_of_its_own(demo_root: Path) -> str:
+    """A release like RELEASE-JAN-24-ALPHA-DEV (one environment, three components: a few
+    seconds) under a key of its own, added to a copy of the catalog in demo_root: its runs are
+    no other test's business (the workflow ID is the release key)."""
+    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    alpha = next(r for r in catalog["releases"] if r["key"] == "RELEASE-JAN-24-ALPHA-DEV")
+    key = f"RELEASE-GRID-{uuid.uuid4().hex[:8].upper()}"
+    catalog["releases"].append({**alpha, "key": key})
+    (demo_root / "database").mkdir()
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
+    return key
+
+
+async def _starter_in_tmux(
+    tmp_path: Path, script_env: dict[str, str], key: str, width: int, height: int
+) -> tuple[str, str, str]:
+    """Run the starter of release key in a tmux terminal of width x height until it exits;
+    return the screen (plain, then with its colours) and all the terminal printed, wrapped lines
+    joined."""
+    socket = tmp_path / "tmux.sock"
+    config = tmp_path / "tmux.conf"
+    config.write_text("set -g status off\nset -g default-shell /bin/sh\n")
+    # A terminal's environment: no COLUMNS or LINES to hide its real size.
+    terminal = {k: v for k, v in script_env.items() if k not in ("COLUMNS", "LINES")}
+    starter = f"{shlex.quote(sys.executable)} run_workflow.py {key}"
+    session = f"grid-{width}x{height}-{key}"
+    try:
+        await _tmux(
+            socket,
+            *("-f", str(config), "new-session", "-d", "-s", session),
+            *("-x", str(width), "-y", str(height), "-c", str(PROJECT_DIR)),
+            f"{starter}; echo {DONE_LINE} $?; sleep 600",
+            *(";", "pipe-pane", "-t", session, f"cat > {shlex.quote(str(tmp_path / 'raw'))}"),
+            env=terminal,
+        )
+        deadline = time.monotonic() + RELEASE_TIMEOUT
+        while DONE_LINE not in (screen := await _tmux(socket, "capture-pane", "-p", "-J")):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the starter did not end within {RELEASE_TIMEOUT} s:\n{screen}")
+            await asyncio.sleep(0.2)
+        coloured = await _tmux(socket, "capture-pane", "-p", "-J", "-e")
+        everything = await _tmux(socket, "capture-pane", "-p", "-J", "-S", "-")
+    finally:
+        with suppress(AssertionError):  # no server to kill if it did not start
+            await _tmux(socket, "kill-server")
+    return screen, coloured, everything
+
+
+def _grid_lines(text: str, key: str) -> list[str]:
+    """The lines of text that belong to a progress grid: its status line, header and rows."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith(f"{key}: ")
+        or line.split()[:1] == ["COMPONENT"]
+        or line.split()[:1] in [[c] for c in COMPONENTS]
+    ]
+
+
+@needs_tmux
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (120, 40), (200, 50)])
+async def test_the_live_grid_fits_the_terminal_and_stays_on_screen_with_the_result(
+    env: WorkflowEnvironment, tmp_path: Path, width: int, height: int
+) -> None:
+    demo_root = tmp_path / "demo"
+    demo_root.mkdir()
+    key = _release_of_its_own(demo_root)
+    script_env = terminal_env(
+        env.client.service_client.config.target_host,
+        demo_root,
+        DEMO_FAILURES="sometimes",
+        DEMO_STEP_SECONDS="0.2",
+    )
+    try:
+        async with running_worker(script_env):
+            screen, coloured, everything = await _starter_in_tmux(
+                tmp_path, script_env, key, width, height
+            )
+    finally:
+        await finish_release(env.client, key)
+    print(everything)
+
+    # Nothing the terminal had to wrap, but the Web UI's link (a link is kept whole; it has a
+    # line of its own, which fits 80 columns for the catalog's keys).
+    too_long = [
+        line
+        for line in everything.splitlines()
+        if len(line.rstrip()) > width and not line.startswith("  http")
+    ]
+    assert too_long == []
+    # The grid was redrawn in place: one grid in all the terminal printed, no line of one glued
+    # to a line of another, one row per component.
+    grid = _grid_lines(everything, key)
+    assert [line.split()[0] for line in grid] == [f"{key}:", "COMPONENT", *COMPONENTS], grid
+    assert all(line.count("COMPONENT") + line.count(f"{key}:") <= 1 for line in grid), grid
+    # The final grid, then the result, left on screen.
+    assert _grid_lines(screen, key) == grid
+    assert grid[0] == f"{key}: SUCCESS"
+    assert grid[1].split() == ["COMPONENT", "DEV"]
+    assert [line.split() for line in grid[2:]] == [[c, "done"] for c in COMPONENTS]
+    lines = screen.splitlines()
+    result = lines.index(f"Result: Release {key}: SUCCESS")
+    assert lines.index(grid[-1]) < result < lines.index(f"{DONE_LINE} 0")
+    assert "\x1b[32mdone" in coloured  # done is green
+    # It was a live grid: drawn more than once, each time over the one before.
+    assert (tmp_path / "raw").read_text(errors="replace").count("COMPONENT") >= 2
+
+
+def _progress(**cells: Cell) -> ReleaseProgress:
+    """RELEASE-NOV-23-INITIAL's four environments, with the DEV cells given, the rest pending."""
+    environments = list(Environment)
+    grid = {env: {c: Cell() for c in COMPONENTS} for env in environments}
+    grid[Environment.DEV] |= cells
+    return ReleaseProgress(
+        release_key="RELEASE-NOV-23-INITIAL",
+        status="deploying to DEV",
+        environments=environments,
+        components=list(COMPONENTS),
+        cells=grid,
+    )
+
+
+def test_at_80_columns_long_cells_are_cut_and_a_retried_step_s_error_is_shown_in_full() -> None:
+    error = "Simulated failure while verifying frontend 1.0 in DEV: " + "the checksum differs " * 5
+    progress = _progress(
+        frontend=Cell(state="retrying", step="verify_deploy", attempt=3, error=error),
+        sbstore=Cell(state="running", step="build_artifact + fetch_artifact + fetch_config"),
+        backendforfrontend=Cell(state="failed", error="x" * 200),
+    )
+    lines = run_workflow.format_progress(progress, width=80)
+    assert all(len(line) <= 80 for line in lines), lines
+    header, frontend, sbstore, backendforfrontend = lines[1:5]
+    assert header.split() == ["COMPONENT", "DEV", "TEST", "QC", "PROD"]
+    # The widest column gives way; the others keep their words.
+    assert frontend.split() == [
+        "frontend",
+        "verify_deploy,",
+        "attempt",
+        "3",
+        "failed",
+        *3 * ["pending"],
+    ]
+    assert sbstore.split()[-4].endswith("…") and sbstore.split()[-3:] == 3 * ["pending"]
+    assert backendforfrontend.split()[-4].endswith("x…")
+    below = " ".join(line.strip() for line in lines[5:])
+    assert below == f"DEV frontend: verify_deploy, attempt 3 failed: {error.strip()}"
+
+
+def test_an_open_gate_shows_the_command_that_approves_it() -> None:
+    progress = _progress().model_copy(
+        update={"status": "waiting for approval before TEST", "gate": Environment.TEST}
+    )
+    lines = run_workflow.format_progress(progress, width=80)
+    assert (
+        "  python run_workflow.py --approve RELEASE-NOV-23-INITIAL --gate TEST --by NAME" in lines
+    )
