@@ -229,8 +229,7 @@ async def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
         release_management.check_promotion,
         release,
     )
-    route = " -> ".join(env.value for env in release.environments)
-    activity.logger.info(f"{release.key}: promotion {route} checked")
+    activity.logger.info(f"{release.key}: promotion {release.route()} checked")
     return before
 
 

@@ -89,6 +89,7 @@ async def run_release(
     The workflow ID is the release key, so one release never runs twice at once.
     """
     workflow_id = workflow_id or release_key
+    release = release_management.load_release(release_key)
     try:
         handle = await client.start_workflow(
             ReleaseWorkflow.run,
@@ -99,6 +100,8 @@ async def run_release(
             id=workflow_id,
             task_queue=task_queue,
             task_timeout=WORKFLOW_TASK_TIMEOUT,
+            # The Web UI shows it with the release: what it promotes, and where.
+            static_summary=f"promote {release.plan()}",
         )
         print(f"Started release {release_key}.", flush=True)
     except WorkflowAlreadyStartedError:
@@ -391,7 +394,7 @@ def format_catalog() -> str:
             rows.append([key, "INVALID", str(err), ""])
             continue
         versions = ", ".join(f"{c} {v}" for c, v in release.versions.items())
-        route = " -> ".join(env.value for env in release.environments)
+        route = release.route()
         rows.append([key, str(release.release_date), versions, route])
     return _table(["RELEASE", "DATE", "VERSIONS", "ENVIRONMENTS"], rows)
 

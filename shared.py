@@ -163,6 +163,15 @@ class Release(FrozenModel):
             raise ValueError(f"approval_before: {', '.join(stray)} is not among environments")
         return self
 
+    def plan(self) -> str:
+        """The release in one line: "frontend 1.0, sbstore 1.0 to DEV -> TEST"."""
+        versions = ", ".join(f"{c} {v}" for c, v in self.versions.items())
+        return f"{versions} to {self.route()}"
+
+    def route(self) -> str:
+        """Its environments in promotion order: "DEV -> TEST -> QC"."""
+        return " -> ".join(env.value for env in self.environments)
+
     def gates(self) -> list[Environment]:
         """The environments that wait for a person's approval before they are deployed."""
         first = [] if self.approved else [self.environments[0]]

@@ -86,6 +86,11 @@ async def test_worker_then_starter_runs_the_release_and_exits_0_every_time(
                 assert "Traceback" not in starter.stderr
                 assert environments_table(starter.stdout) == holding(("1.0",) * 3, *ALL_ENVS)
             assert "Traceback" not in worker.text
+        # The Web UI shows what the release promotes, and where, with the release itself.
+        started = await env.client.get_workflow_handle(key).describe()
+        assert await started.static_summary() == (
+            "promote frontend 1.0, sbstore 1.0, backendforfrontend 1.0 to DEV -> TEST -> QC -> PROD"
+        )
     finally:
         await finish_release(env.client, key)
 
