@@ -182,8 +182,7 @@ async def gather_release(request: GatherReleaseInput) -> Release:
         release_management.gather_release,
         request.release_key,
     )
-    plan = ", ".join(f"{c} {v}" for c, v in release.versions.items())
-    activity.logger.info(f"{release.key}: gathered: {plan}")
+    activity.logger.info(f"{release.key}: gathered: {release.plan()}")
     return release
 
 

@@ -805,15 +805,16 @@ def record_release(
     return path
 
 
-# How the record names what a deploy's end left in its environment, by Cell.state.
-_OUTCOMES = {"rolled back": "rolled back", "failed": "failed", "cancelled": "cancelled"}
+# The ends of a deploy (Cell.state) a record names as they are; done is "deployed" or "already
+# there", and any other state (pending, rejected, ...) is "not reached".
+_ENDED = ("rolled back", "failed", "cancelled")
 
 
 def _outcome(version: str, before: str | None, after: str | None, state: str) -> dict:
     if state == "done":
         outcome = "already there" if before == version else "deployed"
     else:
-        outcome = _OUTCOMES.get(state, "not reached")
+        outcome = state if state in _ENDED else "not reached"
     return {"before": before, "after": after, "outcome": outcome}
 
 

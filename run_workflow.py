@@ -53,9 +53,11 @@ from shared import (
     Cell,
     Environment,
     RejectInput,
+    Release,
     ReleaseInput,
     ReleaseProgress,
     deploy_workflow_id,
+    root_message,
     shown,
 )
 from utils import (
@@ -82,14 +84,14 @@ class StarterError(Exception):
 
 
 async def run_release(
-    client: Client, release_key: str, task_queue: str = TASK_QUEUE, workflow_id: str | None = None
+    client: Client, release: Release, task_queue: str = TASK_QUEUE, workflow_id: str | None = None
 ) -> str:
     """Start the release (or attach to it if it is already running) and wait for its result.
 
     The workflow ID is the release key, so one release never runs twice at once.
     """
+    release_key = release.key
     workflow_id = workflow_id or release_key
-    release = release_management.load_release(release_key)
     try:
         handle = await client.start_workflow(
             ReleaseWorkflow.run,
@@ -101,7 +103,7 @@ async def run_release(
             task_queue=task_queue,
             task_timeout=WORKFLOW_TASK_TIMEOUT,
             # The Web UI shows it with the release: what it promotes, and where.
-            static_summary=f"promote {release.plan()}",
+            static_summary=f"promote {release.plan()} to {release.route()}",
         )
         print(f"Started release {release_key}.", flush=True)
     except WorkflowAlreadyStartedError:
@@ -339,7 +341,7 @@ async def _result(client: Client, handle: WorkflowHandle, release_key: str) -> s
                 return f"Release {release_key}: CANCELLED"
             if isinstance(err.cause, TerminatedError):
                 raise RunReset(await _after_termination(client, handle, release_key)) from None
-            raise StarterError(f"Release {release_key} failed: {_root_cause(err)}") from None
+            raise StarterError(f"Release {release_key} failed: {root_message(err)}") from None
         except RPCError:
             # The connection is lost: utils.connect's reporter says so once, and once it is back.
             now = time.monotonic()
@@ -368,12 +370,6 @@ async def _after_termination(
     )
 
 
-def _root_cause(err: BaseException) -> str:
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return getattr(err, "message", None) or str(err)
-
-
 def format_environments() -> str:
     """Which version of each component each environment holds, as a small table."""
     state = release_management.environment_state()
@@ -393,9 +389,7 @@ def format_catalog() -> str:
         except ReleaseError as err:
             rows.append([key, "INVALID", str(err), ""])
             continue
-        versions = ", ".join(f"{c} {v}" for c, v in release.versions.items())
-        route = release.route()
-        rows.append([key, str(release.release_date), versions, route])
+        rows.append([key, str(release.release_date), release.plan(), release.route()])
     return _table(["RELEASE", "DATE", "VERSIONS", "ENVIRONMENTS"], rows)
 
 
@@ -436,7 +430,7 @@ async def _how_it_ended(handle: WorkflowHandle) -> str:
             return "it was cancelled"
         if isinstance(err.cause, TerminatedError):
             return "it was terminated"
-        return f"it failed: {_root_cause(err)}"
+        return f"it failed: {root_message(err)}"
 
 
 NO_WORKER_STATUSES = (
@@ -484,7 +478,7 @@ async def decide(client: Client, key: str, gate: Environment, by: str, reason: s
             )
         return await asyncio.wait_for(update, ANSWER_SECONDS)
     except WorkflowUpdateFailedError as err:
-        raise StarterError(_root_cause(err)) from None
+        raise StarterError(root_message(err)) from None
     except TimeoutError:
         raise StarterError(f"Release {key} did not answer within {ANSWER_SECONDS:g} s") from None
 
@@ -689,9 +683,9 @@ async def main(argv: list[str]) -> int:
         ):
             return await command(args)
         # Refuse an unknown key here, at once, before anything is started.
-        release_management.load_release(key)
+        release = release_management.load_release(key)
         client = await connect()
-        result = await run_release(client, key)
+        result = await run_release(client, release)
     except (ReleaseError, StarterError, TemporalUnreachable) as err:
         return _refuse(err, 1)
     print(f"Result: {shown(result)}")

@@ -109,6 +109,14 @@ MAX_NAME_LENGTH = 100
 MAX_REASON_LENGTH = 500
 
 
+def root_message(err: BaseException) -> str:
+    """The message of the error at the root of err (a step's, through its deploy's and its
+    release's)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return getattr(err, "message", None) or str(err)
+
+
 def shown(text: str) -> str:
     """text as a terminal should show it: anything unprintable (an escape code, a line break) as
     its Python escape, so text from a person, the server or a file cannot redraw the screen or
@@ -164,9 +172,8 @@ class Release(FrozenModel):
         return self
 
     def plan(self) -> str:
-        """The release in one line: "frontend 1.0, sbstore 1.0 to DEV -> TEST"."""
-        versions = ", ".join(f"{c} {v}" for c, v in self.versions.items())
-        return f"{versions} to {self.route()}"
+        """What it promotes, in one line: "frontend 1.0, sbstore 1.0"."""
+        return ", ".join(f"{c} {v}" for c, v in self.versions.items())
 
     def route(self) -> str:
         """Its environments in promotion order: "DEV -> TEST -> QC"."""

@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyRollbackInput,
         WorkflowRef,
         deploy_workflow_id,
+        root_message,
         shown,
     )
 
@@ -153,13 +154,6 @@ def _check_shown_text(flag: str, text: str, limit: int) -> None:
             f"{flag} must be one line of printable text, at most {limit} characters "
             "(no control characters or escape codes)"
         )
-
-
-def _root_message(err: BaseException) -> str:
-    """The message of the error at the root of err (a step's, through its deploy's)."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return getattr(err, "message", None) or str(err)
 
 
 @workflow.defn
@@ -311,7 +305,7 @@ class ReleaseWorkflow:
             # The reason comes from whoever cancelled, unchecked: keep it one printable line.
             reason = shown(workflow.cancellation_reason() or "")[:MAX_REASON_LENGTH]
             return f"Release {release.key}: CANCELLED{f': {reason}' if reason else ''}"
-        return f"Release {release.key}: FAILED: {_root_message(err)}"
+        return f"Release {release.key}: FAILED: {root_message(err)}"
 
     async def _close(self, release: Release, started: str, result: str) -> None:
         """Record how the release ended, then unlock what it still holds."""
@@ -527,12 +521,10 @@ class ReleaseWorkflow:
         before the release goes on to fail. Returns how each rolled-back deploy went, e.g.
         "frontend in QC (1.1 -> 1.0)"; the other components of the wave stay deployed (see
         demos.md, "An unhealthy deploy")."""
-        plan = ", ".join(f"{c} {v}" for c, v in release.versions.items())
-        workflow.logger.info(f"{release.key}: promoting to {env.value}: {plan}")
+        workflow.logger.info(f"{release.key}: promoting to {env.value}: {release.plan()}")
         self._status = f"deploying to {env.value}"
         info = workflow.info()
         self._mark(env, Cell(state="running"))
-        # A wave closes as a whole: every deploy ends before a failure fails the release.
         outcomes = await _all(
             *(
                 self._deploy(
@@ -566,7 +558,7 @@ class ReleaseWorkflow:
             ended = (
                 Cell(state="cancelled")
                 if is_cancelled_exception(err)
-                else Cell(state="failed", error=_root_message(err))
+                else Cell(state="failed", error=root_message(err))
             )
             self._mark(env, ended, component)
             raise

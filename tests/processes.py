@@ -251,6 +251,20 @@ async def in_background(work: Awaitable[Finished]) -> AsyncIterator[asyncio.Task
                 await task
 
 
+@asynccontextmanager
+async def starter_at(
+    script_env: dict[str, str], key: str, text: str
+) -> AsyncIterator[tuple[asyncio.Task[Finished], Finished]]:
+    """A worker, and a starter running release key in the background, once `--status KEY` says
+    text: yields the starter (await it for how it ended) and that status. Both are stopped on
+    the way out."""
+    async with running_worker(script_env):
+        async with in_background(run_starter(script_env, key)) as starter:
+            status = await status_saying(script_env, key, text)
+            assert text in status.stdout, status.stdout
+            yield starter, status
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as sock:

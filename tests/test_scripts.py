@@ -23,13 +23,12 @@ from processes import (
     files_under,
     finish_release,
     holding,
-    in_background,
     run_command,
     run_script,
     run_starter,
     running,
     running_worker,
-    status_saying,
+    starter_at,
     temporal_cli,
     terminal_env,
     wait_for_output,
@@ -274,32 +273,33 @@ async def test_a_person_approves_or_rejects_a_waiting_release_from_the_command_l
 ) -> None:
     key = "RELEASE-FEB-24-BETA"
     try:
-        async with running_worker(script_env):
-            async with in_background(run_starter(script_env, key)) as starter:
-                status = await status_saying(script_env, key, "waiting for approval before PROD")
-                assert "frontend            done  done  done  waiting for approval" in status.stdout
+        async with starter_at(script_env, key, "waiting for approval before PROD") as (
+            starter,
+            status,
+        ):
+            assert "frontend            done  done  done  waiting for approval" in status.stdout
 
-                nameless = await run_starter(
-                    script_env, "--approve", key, "--gate", "PROD", timeout=QUICK_TIMEOUT
-                )
-                assert nameless.code == 1
-                assert_one_line_without_traceback(nameless.stderr)
-                assert "--by NAME" in nameless.stderr
+            nameless = await run_starter(
+                script_env, "--approve", key, "--gate", "PROD", timeout=QUICK_TIMEOUT
+            )
+            assert nameless.code == 1
+            assert_one_line_without_traceback(nameless.stderr)
+            assert "--by NAME" in nameless.stderr
 
-                rejected = await run_starter(
-                    script_env,
-                    "--reject",
-                    key,
-                    "--gate",
-                    "PROD",
-                    "--by",
-                    "Grace",
-                    "--reason",
-                    "load test first",
-                )
-                assert rejected.code == 0, rejected.stderr
-                assert rejected.stdout.strip() == f"Release {key}: PROD rejected by Grace"
-                finished = await starter
+            rejected = await run_starter(
+                script_env,
+                "--reject",
+                key,
+                "--gate",
+                "PROD",
+                "--by",
+                "Grace",
+                "--reason",
+                "load test first",
+            )
+            assert rejected.code == 0, rejected.stderr
+            assert rejected.stdout.strip() == f"Release {key}: PROD rejected by Grace"
+            finished = await starter
 
             late = await run_starter(script_env, "--approve", key, "--gate", "PROD", "--by", "Ada")
     finally:
@@ -364,14 +364,15 @@ async def test_cancel_from_the_command_line_ends_the_release_cancelled(
 ) -> None:
     key = "RELEASE-FEB-24-BETA"
     try:
-        async with running_worker(script_env):
-            async with in_background(run_starter(script_env, key)) as starter:
-                status = await status_saying(script_env, key, "waiting for approval before PROD")
-                assert f"--approve {key} --gate PROD --by NAME" in status.stdout
-                cancel = await run_starter(
-                    script_env, "--cancel", key, "--reason", "freeze", timeout=QUICK_TIMEOUT
-                )
-                waiting = await starter
+        async with starter_at(script_env, key, "waiting for approval before PROD") as (
+            starter,
+            status,
+        ):
+            assert f"--approve {key} --gate PROD --by NAME" in status.stdout
+            cancel = await run_starter(
+                script_env, "--cancel", key, "--reason", "freeze", timeout=QUICK_TIMEOUT
+            )
+            waiting = await starter
             status = await run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT)
     finally:
         await finish_release(env.client, key)
@@ -391,26 +392,23 @@ async def test_the_starter_follows_a_release_reset_from_the_command_line(
     paced = {**script_env, "DEMO_STEP_SECONDS": "0.3"}
     address = env.client.service_client.config.target_host
     try:
-        async with running_worker(paced):
-            async with in_background(run_starter(paced, key)) as starter:
-                status = await status_saying(paced, key, "deploying to TEST")
-                assert "deploying to TEST" in status.stdout, status.stdout
-                # As demos.md, "Reset a release", tells a person to.
-                reset = await run_command(
-                    temporal_cli(),
-                    "workflow",
-                    "reset",
-                    "--workflow-id",
-                    key,
-                    "--type",
-                    "FirstWorkflowTask",
-                    "--reason",
-                    "replay the release",
-                    "--address",
-                    address,
-                )
-                assert reset.code == 0, reset.stderr
-                finished = await starter
+        async with starter_at(paced, key, "deploying to TEST") as (starter, _):
+            # As demos.md, "Reset a release", tells a person to.
+            reset = await run_command(
+                temporal_cli(),
+                "workflow",
+                "reset",
+                "--workflow-id",
+                key,
+                "--type",
+                "FirstWorkflowTask",
+                "--reason",
+                "replay the release",
+                "--address",
+                address,
+            )
+            assert reset.code == 0, reset.stderr
+            finished = await starter
     finally:
         await finish_release(env.client, key)
     assert finished.code == 0, finished.stderr
