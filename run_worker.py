@@ -19,18 +19,15 @@ from temporalio.worker import Worker
 
 import release_management
 from activities import ALL_ACTIVITIES, MAX_CONCURRENT_ACTIVITIES
+from connection import TemporalUnreachable, connect, exit_now, web_ui_url
 from release_management import ReleaseError
 from shared import TASK_QUEUE
 from utils import (
-    TemporalUnreachable,
     check_demo_settings,
-    connect,
-    exit_now,
     failure_mode,
     planted_bug,
     step_seconds,
     unhealthy,
-    web_ui_url,
 )
 from workflows import DeployWorkflow, EnvironmentLockWorkflow, ReleaseWorkflow
 
@@ -89,7 +86,7 @@ def check_settings() -> None:
 def configure_logging() -> None:
     """Log the release's story one plain line at a time: our messages already say which
     release, environment and component they are about. Called before connect(), so the lines
-    it logs about the connection (utils.OutageReporter) come in the same format."""
+    it logs about the connection (outages.OutageReporter) come in the same format."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     activity.logger.activity_info_on_message = False
     workflow.logger.workflow_info_on_message = False

@@ -43,6 +43,7 @@ from temporalio.exceptions import CancelledError, TerminatedError, WorkflowAlrea
 from temporalio.service import RPCError, RPCStatusCode
 
 import release_management
+from connection import TemporalUnreachable, connect, exit_now, web_ui_url
 from release_management import ReleaseError
 from shared import (
     ENVIRONMENT_ORDER,
@@ -60,14 +61,7 @@ from shared import (
     root_message,
     shown,
 )
-from utils import (
-    TemporalUnreachable,
-    check_demo_root,
-    check_task_queue,
-    connect,
-    exit_now,
-    web_ui_url,
-)
+from utils import check_demo_root, check_task_queue
 from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
 
 # Pick the release to run: uncomment one line (demos.md runs all six, in this order).
@@ -343,7 +337,7 @@ async def _result(client: Client, handle: WorkflowHandle, release_key: str) -> s
                 raise RunReset(await _after_termination(client, handle, release_key)) from None
             raise StarterError(f"Release {release_key} failed: {root_message(err)}") from None
         except RPCError:
-            # The connection is lost: utils.connect's reporter says so once, and once it is back.
+            # The connection is lost: outages.OutageReporter says so once, and once it is back.
             now = time.monotonic()
             if lost_since is None:
                 lost_since = now

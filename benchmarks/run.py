@@ -82,10 +82,11 @@ from benchmarks.skeleton import (  # noqa: E402
     SkeletonReleaseInput,
     SkeletonReleaseWorkflow,
 )
+from connection import exit_now  # noqa: E402
 from run_worker import create_worker  # noqa: E402
+from scripts.dev_server import FAST_QUEUES, PRECISE_TIMERS, temporal_cli_or_exit  # noqa: E402
 from scripts.record_histories import WorkerProcess, demo_settings, fetch_run  # noqa: E402
 from shared import Release, ReleaseInput  # noqa: E402
-from utils import FAST_QUEUES, PRECISE_TIMERS, exit_now, temporal_cli_or_exit  # noqa: E402
 
 RESULTS = BENCH_DIR / "RESULTS.md"
 RELEASE = "RELEASE-NOV-23-INITIAL"

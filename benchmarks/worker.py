@@ -25,7 +25,7 @@ import activities  # noqa: E402
 import run_worker  # noqa: E402
 import workflows  # noqa: E402
 from benchmarks.skeleton import SKELETON_ACTIVITIES, SKELETON_WORKFLOWS  # noqa: E402
-from utils import exit_now  # noqa: E402
+from connection import exit_now  # noqa: E402
 
 
 def changed_worker(*args: Any, **settings: Any) -> Worker:

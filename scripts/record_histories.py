@@ -54,9 +54,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import release_management
+from connection import exit_now
 from run_worker import READY_LINE, create_worker
+from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit
 from shared import ApproveInput, Environment, RejectInput, ReleaseInput, deploy_workflow_id
-from utils import PRECISE_TIMERS, exit_now, temporal_cli_or_exit
 from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]

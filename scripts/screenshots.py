@@ -52,8 +52,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 RESOURCES_DIR = PROJECT_DIR / "resources"
 sys.path.insert(0, str(PROJECT_DIR))  # run as a script, this file sees scripts/ on sys.path
 
+from connection import exit_now  # noqa: E402
 from run_worker import READY_LINE  # noqa: E402
-from utils import PRECISE_TIMERS, exit_now, temporal_cli_or_exit  # noqa: E402
+from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit  # noqa: E402
 
 RELEASE = "RELEASE-NOV-23-INITIAL"
 WORKER_SETTINGS = {"DEMO_STEP_SECONDS": "0.5", "DEMO_FAILURES": "sometimes"}

@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from processes import temporal_cli
 from run_worker import create_worker
-from utils import FAST_QUEUES, PRECISE_TIMERS
+from scripts.dev_server import FAST_QUEUES, PRECISE_TIMERS
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 

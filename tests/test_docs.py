@@ -93,7 +93,7 @@ def test_every_starter_flag_the_docs_use_exists() -> None:
 
 def code_and_sdk_text() -> tuple[str, bytes]:
     """The project's Python, and the SDK's core library: TEMPORAL_* settings such as the TLS
-    paths are read by the SDK's envconfig (utils.connect), which lives there."""
+    paths are read by the SDK's envconfig (connection.connect), which lives there."""
     ours = "\n".join(
         path.read_text()
         for pattern in ("*.py", "scripts/*.py")

@@ -11,10 +11,11 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+import connection
 import release_management
 import run_worker
 import run_workflow
-import utils
+from connection import TemporalUnreachable
 from processes import (
     PROJECT_DIR,
     QUICK_TIMEOUT,
@@ -24,7 +25,6 @@ from processes import (
     terminal_env,
 )
 from shared import Cell, Environment, ReleaseInput, ReleaseProgress
-from utils import TemporalUnreachable
 
 KEY = "RELEASE-FEB-24-BETA"
 SECRET = "sk-test-DO-NOT-PRINT-4242"
@@ -270,7 +270,7 @@ async def test_a_broken_profile_is_named_not_quoted(
     toml.write_text(profile)
     monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(toml))
     with pytest.raises(TemporalUnreachable) as err:
-        await utils.connect()
+        await connection.connect()
     message = str(err.value)
     assert SECRET not in message
     assert str(toml) in message and "line " in message
@@ -309,7 +309,7 @@ async def test_connection_settings_that_cannot_be_right_are_refused(
 ) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(TemporalUnreachable) as err:
-        await utils.connect()
+        await connection.connect()
     assert says in str(err.value)
     assert len(str(err.value).splitlines()) == 1
 

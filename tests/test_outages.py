@@ -15,9 +15,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-import utils
+import connection
+from outages import CONNECTION_LOG, OutageReporter
 from processes import QUICK_TIMEOUT, RAW_CORE_LOG
-from utils import CONNECTION_LOG, OutageReporter
 
 UNAVAILABLE = (
     'Status { code: Unavailable, message: "tcp connect error", source: Some(tonic::transport::'
@@ -98,7 +98,7 @@ async def test_a_real_core_warning_reaches_python_logging_not_the_terminal(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", env.client.service_client.config.target_host)
-    client = await utils.connect()
+    client = await connection.connect()
     queue = f"test-{uuid.uuid4()}"
     async with Worker(client, task_queue=queue, workflows=[BrokenWorkflow]):
         handle = await client.start_workflow(BrokenWorkflow.run, id=queue, task_queue=queue)

@@ -1,0 +1,139 @@
+"""Outages in one line: the SDK core's log lines, told once when the connection to Temporal is
+lost and once when it is back, instead of a few raw lines a second.
+"""
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from contextlib import suppress
+from datetime import timedelta
+from functools import cache
+
+from temporalio.client import Client
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
+from temporalio.service import RPCError
+
+from shared import shown
+
+# The SDK core (Rust) logs every call it keeps retrying to a server that went away (a restart,
+# say), a few lines a second, in its own raw format. Its log lines come to this logger instead,
+# through OutageReporter: one line when the connection is lost, one when it is back.
+CONNECTION_LOG = logging.getLogger("temporal.connection")
+# What a lost connection looks like in a core log line's message or error: the gRPC code, or
+# the transport's error (a stack trace in other fields may mention anything).
+_OUTAGE = re.compile(
+    r"code: Unavailable|tonic::transport|transport error|connect error|connection (refused|reset)",
+    re.IGNORECASE,
+)
+# Once the server is back, the core warns about work the restarted server no longer expects (a
+# task completed that it has rescheduled, say): the outage's tail, not news, for this long.
+SETTLE_SECONDS = 5.0
+# While the connection is lost, the reporter asks the server whether it serves this often.
+PROBE_SECONDS = 0.5
+# Any other core warning or error is shown in one line, its details cut to this many characters
+# (a failed workflow task's carry a stack trace, which the SDK's Python logger shows in full).
+DETAIL_CHARACTERS = 200
+
+
+class OutageReporter(logging.Filter):
+    """Filters the SDK core's log records into what a user needs: one line when the connection
+    to Temporal is lost, one when it is back, and any other warning or error as one plain line.
+    Records come from the core's own thread; the probe runs on the watched client's loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._lost = False
+        self._settled_at = 0.0  # time.time() from which core warnings are news again
+        self._client: Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._probe: asyncio.Task[None] | None = None
+
+    def watch(self, client: Client) -> None:
+        """Tell outages of this client's connection (a script has one); call on its loop."""
+        self._client = client
+        self._loop = asyncio.get_running_loop()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        entry = getattr(record, "temporal_log", None)
+        if entry is None:
+            return True  # not the core's: the reporter's own lines
+        detail = " ".join(f"{name}={value}" for name, value in entry.fields.items())
+        if _OUTAGE.search(f"{entry.message} {entry.fields.get('error', '')}"):
+            return self._first_of_outage(record)
+        if record.levelno < logging.ERROR and (self._lost or time.time() < self._settled_at):
+            return False
+        if len(detail) > DETAIL_CHARACTERS:
+            detail = f"{detail[:DETAIL_CHARACTERS]}..."
+        record.msg = shown(f"Temporal SDK: {entry.message}" + (f" ({detail})" if detail else ""))
+        record.args = ()
+        return True
+
+    def _first_of_outage(self, record: logging.LogRecord) -> bool:
+        """Turn the outage's first record into its one line; drop the rest."""
+        with self._lock:
+            if self._lost or record.created < self._settled_at:
+                return False
+            self._lost = True
+        record.msg, record.args = "Lost the connection to Temporal at %s; retrying.", (self._at,)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if self._loop is not None:
+            with suppress(RuntimeError):  # the loop has closed: the process is ending
+                self._loop.call_soon_threadsafe(self._start_probe)
+        return True
+
+    @property
+    def _at(self) -> str:
+        return self._client.service_client.config.target_host if self._client else "?"
+
+    def _start_probe(self) -> None:
+        self._probe = asyncio.ensure_future(self._until_back())
+
+    async def _until_back(self) -> None:
+        """Ask the server whether it serves until it does; then say so, once."""
+        assert self._client is not None
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            with suppress(RPCError):
+                if await self._client.service_client.check_health(timeout=timedelta(seconds=1)):
+                    break
+        with self._lock:
+            self._lost = False
+            self._settled_at = time.time() + SETTLE_SECONDS
+        CONNECTION_LOG.info("Connection to Temporal at %s is back.", self._at)
+
+
+OUTAGES = OutageReporter()
+
+
+@cache
+def sdk_runtime() -> Runtime:
+    """The process's one SDK runtime, its core's log lines sent to CONNECTION_LOG. A script that
+    set up no logging (the starter) gets them on stderr, as plain lines."""
+    CONNECTION_LOG.addFilter(OUTAGES)
+    CONNECTION_LOG.setLevel(logging.INFO)
+    if not CONNECTION_LOG.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        CONNECTION_LOG.addHandler(handler)
+        CONNECTION_LOG.propagate = False
+    forwarding = LogForwardingConfig(
+        logger=CONNECTION_LOG,
+        append_target_to_name=False,
+        prepend_target_on_message=False,
+        append_log_fields_to_message=False,
+    )
+    core_warnings = TelemetryFilter(core_level="WARN", other_level="ERROR")
+    logging_config = LoggingConfig(filter=core_warnings, forwarding=forwarding)
+    return Runtime(telemetry=TelemetryConfig(logging=logging_config))
+
+
+# How the project starts a dev server (make demo, the tests, the recorders, the benchmarks): with
