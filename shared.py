@@ -128,6 +128,58 @@ class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class ErrorType(StrEnum):
+    """The type of each ApplicationError that the workflows or the starter act on, defined once."""
+
+    RELEASE_ERROR = "ReleaseError"  # bad input: the release fails at once, with the message
+    UNHEALTHY = "Unhealthy"  # a failed health check: retried a few times, then rolled back
+    ENVIRONMENT_BUSY = "EnvironmentBusy"  # another release holds an environment: refused
+    WRONG_DEMO_ROOT = "WrongDemoRoot"  # the worker serves another demo root than the release's
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"  # a result over Temporal's payload limit
+
+
+class Outcome(StrEnum):
+    """How a release ended."""
+
+    SUCCESS = "SUCCESS"
+    REJECTED = "REJECTED"
+    ROLLED_BACK = "ROLLED BACK"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class ReleaseResult(FrozenModel):
+    """Result of ReleaseWorkflow: how it ended, and the detail a person needs (who rejected it
+    and why, what was rolled back, why it failed or was cancelled)."""
+
+    release_key: str
+    outcome: Outcome
+    detail: str = ""
+
+    def ending(self) -> str:
+        """ "SUCCESS", "REJECTED by Grace: not today", "FAILED: <why>", ..."""
+        joiner = " " if self.outcome in (Outcome.REJECTED, Outcome.ROLLED_BACK) else ": "
+        return f"{self.outcome}{joiner}{self.detail}" if self.detail else str(self.outcome)
+
+    def __str__(self) -> str:
+        return f"Release {self.release_key}: {self.ending()}"
+
+
+class CellState(StrEnum):
+    """The state of one component in one environment, as the progress grid shows it."""
+
+    PENDING = "pending"
+    WAITING_FOR_APPROVAL = "waiting for approval"
+    RUNNING = "running"
+    RETRYING = "retrying"  # running, its current activity being retried (from the server)
+    DONE = "done"
+    ROLLED_BACK = "rolled back"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    NOT_REACHED = "not reached"
+
+
 # --- A release, as the catalog (database/catalog.json) describes it ------------------------
 
 
@@ -242,9 +294,7 @@ class Cell(FrozenModel):
     report to the release.
     """
 
-    # pending, running, retrying, done, rolled back, failed, cancelled, waiting for approval,
-    # rejected, not reached
-    state: str = "pending"
+    state: CellState = CellState.PENDING
     step: str = ""  # the step a running deploy is at; for a rolled-back one, the version back
     attempt: int = 0
     error: str = ""
@@ -348,11 +398,11 @@ class DeployOutcome(FrozenModel):
 class RecordReleaseInput(FrozenModel):
     release: Release
     release_run_id: str
-    result: str
+    result: ReleaseResult
     started: str
     finished: str
     before: EnvironmentVersions  # empty if the release ended before it checked them
-    states: dict[Environment, dict[str, str]]  # how each deploy ended (Cell.state)
+    states: dict[Environment, dict[str, CellState]]  # how each deploy ended
     # Environments unlocked before the end, once deployed and no longer needed: they hold the
     # release's versions (another release may have changed them since).
     unlocked_after_use: list[Environment] = []
