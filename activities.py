@@ -33,6 +33,7 @@ from shared import (
     DeployArtifactInput,
     Deployment,
     EnvironmentVersions,
+    ErrorType,
     GatherReleaseInput,
     LockHolderInput,
     RecordReleaseInput,
@@ -86,7 +87,7 @@ async def _step(story: str, for_root: str, step: Callable[..., T], *args: Any) -
         # BENIGN keeps the SDK from logging a traceback: this is the user's input, not a bug.
         raise ApplicationError(
             str(err),
-            type="ReleaseError",
+            type=ErrorType.RELEASE_ERROR,
             non_retryable=True,
             category=ApplicationErrorCategory.BENIGN,
         ) from None
@@ -97,7 +98,7 @@ async def _step(story: str, for_root: str, step: Callable[..., T], *args: Any) -
         activity.logger.warning(f"{story}: unhealthy (attempt {attempt}): {err}; {then}")
         raise ApplicationError(
             str(err),
-            type="Unhealthy",
+            type=ErrorType.UNHEALTHY,
             non_retryable=final,
             category=ApplicationErrorCategory.BENIGN,
         ) from None
@@ -122,7 +123,7 @@ def _check_demo_root(for_root: str) -> None:
         f"this worker serves demo root {here}, but the release was started for {for_root}: "
         f"workers with different DEMO_ROOTs poll task queue {activity.info().task_queue}. Run "
         "one worker per demo root, or give each its own DEMO_TASK_QUEUE",
-        type="WrongDemoRoot",
+        type=ErrorType.WRONG_DEMO_ROOT,
         non_retryable=True,
         category=ApplicationErrorCategory.BENIGN,
     )
@@ -141,7 +142,7 @@ def _fits_in_a_payload(story: str, result: T) -> T:
     activity.logger.error(message)
     raise ApplicationError(
         message,
-        type="PayloadTooLarge",
+        type=ErrorType.PAYLOAD_TOO_LARGE,
         non_retryable=True,
         category=ApplicationErrorCategory.BENIGN,
     )

@@ -41,9 +41,11 @@ from shared import (
     ENVIRONMENT_ORDER,
     VERSION_PATTERN,
     CatalogText,
+    CellState,
     ComponentName,
     Environment,
     Release,
+    ReleaseResult,
 )
 from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
 
@@ -742,10 +744,10 @@ def verify_rollback(component: str, previous: str | None, env: Environment) -> N
 def record_release(
     release: Release,
     run_id: str,
-    result: str,
+    result: ReleaseResult,
     times: tuple[str, str],
     before: dict[Environment, dict[str, str | None]],
-    states: dict[Environment, dict[str, str]],
+    states: dict[Environment, dict[str, CellState]],
     unlocked_after_use: list[Environment],
     decisions: list[dict[str, Any]],
 ) -> Path:
@@ -754,7 +756,7 @@ def record_release(
     Args:
         release: the release that ran.
         run_id: its run.
-        result: how it ended, e.g. "Release KEY: SUCCESS" or "Release KEY: FAILED: <why>".
+        result: how it ended.
         times: when it started and when it finished (ISO 8601).
         before: what its environments held before it (see check_promotion); empty if it ended
             before it checked, in which case what they hold now is what they held.
@@ -780,7 +782,8 @@ def record_release(
     record = {
         "release_key": release.key,
         "run_id": run_id,
-        "result": result,
+        "result": str(result),
+        "outcome": result.outcome.value,
         "started": times[0],
         "finished": times[1],
         "approved_in_catalog_by": release.approved_by,
@@ -791,7 +794,7 @@ def record_release(
                     version,
                     before[env].get(component) if env in before else state[env].get(component),
                     after[env].get(component),
-                    states.get(env, {}).get(component, "not reached"),
+                    states.get(env, {}).get(component, CellState.NOT_REACHED),
                 )
                 for component, version in release.versions.items()
             }
@@ -807,14 +810,14 @@ def record_release(
 
 # The ends of a deploy (Cell.state) a record names as they are; done is "deployed" or "already
 # there", and any other state (pending, rejected, ...) is "not reached".
-_ENDED = ("rolled back", "failed", "cancelled")
+_ENDED = (CellState.ROLLED_BACK, CellState.FAILED, CellState.CANCELLED)
 
 
-def _outcome(version: str, before: str | None, after: str | None, state: str) -> dict:
-    if state == "done":
+def _outcome(version: str, before: str | None, after: str | None, state: CellState) -> dict:
+    if state is CellState.DONE:
         outcome = "already there" if before == version else "deployed"
     else:
-        outcome = state if state in _ENDED else "not reached"
+        outcome = state.value if state in _ENDED else CellState.NOT_REACHED.value
     return {"before": before, "after": after, "outcome": outcome}
 
 

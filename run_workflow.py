@@ -52,11 +52,14 @@ from shared import (
     TASK_QUEUE,
     ApproveInput,
     Cell,
+    CellState,
     Environment,
+    Outcome,
     RejectInput,
     Release,
     ReleaseInput,
     ReleaseProgress,
+    ReleaseResult,
     deploy_workflow_id,
     root_message,
     shown,
@@ -79,7 +82,7 @@ class StarterError(Exception):
 
 async def run_release(
     client: Client, release: Release, task_queue: str = TASK_QUEUE, workflow_id: str | None = None
-) -> str:
+) -> ReleaseResult:
     """Start the release (or attach to it if it is already running) and wait for its result.
 
     The workflow ID is the release key, so one release never runs twice at once.
@@ -122,7 +125,9 @@ class RunReset(Exception):
         self.handle = handle
 
 
-async def _wait_for_result(client: Client, handle: WorkflowHandle, release_key: str) -> str:
+async def _wait_for_result(
+    client: Client, handle: WorkflowHandle, release_key: str
+) -> ReleaseResult:
     """Wait for the release's result, riding out a server restart and following a reset, and
     say what it is doing."""
     while True:
@@ -206,7 +211,7 @@ async def read_progress(
         (env, component)
         for env, row in progress.cells.items()
         for component, cell in row.items()
-        if cell.state == "running"
+        if cell.state is CellState.RUNNING
     ]
     steps = await asyncio.gather(
         *(_current_step(client, deploy_workflow_id(handle.id, env, c)) for env, c in running)
@@ -222,31 +227,33 @@ async def _current_step(client: Client, deploy_id: str) -> Cell:
     try:
         description = await client.get_workflow_handle(deploy_id).describe()
     except RPCError:
-        return Cell(state="running")  # the release has not started it yet
+        return Cell(state=CellState.RUNNING)  # the release has not started it yet
     pending = description.raw_description.pending_activities
     failing = [step for step in pending if step.HasField("last_failure")]
     if failing:
         step = max(failing, key=lambda step: step.attempt)
         return Cell(
-            state="retrying",
+            state=CellState.RETRYING,
             step=step.activity_type.name,
             attempt=step.attempt - 1,  # the attempt that failed; the next one is pending
             error=step.last_failure.message,
         )
-    return Cell(state="running", step=" + ".join(sorted(s.activity_type.name for s in pending)))
+    return Cell(
+        state=CellState.RUNNING, step=" + ".join(sorted(s.activity_type.name for s in pending))
+    )
 
 
 # How each state is coloured in the grid; the others (pending) are left plain.
 STATE_STYLES = {
-    "done": "green",
-    "running": "cyan",
-    "retrying": "yellow",
-    "waiting for approval": "magenta",
-    "failed": "red",
-    "rolled back": "red",
-    "rejected": "red",
-    "cancelled": "dim",
-    "not reached": "dim",
+    CellState.DONE: "green",
+    CellState.RUNNING: "cyan",
+    CellState.RETRYING: "yellow",
+    CellState.WAITING_FOR_APPROVAL: "magenta",
+    CellState.FAILED: "red",
+    CellState.ROLLED_BACK: "red",
+    CellState.REJECTED: "red",
+    CellState.CANCELLED: "dim",
+    CellState.NOT_REACHED: "dim",
 }
 # The width --status prints the grid at when its output is not a terminal.
 STATUS_WIDTH = 100
@@ -262,7 +269,7 @@ def progress_view(progress: ReleaseProgress) -> Group:
         _indented(Text(shown(f"{env.value} {component}: {_cell_text(cell)}"), style="yellow"))
         for env, row in progress.cells.items()
         for component, cell in row.items()
-        if cell.state == "retrying"
+        if cell.state is CellState.RETRYING
     ]
     if progress.gate is not None:
         approve = f"python run_workflow.py --approve {progress.release_key} --gate "
@@ -309,30 +316,30 @@ def format_progress(progress: ReleaseProgress, width: int | None = None) -> list
 
 def _cell_summary(cell: Cell) -> str:
     """What a deploy is doing, in a grid cell (the error of a retried step goes below it)."""
-    if cell.state == "running":
+    if cell.state is CellState.RUNNING:
         return f"{cell.step or 'deploying'}..."
-    if cell.state == "retrying":
+    if cell.state is CellState.RETRYING:
         return f"{cell.step}, attempt {cell.attempt} failed"
-    if cell.state == "failed":
+    if cell.state is CellState.FAILED:
         return f"failed: {cell.error}"
-    return cell.state
+    return cell.state.value
 
 
 def _cell_text(cell: Cell) -> str:
     """What a deploy is doing, with the error of a retried step in full."""
-    if cell.state == "retrying":
+    if cell.state is CellState.RETRYING:
         return f"{_cell_summary(cell)}: {cell.error}"
     return _cell_summary(cell)
 
 
-async def _result(client: Client, handle: WorkflowHandle, release_key: str) -> str:
+async def _result(client: Client, handle: WorkflowHandle, release_key: str) -> ReleaseResult:
     lost_since: float | None = None
     while True:
         try:
             return await handle.result()
         except WorkflowFailureError as err:
             if isinstance(err.cause, CancelledError):
-                return f"Release {release_key}: CANCELLED"
+                return ReleaseResult(release_key=release_key, outcome=Outcome.CANCELLED)
             if isinstance(err.cause, TerminatedError):
                 raise RunReset(await _after_termination(client, handle, release_key)) from None
             raise StarterError(f"Release {release_key} failed: {root_message(err)}") from None
@@ -356,7 +363,7 @@ async def _after_termination(
     none (a terminate ends a release where it stands, with no record)."""
     latest = await client.get_workflow_handle(handle.id).describe()
     if latest.run_id != handle.result_run_id and latest.status == WorkflowExecutionStatus.RUNNING:
-        return client.get_workflow_handle(handle.id, run_id=latest.run_id)
+        return client.get_workflow_handle_for(ReleaseWorkflow.run, handle.id, run_id=latest.run_id)
     raise StarterError(
         f"Release {release_key} was terminated: Temporal ran none of its code after that, so it "
         "wrote no record and its steps in flight were asked to cancel. Run it again to finish "
@@ -418,7 +425,7 @@ async def _running_release(client: Client, key: str, running: bool = True) -> Wo
 async def _how_it_ended(handle: WorkflowHandle) -> str:
     """How a closed release ended, from the server (no worker needed)."""
     try:
-        return f"it ended {(await handle.result()).split(': ', 1)[1]}"
+        return f"it ended {(await handle.result()).ending()}"
     except WorkflowFailureError as err:
         if isinstance(err.cause, CancelledError):
             return "it was cancelled"
@@ -477,7 +484,7 @@ async def decide(client: Client, key: str, gate: Environment, by: str, reason: s
         raise StarterError(f"Release {key} did not answer within {ANSWER_SECONDS:g} s") from None
 
 
-async def cancel(client: Client, key: str, reason: str) -> str:
+async def cancel(client: Client, key: str, reason: str) -> ReleaseResult:
     """Ask release key to cancel, then wait for it to close: it finishes the changes in flight,
     records CANCELLED and unlocks its environments."""
     handle = await _running_release(client, key)
@@ -517,7 +524,7 @@ def format_history(limit: int = 10) -> str:
                 for d in record.get("decisions", [])
             )
             or "-",
-            record.get("result", "?").split(": ", 1)[-1],
+            record["result"].removeprefix(f"Release {record['release_key']}: "),
         ]
         for record in release_management.release_history(limit)
     ]
@@ -646,8 +653,8 @@ async def _command(client: Client, args: argparse.Namespace, key: str) -> int:
         return 0
     if args.cancel is not None:
         result = await cancel(client, key, args.reason or "")
-        print(f"Result: {shown(result)}")
-        return 0 if result == f"Release {key}: CANCELLED" else 1
+        print(f"Result: {shown(str(result))}")
+        return 0 if result.outcome is Outcome.CANCELLED else 1
     if args.gate is None:
         raise StarterError(f"say which gate you decide: --gate ENV (see --status {key})")
     reason = None if args.approve is not None else args.reason or ""
@@ -682,9 +689,9 @@ async def main(argv: list[str]) -> int:
         result = await run_release(client, release)
     except (ReleaseError, StarterError, TemporalUnreachable) as err:
         return _refuse(err, 1)
-    print(f"Result: {shown(result)}")
+    print(f"Result: {shown(str(result))}")
     print(format_environments())
-    return 0 if result == f"Release {key}: SUCCESS" else 1
+    return 0 if result.outcome is Outcome.SUCCESS else 1
 
 
 if __name__ == "__main__":

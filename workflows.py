@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         ApproveInput,
         ArtifactRef,
         Cell,
+        CellState,
         CheckPromotionInput,
         Decision,
         DeployArtifactInput,
@@ -53,13 +54,16 @@ with workflow.unsafe.imports_passed_through():
         Environment,
         EnvironmentLock,
         EnvironmentVersions,
+        ErrorType,
         GatherReleaseInput,
         LockHolderInput,
+        Outcome,
         RecordReleaseInput,
         RejectInput,
         Release,
         ReleaseInput,
         ReleaseProgress,
+        ReleaseResult,
         UpdateConfigInput,
         VerifyInput,
         VerifyRollbackInput,
@@ -199,7 +203,9 @@ class DeployWorkflow:
             verify = VerifyInput(deployment=deployment, artifact=artifact)
             await _step(verify_deploy, verify, f"verify {what}")
         except ActivityError as err:
-            if not (isinstance(err.cause, ApplicationError) and err.cause.type == "Unhealthy"):
+            if not (
+                isinstance(err.cause, ApplicationError) and err.cause.type == ErrorType.UNHEALTHY
+            ):
                 raise
             # Compensate: the deploy is unhealthy, so put back what the environment held.
             previous = await _step(rollback_deploy, deployment, f"roll back {what}")
@@ -254,7 +260,7 @@ class ReleaseWorkflow:
         self._unlocked_after_use: list[Environment] = []
 
     @workflow.run
-    async def run(self, request: ReleaseInput) -> str:
+    async def run(self, request: ReleaseInput) -> ReleaseResult:
         started = workflow.now().isoformat()
         self._lock_scope = request.lock_scope
         self._demo_root = request.demo_root
@@ -274,7 +280,7 @@ class ReleaseWorkflow:
         await self._close(release, started, result)
         return result
 
-    async def _promote_all(self, release: Release) -> str:
+    async def _promote_all(self, release: Release) -> ReleaseResult:
         await self._hold_environments(release)
         # Validate before any change: a promotion out of order fails here, non-retryably. The
         # environments are held by now, so what is checked cannot change under the release.
@@ -288,34 +294,47 @@ class ReleaseWorkflow:
             _stop_if_cancelled()
             decision = await self._approval(release, env) if env in release.gates() else None
             if decision and not decision.approved:
-                return f"Release {release.key}: REJECTED by {decision.by}: {decision.reason}"
+                rejected = f"by {decision.by}: {decision.reason}"
+                return ReleaseResult(
+                    release_key=release.key, outcome=Outcome.REJECTED, detail=rejected
+                )
             rolled_back = await self._promote(release, env)
             if rolled_back:
-                return f"Release {release.key}: ROLLED BACK {'; '.join(rolled_back)}"
+                return ReleaseResult(
+                    release_key=release.key,
+                    outcome=Outcome.ROLLED_BACK,
+                    detail="; ".join(rolled_back),
+                )
             # env is deployed, so the environment it was fed from is no longer needed.
             source = env.previous()
             if source in self._locks:
                 await self._unlock(source)
                 self._unlocked_after_use.append(source)
-        return f"Release {release.key}: SUCCESS"
+        return ReleaseResult(release_key=release.key, outcome=Outcome.SUCCESS)
 
-    def _ending(self, release: Release, err: BaseException) -> str:
+    def _ending(self, release: Release, err: BaseException) -> ReleaseResult:
         """How a release that raised err ended, in the words of its result."""
         if is_cancelled_exception(err) and workflow.cancellation_reason() is not None:
             # The reason comes from whoever cancelled, unchecked: keep it one printable line.
             reason = shown(workflow.cancellation_reason() or "")[:MAX_REASON_LENGTH]
-            return f"Release {release.key}: CANCELLED{f': {reason}' if reason else ''}"
-        return f"Release {release.key}: FAILED: {root_message(err)}"
+            return ReleaseResult(release_key=release.key, outcome=Outcome.CANCELLED, detail=reason)
+        return ReleaseResult(
+            release_key=release.key, outcome=Outcome.FAILED, detail=root_message(err)
+        )
 
-    async def _close(self, release: Release, started: str, result: str) -> None:
+    async def _close(self, release: Release, started: str, result: ReleaseResult) -> None:
         """Record how the release ended, then unlock what it still holds."""
         self._status = "recording"
         workflow.set_current_details("")
         self._gate = None
         for row in self._cells.values():
             for component, cell in row.items():
-                if cell.state in ("pending", "waiting for approval", "running"):
-                    row[component] = Cell(state="not reached")
+                if cell.state in (
+                    CellState.PENDING,
+                    CellState.WAITING_FOR_APPROVAL,
+                    CellState.RUNNING,
+                ):
+                    row[component] = Cell(state=CellState.NOT_REACHED)
         states = {
             env: {c: cell.state for c, cell in row.items()} for env, row in self._cells.items()
         }
@@ -336,8 +355,8 @@ class ReleaseWorkflow:
             f"record how {release.key} ended",
         )
         await self._unlock(*self._locks)
-        self._status = result.split(": ", 1)[1]  # "SUCCESS", "CANCELLED", "FAILED: ...": the end
-        workflow.logger.info(result)
+        self._status = result.ending()
+        workflow.logger.info(str(result))
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _approval(self, release: Release, env: Environment) -> Decision:
@@ -345,7 +364,7 @@ class ReleaseWorkflow:
         self._gate = env
         how = f"python run_workflow.py --approve {release.key} --gate {env.value} --by NAME"
         self._status = f"waiting for approval before {env.value}"
-        self._mark(env, Cell(state="waiting for approval"))
+        self._mark(env, Cell(state=CellState.WAITING_FOR_APPROVAL))
         # Current details: the Web UI shows them (as Markdown) on the release's page while it
         # waits; in a code span, the command survives copy and paste.
         workflow.set_current_details(
@@ -356,7 +375,7 @@ class ReleaseWorkflow:
         await workflow.wait_condition(lambda: self._gate is None)
         workflow.set_current_details("")
         decision = self._decisions[-1]
-        self._mark(env, Cell(state="pending" if decision.approved else "rejected"))
+        self._mark(env, Cell(state=CellState.PENDING if decision.approved else CellState.REJECTED))
         verdict = "approved" if decision.approved else f"rejected ({decision.reason})"
         workflow.logger.info(f"{release.key}: {env.value} {verdict} by {decision.by}")
         return decision
@@ -475,7 +494,7 @@ class ReleaseWorkflow:
         workflow.logger.warning(f"{release.key}: refused: {names} {in_use}")
         raise ApplicationError(
             f"Release {release.key} was refused: {names} {in_use}",
-            type="EnvironmentBusy",
+            type=ErrorType.ENVIRONMENT_BUSY,
             non_retryable=True,
         )
 
@@ -524,7 +543,7 @@ class ReleaseWorkflow:
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {release.plan()}")
         self._status = f"deploying to {env.value}"
         info = workflow.info()
-        self._mark(env, Cell(state="running"))
+        self._mark(env, Cell(state=CellState.RUNNING))
         outcomes = await _all(
             *(
                 self._deploy(
@@ -556,16 +575,18 @@ class ReleaseWorkflow:
             outcome = await self._start_deploy(deployment, id)
         except (Exception, asyncio.CancelledError) as err:
             ended = (
-                Cell(state="cancelled")
+                Cell(state=CellState.CANCELLED)
                 if is_cancelled_exception(err)
-                else Cell(state="failed", error=root_message(err))
+                else Cell(state=CellState.FAILED, error=root_message(err))
             )
             self._mark(env, ended, component)
             raise
         if not outcome.rolled_back:
-            self._mark(env, Cell(state="done"), component)
+            self._mark(env, Cell(state=CellState.DONE), component)
             return ""
-        self._mark(env, Cell(state="rolled back", step=outcome.previous or "removed"), component)
+        self._mark(
+            env, Cell(state=CellState.ROLLED_BACK, step=outcome.previous or "removed"), component
+        )
         return f"{component} in {env.value} ({deployment.version} -> {outcome.previous or 'none'})"
 
     async def _start_deploy(self, deployment: Deployment, id: str) -> DeployOutcome:

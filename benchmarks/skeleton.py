@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 with workflow.unsafe.imports_passed_through():
     from shared import (
         ArtifactRef,
+        CellState,
         CheckPromotionInput,
         DeployArtifactInput,
         Deployment,
@@ -35,8 +36,10 @@ with workflow.unsafe.imports_passed_through():
         Environment,
         EnvironmentLock,
         EnvironmentVersions,
+        Outcome,
         RecordReleaseInput,
         Release,
+        ReleaseResult,
         UpdateConfigInput,
         VerifyInput,
         deploy_workflow_id,
@@ -204,12 +207,13 @@ class SkeletonReleaseWorkflow:
             record = RecordReleaseInput(
                 release=release,
                 release_run_id=workflow.info().run_id,
-                result=f"Release {release.key}: SUCCESS",
+                result=ReleaseResult(release_key=release.key, outcome=Outcome.SUCCESS),
                 started=started.isoformat(),
                 finished=workflow.now().isoformat(),
                 before=before,
                 states={
-                    env: dict.fromkeys(release.versions, "done") for env in release.environments
+                    env: dict.fromkeys(release.versions, CellState.DONE)
+                    for env in release.environments
                 },
             )
             await _step(record_release, record, local)

@@ -57,7 +57,14 @@ import release_management
 from connection import exit_now
 from run_worker import READY_LINE, create_worker
 from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit
-from shared import ApproveInput, Environment, RejectInput, ReleaseInput, deploy_workflow_id
+from shared import (
+    ApproveInput,
+    Environment,
+    RejectInput,
+    ReleaseInput,
+    ReleaseResult,
+    deploy_workflow_id,
+)
 from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -120,7 +127,7 @@ def fresh_root(parent: Path, name: str) -> str:
 
 async def start_release(
     client: Client, key: str, workflow_id: str
-) -> WorkflowHandle[ReleaseWorkflow, str]:
+) -> WorkflowHandle[ReleaseWorkflow, ReleaseResult]:
     # As run_workflow.py starts it, under a readable, stable workflow ID.
     return await client.start_workflow(
         ReleaseWorkflow.run,
@@ -137,7 +144,9 @@ async def run_release(client: Client, key: str, workflow_id: str, ending: str = 
     await finish(handle, ending)
 
 
-async def reach_gate(handle: WorkflowHandle[ReleaseWorkflow, str], env: Environment) -> None:
+async def reach_gate(
+    handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult], env: Environment
+) -> None:
     """Wait until the release waits for approval before env."""
     waiting = f"waiting for approval before {env.value}"
     deadline = time.monotonic() + RUN_TIMEOUT
@@ -148,7 +157,9 @@ async def reach_gate(handle: WorkflowHandle[ReleaseWorkflow, str], env: Environm
         await asyncio.sleep(0.05)
 
 
-async def approve_each_gate(handle: WorkflowHandle[ReleaseWorkflow, str], key: str) -> None:
+async def approve_each_gate(
+    handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult], key: str
+) -> None:
     """Approve each gate of the release as it reaches it, through the real Update."""
     for env in release_management.load_release(key).gates():
         await reach_gate(handle, env)
@@ -158,7 +169,7 @@ async def approve_each_gate(handle: WorkflowHandle[ReleaseWorkflow, str], key: s
 
 
 async def reject_at(
-    handle: WorkflowHandle[ReleaseWorkflow, str], env: Environment, reason: str
+    handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult], env: Environment, reason: str
 ) -> None:
     """Reject the release once it reaches its gate before env, through the real Update."""
     await reach_gate(handle, env)
@@ -167,14 +178,18 @@ async def reject_at(
     )
 
 
-async def finish(handle: WorkflowHandle[ReleaseWorkflow, str], ending: str = "SUCCESS") -> None:
-    """Wait for the release to return, and check how it ended: "Release <key>: <ending>..."."""
+async def finish(
+    handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult], ending: str = "SUCCESS"
+) -> None:
+    """Wait for the release to return, and check how it ended."""
     result = await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
-    if not result.split(": ", 1)[-1].startswith(ending):
+    if result.outcome != ending:
         raise SystemExit(f"{handle.id}: {result}, expected {ending}")
 
 
-async def finish_raising(handle: WorkflowHandle[ReleaseWorkflow, str], cause: str) -> None:
+async def finish_raising(
+    handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult], cause: str
+) -> None:
     """Wait for the release to fail or be cancelled: its result raises, with cause the name of
     the error's class (CancelledError, ChildWorkflowError) or of its type (EnvironmentBusy)."""
     try:

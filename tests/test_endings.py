@@ -150,7 +150,7 @@ async def test_a_release_waiting_before_prod_holds_only_qc_and_prod_and_cancels_
 
     # DEV and TEST are free again: a DEV-only release runs while BETA waits.
     _, result = await run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
-    assert result == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
+    assert str(result) == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
     # An approval meant for another gate is refused; it never enters the history.
     wrong = beta.execute_update(ReleaseWorkflow.approve, ApproveInput(gate="QC", by="Ada"))
     with pytest.raises(WorkflowUpdateFailedError) as refused:
@@ -183,7 +183,7 @@ async def test_a_release_waiting_before_prod_holds_only_qc_and_prod_and_cancels_
 
     # Nothing is left held: the first release of all runs straight after.
     _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
-    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
 
 
 async def test_cancel_mid_wave_leaves_every_component_whole_and_the_files_quiet(
@@ -214,7 +214,7 @@ async def test_cancel_mid_wave_leaves_every_component_whole_and_the_files_quiet(
 
     monkeypatch.setenv("DEMO_STEP_SECONDS", "0")
     _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
-    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
     assert_environments_hold(demo_root, {env: INITIAL for env in ALL_ENVS})
 
 
@@ -250,8 +250,10 @@ async def test_a_reset_release_ends_right_with_nothing_done_twice(
 
     new_run = await reset(client, release, to)
 
-    result = await client.get_workflow_handle(release.id, run_id=new_run).result()
-    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    result = await client.get_workflow_handle_for(
+        ReleaseWorkflow.run, release.id, run_id=new_run
+    ).result()
+    assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
     assert_environments_hold(demo_root, {env: INITIAL for env in ALL_ENVS})
     # Each change was made once, whichever run made it: the new run found DEV done.
     changes = [
@@ -275,7 +277,7 @@ async def test_a_lock_whose_release_has_ended_does_not_hold_its_environment(
         task_queue=task_queue,
     )
     _, result = await run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
-    assert result == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
+    assert str(result) == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
     ended = await client.get_workflow_handle(orphan.id, run_id=orphan.result_run_id).describe()
     assert ended.status == WorkflowExecutionStatus.TERMINATED
 

@@ -24,7 +24,7 @@ from processes import (
     run_starter,
     terminal_env,
 )
-from shared import Cell, Environment, ReleaseInput, ReleaseProgress
+from shared import Cell, Environment, Outcome, ReleaseInput, ReleaseProgress, ReleaseResult
 
 KEY = "RELEASE-FEB-24-BETA"
 SECRET = "sk-test-DO-NOT-PRINT-4242"
@@ -217,20 +217,30 @@ def test_the_grid_escapes_what_the_server_says() -> None:
 @pytest.mark.parametrize(
     ("argv", "replaced", "answer"),
     [
-        ([KEY], "run_release", f"Release {KEY}: REJECTED by \x1b[2JEve\nforged"),
+        (
+            [KEY],
+            "run_release",
+            ReleaseResult(
+                release_key=KEY, outcome=Outcome.REJECTED, detail="by \x1b[2JEve\nforged"
+            ),
+        ),
         (["--approve", KEY, "--gate", "PROD", "--by", "Ada"], "decide", "approved \x1b[31mby"),
-        (["--cancel", KEY], "cancel", "CANCELLED\x1b]0;title\x07"),
+        (
+            ["--cancel", KEY],
+            "cancel",
+            ReleaseResult(release_key=KEY, outcome=Outcome.CANCELLED, detail="\x1b]0;title\x07"),
+        ),
     ],
 )
 async def test_what_the_server_answers_is_printed_escaped(
     argv: list[str],
     replaced: str,
-    answer: str,
+    answer: object,
     demo_root: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    async def answers(*_: Any) -> str:
+    async def answers(*_: Any) -> object:
         return answer
 
     async def connected() -> object:

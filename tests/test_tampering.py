@@ -10,10 +10,12 @@ import pytest
 
 import release_management as rm
 import run_workflow
-from shared import Environment
+from shared import Environment, Outcome, ReleaseResult
 from test_release_management import RUN, deploy_all_steps, snapshot
 
 DEV = Environment.DEV
+
+SUCCESS = ReleaseResult(release_key="R", outcome=Outcome.SUCCESS)
 
 
 @pytest.fixture
@@ -106,7 +108,7 @@ def roll_back_the_first_deploy() -> None:
 
 def record() -> None:
     release = rm.load_release("RELEASE-NOV-23-INITIAL")
-    rm.record_release(release, RUN, "Release R: SUCCESS", ("t0", "t1"), {}, {}, [], [])
+    rm.record_release(release, RUN, SUCCESS, ("t0", "t1"), {}, {}, [], [])
 
 
 @pytest.mark.parametrize(
@@ -188,9 +190,7 @@ def test_release_history_skips_files_that_are_not_release_records(
 ) -> None:
     release = rm.load_release("RELEASE-NOV-23-INITIAL")
     decision = {"environment": "DEV", "approved": True, "by": "Ada", "reason": "", "at": "t"}
-    good = rm.record_release(
-        release, RUN, "Release R: SUCCESS", ("t0", "t1"), {}, {}, [], [decision]
-    )
+    good = rm.record_release(release, RUN, SUCCESS, ("t0", "t1"), {}, {}, [], [decision])
     record = json.loads(good.read_text())
     folder = rm.records_dir()
     (folder / "text.json").write_text("not json\n")

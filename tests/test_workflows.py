@@ -53,7 +53,7 @@ async def run(client: Client, task_queue: str, key: str) -> tuple[str, str]:
         task_queue=task_queue,
         execution_timeout=timedelta(minutes=5),
     )
-    return workflow_id, result
+    return workflow_id, str(result)
 
 
 def env_files(root: Path) -> dict[str, set[str]]:
@@ -102,7 +102,7 @@ async def run_six_in_order(client: Client, task_queue: str, root: Path) -> None:
     state: dict[str, tuple[str, ...]] = {}
     for key, versions, envs in SIX_RELEASES:
         _, result = await run(client, task_queue, key)
-        assert result == f"Release {key}: SUCCESS"
+        assert str(result) == f"Release {key}: SUCCESS"
         state.update({env: versions for env in envs})
         assert_environments_hold(root, state)
     assert not list(root.rglob("*.tmp"))
@@ -134,7 +134,7 @@ async def test_six_releases_in_order_give_the_catalog_table(
     # Running INITIAL again resets every environment to 1.0 and builds nothing.
     before = len(ledger)
     _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
-    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
     assert_environments_hold(demo_root, {env: ("1.0", "1.0", "1.0") for env in ALL_ENVS})
     rerun = [(line["step"], line["env"]) for line in rm.read_ledger()[before:]]
     assert Counter(step for step, _ in rerun) == {"deploy": 12, "configure": 12}
@@ -151,7 +151,7 @@ async def test_deleted_files_come_back_and_nothing_else_changes(
 
     _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
 
-    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
     assert_environments_hold(demo_root, {env: ("1.0", "1.0", "1.0") for env in ALL_ENVS})
     changes = {(line["step"], line["env"], line["component"]) for line in rm.read_ledger()[before:]}
     assert changes == {
@@ -299,11 +299,11 @@ async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_c
     )
     assert answer == "Release RELEASE-NOV-23-INITIAL: DEV rejected by Grace"
     result = await release.result()
-    assert result == "Release RELEASE-NOV-23-INITIAL: REJECTED by Grace: code freeze"
+    assert str(result) == "Release RELEASE-NOV-23-INITIAL: REJECTED by Grace: code freeze"
     assert env_files(demo_root) == expected_files({})
     assert not (demo_root / "artifactory").exists()
     (record,) = rm.release_history()
-    assert record["result"] == result
+    assert record["result"] == str(result)
     assert [(d["environment"], d["approved"], d["by"]) for d in record["decisions"]] == [
         ("DEV", False, "Grace")
     ]
@@ -334,7 +334,7 @@ async def test_a_release_waits_before_prod_until_a_person_approves(
         ReleaseWorkflow.approve, ApproveInput(gate=Environment.PROD, by="Ada")
     )
     assert "is not waiting for approval (deploying to PROD)" in await _refused_update(again)
-    assert await release.result() == "Release RELEASE-FEB-24-BETA: SUCCESS"
+    assert str(await release.result()) == "Release RELEASE-FEB-24-BETA: SUCCESS"
 
     assert_environments_hold(demo_root, {env: beta for env in ALL_ENVS})
     (record,) = rm.release_history()
@@ -427,7 +427,7 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
 
     monkeypatch.delenv("DEMO_BUG")  # the fix, shipped by restarting the worker
     async with create_worker(client, queue):
-        assert await release.result() == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
+        assert str(await release.result()) == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
         progress = await release.query(ReleaseWorkflow.progress)
     assert progress.status == "SUCCESS"
     assert {cell.state for cell in progress.cells[Environment.DEV].values()} == {"done"}
@@ -469,7 +469,7 @@ async def test_releases_that_share_an_environment_never_deploy_into_it_at_once(
     assert error.type == "EnvironmentBusy" and error.non_retryable
     assert f"DEV in use by release {hotfix_id}" in error.message
     assert elapsed < 2
-    assert await hotfix.result() == "Release RELEASE-NOV-23-HOTFIX-STAGE: SUCCESS"
+    assert str(await hotfix.result()) == "Release RELEASE-NOV-23-HOTFIX-STAGE: SUCCESS"
     ledger = rm.read_ledger()
     assert [line for line in ledger if line["release_key"] == "RELEASE-JAN-24-ALPHA-DEV"] == []
     assert_environments_hold(
@@ -549,7 +549,7 @@ async def test_a_bad_catalog_is_refused_before_any_change_and_the_worker_keeps_s
     # The same worker serves the next release as soon as the catalog is put right.
     catalog_file.unlink()
     _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
-    assert result == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
+    assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
 
 
 async def test_an_unhealthy_deploy_is_rolled_back_and_the_release_stops(
@@ -562,7 +562,8 @@ async def test_an_unhealthy_deploy_is_rolled_back_and_the_release_stops(
     _, result = await run(client, task_queue, "RELEASE-NOV-23-HOTFIX-STAGE")
 
     assert (
-        result == "Release RELEASE-NOV-23-HOTFIX-STAGE: ROLLED BACK frontend in TEST (1.1 -> 1.0)"
+        str(result)
+        == "Release RELEASE-NOV-23-HOTFIX-STAGE: ROLLED BACK frontend in TEST (1.1 -> 1.0)"
     )
     # frontend is back at 1.0 in TEST, its healthy neighbours stay, and QC is never reached.
     hotfix, initial = ("1.1", "1.7", "1.7"), ("1.0", "1.0", "1.0")
@@ -584,7 +585,9 @@ async def test_a_rollback_with_no_previous_version_removes_the_component(
 ) -> None:
     monkeypatch.setenv("DEMO_UNHEALTHY", "sbstore@DEV")
     _, result = await run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
-    assert result == "Release RELEASE-JAN-24-ALPHA-DEV: ROLLED BACK sbstore in DEV (1.8 -> none)"
+    assert (
+        str(result) == "Release RELEASE-JAN-24-ALPHA-DEV: ROLLED BACK sbstore in DEV (1.8 -> none)"
+    )
     assert env_files(demo_root)["DEV"] == {
         "frontend-1.2.txt",
         "frontend.config.json",
