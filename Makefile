@@ -38,9 +38,11 @@ screenshots: install
 	$(BIN)/python -m pip install --quiet selenium
 	$(BIN)/python scripts/screenshots.py
 
+# Style, format and types (mypy, configured in pyproject.toml), on the demo, tests, scripts, benchmarks.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .
