@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 import release_management
 from activities import ALL_ACTIVITIES, MAX_CONCURRENT_ACTIVITIES
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
+from locks import EnvironmentLockWorkflow
 from release_management import ReleaseError
 from shared import TASK_QUEUE
 from utils import (
@@ -29,23 +30,17 @@ from utils import (
     step_seconds,
     unhealthy,
 )
-from workflows import DeployWorkflow, EnvironmentLockWorkflow, ReleaseWorkflow
+from workflows import DeployWorkflow, ReleaseWorkflow
 
 # The worker's last line on start-up: once it is printed, the worker polls (scripts and tests wait
 # for it).
 READY_LINE = "Press Ctrl+C to stop."
-# On Ctrl+C, steps in flight get this long to finish before they are cancelled (and retried
-# by the next worker).
+# Why each value (measured): README.md, "Tuning".
+# On Ctrl+C, activities in flight get this long to finish before they are cancelled (and retried).
 GRACEFUL_SHUTDOWN = timedelta(seconds=3)
-# A worker keeps the workflows it ran in a cache and asks for their next tasks on a queue of
-# its own (the sticky queue). If it dies, those tasks go back to the shared queue after this
-# long (default 5 s): with the heartbeat and workflow task timeouts, the main cost of a worker
-# crash to a release in flight, paid once per workflow along the way (a deploy, its release,
-# the environment locks). A live worker polls its sticky queue all the time and takes its own
-# tasks within milliseconds; were one late, another worker would replay the workflow instead.
+# A dead worker's sticky queue hands its workflows' tasks back to the shared queue after this.
 STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=200)
-# Heartbeats: the SDK sends an activity's heartbeats at most this often (by default, 0.8 of the
-# heartbeat timeout), leaving half of workflows.STEP_HEARTBEAT_TIMEOUT for a slow heartbeat.
+# The SDK sends an activity's heartbeats at most this often: half of the heartbeat timeout.
 HEARTBEAT_THROTTLE = timedelta(milliseconds=500)
 
 
@@ -59,8 +54,7 @@ def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        # At most this many steps at once: more would let their heartbeats lapse before they
-        # start (benchmarks/RESULTS.md, scale). Further steps wait at the server, Scheduled.
+        # More at once would let their heartbeats lapse before they start; the rest wait, Scheduled.
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
     )
 

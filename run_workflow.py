@@ -50,6 +50,7 @@ from shared import (
     MAX_NAME_LENGTH,
     MAX_REASON_LENGTH,
     TASK_QUEUE,
+    WORKFLOW_TASK_TIMEOUT,
     ApproveInput,
     Cell,
     CellState,
@@ -65,7 +66,7 @@ from shared import (
     shown,
 )
 from utils import check_demo_root, check_task_queue
-from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
+from workflows import ReleaseWorkflow
 
 # Pick the release to run: uncomment one line (demos.md runs all six, in this order).
 releasekey = "RELEASE-NOV-23-INITIAL"

@@ -6,7 +6,7 @@ catalog) is a pydantic model, carried by the pydantic data converter.
 
 import os
 import re
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -25,6 +25,10 @@ from pydantic import (
 # The task queue the worker polls and the starter sends to. DEMO_TASK_QUEUE overrides it, so a
 # test (or a second person on the same server) can run its own worker without stealing tasks.
 TASK_QUEUE = os.environ.get("DEMO_TASK_QUEUE", "release-orchestration")
+
+# A workflow task handed to a worker that died goes to another one after this long (the
+# server's default is 10 s); the release's workflow tasks take milliseconds.
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 
 
 class Environment(StrEnum):

@@ -58,6 +58,7 @@ from connection import exit_now
 from run_worker import READY_LINE, create_worker
 from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit
 from shared import (
+    WORKFLOW_TASK_TIMEOUT,
     ApproveInput,
     Environment,
     RejectInput,
@@ -65,7 +66,7 @@ from shared import (
     ReleaseResult,
     deploy_workflow_id,
 )
-from workflows import WORKFLOW_TASK_TIMEOUT, ReleaseWorkflow
+from workflows import ReleaseWorkflow
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 HISTORIES_DIR = PROJECT_DIR / "tests" / "histories"

@@ -22,6 +22,7 @@ from temporalio.client import (
 from temporalio.exceptions import CancelledError
 
 import release_management as rm
+from locks import EnvironmentLockWorkflow
 from scripts.record_histories import wait_until_closed
 from shared import ApproveInput, Environment, EnvironmentLock, ReleaseInput
 from test_workflows import (
@@ -33,7 +34,7 @@ from test_workflows import (
     assert_environments_hold,
     run,
 )
-from workflows import EnvironmentLockWorkflow, ReleaseWorkflow
+from workflows import ReleaseWorkflow
 
 BETA = ("1.3", "1.9", "1.9")
 INITIAL = ("1.0", "1.0", "1.0")

@@ -16,8 +16,9 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from locks import EnvironmentLockWorkflow
 from scripts.record_histories import HISTORIES_DIR, REFUSED_RUN, recorded_names
-from workflows import DeployWorkflow, EnvironmentLockWorkflow, ReleaseWorkflow
+from workflows import DeployWorkflow, ReleaseWorkflow
 
 RECORDED = recorded_names()
 

@@ -1,0 +1,89 @@
+"""Approval gates: a release waits, durably and for as long as it takes, for a person to approve
+or reject the environment it is about to deploy to.
+
+The person answers with an Update (ReleaseWorkflow.approve or reject, sent by
+`run_workflow.py --approve/--reject`); its validator refuses a wrong or malformed answer before
+it enters the release's history.
+"""
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from shared import MAX_NAME_LENGTH, MAX_REASON_LENGTH, Decision, Environment, Release
+
+
+def approve_command(release_key: str, env: Environment) -> str:
+    """The command that approves release_key's gate before env."""
+    return f"python run_workflow.py --approve {release_key} --gate {env.value} --by NAME"
+
+
+class ApprovalGates:
+    """The gates of one release: the one open now, if any, and every decision taken at them."""
+
+    def __init__(self) -> None:
+        self.open: Environment | None = None
+        self.decisions: list[Decision] = []
+
+    async def wait(self, release: Release, env: Environment) -> Decision:
+        """Open the gate before env and wait until a person decides; return the decision."""
+        self.open = env
+        how = approve_command(release.key, env)
+        # Current details: the Web UI shows them (as Markdown) on the release's page while it
+        # waits; in a code span, the command survives copy and paste.
+        workflow.set_current_details(
+            f"Waiting for approval before {env.value}. To approve: `{how}` (or `--reject` "
+            "with `--reason TEXT`)"
+        )
+        workflow.logger.info(f"{release.key}: waiting for approval before {env.value}: {how}")
+        await workflow.wait_condition(lambda: self.open is None)
+        workflow.set_current_details("")
+        decision = self.decisions[-1]
+        verdict = "approved" if decision.approved else f"rejected ({decision.reason})"
+        workflow.logger.info(f"{release.key}: {env.value} {verdict} by {decision.by}")
+        return decision
+
+    def check(self, release_key: str, status: str, gate: Environment, by: str, reason: str) -> None:
+        """Refuse a decision that does not fit the gate open now (an Update validator).
+
+        Raises:
+            ValueError: no gate is open, another one is, or the name or reason is blank, too
+                long or unprintable; the message says what to type instead.
+        """
+        if self.open is None:
+            raise ValueError(f"Release {release_key} is not waiting for approval ({status})")
+        if gate is not self.open:
+            raise ValueError(
+                f"Release {release_key} waits for approval before {self.open.value}, "
+                f"not {gate.value}: say --gate {self.open.value} to decide that gate"
+            )
+        if not by.strip():
+            raise ValueError("say who decides: --by NAME")
+        if not reason.strip():
+            raise ValueError("say why: --reason TEXT")
+        _check_shown_text("--by", by, MAX_NAME_LENGTH)
+        _check_shown_text("--reason", reason, MAX_REASON_LENGTH)
+
+    def decide(self, release_key: str, approved: bool, by: str, reason: str) -> str:
+        """Close the open gate with a person's decision (checked by check); say what was done."""
+        assert self.open is not None  # the validator checked
+        gate, self.open = self.open, None
+        self.decisions.append(
+            Decision(
+                environment=gate,
+                approved=approved,
+                by=by,
+                reason=reason,
+                at=workflow.now().isoformat(),
+            )
+        )
+        return (
+            f"Release {release_key}: {gate.value} {'approved' if approved else 'rejected'} by {by}"
+        )
+
+
+def _check_shown_text(flag: str, text: str, limit: int) -> None:
+    if len(text) > limit or not text.isprintable():
+        raise ValueError(
+            f"{flag} must be one line of printable text, at most {limit} characters "
+            "(no control characters or escape codes)"
+        )
