@@ -10,10 +10,11 @@ sorted here, once, so no workflow has to list them:
 
 import asyncio
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, get_type_hints
 
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
@@ -28,19 +29,8 @@ from release_management import (
     VerificationError,
 )
 from shared import (
-    ArtifactRef,
-    CheckPromotionInput,
-    DeployArtifactInput,
-    Deployment,
-    EnvironmentVersions,
     ErrorType,
-    GatherReleaseInput,
     LockHolderInput,
-    RecordReleaseInput,
-    Release,
-    UpdateConfigInput,
-    VerifyInput,
-    VerifyRollbackInput,
     WorkflowRef,
 )
 from utils import step_seconds
@@ -71,46 +61,61 @@ async def _heartbeat_forever() -> None:
         activity.heartbeat()
 
 
-async def _step(story: str, for_root: str, step: Callable[..., T], *args: Any) -> T:
-    """Run one release_management step: pace, heartbeat, run it on a thread, sort its errors.
-    for_root: the demo root its release was started for ("": any)."""
-    _check_demo_root(for_root)
+class StepInput(Protocol):
+    """What every release_management step's input says: the demo root its release was started
+    for ("": any), and how the log names the step."""
+
+    @property
+    def demo_root(self) -> str: ...
+
+    def story(self, step: str) -> str: ...
+
+
+Input = TypeVar("Input", bound=StepInput)
+
+
+async def _run(step: Callable[[Input], T], request: Input, words: str) -> T:
+    """Run one release_management step as this activity: pace, heartbeat, run it on a thread,
+    and sort its errors (module docstring). words: the step, in the log's words."""
+    story = request.story(words)
+    _check_demo_root(request.demo_root)
     attempt = activity.info().attempt
     if attempt > 1:
         activity.logger.info(f"{story}: retrying (attempt {attempt})")
     heartbeat = asyncio.create_task(_heartbeat_forever())
     try:
         await asyncio.sleep(step_seconds())
-        return _fits_in_a_payload(story, await _to_thread(step, *args))
-    except ReleaseError as err:
+        return _fits_in_a_payload(story, await _to_thread(step, request))
+    except Exception as err:
+        raise _sorted(err, story, attempt) from None
+    finally:
+        heartbeat.cancel()
+
+
+def _sorted(err: Exception, story: str, attempt: int) -> Exception:
+    """The error Temporal should see for a step's error, logged in one line."""
+    if isinstance(err, ReleaseError):
         activity.logger.error(f"{story}: refused: {err}")
         # BENIGN keeps the SDK from logging a traceback: this is the user's input, not a bug.
-        raise ApplicationError(
-            str(err),
-            type=ErrorType.RELEASE_ERROR,
-            non_retryable=True,
-            category=ApplicationErrorCategory.BENIGN,
-        ) from None
-    except Unhealthy as err:
+        return _application_error(err, ErrorType.RELEASE_ERROR, non_retryable=True)
+    if isinstance(err, Unhealthy):
         # A failed health check is retried a few times, then final: the deploy rolls back.
         final = attempt >= HEALTH_CHECK_ATTEMPTS
         then = "the deploy will be rolled back" if final else "Temporal will retry"
         activity.logger.warning(f"{story}: unhealthy (attempt {attempt}): {err}; {then}")
-        raise ApplicationError(
-            str(err),
-            type=ErrorType.UNHEALTHY,
-            non_retryable=final,
-            category=ApplicationErrorCategory.BENIGN,
-        ) from None
-    except (InjectedFailure, SourceMissing, VerificationError, OSError) as err:
+        return _application_error(err, ErrorType.UNHEALTHY, non_retryable=final)
+    if isinstance(err, InjectedFailure | SourceMissing | VerificationError | OSError):
         # OSError: the machine's trouble (a full disk, a read-only folder), retried until it is
         # put right, with one line per attempt rather than a traceback.
         activity.logger.warning(f"{story}: failed (attempt {attempt}): {err}; Temporal will retry")
-        raise ApplicationError(
-            str(err), type=type(err).__name__, category=ApplicationErrorCategory.BENIGN
-        ) from None
-    finally:
-        heartbeat.cancel()
+        return _application_error(err, type(err).__name__, non_retryable=False)
+    return err  # a bug (or a planted one): Temporal retries it, with its traceback
+
+
+def _application_error(err: Exception, type: str, non_retryable: bool) -> ApplicationError:
+    return ApplicationError(
+        str(err), type=type, non_retryable=non_retryable, category=ApplicationErrorCategory.BENIGN
+    )
 
 
 def _check_demo_root(for_root: str) -> None:
@@ -163,28 +168,35 @@ async def _to_thread(step: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _story(deployment: Deployment, step: str) -> str:
-    return (
-        f"{deployment.release_key} {deployment.environment.value} {deployment.component}: "
-        f"{step} {deployment.version}"
-    )
+def _activity(step: Callable[[Input], T], words: str) -> Callable[[Input], Coroutine[Any, Any, T]]:
+    """The release_management step as an activity of the same name, with the same types (the SDK
+    decodes its input and result by them) and documentation. words: the step, in the log."""
+
+    async def run(request: Input) -> T:
+        return await _run(step, request, words)
+
+    hints = get_type_hints(step)
+    first = next(iter(inspect.signature(step).parameters))
+    run.__annotations__ = {"request": hints[first], "return": hints["return"]}
+    run.__doc__ = step.__doc__
+    return activity.defn(name=step.__name__)(run)
 
 
-def _outcome(changed: bool, done: str) -> str:
-    return done if changed else "already done, nothing to change"
+# The activities of a release, each one step of the release system.
+gather_release = _activity(release_management.gather_release, "gather")
+check_promotion = _activity(release_management.check_promotion, "check promotion")
+build_artifact = _activity(release_management.build_artifact, "build")
+fetch_artifact = _activity(release_management.fetch_artifact, "fetch artifact")
+fetch_config = _activity(release_management.fetch_config, "fetch config")
+deploy_artifact = _activity(release_management.deploy_artifact, "deploy")
+update_config = _activity(release_management.update_config, "configure")
+verify_deploy = _activity(release_management.verify_deploy, "verify")
+rollback_deploy = _activity(release_management.rollback_deploy, "rollback")
+verify_rollback = _activity(release_management.verify_rollback, "verify rollback")
+record_release = _activity(release_management.record_release, "record")
 
 
-@activity.defn
-async def gather_release(request: GatherReleaseInput) -> Release:
-    """Load the release from the catalog and validate it."""
-    release = await _step(
-        f"{request.release_key}: gather",
-        request.demo_root,
-        release_management.gather_release,
-        request.release_key,
-    )
-    activity.logger.info(f"{release.key}: gathered: {release.plan()}")
-    return release
+# --- Activities that ask Temporal, not the release system --------------------------------------
 
 
 @activity.defn
@@ -218,186 +230,8 @@ async def _is_running(workflow_id: str) -> bool:
     return description.status == WorkflowExecutionStatus.RUNNING
 
 
-@activity.defn
-async def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
-    """Refuse the release, before any change, if its first environment cannot be fed; return
-    what its environments hold before it."""
-    release = request.release
-    before = await _step(
-        f"{release.key}: check promotion",
-        request.demo_root,
-        release_management.check_promotion,
-        release,
-    )
-    activity.logger.info(f"{release.key}: promotion {release.route()} checked")
-    return before
-
-
-@activity.defn
-async def build_artifact(deployment: Deployment) -> bool:
-    """Build the component version into artifactory unless it is already there."""
-    story = _story(deployment, "build")
-    changed = await _step(
-        story,
-        deployment.demo_root,
-        release_management.build_artifact,
-        deployment.release_key,
-        deployment.release_run_id,
-        deployment.component,
-        deployment.version,
-    )
-    activity.logger.info(f"{story}: {_outcome(changed, 'built into artifactory')}")
-    return changed
-
-
-@activity.defn
-async def fetch_artifact(deployment: Deployment) -> ArtifactRef:
-    """Gather the artifact to deploy from the environment's source."""
-    story = _story(deployment, "fetch artifact")
-    source, sha256 = await _step(
-        story,
-        deployment.demo_root,
-        release_management.fetch_artifact,
-        deployment.component,
-        deployment.version,
-        deployment.environment,
-    )
-    activity.logger.info(f"{story}: found in {source}")
-    return ArtifactRef(source=source, sha256=sha256)
-
-
-@activity.defn
-async def fetch_config(deployment: Deployment) -> dict[str, str | int]:
-    """Gather the configuration the component version should have in the environment."""
-    story = _story(deployment, "fetch config")
-    config = await _step(
-        story,
-        deployment.demo_root,
-        release_management.fetch_config,
-        deployment.component,
-        deployment.version,
-        deployment.environment,
-    )
-    activity.logger.info(f"{story}: gathered")
-    return config
-
-
-@activity.defn
-async def deploy_artifact(request: DeployArtifactInput) -> bool:
-    """Deploy the gathered artifact, replacing the version the environment held."""
-    deployment = request.deployment
-    story = _story(deployment, "deploy")
-    changed = await _step(
-        story,
-        deployment.demo_root,
-        release_management.deploy_artifact,
-        deployment.release_key,
-        deployment.release_run_id,
-        deployment.component,
-        deployment.version,
-        deployment.environment,
-        request.artifact.sha256,
-    )
-    activity.logger.info(f"{story}: {_outcome(changed, 'deployed')}")
-    return changed
-
-
-@activity.defn
-async def update_config(request: UpdateConfigInput) -> bool:
-    """Write the component's configuration in the environment."""
-    deployment = request.deployment
-    story = _story(deployment, "configure")
-    changed = await _step(
-        story,
-        deployment.demo_root,
-        release_management.update_config,
-        deployment.release_key,
-        deployment.release_run_id,
-        deployment.component,
-        deployment.version,
-        deployment.environment,
-        request.config,
-    )
-    activity.logger.info(f"{story}: {_outcome(changed, 'config updated')}")
-    return changed
-
-
-@activity.defn
-async def verify_deploy(request: VerifyInput) -> None:
-    """Check the environment holds exactly this version, as built, with its config."""
-    deployment = request.deployment
-    story = _story(deployment, "verify")
-    await _step(
-        story,
-        deployment.demo_root,
-        release_management.verify_deploy,
-        deployment.component,
-        deployment.version,
-        deployment.environment,
-        request.artifact.sha256,
-    )
-    activity.logger.info(f"{story}: verified")
-
-
-@activity.defn
-async def rollback_deploy(deployment: Deployment) -> str | None:
-    """Put back the version the deploy replaced (or remove the component if there was none)."""
-    story = _story(deployment, "rollback")
-    previous = await _step(
-        story,
-        deployment.demo_root,
-        release_management.rollback_deploy,
-        deployment.release_key,
-        deployment.release_run_id,
-        deployment.component,
-        deployment.version,
-        deployment.environment,
-    )
-    activity.logger.warning(f"{story}: rolled back to {previous or 'nothing (removed)'}")
-    return previous
-
-
-@activity.defn
-async def verify_rollback(request: VerifyRollbackInput) -> None:
-    """Check the environment holds the previous version again (or nothing of the component)."""
-    deployment = request.deployment
-    story = _story(deployment, "verify rollback")
-    await _step(
-        story,
-        deployment.demo_root,
-        release_management.verify_rollback,
-        deployment.component,
-        request.previous,
-        deployment.environment,
-    )
-    activity.logger.info(f"{story}: verified")
-
-
-@activity.defn
-async def record_release(request: RecordReleaseInput) -> str:
-    """Write the record of the finished release run under database/releases/."""
-    key = request.release.key
-    path = await _step(
-        f"{key}: record",
-        request.demo_root,
-        release_management.record_release,
-        request.release,
-        request.release_run_id,
-        request.result,
-        (request.started, request.finished),
-        request.before,
-        request.states,
-        request.unlocked_after_use,
-        [decision.model_dump(mode="json") for decision in request.decisions],
-    )
-    activity.logger.info(f"{key}: recorded in {path.name}")
-    return path.name
-
-
-ALL_ACTIVITIES = [
+ALL_ACTIVITIES: list[Callable[..., Any]] = [
     gather_release,
-    find_lock_holder,
-    wait_until_closed,
     check_promotion,
     build_artifact,
     fetch_artifact,
@@ -408,4 +242,6 @@ ALL_ACTIVITIES = [
     rollback_deploy,
     verify_rollback,
     record_release,
+    find_lock_holder,
+    wait_until_closed,
 ]

@@ -40,12 +40,21 @@ from shared import (
     COMPONENT_PATTERN,
     ENVIRONMENT_ORDER,
     VERSION_PATTERN,
+    ArtifactRef,
     CatalogText,
     CellState,
+    CheckPromotionInput,
     ComponentName,
+    DeployArtifactInput,
+    Deployment,
     Environment,
+    EnvironmentVersions,
+    GatherReleaseInput,
+    RecordReleaseInput,
     Release,
-    ReleaseResult,
+    UpdateConfigInput,
+    VerifyInput,
+    VerifyRollbackInput,
 )
 from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
 
@@ -185,10 +194,12 @@ class _Duplicates(dict):
 
 
 def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) == len(keys):
+        return dict(pairs)
     result = _Duplicates(pairs)
-    seen: set[str] = set()
-    result.duplicates = [key for key, _ in pairs if key in seen or seen.add(key)]
-    return result if result.duplicates else dict(pairs)
+    result.duplicates = [key for number, key in enumerate(keys) if key in keys[:number]]
+    return result
 
 
 # How much of a name, and how many names, a message quotes: a ReleaseError's message crosses
@@ -327,22 +338,18 @@ def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release
     return release
 
 
-def gather_release(release_key: str) -> Release:
+def gather_release(request: GatherReleaseInput) -> Release:
     """The first step of every release: load it from the catalog.
-
-    Args:
-        release_key: the release's key.
-
-    Returns:
-        The validated release.
 
     Raises:
         ReleaseError: see load_release.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("gather")
-    _inject(isErrorRarely, f"while opening the catalog for {release_key}")
-    return load_release(release_key)
+    _inject(isErrorRarely, f"while opening the catalog for {request.release_key}")
+    release = load_release(request.release_key)
+    _log.info("%s: gathered: %s", release.key, release.plan())
+    return release
 
 
 # --- Reading the state of environments ----------------------------------------------------
@@ -374,51 +381,55 @@ def environment_state() -> dict[Environment, dict[str, str]]:
     return state
 
 
-def check_promotion(release: Release) -> dict[Environment, dict[str, str | None]]:
+def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
     """Validate, before any change, that the release's first environment can be fed.
 
     DEV is fed by builds, so anything missing there is simply built. Any other environment is
-    fed by the one before it, which must already hold every version the release promotes.
-
-    Args:
-        release: the validated release.
+    fed by the one before it, which must already hold every version the release promotes, each
+    copy byte for byte what its build made.
 
     Returns:
         What each of the release's environments holds now, before the release:
         {env: {component: version, or None if the environment does not hold it}}.
 
     Raises:
-        ReleaseError: the environment before the first one does not hold a needed version, or
-            holds a copy that is not what its build made; the message names the environment
-            and the versions it holds and a release to run first, or the file.
+        ReleaseError: the environment before the first one does not hold a needed version (the
+            message names what it holds and a release to run first), or holds a copy that is
+            not what its build made (the message names the file).
         InjectedFailure: a failure injector fired (transient; retry).
     """
+    release = request.release
     raise_planted_bug("check")
     _inject(isErrorNever, f"while checking what {release.key} promotes")
     state = environment_state()
     before = {env: {c: state[env].get(c) for c in release.versions} for env in release.environments}
     source = release.environments[0].previous()
-    if source is None:
-        return before
+    if source is not None:
+        _check_feeder(release, source)
+    _log.info("%s: promotion %s checked", release.key, release.route())
+    return before
+
+
+def _check_feeder(release: Release, source: Environment) -> None:
+    """Refuse the release unless source holds the genuine build of every version it promotes."""
     wrong = {
         component: held_versions(source, component)
         for component, version in release.versions.items()
         if held_versions(source, component) != [version]
     }
-    if not wrong:
-        for component, version in release.versions.items():
-            path = deployed_path(source, component, version)
-            _check_provenance(path, _read_text(path), component, version)
-        return before
-    holds = "; ".join(
-        f"{source.value} holds {component} {'+'.join(held) or 'nothing'}, "
-        f"not {release.versions[component]}"
-        for component, held in wrong.items()
-    )
-    raise ReleaseError(
-        f"Release {release.key} cannot be promoted to {release.environments[0].value}: "
-        f"{holds}. {_feeder_hint(release, source)}"
-    )
+    if wrong:
+        holds = "; ".join(
+            f"{source.value} holds {component} {'+'.join(held) or 'nothing'}, "
+            f"not {release.versions[component]}"
+            for component, held in wrong.items()
+        )
+        raise ReleaseError(
+            f"Release {release.key} cannot be promoted to {release.environments[0].value}: "
+            f"{holds}. {_feeder_hint(release, source)}"
+        )
+    for component, version in release.versions.items():
+        path = deployed_path(source, component, version)
+        _check_provenance(path, _read_text(path), component, version)
 
 
 def _feeder_hint(release: Release, source: Environment) -> str:
@@ -439,19 +450,15 @@ def _feeder_hint(release: Release, source: Environment) -> str:
 
 
 # --- The steps of a deploy -----------------------------------------------------------------
+# Each takes the Deployment it is part of (or the activity's input that carries it), checks
+# whether its end state already holds, and changes nothing if it does.
 
 
-def build_artifact(release_key: str, run_id: str, component: str, version: str) -> bool:
-    """Build one component version into artifactory unless artifactory already holds it.
+def build_artifact(deployment: Deployment) -> bool:
+    """Build the component version into artifactory unless artifactory already holds it.
 
     A build is reproducible: the same component, version and source give the same bytes, so a
     rebuilt artifact matches what environments already hold.
-
-    Args:
-        release_key: the release asking for the build (for the ledger).
-        run_id: the release run asking for the build (for the ledger).
-        component: the component's name in the catalog.
-        version: the version to build.
 
     Returns:
         True if it built the artifact, False if artifactory already held it.
@@ -461,23 +468,23 @@ def build_artifact(release_key: str, run_id: str, component: str, version: str) 
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("build")
+    component, version = deployment.component, deployment.version
     with _exclusive("artifactory", f"{component}-{version}"):
         path = artifact_path(component, version)
         content = _artifact_content(component, version)
         if _read_text(path) == content:
-            return False
+            return _done(deployment, "build", changed=False)
         _inject(isErrorSometimes, f"before building {component} {version}")
-        _commit(path, content, _ledger_line(release_key, run_id, None, component, version, "build"))
+        _commit(path, content, _ledger_line(deployment, "build", in_environment=False))
         _inject(isErrorRarely, f"after building {component} {version}")
-        return True
+        return _done(deployment, "build", "built into artifactory")
 
 
-def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str, str]:
-    """Gather the artifact to deploy to env: from artifactory for DEV, else from the
-    environment before env.
+def fetch_artifact(deployment: Deployment) -> ArtifactRef:
+    """Gather the artifact to deploy: from artifactory for DEV, else from the environment before.
 
     Returns:
-        (where it was found, relative to the demo root; the SHA-256 of its content)
+        Where it was found, relative to the demo root, and the SHA-256 of its content.
 
     Raises:
         SourceMissing: the source does not hold the artifact (transient: it may be restored).
@@ -485,8 +492,9 @@ def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str,
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("fetch_artifact")
+    component, version, env = deployment.component, deployment.version, deployment.environment
     _inject(isErrorRarely, f"while fetching {component} {version} for {env.value}")
-    path = _artifact_source(component, version, env)
+    path = _artifact_source(deployment)
     content = _read_text(path)
     if content is None:
         raise SourceMissing(
@@ -494,57 +502,44 @@ def fetch_artifact(component: str, version: str, env: Environment) -> tuple[str,
             "Restore it, or run the release again from an earlier environment."
         )
     _check_provenance(path, content, component, version)
-    return str(path.parent.relative_to(demo_root())), _sha256(content)
+    source = str(path.parent.relative_to(demo_root()))
+    _log.info("%s: found in %s", deployment.story("fetch artifact"), source)
+    return ArtifactRef(source=source, sha256=_sha256(content))
 
 
-def fetch_config(component: str, version: str, env: Environment) -> dict[str, str | int]:
-    """Gather the configuration a component version should have in env, from the catalog.
-
-    Returns:
-        The config: component, version, environment, repository, team, and the environment's
-        settings.
+def fetch_config(deployment: Deployment) -> dict[str, str | int]:
+    """Gather the configuration a component version should have in its environment, from the
+    catalog: component, version, environment, repository, team and the environment's settings.
 
     Raises:
         ReleaseError: the catalog no longer knows the component.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("fetch_config")
+    component, env = deployment.component, deployment.environment
     _inject(isErrorNever, f"while fetching the {env.value} config of {component}")
     catalog = load_catalog()
     info = _component_info(catalog, component)
     settings = catalog.environments[env]
-    config: dict[str, str | int] = {
+    _log.info("%s: gathered", deployment.story("fetch config"))
+    return {
         "component": component,
-        "version": version,
+        "version": deployment.version,
         "environment": env.value,
         "repository": info.repository,
         "team": info.team,
         "replicas": settings.replicas,
         "log_level": settings.log_level,
     }
-    return config
 
 
-def deploy_artifact(
-    release_key: str,
-    run_id: str,
-    component: str,
-    version: str,
-    env: Environment,
-    sha256: str,
-) -> bool:
-    """Deploy a gathered artifact to env, replacing whatever version env held before.
-
-    Args:
-        release_key: the release deploying (for the ledger).
-        run_id: the release run deploying (for the ledger).
-        component: the component's name.
-        version: the version to deploy.
-        env: the environment to deploy to.
-        sha256: the checksum the artifact had when it was gathered.
+def deploy_artifact(request: DeployArtifactInput) -> bool:
+    """Deploy the gathered artifact, replacing whatever version the environment held before
+    (kept aside for a rollback).
 
     Returns:
-        True if it deployed, False if env already held exactly this artifact and nothing else.
+        True if it deployed, False if the environment already held exactly this artifact and
+        no other version of the component.
 
     Raises:
         SourceMissing: the artifact disappeared from its source since it was gathered.
@@ -552,27 +547,39 @@ def deploy_artifact(
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("deploy")
-    with _exclusive(env.value, component):
-        target = deployed_path(env, component, version)
-        others = [v for v in held_versions(env, component) if v != version]
-        current = _read_text(target)
-        if current is not None and _sha256(current) == sha256 and not others:
-            return False
-        _inject(isErrorSometimes, f"before deploying {component} {version} to {env.value}")
-        source = _artifact_source(component, version, env)
-        content = _read_text(source)
-        if content is None:
-            raise SourceMissing(f"{source.relative_to(demo_root())} disappeared before the deploy")
-        if _sha256(content) != sha256:
-            raise ReleaseError(
-                f"{source.relative_to(demo_root())} changed after it was gathered for {env.value}; "
-                "run the release again"
-            )
-        line = _ledger_line(release_key, run_id, env, component, version, "deploy")
-        _commit(target, content, line)
-        _keep_previous(env, component, others)
-        _inject(isErrorSometimes, f"after deploying {component} {version} to {env.value}")
-        return True
+    d = request.deployment
+    with _exclusive(d.environment.value, d.component):
+        others = [v for v in held_versions(d.environment, d.component) if v != d.version]
+        current = _read_text(deployed_path(d.environment, d.component, d.version))
+        if current is not None and _sha256(current) == request.artifact.sha256 and not others:
+            return _done(d, "deploy", changed=False)
+        where = f"{d.component} {d.version} to {d.environment.value}"
+        _inject(isErrorSometimes, f"before deploying {where}")
+        content = _gathered_content(request)
+        target = deployed_path(d.environment, d.component, d.version)
+        _commit(target, content, _ledger_line(d, "deploy"))
+        _keep_previous(d.environment, d.component, others)
+        _inject(isErrorSometimes, f"after deploying {where}")
+        return _done(d, "deploy", "deployed")
+
+
+def _gathered_content(request: DeployArtifactInput) -> str:
+    """The artifact's content at its source, checked to be what was gathered.
+
+    Raises:
+        SourceMissing: it disappeared since it was gathered.
+        ReleaseError: it changed since it was gathered.
+    """
+    source = _artifact_source(request.deployment)
+    content = _read_text(source)
+    if content is None:
+        raise SourceMissing(f"{source.relative_to(demo_root())} disappeared before the deploy")
+    if _sha256(content) != request.artifact.sha256:
+        raise ReleaseError(
+            f"{source.relative_to(demo_root())} changed after it was gathered for "
+            f"{request.deployment.environment.value}; run the release again"
+        )
+    return content
 
 
 def _keep_previous(env: Environment, component: str, replaced: list[str]) -> None:
@@ -605,57 +612,51 @@ def previous_version(env: Environment, component: str) -> str | None:
     return kept[-1] if kept else None
 
 
-def update_config(
-    release_key: str,
-    run_id: str,
-    component: str,
-    version: str,
-    env: Environment,
-    config: dict[str, str | int],
-) -> bool:
-    """Write a component's configuration in env, unless it already reads exactly that.
+def update_config(request: UpdateConfigInput) -> bool:
+    """Write the component's configuration in its environment, unless it reads exactly that.
 
     Returns:
-        True if it wrote the config, False if env already had it.
+        True if it wrote the config, False if the environment already had it.
 
     Raises:
         ReleaseError: the config or the ledger is a symbolic link or lies in a linked folder.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("configure")
-    with _exclusive(env.value, component):
-        path = config_path(env, component)
-        if _read_json(path) == config:
-            return False
-        _inject(isErrorRarely, f"before configuring {component} {version} in {env.value}")
-        text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-        _commit(path, text, _ledger_line(release_key, run_id, env, component, version, "configure"))
-        _inject(isErrorRarely, f"after configuring {component} {version} in {env.value}")
-        return True
+    d = request.deployment
+    with _exclusive(d.environment.value, d.component):
+        path = config_path(d.environment, d.component)
+        if _read_json(path) == request.config:
+            return _done(d, "configure", changed=False)
+        where = f"{d.component} {d.version} in {d.environment.value}"
+        _inject(isErrorRarely, f"before configuring {where}")
+        text = json.dumps(request.config, indent=2, sort_keys=True) + "\n"
+        _commit(path, text, _ledger_line(d, "configure"))
+        _inject(isErrorRarely, f"after configuring {where}")
+        return _done(d, "configure", "config updated")
 
 
-def verify_deploy(component: str, version: str, env: Environment, sha256: str) -> None:
-    """Check that env runs the deploy as intended: it holds exactly this version of the
-    component, the deployed content is what its build made (and was gathered), and the config
-    names it.
+def verify_deploy(request: VerifyInput) -> None:
+    """Check that the environment runs the deploy as intended: it holds exactly this version of
+    the component, the deployed content is what its build made (and was gathered), and the
+    config names it.
 
     Raises:
         ReleaseError: the deployed copy is not what its build made (tampered with).
+        Unhealthy: it failed its health check (DEMO_UNHEALTHY).
         VerificationError: another of those does not hold; the message says which.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("verify")
+    d = request.deployment
+    component, version, env = d.component, d.version, d.environment
     _inject(isErrorRarely, f"while verifying {component} {version} in {env.value}")
-    held = held_versions(env, component)
-    if held != [version]:
-        raise VerificationError(
-            f"{env.value} holds {component} {'+'.join(held) or 'nothing'}, expected {version}"
-        )
+    _check_holds(env, component, [version], "")
     path = deployed_path(env, component, version)
     content = _read_text(path)
     # A copy changed since it was deployed is tampered with: no retry can make it genuine.
     _check_provenance(path, content, component, version)
-    if content is None or _sha256(content) != sha256:
+    if content is None or _sha256(content) != request.artifact.sha256:
         raise VerificationError(f"{component} {version} in {env.value} does not match its artifact")
     config = _read_json(config_path(env, component)) or {}
     if config.get("version") != version or config.get("environment") != env.value:
@@ -665,147 +666,149 @@ def verify_deploy(component: str, version: str, env: Environment, sha256: str) -
         )
     if unhealthy() == (component, env.value):
         raise Unhealthy(f"{component} {version} in {env.value} failed its health check")
+    _log.info("%s: verified", d.story("verify"))
 
 
-def rollback_deploy(
-    release_key: str, run_id: str, component: str, version: str, env: Environment
-) -> str | None:
-    """Put back the version of component that deploying version to env replaced, with its
-    config; if there was none, remove the component from env.
+def _check_holds(env: Environment, component: str, wanted: list[str], when: str) -> None:
+    """Raise VerificationError unless env holds exactly the wanted versions of component."""
+    held = held_versions(env, component)
+    if held != wanted:
+        raise VerificationError(
+            f"{when}{env.value} holds {component} {'+'.join(held) or 'nothing'}, "
+            f"expected {'+'.join(wanted) or 'nothing'}"
+        )
 
-    Args:
-        release_key: the release rolling back (for the ledger).
-        run_id: the release run rolling back (for the ledger).
-        component: the component's name.
-        version: the version being rolled back.
-        env: the environment.
+
+def rollback_deploy(deployment: Deployment) -> str | None:
+    """Put back the version of the component that the deploy replaced, with its config; if
+    there was none, remove the component from the environment.
 
     Returns:
-        The version env holds again, or None if the component was removed. Rolling back twice
-        changes nothing the second time.
+        The version the environment holds again, or None if the component was removed.
+        Rolling back twice changes nothing the second time.
 
     Raises:
         ReleaseError: a file it reads or writes is a symbolic link or lies in a linked folder.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("rollback")
-    with _exclusive(env.value, component):
-        previous = previous_version(env, component)
-        kept = previous_dir(env)
-        config = _read_text(kept / f"{component}.config.json") if previous else None
-        wanted = [previous] if previous else []
-        if (
-            held_versions(env, component) == wanted
-            and _read_text(config_path(env, component)) == config
+    d = deployment
+    with _exclusive(d.environment.value, d.component):
+        previous = previous_version(d.environment, d.component)
+        kept = previous_dir(d.environment)
+        config = _read_text(kept / f"{d.component}.config.json") if previous else None
+        if held_versions(d.environment, d.component) != ([previous] if previous else []) or (
+            _read_text(config_path(d.environment, d.component)) != config
         ):
-            return previous
-        _inject(isErrorRarely, f"before rolling back {component} {version} in {env.value}")
-        line = _ledger_line(release_key, run_id, env, component, previous, "rollback")
-        line["replaced"] = version
-        if previous:
-            content = _read_text(kept / f"{component}-{previous}.txt") or ""
-            _commit(deployed_path(env, component, previous), content, line)
-            if config is not None:
-                _atomic_write(config_path(env, component), config)
-        else:
-            config_file = _no_links(config_path(env, component))
-            _append_ledger(line)
-            config_file.unlink(missing_ok=True)
-        for other in held_versions(env, component):
-            if other != previous:
-                deployed_path(env, component, other).unlink()
-        _inject(isErrorRarely, f"after rolling back {component} {version} in {env.value}")
-        return previous
+            where = f"{d.component} {d.version} in {d.environment.value}"
+            _inject(isErrorRarely, f"before rolling back {where}")
+            _put_back(d, previous, config)
+            _inject(isErrorRarely, f"after rolling back {where}")
+    _log.warning("%s: rolled back to %s", d.story("rollback"), previous or "nothing (removed)")
+    return previous
 
 
-def verify_rollback(component: str, previous: str | None, env: Environment) -> None:
-    """Check a rollback: env holds exactly the previous version (with its config), or nothing
-    of the component if it had none before.
+def _put_back(deployment: Deployment, previous: str | None, config: str | None) -> None:
+    """Make the environment hold previous (with its config) and no other version of the
+    component, or nothing of it if previous is None; record the change in the ledger."""
+    env, component = deployment.environment, deployment.component
+    # A rollback's line names the version it puts back (None: removed) and the one it replaced.
+    line = _ledger_line(deployment, "rollback") | {
+        "version": previous,
+        "replaced": deployment.version,
+    }
+    if previous:
+        content = _read_text(previous_dir(env) / f"{component}-{previous}.txt") or ""
+        _commit(deployed_path(env, component, previous), content, line)
+        if config is not None:
+            _atomic_write(config_path(env, component), config)
+    else:
+        config_file = _no_links(config_path(env, component))
+        _append_ledger(line)
+        config_file.unlink(missing_ok=True)
+    for other in held_versions(env, component):
+        if other != previous:
+            deployed_path(env, component, other).unlink()
+
+
+def verify_rollback(request: VerifyRollbackInput) -> None:
+    """Check a rollback: the environment holds exactly the previous version (with its config),
+    or nothing of the component if it had none before.
 
     Raises:
-        VerificationError: it does not; the message says what env holds.
+        VerificationError: it does not; the message says what the environment holds.
         InjectedFailure: a failure injector fired (transient; retry).
     """
     raise_planted_bug("verify")
-    _inject(isErrorRarely, f"while verifying the rollback of {component} in {env.value}")
-    held = held_versions(env, component)
-    if held != ([previous] if previous else []):
-        raise VerificationError(
-            f"after the rollback {env.value} holds {component} {'+'.join(held) or 'nothing'}, "
-            f"expected {previous or 'nothing'}"
-        )
-    config = _read_json(config_path(env, component))
+    d, previous = request.deployment, request.previous
+    _inject(
+        isErrorRarely, f"while verifying the rollback of {d.component} in {d.environment.value}"
+    )
+    _check_holds(d.environment, d.component, [previous] if previous else [], "after the rollback ")
+    config = _read_json(config_path(d.environment, d.component))
     if (config or {}).get("version") != previous:
         raise VerificationError(
-            f"after the rollback the {env.value} config of {component} is wrong"
+            f"after the rollback the {d.environment.value} config of {d.component} is wrong"
         )
+    _log.info("%s: verified", d.story("verify rollback"))
 
 
-def record_release(
-    release: Release,
-    run_id: str,
-    result: ReleaseResult,
-    times: tuple[str, str],
-    before: dict[Environment, dict[str, str | None]],
-    states: dict[Environment, dict[str, CellState]],
-    unlocked_after_use: list[Environment],
-    decisions: list[dict[str, Any]],
-) -> Path:
-    """Write the record of one finished release run under database/releases/.
-
-    Args:
-        release: the release that ran.
-        run_id: its run.
-        result: how it ended.
-        times: when it started and when it finished (ISO 8601).
-        before: what its environments held before it (see check_promotion); empty if it ended
-            before it checked, in which case what they hold now is what they held.
-        states: how each deploy ended, {env: {component: state}} (done, rolled back, failed,
-            cancelled, rejected, not reached).
-        unlocked_after_use: environments the release deployed and let go of before its end:
-            they held its versions then, whatever they hold now.
-        decisions: the approvals and rejections given at its gates, in order.
+def record_release(request: RecordReleaseInput) -> str:
+    """Write the record of one finished release run, database/releases/<KEY>-<run id>.json:
+    how it ended, when, the decisions at its gates, and per environment and component the
+    version before and after and how its deploy ended. Writing the same record twice changes
+    nothing.
 
     Returns:
-        The record's path. Writing the same record twice changes nothing.
+        The record's file name.
 
     Raises:
         ReleaseError: the record is a symbolic link or lies in a linked folder.
     """
     raise_planted_bug("record")
-    path = records_dir() / f"{release.key}-{run_id}.json"
-    state = environment_state()
-    after = {
-        env: dict(release.versions) if env in unlocked_after_use else state[env]
-        for env in release.environments
-    }
+    release = request.release
+    path = records_dir() / f"{release.key}-{request.release_run_id}.json"
     record = {
         "release_key": release.key,
-        "run_id": run_id,
-        "result": str(result),
-        "outcome": result.outcome.value,
-        "started": times[0],
-        "finished": times[1],
+        "run_id": request.release_run_id,
+        "result": str(request.result),
+        "outcome": request.result.outcome.value,
+        "started": request.started,
+        "finished": request.finished,
         "approved_in_catalog_by": release.approved_by,
-        "decisions": decisions,
-        "environments": {
-            env.value: {
-                component: _outcome(
-                    version,
-                    before[env].get(component) if env in before else state[env].get(component),
-                    after[env].get(component),
-                    states.get(env, {}).get(component, CellState.NOT_REACHED),
-                )
-                for component, version in release.versions.items()
-            }
-            for env in release.environments
-        },
+        "decisions": [decision.model_dump(mode="json") for decision in request.decisions],
+        "environments": _recorded_environments(request),
     }
     if _read_json(path) != record:
         _inject(isErrorNever, f"before recording {release.key}")
         _atomic_write(path, json.dumps(record, indent=2) + "\n")
         _inject(isErrorNever, f"after recording {release.key}")
-    return path
+    _log.info("%s: recorded in %s", release.key, path.name)
+    return path.name
+
+
+def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, dict]]:
+    """Per environment and component: the version before and after the release, and how its
+    deploy ended. Before: what check_promotion saw, or, if the release ended before it checked,
+    what the environment holds now. After: what it holds now, or the release's version for an
+    environment it deployed and let go of before its end (another release may have changed it
+    since)."""
+    release, state = request.release, environment_state()
+    recorded = {}
+    for env in release.environments:
+        before = request.before.get(env, state[env])
+        after = release.versions if env in request.unlocked_after_use else state[env]
+        states = request.states.get(env, {})
+        recorded[env.value] = {
+            component: _outcome(
+                version,
+                before.get(component),
+                after.get(component),
+                states.get(component, CellState.NOT_REACHED),
+            )
+            for component, version in release.versions.items()
+        }
+    return recorded
 
 
 # The ends of a deploy (Cell.state) a record names as they are; done is "deployed" or "already
@@ -963,11 +966,12 @@ def _check_provenance(path: Path, content: str | None, component: str, version: 
     )
 
 
-def _artifact_source(component: str, version: str, env: Environment) -> Path:
-    source = env.previous()
+def _artifact_source(deployment: Deployment) -> Path:
+    """Where a deploy takes its artifact from: artifactory for DEV, else the environment before."""
+    source = deployment.environment.previous()
     if source is None:
-        return artifact_path(component, version)
-    return deployed_path(source, component, version)
+        return artifact_path(deployment.component, deployment.version)
+    return deployed_path(source, deployment.component, deployment.version)
 
 
 def _sha256(text: str) -> str:
@@ -1064,23 +1068,25 @@ def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
     os.replace(temp, path)
 
 
-def _ledger_line(
-    release_key: str,
-    run_id: str,
-    env: Environment | None,
-    component: str,
-    version: str,
-    step: str,
-) -> dict[str, Any]:
+def _ledger_line(deployment: Deployment, step: str, in_environment: bool = True) -> dict[str, Any]:
+    """The ledger line of one change a deployment's step makes (a build is in no environment)."""
     return {
-        "release_key": release_key,
-        "run_id": run_id,
-        "env": env.value if env else None,
-        "component": component,
-        "version": version,
+        "release_key": deployment.release_key,
+        "run_id": deployment.release_run_id,
+        "env": deployment.environment.value if in_environment else None,
+        "component": deployment.component,
+        "version": deployment.version,
         "step": step,
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
+
+
+def _done(deployment: Deployment, step: str, done: str = "", changed: bool = True) -> bool:
+    """Say what a step did, or that it found its work done; return whether it changed anything."""
+    _log.info(
+        "%s: %s", deployment.story(step), done if changed else "already done, nothing to change"
+    )
+    return changed
 
 
 _SAME_CHANGE = ("release_key", "run_id", "env", "component", "version", "step")

@@ -274,6 +274,12 @@ class Deployment(FrozenModel):
     environment: Environment
     demo_root: str = ""  # see ReleaseInput.demo_root
 
+    def story(self, step: str) -> str:
+        """How the worker's log names one step of it: "KEY QC frontend: deploy 1.1"."""
+        return (
+            f"{self.release_key} {self.environment.value} {self.component}: {step} {self.version}"
+        )
+
 
 class EnvironmentLock(FrozenModel):
     """Input of EnvironmentLockWorkflow: which release holds which environment."""
@@ -322,6 +328,9 @@ class GatherReleaseInput(FrozenModel):
     release_key: str
     demo_root: str = ""
 
+    def story(self, step: str) -> str:
+        return f"{self.release_key}: {step}"
+
 
 class LockHolderInput(FrozenModel):
     lock_workflow_id: str
@@ -356,9 +365,18 @@ class Decision(FrozenModel):
     at: str
 
 
-class CheckPromotionInput(FrozenModel):
+class ReleaseStepInput(FrozenModel):
+    """The input of a step about a whole release."""
+
     release: Release
     demo_root: str = ""
+
+    def story(self, step: str) -> str:
+        return f"{self.release.key}: {step}"
+
+
+class CheckPromotionInput(ReleaseStepInput):
+    pass
 
 
 class ArtifactRef(FrozenModel):
@@ -368,18 +386,28 @@ class ArtifactRef(FrozenModel):
     sha256: str
 
 
-class DeployArtifactInput(FrozenModel):
+class DeploymentStepInput(FrozenModel):
+    """The input of a deploy's step that needs more than its Deployment."""
+
     deployment: Deployment
+
+    @property
+    def demo_root(self) -> str:
+        return self.deployment.demo_root
+
+    def story(self, step: str) -> str:
+        return self.deployment.story(step)
+
+
+class DeployArtifactInput(DeploymentStepInput):
     artifact: ArtifactRef
 
 
-class UpdateConfigInput(FrozenModel):
-    deployment: Deployment
+class UpdateConfigInput(DeploymentStepInput):
     config: dict[str, str | int]
 
 
-class VerifyInput(FrozenModel):
-    deployment: Deployment
+class VerifyInput(DeploymentStepInput):
     artifact: ArtifactRef
 
 
@@ -387,8 +415,7 @@ class VerifyInput(FrozenModel):
 EnvironmentVersions = dict[Environment, dict[str, str | None]]
 
 
-class VerifyRollbackInput(FrozenModel):
-    deployment: Deployment
+class VerifyRollbackInput(DeploymentStepInput):
     previous: str | None
 
 
@@ -399,8 +426,7 @@ class DeployOutcome(FrozenModel):
     previous: str | None = None
 
 
-class RecordReleaseInput(FrozenModel):
-    release: Release
+class RecordReleaseInput(ReleaseStepInput):
     release_run_id: str
     result: ReleaseResult
     started: str
@@ -411,4 +437,3 @@ class RecordReleaseInput(FrozenModel):
     # release's versions (another release may have changed them since).
     unlocked_after_use: list[Environment] = []
     decisions: list[Decision] = []
-    demo_root: str = ""

@@ -194,12 +194,12 @@ async def finish_raising(
     """Wait for the release to fail or be cancelled: its result raises, with cause the name of
     the error's class (CancelledError, ChildWorkflowError) or of its type (EnvironmentBusy)."""
     try:
-        result = await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
+        ended = str(await asyncio.wait_for(handle.result(), RUN_TIMEOUT))
     except WorkflowFailureError as err:
         if cause in (type(err.cause).__name__, getattr(err.cause, "type", None)):
             return
-        result = repr(err.cause)
-    raise SystemExit(f"{handle.id}: {result}, expected {cause}")
+        ended = repr(err.cause)
+    raise SystemExit(f"{handle.id}: {ended}, expected {cause}")
 
 
 async def fetch_run(client: Client, workflow_id: str) -> dict[str, WorkflowHistory]:

@@ -124,7 +124,7 @@ async def run_script(
         if process.returncode is None:
             await kill(process)
     return Finished(
-        process.returncode,
+        await process.wait(),
         b"".join(stdout).decode(),
         b"".join(stderr).decode(),
         time.monotonic() - started,
@@ -143,7 +143,7 @@ async def run_command(*argv: str, timeout: float = QUICK_TIMEOUT) -> Finished:
         await kill(process)
         pytest.fail(f"{' '.join(argv)} did not end within {timeout} s")
     return Finished(
-        process.returncode, stdout.decode(), stderr.decode(), time.monotonic() - started
+        await process.wait(), stdout.decode(), stderr.decode(), time.monotonic() - started
     )
 
 
@@ -180,8 +180,7 @@ async def stop(process: asyncio.subprocess.Process, signum: int = signal.SIGINT)
             await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
         except TimeoutError:
             process.kill()
-            await process.wait()
-    return process.returncode
+    return await process.wait()
 
 
 async def kill(process: asyncio.subprocess.Process) -> None:

@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 import activities
 import release_management as rm
 import utils
-from shared import Deployment, Environment, GatherReleaseInput
+from shared import Deployment, Environment, ErrorType, GatherReleaseInput
 
 
 def activity_env() -> ActivityEnvironment:
@@ -65,7 +65,7 @@ async def test_bad_input_is_non_retryable(demo_root: Path) -> None:
         )
     error = caught.value
     assert error.non_retryable
-    assert error.type == "ReleaseError"
+    assert error.type == ErrorType.RELEASE_ERROR
     assert "RELEASE-NOPE" in error.message and "RELEASE-NOV-23-INITIAL" in error.message
     # Benign: the worker logs one line for it, not a traceback.
     assert error.category == ApplicationErrorCategory.BENIGN
@@ -117,11 +117,12 @@ async def test_a_cancelled_step_reports_the_cancel_only_once_its_change_is_done(
 async def test_a_result_temporal_would_refuse_fails_at_once_saying_why(
     demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    huge = {"team": "x" * (3 * 1024 * 1024)}  # over the server's 2 MB payload limit
-    monkeypatch.setattr(rm, "fetch_config", lambda *_: huge)
+    # A team name over the server's 2 MB payload limit (the catalog would refuse it: bypassed).
+    huge = rm.ComponentInfo.model_construct(repository="r", team="x" * (3 * 1024 * 1024))
+    monkeypatch.setattr(rm, "_component_info", lambda *_: huge)
     with pytest.raises(ApplicationError) as caught:
         await activity_env().run(activities.fetch_config, DEV_FRONTEND)
-    assert caught.value.non_retryable and caught.value.type == "PayloadTooLarge"
+    assert caught.value.non_retryable and caught.value.type == ErrorType.PAYLOAD_TOO_LARGE
     assert "3.0 MB, over Temporal's payload limit of 2 MB" in caught.value.message
 
 
@@ -131,7 +132,7 @@ async def test_a_full_disk_is_retried_with_one_line_not_a_traceback(
     def full(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rm, "build_artifact", full)
+    monkeypatch.setattr(rm, "_write_temp", full)  # the disk is full when the build writes
     with pytest.raises(ApplicationError) as caught:
         await activity_env().run(activities.build_artifact, DEV_FRONTEND)
     assert not caught.value.non_retryable

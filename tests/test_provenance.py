@@ -7,22 +7,12 @@ import pytest
 from temporalio.client import Client
 
 import release_management as rm
+from deployments import artifact, at, deploy_all_steps
 from release_management import ReleaseError
-from shared import Environment
+from shared import Environment, VerifyInput
 from test_workflows import _failure_of, env_files, run
 
 DEV, TEST = Environment.DEV, Environment.TEST
-RUN = "run-1"
-
-
-def deploy(component: str, version: str, env: Environment) -> None:
-    """Every step of one deploy, as DeployWorkflow runs them."""
-    if env is DEV:
-        rm.build_artifact("R", RUN, component, version)
-    _, sha = rm.fetch_artifact(component, version, env)
-    rm.deploy_artifact("R", RUN, component, version, env, sha)
-    rm.update_config("R", RUN, component, version, env, rm.fetch_config(component, version, env))
-    rm.verify_deploy(component, version, env, sha)
 
 
 def tamper(path: Path) -> None:
@@ -30,10 +20,10 @@ def tamper(path: Path) -> None:
 
 
 def test_a_tampered_copy_in_the_environment_before_is_not_promoted(demo_root: Path) -> None:
-    deploy("frontend", "1.0", DEV)
+    deploy_all_steps("frontend", "1.0", DEV)
     tamper(rm.deployed_path(DEV, "frontend", "1.0"))
     with pytest.raises(ReleaseError) as refused:
-        rm.fetch_artifact("frontend", "1.0", TEST)
+        rm.fetch_artifact(at("frontend", "1.0", TEST))
     assert "environments/DEV/frontend-1.0.txt is not what the build of frontend 1.0 makes" in str(
         refused.value
     )
@@ -41,21 +31,23 @@ def test_a_tampered_copy_in_the_environment_before_is_not_promoted(demo_root: Pa
 
 
 def test_a_deployed_copy_changed_before_its_verification_fails_it(demo_root: Path) -> None:
-    deploy("frontend", "1.0", DEV)
-    _, sha = rm.fetch_artifact("frontend", "1.0", DEV)
+    deploy_all_steps("frontend", "1.0", DEV)
+    sha = rm.fetch_artifact(at("frontend", "1.0", DEV)).sha256
     path = rm.deployed_path(DEV, "frontend", "1.0")
     path.write_text(path.read_text().replace("Web", "Evil"))
     with pytest.raises(ReleaseError) as failed:
-        rm.verify_deploy("frontend", "1.0", DEV, sha)
+        rm.verify_deploy(VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact(sha)))
     assert "environments/DEV/frontend-1.0.txt is not what the build" in str(failed.value)
 
 
 def test_a_tampered_artifact_in_artifactory_is_rebuilt_before_it_is_deployed(
     demo_root: Path,
 ) -> None:
-    rm.build_artifact("R", "run-0", "frontend", "1.0")
+    rm.build_artifact(at("frontend", "1.0", run="run-0"))
     tamper(rm.artifact_path("frontend", "1.0"))
-    deploy("frontend", "1.0", DEV)  # the build finds its artifact wrong and makes it again
+    deploy_all_steps(
+        "frontend", "1.0", DEV
+    )  # the build finds its artifact wrong and makes it again
     assert [line["step"] for line in rm.read_ledger()].count("build") == 2
     built = rm.deployed_path(DEV, "frontend", "1.0").read_text()
     assert rm._sha256(built) == rm.built_digest("frontend", "1.0")

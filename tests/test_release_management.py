@@ -11,10 +11,10 @@ import pytest
 
 import release_management as rm
 import utils
-from shared import Environment
+from deployments import RUN, artifact, at, deploy_all_steps
+from shared import CheckPromotionInput, DeployArtifactInput, Environment, VerifyInput
 
 DEV, TEST = Environment.DEV, Environment.TEST
-RUN = "run-1"
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -36,17 +36,6 @@ def write_catalog(root: Path, mutate) -> Path:
     return path
 
 
-def deploy_all_steps(component: str, version: str, env: Environment) -> None:
-    """Every step of one deploy, in the order DeployWorkflow runs them."""
-    if env is DEV:
-        rm.build_artifact("R", RUN, component, version)
-    _, sha = rm.fetch_artifact(component, version, env)
-    config = rm.fetch_config(component, version, env)
-    rm.deploy_artifact("R", RUN, component, version, env, sha)
-    rm.update_config("R", RUN, component, version, env, config)
-    rm.verify_deploy(component, version, env, sha)
-
-
 def test_every_step_run_twice_changes_once(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
     first = snapshot(demo_root)
@@ -66,10 +55,10 @@ def test_deploy_replaces_the_older_version(demo_root: Path) -> None:
 
 
 def test_a_rebuild_gives_the_same_bytes(demo_root: Path) -> None:
-    rm.build_artifact("R", RUN, "sbstore", "1.7")
+    rm.build_artifact(at("sbstore", "1.7", run=RUN))
     built = rm.artifact_path("sbstore", "1.7").read_text()
     rm.artifact_path("sbstore", "1.7").unlink()
-    assert rm.build_artifact("R", "run-2", "sbstore", "1.7") is True
+    assert rm.build_artifact(at("sbstore", "1.7", run="run-2")) is True
     assert rm.artifact_path("sbstore", "1.7").read_text() == built
     assert "version: 1.7" in built and "source: https://" in built
 
@@ -84,10 +73,10 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
 
     monkeypatch.setattr(rm.os, "replace", crash)
     with pytest.raises(OSError):
-        rm.build_artifact("R", RUN, "frontend", "1.0")
+        rm.build_artifact(at("frontend", "1.0", run=RUN))
     assert not rm.artifact_path("frontend", "1.0").exists()
     monkeypatch.setattr(rm.os, "replace", real_replace)
-    assert rm.build_artifact("R", RUN, "frontend", "1.0") is True
+    assert rm.build_artifact(at("frontend", "1.0", run=RUN)) is True
     assert [line["step"] for line in rm.read_ledger()] == ["build"]
     assert not list(demo_root.rglob("*.tmp"))
 
@@ -95,13 +84,24 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
 def test_failure_after_the_change_is_retried_without_repeating_it(
     demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rm.build_artifact("R", RUN, "frontend", "1.0")
-    _, sha = rm.fetch_artifact("frontend", "1.0", DEV)
+    rm.build_artifact(at("frontend", "1.0", run=RUN))
+    sha = rm.fetch_artifact(at("frontend", "1.0", DEV)).sha256
     calls = iter([False, True])  # before the change: pass; after it: fail
     monkeypatch.setattr(rm, "isErrorSometimes", lambda: next(calls, False))
     with pytest.raises(rm.InjectedFailure, match="after deploying frontend 1.0 to DEV"):
-        rm.deploy_artifact("R", RUN, "frontend", "1.0", DEV, sha)
-    assert rm.deploy_artifact("R", RUN, "frontend", "1.0", DEV, sha) is False
+        rm.deploy_artifact(
+            DeployArtifactInput(
+                deployment=at("frontend", "1.0", DEV, run=RUN), artifact=artifact(sha)
+            )
+        )
+    assert (
+        rm.deploy_artifact(
+            DeployArtifactInput(
+                deployment=at("frontend", "1.0", DEV, run=RUN), artifact=artifact(sha)
+            )
+        )
+        is False
+    )
     assert [line["step"] for line in rm.read_ledger()] == ["build", "deploy"]
 
 
@@ -180,7 +180,7 @@ def test_loading_every_release_of_a_large_catalog_reads_it_once(
     with pytest.raises(
         rm.ReleaseError, match=r"Run RELEASE-GEN-0000 or .* \(or one of 1997 more\)"
     ):
-        rm.check_promotion(to_test)
+        rm.check_promotion(CheckPromotionInput(release=to_test))
     assert len(reads) == 3
 
 
@@ -391,35 +391,37 @@ def test_promotion_from_an_environment_without_the_versions_is_refused(demo_root
     before = snapshot(demo_root)
     release = rm.load_release("RELEASE-DEC-2023-BUGFIXES-PROD")
     with pytest.raises(rm.ReleaseError) as caught:
-        rm.check_promotion(release)
+        rm.check_promotion(CheckPromotionInput(release=release))
     message = str(caught.value)
     assert "cannot be promoted to PROD" in message
     assert "QC holds frontend 1.0, not 1.1" in message
     assert "Run RELEASE-NOV-23-HOTFIX-STAGE first" in message
     assert snapshot(demo_root) == before
-    rm.check_promotion(rm.load_release("RELEASE-NOV-23-INITIAL"))
+    rm.check_promotion(CheckPromotionInput(release=rm.load_release("RELEASE-NOV-23-INITIAL")))
 
 
 def test_verify_catches_a_deploy_that_is_not_what_was_gathered(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
-    _, sha = rm.fetch_artifact("frontend", "1.0", DEV)
+    sha = rm.fetch_artifact(at("frontend", "1.0", DEV)).sha256
     # A genuine build, but not the artifact this deploy gathered: retried.
     with pytest.raises(rm.VerificationError, match="does not match its artifact"):
-        rm.verify_deploy("frontend", "1.0", DEV, "0" * 64)
+        rm.verify_deploy(
+            VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact("0" * 64))
+        )
     # Not what the build made (tampered with): refused, no retry can make it genuine.
     genuine = rm.deployed_path(DEV, "frontend", "1.0").read_text()
     rm.deployed_path(DEV, "frontend", "1.0").write_text("tampered\n")
     with pytest.raises(rm.ReleaseError, match="is not what the build of frontend 1.0 makes"):
-        rm.verify_deploy("frontend", "1.0", DEV, sha)
+        rm.verify_deploy(VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact(sha)))
     rm.deployed_path(DEV, "frontend", "1.0").write_text(genuine)
     rm.deployed_path(DEV, "frontend", "1.1").write_text("stray\n")
     with pytest.raises(rm.VerificationError, match="DEV holds frontend 1.0\\+1.1, expected 1.0"):
-        rm.verify_deploy("frontend", "1.0", DEV, sha)
+        rm.verify_deploy(VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact(sha)))
 
 
 def test_fetch_from_an_empty_source_is_a_transient_error(demo_root: Path) -> None:
     with pytest.raises(rm.SourceMissing, match="environments/DEV/frontend-1.0.txt is missing"):
-        rm.fetch_artifact("frontend", "1.0", TEST)
+        rm.fetch_artifact(at("frontend", "1.0", TEST))
 
 
 def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_version(
@@ -429,8 +431,8 @@ def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_
     # heartbeat). Slow each change down so that both attempts pass their "already done?" check
     # before either has made it, as they would without the per-component lock.
     deploy_all_steps("frontend", "1.0", DEV)
-    rm.build_artifact("R", RUN, "frontend", "1.1")
-    _, sha = rm.fetch_artifact("frontend", "1.1", DEV)
+    rm.build_artifact(at("frontend", "1.1", run=RUN))
+    sha = rm.fetch_artifact(at("frontend", "1.1", DEV)).sha256
     commit = rm._commit
 
     def slow_commit(*args, **kwargs) -> None:
@@ -440,7 +442,12 @@ def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_
     monkeypatch.setattr(rm, "_commit", slow_commit)
     with ThreadPoolExecutor(2) as threads:
         attempts = [
-            threads.submit(rm.deploy_artifact, "R", "run-2", "frontend", "1.1", DEV, sha)
+            threads.submit(
+                rm.deploy_artifact,
+                DeployArtifactInput(
+                    deployment=at("frontend", "1.1", DEV, run="run-2"), artifact=artifact(sha)
+                ),
+            )
             for _ in range(2)
         ]
         changed = sorted(attempt.result() for attempt in attempts)
@@ -453,5 +460,5 @@ def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_
     deploys = [line for line in rm.read_ledger() if line["run_id"] == "run-2"]
     assert [(line["step"], line["version"]) for line in deploys] == [("deploy", "1.1")]
     # The rollback that .previous is kept for puts 1.0 back.
-    assert rm.rollback_deploy("R", "run-2", "frontend", "1.1", DEV) == "1.0"
+    assert rm.rollback_deploy(at("frontend", "1.1", DEV, run="run-2")) == "1.0"
     assert rm.held_versions(DEV, "frontend") == ["1.0"]

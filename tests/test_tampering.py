@@ -10,12 +10,25 @@ import pytest
 
 import release_management as rm
 import run_workflow
-from shared import Environment, Outcome, ReleaseResult
-from test_release_management import RUN, deploy_all_steps, snapshot
+from deployments import RUN, at, deploy_all_steps
+from shared import Decision, Environment, Outcome, RecordReleaseInput, ReleaseResult
+from test_release_management import snapshot
 
 DEV = Environment.DEV
 
-SUCCESS = ReleaseResult(release_key="R", outcome=Outcome.SUCCESS)
+
+def recorded(release: rm.Release, decisions: list[Decision] | None = None) -> RecordReleaseInput:
+    """The record of a run of release that succeeded at once."""
+    return RecordReleaseInput(
+        release=release,
+        release_run_id=RUN,
+        result=ReleaseResult(release_key=release.key, outcome=Outcome.SUCCESS),
+        started="t0",
+        finished="t1",
+        before={},
+        states={},
+        decisions=decisions or [],
+    )
 
 
 @pytest.fixture
@@ -39,10 +52,10 @@ def plant(link: Path, target: Path) -> Path:
 def test_a_torn_ledger_tail_leaves_the_next_change_on_a_line_of_its_own(
     demo_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rm.build_artifact("R", RUN, "frontend", "1.0")
+    rm.build_artifact(at("frontend", "1.0", run=RUN))
     ledger = rm.ledger_path()
     ledger.write_bytes(ledger.read_bytes()[:-9])  # a crash cut the write short
-    rm.build_artifact("R", RUN, "sbstore", "1.0")
+    rm.build_artifact(at("sbstore", "1.0", run=RUN))
     lines = ledger.read_bytes().split(b"\n")
     assert json.loads(lines[1])["component"] == "sbstore" and lines[2:] == [b""]
     with caplog.at_level(logging.WARNING):
@@ -51,8 +64,8 @@ def test_a_torn_ledger_tail_leaves_the_next_change_on_a_line_of_its_own(
     # The torn line records no change: the rebuilt frontend gets a line; sbstore is not twice.
     rm.artifact_path("frontend", "1.0").unlink()
     rm.artifact_path("sbstore", "1.0").unlink()
-    rm.build_artifact("R", RUN, "frontend", "1.0")
-    rm.build_artifact("R", RUN, "sbstore", "1.0")
+    rm.build_artifact(at("frontend", "1.0", run=RUN))
+    rm.build_artifact(at("sbstore", "1.0", run=RUN))
     assert [line["component"] for line in rm.read_ledger()] == ["sbstore", "frontend"]
 
 
@@ -61,7 +74,7 @@ def test_ledger_lines_that_are_not_changes_are_skipped(demo_root: Path) -> None:
     ledger.parent.mkdir(parents=True)
     # Hand edits that mention the run and component: the duplicate check must not trip on them.
     ledger.write_bytes(b'["run-1", "frontend"]\nrun-1 frontend \xff\xfe\n' + b"[" * 100_000 + b"\n")
-    rm.build_artifact("R", RUN, "frontend", "1.0")
+    rm.build_artifact(at("frontend", "1.0", run=RUN))
     assert [line["step"] for line in rm.read_ledger()] == ["build"]
 
 
@@ -99,16 +112,16 @@ def deploy_and_replace() -> None:
 
 
 def roll_back() -> None:
-    rm.rollback_deploy("R", RUN, "frontend", "1.1", DEV)
+    rm.rollback_deploy(at("frontend", "1.1", DEV, run=RUN))
 
 
 def roll_back_the_first_deploy() -> None:
-    rm.rollback_deploy("R", RUN, "frontend", "1.0", DEV)  # nothing to put back: remove it
+    rm.rollback_deploy(at("frontend", "1.0", DEV, run=RUN))  # nothing to put back: remove it
 
 
 def record() -> None:
     release = rm.load_release("RELEASE-NOV-23-INITIAL")
-    rm.record_release(release, RUN, SUCCESS, ("t0", "t1"), {}, {}, [], [])
+    rm.record_release(recorded(release))
 
 
 @pytest.mark.parametrize(
@@ -189,8 +202,8 @@ def test_release_history_skips_files_that_are_not_release_records(
     demo_root: Path, outside: Path
 ) -> None:
     release = rm.load_release("RELEASE-NOV-23-INITIAL")
-    decision = {"environment": "DEV", "approved": True, "by": "Ada", "reason": "", "at": "t"}
-    good = rm.record_release(release, RUN, SUCCESS, ("t0", "t1"), {}, {}, [], [decision])
+    decision = Decision(environment=DEV, approved=True, by="Ada", at="t")
+    good = rm.records_dir() / rm.record_release(recorded(release, [decision]))
     record = json.loads(good.read_text())
     folder = rm.records_dir()
     (folder / "text.json").write_text("not json\n")
