@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import connection
+import display
 import release_management
 import run_worker
 import run_workflow
@@ -24,7 +25,16 @@ from processes import (
     run_starter,
     terminal_env,
 )
-from shared import Cell, Environment, Outcome, ReleaseInput, ReleaseProgress, ReleaseResult
+from shared import (
+    Cell,
+    CellState,
+    Environment,
+    Outcome,
+    ReleaseInput,
+    ReleaseProgress,
+    ReleaseResult,
+    shown,
+)
 
 KEY = "RELEASE-FEB-24-BETA"
 SECRET = "sk-test-DO-NOT-PRINT-4242"
@@ -150,16 +160,16 @@ def test_names_and_reasons_are_printable_and_bounded(
 
 
 def test_shown_escapes_what_a_terminal_would_obey() -> None:
-    assert run_workflow.shown("é ok\x1b[2J\nnext\tx\x07\u200b") == (
-        "é ok\\x1b[2J\\nnext\\tx\\x07\\u200b"
-    )
+    assert shown("é ok\x1b[2J\nnext\tx\x07\u200b") == ("é ok\\x1b[2J\\nnext\\tx\\x07\\u200b")
 
 
 def _tampered(text: str) -> bool:
     return any(not line.isprintable() for line in text.splitlines())
 
 
-def test_history_escapes_what_the_records_say(demo_root: Path) -> None:
+@pytest.fixture
+def tampered_record(demo_root: Path) -> None:
+    """A release record whose name and result carry escape codes and a line break."""
     records = demo_root / "database" / "releases"
     records.mkdir(parents=True)
     record = {
@@ -170,20 +180,38 @@ def test_history_escapes_what_the_records_say(demo_root: Path) -> None:
         "result": f"Release {KEY}: REJECTED by Eve: \x1b]0;pwned\x07",
     }
     (records / f"{KEY}-run.json").write_text(json.dumps(record))
-    history = run_workflow.format_history()
+
+
+@pytest.fixture
+def tampered_catalog(demo_root: Path) -> None:
+    """The catalog, with a release whose key carries an escape code and a line break."""
+    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    catalog["releases"].append({"key": "EVIL\x1b[2J\nforged"})
+    (demo_root / "database").mkdir(exist_ok=True)
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
+
+
+@pytest.mark.usefixtures("tampered_record")
+def test_history_escapes_what_the_records_say() -> None:
+    history = display.format_history()
     assert not _tampered(history)
     assert len(history.splitlines()) == 2
     assert "\\x1b[2JEve\\nforged" in history
 
 
-def test_the_catalog_listing_escapes_a_tampered_key(demo_root: Path) -> None:
-    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
-    catalog["releases"].append({"key": "EVIL\x1b[2J\nforged"})
-    (demo_root / "database").mkdir()
-    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
-    listing = run_workflow.format_catalog()
+@pytest.mark.usefixtures("tampered_catalog")
+def test_the_catalog_listing_escapes_a_tampered_key() -> None:
+    listing = display.format_catalog()
     assert not _tampered(listing)
     assert "EVIL\\x1b[2J\\nforged" in listing
+
+
+@pytest.mark.usefixtures("tampered_record", "tampered_catalog")
+def test_at_80_columns_the_tables_fit_and_still_escape_what_the_files_say() -> None:
+    for table in (display.format_history(width=80), display.format_catalog(width=80)):
+        assert not _tampered(table)
+        assert all(len(line) <= 80 for line in table.splitlines()), table
+    assert "EVIL\\x1b[2J\\nforged" in display.format_catalog(width=80)
 
 
 def test_the_catalog_listing_reads_the_catalog_once(
@@ -197,7 +225,7 @@ def test_the_catalog_listing_reads_the_catalog_once(
         return load_catalog()
 
     monkeypatch.setattr(release_management, "load_catalog", counted)
-    run_workflow.format_catalog()
+    display.format_catalog()
     assert len(reads) == 1
 
 
@@ -207,9 +235,11 @@ def test_the_grid_escapes_what_the_server_says() -> None:
         status="REJECTED by \x1b[31mEve\nforged",
         environments=[Environment.DEV],
         components=["frontend"],
-        cells={Environment.DEV: {"frontend": Cell(state="failed", error="boom\x1b[2J\nline")}},
+        cells={
+            Environment.DEV: {"frontend": Cell(state=CellState.FAILED, error="boom\x1b[2J\nline")}
+        },
     )
-    lines = run_workflow.format_progress(progress)
+    lines = display.format_progress(progress)
     assert not _tampered("\n".join(lines))
     assert len(lines) == 3
 

@@ -6,7 +6,8 @@ import asyncio
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from processes import (
     QUICK_TIMEOUT,
     RELEASE_TIMEOUT,
     STOP_TIMEOUT,
+    Finished,
+    Running,
     assert_one_line_without_traceback,
     environments_table,
     files_under,
@@ -45,6 +48,8 @@ RELEASE_KEYS = (
     "RELEASE-JAN-24-ALPHA-PROD",
     "RELEASE-FEB-24-BETA",
 )
+# The one release with an approval gate (before PROD).
+BETA = "RELEASE-FEB-24-BETA"
 
 
 @pytest.fixture
@@ -65,11 +70,21 @@ def refused_address() -> Iterator[str]:
         yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
+@asynccontextmanager
+async def no_run_left_open(env: WorkflowEnvironment, key: str) -> AsyncIterator[None]:
+    """On the way out, whatever happened, no run of release key is left open on the session's
+    server (the release key is the workflow ID, and the server is shared)."""
+    try:
+        yield
+    finally:
+        await finish_release(env.client, key)
+
+
 async def test_worker_then_starter_runs_the_release_and_exits_0_every_time(
     env: WorkflowEnvironment, script_env: dict[str, str]
 ) -> None:
     key = "RELEASE-NOV-23-INITIAL"
-    try:
+    async with no_run_left_open(env, key):
         async with running_worker(script_env) as worker:
             assert f"Worker connected to {script_env['TEMPORAL_ADDRESS']}" in worker.text
             assert f"task queue {script_env['DEMO_TASK_QUEUE']!r}" in worker.text
@@ -90,15 +105,13 @@ async def test_worker_then_starter_runs_the_release_and_exits_0_every_time(
         assert await started.static_summary() == (
             "promote frontend 1.0, sbstore 1.0, backendforfrontend 1.0 to DEV -> TEST -> QC -> PROD"
         )
-    finally:
-        await finish_release(env.client, key)
 
 
 async def test_unknown_key_exits_1_at_once_and_touches_nothing(
     env: WorkflowEnvironment, script_env: dict[str, str]
 ) -> None:
     demo_root = Path(script_env["DEMO_ROOT"])
-    try:
+    async with no_run_left_open(env, "RELEASE-NOPE"):
         for _ in range(5):
             starter = await run_starter(script_env, "RELEASE-NOPE", timeout=QUICK_TIMEOUT)
             print(f"unknown key: exit {starter.code} in {starter.seconds:.2f} s")
@@ -109,8 +122,6 @@ async def test_unknown_key_exits_1_at_once_and_touches_nothing(
             assert "RELEASE-NOV-23-INITIAL" in starter.stderr
             assert starter.stdout == ""
             assert files_under(demo_root) == []
-    finally:
-        await finish_release(env.client, "RELEASE-NOPE")
 
 
 async def test_list_prints_every_release(script_env: dict[str, str]) -> None:
@@ -126,11 +137,9 @@ async def test_out_of_order_promotion_exits_1_with_its_reason(
 ) -> None:
     key = "RELEASE-DEC-2023-BUGFIXES-PROD"
     demo_root = Path(script_env["DEMO_ROOT"])
-    try:
+    async with no_run_left_open(env, key):
         async with running_worker(script_env) as worker:
             starter = await run_starter(script_env, key)
-    finally:
-        await finish_release(env.client, key)
     assert starter.code == 1
     assert_one_line_without_traceback(starter.stderr)
     assert f"Release {key} failed" in starter.stderr
@@ -176,17 +185,29 @@ async def test_scripts_without_a_server_exit_1_with_a_hint(
     assert files_under(Path(script_env["DEMO_ROOT"])) == []
 
 
-async def test_ctrl_c_stops_an_idle_worker_cleanly(script_env: dict[str, str]) -> None:
-    async with running_worker(script_env) as worker:
-        started = time.monotonic()
-        worker.process.send_signal(signal.SIGINT)
-        await asyncio.wait_for(worker.process.wait(), STOP_TIMEOUT)
-        seconds = time.monotonic() - started
-    print(f"worker stopped in {seconds:.1f} s")
+async def ctrl_c(worker: Running) -> float:
+    """Ctrl+C the worker and wait for it to exit; return how long it took."""
+    interrupted = time.monotonic()
+    worker.process.send_signal(signal.SIGINT)
+    await asyncio.wait_for(worker.process.wait(), STOP_TIMEOUT)
+    return time.monotonic() - interrupted
+
+
+def assert_stopped_cleanly(worker: Running, seconds: float, when: str) -> None:
+    """The worker, Ctrl+C'ed, exited 0 within 5 s without a traceback (check it once its
+    running block has ended: its output is read to the end then)."""
+    print(f"worker stopped {when} in {seconds:.1f} s")
     assert worker.process.returncode == 0
+    # Steps in flight get GRACEFUL_SHUTDOWN (3 s) to finish; then the worker is gone.
     assert seconds < 5
     assert "Worker stopped." in worker.text
     assert "Traceback" not in worker.text
+
+
+async def test_ctrl_c_stops_an_idle_worker_cleanly(script_env: dict[str, str]) -> None:
+    async with running_worker(script_env) as worker:
+        seconds = await ctrl_c(worker)
+    assert_stopped_cleanly(worker, seconds, "idle")
 
 
 async def test_ctrl_c_mid_release_and_the_next_worker_finishes_it(
@@ -194,25 +215,16 @@ async def test_ctrl_c_mid_release_and_the_next_worker_finishes_it(
 ) -> None:
     key = "RELEASE-NOV-23-HOTFIX-STAGE"
     paced = {**script_env, "DEMO_STEP_SECONDS": "0.2"}
-    try:
+    async with no_run_left_open(env, key):
         async with running_worker(paced) as first:
             starter = asyncio.create_task(run_starter(paced, key))
             await wait_for_output(first, f"{key}: promoting to TEST", RELEASE_TIMEOUT)
-            interrupted = time.monotonic()
-            first.process.send_signal(signal.SIGINT)
-            await asyncio.wait_for(first.process.wait(), STOP_TIMEOUT)
-            seconds = time.monotonic() - interrupted
-        print(f"worker stopped mid-release in {seconds:.1f} s")
-        assert first.process.returncode == 0
-        # Steps in flight get GRACEFUL_SHUTDOWN (3 s) to finish; then the worker is gone.
-        assert seconds < 5
-        assert "Worker stopped." in first.text
+            seconds = await ctrl_c(first)
+        assert_stopped_cleanly(first, seconds, "mid-release")
         assert not starter.done()
 
         async with running_worker(paced) as second:
             done = await asyncio.wait_for(starter, RELEASE_TIMEOUT)
-    finally:
-        await finish_release(env.client, key)
     assert done.code == 0, done.stderr
     assert f"Result: Release {key}: SUCCESS" in done.stdout
     assert environments_table(done.stdout) == holding(("1.1", "1.7", "1.7"), "DEV", "TEST", "QC")
@@ -225,14 +237,12 @@ async def test_ctrl_c_on_the_starter_leaves_the_release_running(
     env: WorkflowEnvironment, script_env: dict[str, str]
 ) -> None:
     key = "RELEASE-JAN-24-ALPHA-QC"
-    try:
+    async with no_run_left_open(env, key):
         # No worker: the release waits in Temporal, and so does the starter.
         async with running("run_workflow.py", script_env, key, ready="Started release") as starter:
             starter.process.send_signal(signal.SIGINT)
             code = await asyncio.wait_for(starter.process.wait(), STOP_TIMEOUT)
         description = await env.client.get_workflow_handle(key).describe()
-    finally:
-        await finish_release(env.client, key)
     assert code == 130
     assert "Stopped waiting" in starter.text
     assert "Traceback" not in starter.text
@@ -244,11 +254,8 @@ async def test_second_starter_attaches_to_the_running_release(
 ) -> None:
     key = "RELEASE-JAN-24-ALPHA-DEV"
     paced = {**script_env, "DEMO_STEP_SECONDS": "0.5"}
-    try:
-        async with running_worker(paced):
-            first, second = await asyncio.gather(run_starter(paced, key), run_starter(paced, key))
-    finally:
-        await finish_release(env.client, key)
+    async with no_run_left_open(env, key), running_worker(paced):
+        first, second = await asyncio.gather(run_starter(paced, key), run_starter(paced, key))
     for starter in (first, second):
         assert starter.code == 0, starter.stderr
         assert f"Result: Release {key}: SUCCESS" in starter.stdout
@@ -268,42 +275,40 @@ async def test_second_starter_attaches_to_the_running_release(
     assert runs == [(await env.client.get_workflow_handle(key).describe()).run_id]
 
 
+@asynccontextmanager
+async def beta_waiting_before_prod(
+    env: WorkflowEnvironment, script_env: dict[str, str]
+) -> AsyncIterator[tuple[asyncio.Task[Finished], Finished]]:
+    """RELEASE-FEB-24-BETA run by a starter in the background, once `--status` says it waits for
+    approval before PROD: yields the starter and that status. No run of it is left open."""
+    async with (
+        no_run_left_open(env, BETA),
+        starter_at(script_env, BETA, "waiting for approval before PROD") as waiting,
+    ):
+        yield waiting
+
+
 async def test_a_person_approves_or_rejects_a_waiting_release_from_the_command_line(
     env: WorkflowEnvironment, script_env: dict[str, str]
 ) -> None:
-    key = "RELEASE-FEB-24-BETA"
-    try:
-        async with starter_at(script_env, key, "waiting for approval before PROD") as (
-            starter,
-            status,
-        ):
-            assert "frontend            done  done  done  waiting for approval" in status.stdout
+    key = BETA
+    async with beta_waiting_before_prod(env, script_env) as (starter, status):
+        assert "frontend            done  done  done  waiting for approval" in status.stdout
 
-            nameless = await run_starter(
-                script_env, "--approve", key, "--gate", "PROD", timeout=QUICK_TIMEOUT
-            )
-            assert nameless.code == 1
-            assert_one_line_without_traceback(nameless.stderr)
-            assert "--by NAME" in nameless.stderr
+        nameless = await run_starter(
+            script_env, "--approve", key, "--gate", "PROD", timeout=QUICK_TIMEOUT
+        )
+        assert nameless.code == 1
+        assert_one_line_without_traceback(nameless.stderr)
+        assert "--by NAME" in nameless.stderr
 
-            rejected = await run_starter(
-                script_env,
-                "--reject",
-                key,
-                "--gate",
-                "PROD",
-                "--by",
-                "Grace",
-                "--reason",
-                "load test first",
-            )
-            assert rejected.code == 0, rejected.stderr
-            assert rejected.stdout.strip() == f"Release {key}: PROD rejected by Grace"
-            finished = await starter
+        reject = ("--reject", key, "--gate", "PROD", "--by", "Grace", "--reason", "load test first")
+        rejected = await run_starter(script_env, *reject)
+        assert rejected.code == 0, rejected.stderr
+        assert rejected.stdout.strip() == f"Release {key}: PROD rejected by Grace"
+        finished = await starter
 
-            late = await run_starter(script_env, "--approve", key, "--gate", "PROD", "--by", "Ada")
-    finally:
-        await finish_release(env.client, key)
+        late = await run_starter(script_env, "--approve", key, "--gate", "PROD", "--by", "Ada")
 
     # The starter followed the release as plain lines (its output is not a terminal).
     assert "  ... waiting for approval before PROD" in finished.stdout
@@ -315,7 +320,11 @@ async def test_a_person_approves_or_rejects_a_waiting_release_from_the_command_l
     assert (
         f"Release {key} is not running: it ended REJECTED by Grace: load test first" in late.stderr
     )
+    await history_and_envs_say_prod_was_rejected(script_env, key)
 
+
+async def history_and_envs_say_prod_was_rejected(script_env: dict[str, str], key: str) -> None:
+    """--history names who rejected release key at PROD; --envs shows PROD holds nothing."""
     history = await run_starter(script_env, "--history", timeout=QUICK_TIMEOUT)
     assert history.code == 0
     assert key in history.stdout and "PROD rejected by Grace" in history.stdout
@@ -344,12 +353,10 @@ async def test_commands_answer_within_seconds_when_no_worker_runs(
         "reject": ("--reject", key, "--gate", "TEST", "--by", "Ada", "--reason", "no"),
         "cancel": ("--cancel", key),
     }
-    try:
+    async with no_run_left_open(env, key):
         answers = await asyncio.gather(
             *(run_starter(script_env, *args, timeout=QUICK_TIMEOUT) for args in commands.values())
         )
-    finally:
-        await finish_release(env.client, key)
     for name, answer in zip(commands, answers, strict=True):
         print(f"--{name} with no worker: exit {answer.code} in {answer.seconds:.1f} s")
         assert answer.code == 1, name
@@ -362,20 +369,14 @@ async def test_commands_answer_within_seconds_when_no_worker_runs(
 async def test_cancel_from_the_command_line_ends_the_release_cancelled(
     env: WorkflowEnvironment, script_env: dict[str, str]
 ) -> None:
-    key = "RELEASE-FEB-24-BETA"
-    try:
-        async with starter_at(script_env, key, "waiting for approval before PROD") as (
-            starter,
-            status,
-        ):
-            assert f"--approve {key} --gate PROD --by NAME" in status.stdout
-            cancel = await run_starter(
-                script_env, "--cancel", key, "--reason", "freeze", timeout=QUICK_TIMEOUT
-            )
-            waiting = await starter
-            status = await run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT)
-    finally:
-        await finish_release(env.client, key)
+    key = BETA
+    async with beta_waiting_before_prod(env, script_env) as (starter, status):
+        assert f"--approve {key} --gate PROD --by NAME" in status.stdout
+        cancel = await run_starter(
+            script_env, "--cancel", key, "--reason", "freeze", timeout=QUICK_TIMEOUT
+        )
+        waiting = await starter
+        status = await run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT)
     assert cancel.code == 0, cancel.stderr
     assert f"Result: Release {key}: CANCELLED" in cancel.stdout
     assert waiting.code == 1
@@ -391,7 +392,7 @@ async def test_the_starter_follows_a_release_reset_from_the_command_line(
     key = "RELEASE-NOV-23-INITIAL"
     paced = {**script_env, "DEMO_STEP_SECONDS": "0.3"}
     address = env.client.service_client.config.target_host
-    try:
+    async with no_run_left_open(env, key):
         async with starter_at(paced, key, "deploying to TEST") as (starter, _):
             # As demos.md, "Reset a release", tells a person to.
             reset = await run_command(
@@ -409,8 +410,6 @@ async def test_the_starter_follows_a_release_reset_from_the_command_line(
             )
             assert reset.code == 0, reset.stderr
             finished = await starter
-    finally:
-        await finish_release(env.client, key)
     assert finished.code == 0, finished.stderr
     assert f"Release {key} was reset: following its new run" in finished.stdout
     assert f"Result: Release {key}: SUCCESS" in finished.stdout

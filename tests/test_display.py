@@ -1,6 +1,7 @@
-"""What a person sees in a terminal: the starter's live progress grid, run for real inside tmux
-at 80, 120 and 200 columns, against the session's dev server and a real worker; and the grid's
-layout at 80 columns, from run_workflow.format_progress."""
+"""What a person sees in a terminal (display.py): the starter's live progress grid, run for
+real inside tmux at 80, 120 and 200 columns, against the session's dev server and a real worker;
+the grid's layout at 80 columns, from display.format_progress; and the catalog, environments and
+history tables at 80 columns."""
 
 import asyncio
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-import run_workflow
+import display
 from processes import (
     PROJECT_DIR,
     QUICK_TIMEOUT,
@@ -24,7 +25,7 @@ from processes import (
     running_worker,
     terminal_env,
 )
-from shared import Cell, Environment, ReleaseProgress
+from shared import Cell, CellState, Environment, ReleaseProgress
 
 COMPONENTS = ("frontend", "sbstore", "backendforfrontend")
 TMUX = shutil.which("tmux")
@@ -111,11 +112,11 @@ def _grid_lines(text: str, key: str) -> list[str]:
     ]
 
 
-@needs_tmux
-@pytest.mark.parametrize(("width", "height"), [(80, 24), (120, 40), (200, 50)])
-async def test_the_live_grid_fits_the_terminal_and_stays_on_screen_with_the_result(
+async def _starter_against_a_worker(
     env: WorkflowEnvironment, tmp_path: Path, width: int, height: int
-) -> None:
+) -> tuple[str, str, str, str]:
+    """Run a release of its own (its key first) with a real worker, its starter in a tmux
+    terminal of width x height; the rest as _starter_in_tmux returns it."""
     demo_root = tmp_path / "demo"
     demo_root.mkdir()
     key = _release_of_its_own(demo_root)
@@ -132,6 +133,17 @@ async def test_the_live_grid_fits_the_terminal_and_stays_on_screen_with_the_resu
             )
     finally:
         await finish_release(env.client, key)
+    return key, screen, coloured, everything
+
+
+@needs_tmux
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (120, 40), (200, 50)])
+async def test_the_live_grid_fits_the_terminal_and_stays_on_screen_with_the_result(
+    env: WorkflowEnvironment, tmp_path: Path, width: int, height: int
+) -> None:
+    key, screen, coloured, everything = await _starter_against_a_worker(
+        env, tmp_path, width, height
+    )
     print(everything)
 
     # Nothing the terminal had to wrap, but the Web UI's link (a link is kept whole; it has a
@@ -177,11 +189,13 @@ def _progress(**cells: Cell) -> ReleaseProgress:
 def test_at_80_columns_long_cells_are_cut_and_a_retried_step_s_error_is_shown_in_full() -> None:
     error = "Simulated failure while verifying frontend 1.0 in DEV: " + "the checksum differs " * 5
     progress = _progress(
-        frontend=Cell(state="retrying", step="verify_deploy", attempt=3, error=error),
-        sbstore=Cell(state="running", step="build_artifact + fetch_artifact + fetch_config"),
-        backendforfrontend=Cell(state="failed", error="x" * 200),
+        frontend=Cell(state=CellState.RETRYING, step="verify_deploy", attempt=3, error=error),
+        sbstore=Cell(
+            state=CellState.RUNNING, step="build_artifact + fetch_artifact + fetch_config"
+        ),
+        backendforfrontend=Cell(state=CellState.FAILED, error="x" * 200),
     )
-    lines = run_workflow.format_progress(progress, width=80)
+    lines = display.format_progress(progress, width=80)
     assert all(len(line) <= 80 for line in lines), lines
     header, frontend, sbstore, backendforfrontend = lines[1:5]
     assert header.split() == ["COMPONENT", "DEV", "TEST", "QC", "PROD"]
@@ -204,7 +218,58 @@ def test_an_open_gate_shows_the_command_that_approves_it() -> None:
     progress = _progress().model_copy(
         update={"status": "waiting for approval before TEST", "gate": Environment.TEST}
     )
-    lines = run_workflow.format_progress(progress, width=80)
+    lines = display.format_progress(progress, width=80)
     assert (
         "  python run_workflow.py --approve RELEASE-NOV-23-INITIAL --gate TEST --by NAME" in lines
+    )
+
+
+def _catalog_and_a_record(demo_root: Path) -> list[str]:
+    """The project's catalog in demo_root, and the record of a rejected release run; the keys of
+    the catalog's releases."""
+    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    records = demo_root / "database" / "releases"
+    records.mkdir(parents=True)
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
+    record = {
+        "release_key": "RELEASE-FEB-24-BETA",
+        "started": "2026-11-29T10:00:00.123456",
+        "finished": "2026-11-29T10:01:00.123456",
+        "decisions": [
+            {"environment": "TEST", "approved": True, "by": "Ada Lovelace"},
+            {"environment": "PROD", "approved": False, "by": "Grace"},
+        ],
+        "result": "Release RELEASE-FEB-24-BETA: REJECTED by Grace: load test first",
+    }
+    (records / "RELEASE-FEB-24-BETA-run.json").write_text(json.dumps(record))
+    return [release["key"] for release in catalog["releases"]]
+
+
+def test_the_catalog_environments_and_history_fit_80_columns(demo_root: Path) -> None:
+    keys = _catalog_and_a_record(demo_root)
+    tables = {
+        "catalog": display.format_catalog(width=80),
+        "environments": display.format_environments(width=80),
+        "history": display.format_history(width=80),
+    }
+    for name, table in tables.items():
+        assert all(len(line) <= 80 for line in table.splitlines()), f"{name}:\n{table}"
+    # A release key stays whole, to be read and copied; the other cells wrap under their own.
+    starts = [line.split()[0] for line in tables["catalog"].splitlines() if line[:1].strip()]
+    assert starts == ["RELEASE", *keys]
+    assert tables["history"].splitlines()[1].startswith("RELEASE-FEB-24-BETA  2026-11-29")
+
+
+def test_the_tables_keep_a_row_to_a_line_when_the_output_is_not_a_terminal(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(display, "terminal_width", lambda: None)
+    keys = _catalog_and_a_record(demo_root)
+    assert len(display.format_catalog().splitlines()) == 1 + len(keys)
+    history = display.format_history().splitlines()
+    assert history[0].split() == ["RELEASE", "STARTED", "FINISHED", "DECISIONS", "RESULT"]
+    assert history[1].split("  ")[0] == "RELEASE-FEB-24-BETA"
+    assert history[1].endswith(
+        "  TEST approved by Ada Lovelace, PROD rejected by Grace  "
+        "REJECTED by Grace: load test first"
     )

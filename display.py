@@ -1,0 +1,242 @@
+"""What the starter shows: a release's progress (a grid redrawn in place on a terminal, plain
+lines in a log), the catalog, what the environments hold and the latest release runs.
+
+No Temporal here: run_workflow.py asks the server and hands its answers to these. Every text
+goes through shared.shown, so what a person, the server or a file says cannot redraw the screen
+or forge a line; rich draws the tables, and rich.text.Text keeps its markup out of them.
+"""
+
+import io
+import shutil
+import sys
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+import release_management
+from release_management import ReleaseError
+from shared import ENVIRONMENT_ORDER, Cell, CellState, ReleaseProgress, shown
+
+# How each state is coloured in the grid; the others (pending) are left plain.
+STATE_STYLES = {
+    CellState.DONE: "green",
+    CellState.RUNNING: "cyan",
+    CellState.RETRYING: "yellow",
+    CellState.WAITING_FOR_APPROVAL: "magenta",
+    CellState.FAILED: "red",
+    CellState.ROLLED_BACK: "red",
+    CellState.REJECTED: "red",
+    CellState.CANCELLED: "dim",
+    CellState.NOT_REACHED: "dim",
+}
+# The width --status prints the grid at when its output is not a terminal.
+STATUS_WIDTH = 100
+
+
+# --- A release's progress -----------------------------------------------------------------------
+
+
+def progress_view(progress: ReleaseProgress) -> Group:
+    """The release's status; its component x environment grid; the latest error of each step
+    being retried, in full; and while a gate is open, the command that approves it."""
+    parts: list[RenderableType] = [Text(shown(f"{progress.release_key}: {progress.status}"))]
+    if progress.components:
+        parts.append(_indented(_grid(progress)))
+    parts += [
+        _indented(Text(shown(f"{env.value} {component}: {_cell_text(cell)}"), style="yellow"))
+        for env, row in progress.cells.items()
+        for component, cell in row.items()
+        if cell.state is CellState.RETRYING
+    ]
+    if progress.gate is not None:
+        approve = f"python run_workflow.py --approve {progress.release_key} --gate "
+        parts += [
+            _indented(Text("To approve, type this (or --reject it, with --reason TEXT):")),
+            _indented(Text(shown(f"{approve}{progress.gate.value} --by NAME"), style="bold")),
+        ]
+    return Group(*parts)
+
+
+def format_progress(progress: ReleaseProgress, width: int | None = None) -> list[str]:
+    """The progress view as plain lines of at most width columns (by default the terminal's,
+    or STATUS_WIDTH when the output is not a terminal)."""
+    return _plain(progress_view(progress), width or terminal_width() or STATUS_WIDTH)
+
+
+class LiveGrid:
+    """The progress view redrawn in place at the terminal's width; lines printed meanwhile go
+    above it."""
+
+    def __init__(self) -> None:
+        self._live = Live(console=Console(), auto_refresh=False)
+
+    def show(self, progress: ReleaseProgress) -> None:
+        self._live.update(progress_view(progress), refresh=self._live.is_started)
+        self._live.start(refresh=True)  # draws the first grid; does nothing after that
+
+    def close(self, last: ReleaseProgress | None) -> None:
+        """Draw the grid a last time (as last says, when known) and leave it on screen, above
+        what is printed next."""
+        if last is not None:
+            self._live.update(progress_view(last))
+            self._live.start()
+        self._live.stop()
+
+
+class ProgressLog:
+    """The progress as plain lines, one per change, each error in full: for a log, not a
+    screen."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def show(self, progress: ReleaseProgress) -> None:
+        now = {"status": progress.status} | {
+            f"{env.value} {component}": _cell_text(cell)
+            for env, row in progress.cells.items()
+            for component, cell in row.items()
+        }
+        for what, text in now.items():
+            if self._seen.get(what) != text:
+                line = f"  ... {text}" if what == "status" else f"  ... {what}: {text}"
+                print(shown(line), flush=True)
+        self._seen = now
+
+
+def _grid(progress: ReleaseProgress) -> Table:
+    """One row per component, one column per environment. Too wide, the widest columns shrink
+    first and their cells are cut with an ellipsis, never wrapped: rich shrinks only the
+    columns it may wrap, so no_wrap is set on each cell rather than on the columns."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header in ["COMPONENT", *(env.value for env in progress.environments)]:
+        table.add_column(_cut(header))
+    for component in progress.components:
+        cells = [progress.cells[env][component] for env in progress.environments]
+        table.add_row(
+            _cut(component),
+            *(_cut(_cell_summary(cell), STATE_STYLES.get(cell.state, "")) for cell in cells),
+        )
+    return table
+
+
+def _cut(text: str, style: str = "") -> Text:
+    return Text(shown(text), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def _cell_summary(cell: Cell) -> str:
+    """What a deploy is doing, in a grid cell (the error of a retried step goes below it)."""
+    if cell.state is CellState.RUNNING:
+        return f"{cell.step or 'deploying'}..."
+    if cell.state is CellState.RETRYING:
+        return f"{cell.step}, attempt {cell.attempt} failed"
+    if cell.state is CellState.FAILED:
+        return f"failed: {cell.error}"
+    return cell.state.value
+
+
+def _cell_text(cell: Cell) -> str:
+    """What a deploy is doing, with the error of a retried step in full."""
+    if cell.state is CellState.RETRYING:
+        return f"{_cell_summary(cell)}: {cell.error}"
+    return _cell_summary(cell)
+
+
+# --- The catalog, the environments and the history ----------------------------------------------
+
+
+def format_catalog(width: int | None = None) -> str:
+    """The catalog's releases, one row each, in catalog order (width: as _table_text's)."""
+    catalog = release_management.load_catalog()  # read and validated once, not once a release
+    rows = []
+    for key in catalog.release_keys():
+        try:
+            release = release_management.load_release(key, catalog=catalog)
+        except ReleaseError as err:
+            rows.append([key, "INVALID", str(err), ""])
+            continue
+        rows.append([key, str(release.release_date), release.plan(), release.route()])
+    return _table_text(["RELEASE", "DATE", "VERSIONS", "ENVIRONMENTS"], rows, width)
+
+
+def format_environments(width: int | None = None) -> str:
+    """Which version of each component each environment holds, as a small table (width: as
+    format_table's)."""
+    state = release_management.environment_state()
+    components = list(release_management.load_catalog().components)
+    rows = [[env.value, *(state[env].get(c, "-") for c in components)] for env in ENVIRONMENT_ORDER]
+    view = Group(Text("Environments now hold:"), _indented(_table(["ENV", *components], rows)))
+    return "\n".join(_plain(view, _table_width(width)))
+
+
+def format_history(limit: int = 10, width: int | None = None) -> str:
+    """The latest release runs, newest first (width: as _table_text's)."""
+    rows = [_history_row(record) for record in release_management.release_history(limit)]
+    if not rows:
+        return "No release has finished yet."
+    return _table_text(["RELEASE", "STARTED", "FINISHED", "DECISIONS", "RESULT"], rows, width)
+
+
+def _history_row(record: dict[str, Any]) -> list[str]:
+    """A release record as the history shows it: who decided at its gates, and how it ended."""
+    decisions = ", ".join(
+        f"{d['environment']} {'approved' if d['approved'] else 'rejected'} by {d['by']}"
+        for d in record["decisions"]
+    )
+    return [
+        record["release_key"],
+        record["started"][:19],
+        record["finished"][:19],
+        decisions or "-",
+        # The record keeps the outcome but not its detail (who rejected, why it failed) apart.
+        record["result"].removeprefix(f"Release {record['release_key']}: "),
+    ]
+
+
+def _table_text(header: list[str], rows: list[list[str]], width: int | None = None) -> str:
+    """A table with a header, as plain lines of at most width columns (by default the
+    terminal's; when the output is not a terminal, as wide as it needs, one line a row for a log
+    or grep). Too narrow, rich wraps the widest cells onto more lines."""
+    return "\n".join(_plain(_table(header, rows), _table_width(width)))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    # The first column names the row (a release key, an environment): it is kept whole.
+    table.add_column(Text(shown(header[0])), no_wrap=True)
+    for title in header[1:]:
+        table.add_column(Text(shown(title)), overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(shown(cell)) for cell in row))
+    return table
+
+
+# --- Drawing ------------------------------------------------------------------------------------
+
+
+def terminal_width() -> int | None:
+    """The terminal's width in columns, or None when the output is not a terminal."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def _table_width(width: int | None) -> int:
+    """The width to draw a table at: width, the terminal's, or else one that holds any row."""
+    return width or terminal_width() or UNBOUNDED
+
+
+# Wider than any row of the catalog, the environments or the history: a row is not wrapped.
+UNBOUNDED = 10_000
+
+
+def _indented(renderable: RenderableType) -> Padding:
+    return Padding(renderable, (0, 0, 0, 2), expand=False)
+
+
+def _plain(renderable: RenderableType, width: int) -> list[str]:
+    """renderable as plain lines (no colours) of at most width columns."""
+    text = io.StringIO()
+    Console(file=text, width=width, color_system=None).print(renderable)
+    return [line.rstrip() for line in text.getvalue().splitlines()]
