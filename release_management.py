@@ -49,9 +49,9 @@ from shared import (
     Deployment,
     Environment,
     EnvironmentVersions,
-    GatherReleaseInput,
     RecordReleaseInput,
     Release,
+    ReleaseInput,
     UpdateConfigInput,
     VerifyInput,
     VerifyRollbackInput,
@@ -338,7 +338,7 @@ def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release
     return release
 
 
-def gather_release(request: GatherReleaseInput) -> Release:
+def gather_release(request: ReleaseInput) -> Release:
     """The first step of every release: load it from the catalog.
 
     Raises:

@@ -245,7 +245,7 @@ class Release(FrozenModel):
 
 
 class ReleaseInput(FrozenModel):
-    """Input of ReleaseWorkflow."""
+    """Input of ReleaseWorkflow, and of its first activity, gather_release."""
 
     # A plain string, not a ReleaseKey: a malformed key must reach the catalog, which refuses
     # it with a message listing the valid keys, rather than fail to decode in the workflow.
@@ -258,6 +258,10 @@ class ReleaseInput(FrozenModel):
     # The demo root the release was started for (the starter's DEMO_ROOT, resolved). Every step
     # refuses to run on a worker that serves another one. Empty: not checked.
     demo_root: str = ""
+
+    def story(self, step: str) -> str:
+        """How the worker's log names a step of the release before it is gathered."""
+        return f"{self.release_key}: {step}"
 
 
 class Deployment(FrozenModel):
@@ -322,14 +326,6 @@ class ReleaseProgress(FrozenModel):
 
 
 # --- Activity inputs and results ----------------------------------------------------------
-
-
-class GatherReleaseInput(FrozenModel):
-    release_key: str
-    demo_root: str = ""
-
-    def story(self, step: str) -> str:
-        return f"{self.release_key}: {step}"
 
 
 class LockHolderInput(FrozenModel):

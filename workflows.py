@@ -60,7 +60,6 @@ with workflow.unsafe.imports_passed_through():
         Environment,
         EnvironmentVersions,
         ErrorType,
-        GatherReleaseInput,
         Outcome,
         RecordReleaseInput,
         RejectInput,
@@ -102,7 +101,7 @@ class ReleaseWorkflow:
         self._locks = EnvironmentLocks(scope=request.lock_scope)
         release = await _start_activity(
             gather_release,
-            GatherReleaseInput(release_key=request.release_key, demo_root=request.demo_root),
+            request,
             f"gather {request.release_key} from the catalog",
         )
         self._release = release

@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 import activities
 import release_management as rm
 import utils
-from shared import Deployment, Environment, ErrorType, GatherReleaseInput
+from shared import Deployment, Environment, ErrorType, ReleaseInput
 
 
 def activity_env() -> ActivityEnvironment:
@@ -61,7 +61,7 @@ async def test_cancelling_a_step_stops_it_before_its_change(
 async def test_bad_input_is_non_retryable(demo_root: Path) -> None:
     with pytest.raises(ApplicationError) as caught:
         await activity_env().run(
-            activities.gather_release, GatherReleaseInput(release_key="RELEASE-NOPE")
+            activities.gather_release, ReleaseInput(release_key="RELEASE-NOPE")
         )
     error = caught.value
     assert error.non_retryable
@@ -86,7 +86,7 @@ async def test_injected_failure_is_retryable(
 
 async def test_gather_returns_the_validated_release(demo_root: Path) -> None:
     release = await activity_env().run(
-        activities.gather_release, GatherReleaseInput(release_key="RELEASE-JAN-24-ALPHA-QC")
+        activities.gather_release, ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-QC")
     )
     assert release.environments == [Environment.TEST, Environment.QC]
     assert release.versions == {"frontend": "1.2", "sbstore": "1.8", "backendforfrontend": "1.8"}

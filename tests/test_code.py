@@ -1,0 +1,48 @@
+"""The core's own house rules, checked (the core: the demo's modules, outside tests/, scripts/
+and benchmarks/)."""
+
+import ast
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+CORE = sorted(PROJECT_DIR.glob("*.py"))
+MAX_FUNCTION_LINES = 40
+
+
+def test_the_core_is_the_modules_the_readme_lays_out() -> None:
+    layout = (PROJECT_DIR / "README.md").read_text().split("## Layout", 1)[1]
+    assert CORE and all(f"\n{path.name} " in layout for path in CORE)
+
+
+def test_no_function_in_the_core_is_over_40_lines() -> None:
+    """A function reads in one screen: docstring included, at most MAX_FUNCTION_LINES lines."""
+    long = [
+        f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in CORE
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"split these: {', '.join(long)}"
+
+
+def test_release_management_knows_nothing_of_temporal() -> None:
+    """The release system is plain Python: the demo wraps it, it does not depend on the demo."""
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(ast.parse((PROJECT_DIR / "release_management.py").read_text()))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (
+            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+        )
+    }
+    assert "temporalio" not in imported
+    assert not imported & {
+        "activities",
+        "workflows",
+        "locks",
+        "gates",
+        "run_worker",
+        "run_workflow",
+    }
