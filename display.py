@@ -19,7 +19,7 @@ from rich.text import Text
 
 import release_management
 from release_management import ReleaseError
-from shared import ENVIRONMENT_ORDER, Cell, CellState, ReleaseProgress, shown
+from shared import ENVIRONMENT_ORDER, Cell, CellState, ReleaseProgress, approve_command, shown
 
 # How each state is coloured in the grid; the others (pending) are left plain.
 STATE_STYLES = {
@@ -53,10 +53,10 @@ def progress_view(progress: ReleaseProgress) -> Group:
         if cell.state is CellState.RETRYING
     ]
     if progress.gate is not None:
-        approve = f"python run_workflow.py --approve {progress.release_key} --gate "
+        approve = approve_command(progress.release_key, progress.gate)
         parts += [
             _indented(Text("To approve, type this (or --reject it, with --reason TEXT):")),
-            _indented(Text(shown(f"{approve}{progress.gate.value} --by NAME"), style="bold")),
+            _indented(Text(shown(approve), style="bold")),
         ]
     return Group(*parts)
 

@@ -9,12 +9,14 @@ it enters the release's history.
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from shared import MAX_NAME_LENGTH, MAX_REASON_LENGTH, Decision, Environment, Release
-
-
-def approve_command(release_key: str, env: Environment) -> str:
-    """The command that approves release_key's gate before env."""
-    return f"python run_workflow.py --approve {release_key} --gate {env.value} --by NAME"
+    from shared import (
+        MAX_NAME_LENGTH,
+        MAX_REASON_LENGTH,
+        Decision,
+        Environment,
+        Release,
+        approve_command,
+    )
 
 
 class ApprovalGates:

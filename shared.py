@@ -292,6 +292,11 @@ class EnvironmentLock(FrozenModel):
     environment: Environment
 
 
+def approve_command(release_key: str, env: Environment) -> str:
+    """The command a person types to approve release_key's gate before env."""
+    return f"python run_workflow.py --approve {release_key} --gate {env.value} --by NAME"
+
+
 def deploy_workflow_id(release_workflow_id: str, env: Environment, component: str) -> str:
     """The ID of the DeployWorkflow child that deploys component to env for a release: it
     reads like the release plan in the Web UI, e.g. RELEASE-NOV-23-INITIAL.DEV.frontend."""
