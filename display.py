@@ -130,9 +130,9 @@ def _cut(text: str, style: str = "") -> Text:
 def _cell_summary(cell: Cell) -> str:
     """What a deploy is doing, in a grid cell (the error of a retried step goes below it)."""
     if cell.state is CellState.RUNNING:
-        return f"{cell.step or 'deploying'}..."
+        return f"{cell.activity or 'deploying'}..."
     if cell.state is CellState.RETRYING:
-        return f"{cell.step}, attempt {cell.attempt} failed"
+        return f"{cell.activity}, attempt {cell.attempt} failed"
     if cell.state is CellState.FAILED:
         return f"failed: {cell.error}"
     return cell.state.value

@@ -800,7 +800,7 @@ def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, d
         after = release.versions if env in request.unlocked_after_use else state[env]
         states = request.states.get(env, {})
         recorded[env.value] = {
-            component: _outcome(
+            component: _deploy_record(
                 version,
                 before.get(component),
                 after.get(component),
@@ -816,7 +816,7 @@ def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, d
 _ENDED = (CellState.ROLLED_BACK, CellState.FAILED, CellState.CANCELLED)
 
 
-def _outcome(version: str, before: str | None, after: str | None, state: CellState) -> dict:
+def _deploy_record(version: str, before: str | None, after: str | None, state: CellState) -> dict:
     if state is CellState.DONE:
         outcome = "already there" if before == version else "deployed"
     else:

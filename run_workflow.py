@@ -303,12 +303,12 @@ async def _running_cell(client: Client, deploy_id: str) -> Cell:
         retried = max(failing, key=lambda activity: activity.attempt)
         return Cell(
             state=CellState.RETRYING,
-            step=retried.activity_type.name,
+            activity=retried.activity_type.name,
             attempt=retried.attempt - 1,  # the attempt that failed; the next one is pending
             error=retried.last_failure.message,
         )
     steps = sorted(activity.activity_type.name for activity in pending)
-    return Cell(state=CellState.RUNNING, step=" + ".join(steps))
+    return Cell(state=CellState.RUNNING, activity=" + ".join(steps))
 
 
 # --- The commands about a running or finished release: --status, --approve, --reject, --cancel ---

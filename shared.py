@@ -307,14 +307,14 @@ class Cell(FrozenModel):
     """One component in one environment, as the progress grid shows it.
 
     The release workflow knows the state of each of its deploys (pending, running, done, rolled
-    back, waiting for approval, rejected). Which step a running deploy is at, which attempt and
+    back, waiting for approval, rejected). Which activity a running deploy is at, which attempt and
     its last error are the server's to tell: the starter reads them from the deploy's pending
-    activities when it draws the grid (run_workflow.read_progress), so the steps never have to
+    activities when it draws the grid (run_workflow.read_progress), so no activity has to
     report to the release.
     """
 
     state: CellState = CellState.PENDING
-    step: str = ""  # the step a running deploy is at; for a rolled-back one, the version back
+    activity: str = ""  # the activities a running deploy is at, or the one being retried
     attempt: int = 0
     error: str = ""
 
@@ -420,7 +420,7 @@ class VerifyRollbackInput(DeploymentStepInput):
     previous: str | None
 
 
-class DeployOutcome(FrozenModel):
+class DeployResult(FrozenModel):
     """Result of DeployWorkflow: verified, or rolled back to previous (None: removed)."""
 
     rolled_back: bool = False

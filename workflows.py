@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         DeployArtifactInput,
         Deployment,
-        DeployOutcome,
+        DeployResult,
         Environment,
         EnvironmentVersions,
         ErrorType,
@@ -147,7 +147,7 @@ class ReleaseWorkflow:
         self._status = f"deploying to {env.value}"
         self._mark(env, Cell(state=CellState.RUNNING))
         run_id = workflow.info().run_id
-        outcomes = await _all(
+        ends = await _all(
             *(
                 self._deploy(
                     Deployment(
@@ -162,7 +162,7 @@ class ReleaseWorkflow:
                 for component, version in release.versions.items()
             )
         )
-        rolled_back = [outcome for outcome in outcomes if outcome]
+        rolled_back = [end for end in ends if end]
         workflow.logger.info(
             f"{release.key}: {env.value} {'rolled back' if rolled_back else 'done'}"
         )
@@ -173,7 +173,7 @@ class ReleaseWorkflow:
         cancelled, and returns "" (or how it was rolled back)."""
         env, component = deployment.environment, deployment.component
         try:
-            outcome = await self._start_deploy(deployment)
+            deployed = await self._start_deploy(deployment)
         except (Exception, asyncio.CancelledError) as err:
             ended = (
                 Cell(state=CellState.CANCELLED)
@@ -182,20 +182,19 @@ class ReleaseWorkflow:
             )
             self._mark(env, ended, component)
             raise
-        if not outcome.rolled_back:
+        if not deployed.rolled_back:
             self._mark(env, Cell(state=CellState.DONE), component)
             return ""
-        back = outcome.previous or "removed"
-        self._mark(env, Cell(state=CellState.ROLLED_BACK, step=back), component)
-        return f"{component} in {env.value} ({deployment.version} -> {outcome.previous or 'none'})"
+        self._mark(env, Cell(state=CellState.ROLLED_BACK), component)
+        return f"{component} in {env.value} ({deployment.version} -> {deployed.previous or 'none'})"
 
-    async def _start_deploy(self, deployment: Deployment) -> DeployOutcome:
+    async def _start_deploy(self, deployment: Deployment) -> DeployResult:
         # A deterministic ID that reads like the release plan in the Web UI.
         deploy_id = deploy_workflow_id(
             workflow.info().workflow_id, deployment.environment, deployment.component
         )
 
-        def start() -> Awaitable[DeployOutcome]:
+        def start() -> Awaitable[DeployResult]:
             return workflow.execute_child_workflow(
                 DeployWorkflow.run,
                 deployment,
@@ -322,7 +321,7 @@ class DeployWorkflow:
     or the rollback), so a component is never left half deployed (demos.md, "Cancel a release")."""
 
     @workflow.run
-    async def run(self, deployment: Deployment) -> DeployOutcome:
+    async def run(self, deployment: Deployment) -> DeployResult:
         artifact, config = await self._gather(deployment)
         _stop_if_cancelled()
         return await _finish_even_if_cancelled(
@@ -347,7 +346,7 @@ class DeployWorkflow:
 
     async def _change(
         self, deployment: Deployment, artifact: ArtifactRef, config: dict[str, str | int]
-    ) -> DeployOutcome:
+    ) -> DeployResult:
         what = _what(deployment)
         deploy = DeployArtifactInput(deployment=deployment, artifact=artifact)
         await _start_activity(deploy_artifact, deploy, f"deploy {_what(deployment, 'to')}")
@@ -365,8 +364,8 @@ class DeployWorkflow:
             previous = await _start_activity(rollback_deploy, deployment, f"roll back {what}")
             check = VerifyRollbackInput(deployment=deployment, previous=previous)
             await _start_activity(verify_rollback, check, f"verify the rollback of {what}")
-            return DeployOutcome(rolled_back=True, previous=previous)
-        return DeployOutcome()
+            return DeployResult(rolled_back=True, previous=previous)
+        return DeployResult()
 
 
 # --- How every activity is called -------------------------------------------------------------

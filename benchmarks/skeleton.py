@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         CheckPromotionInput,
         DeployArtifactInput,
         Deployment,
-        DeployOutcome,
+        DeployResult,
         Environment,
         EnvironmentLock,
         EnvironmentVersions,
@@ -158,7 +158,7 @@ def _step(activity_fn: Any, argument: Any, local: bool) -> Any:
 @workflow.defn
 class SkeletonDeployWorkflow:
     @workflow.run
-    async def run(self, request: SkeletonDeployment) -> DeployOutcome:
+    async def run(self, request: SkeletonDeployment) -> DeployResult:
         deployment, local = request.deployment, request.local_activities
         config_gathered = _step(fetch_config, deployment, local)
         if deployment.environment is Environment.DEV:
@@ -170,7 +170,7 @@ class SkeletonDeployWorkflow:
         await _step(deploy_artifact, deploy, local)
         await _step(update_config, UpdateConfigInput(deployment=deployment, config=config), local)
         await _step(verify_deploy, VerifyInput(deployment=deployment, artifact=artifact), local)
-        return DeployOutcome()
+        return DeployResult()
 
 
 @workflow.defn

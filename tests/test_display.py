@@ -189,9 +189,9 @@ def _progress(**cells: Cell) -> ReleaseProgress:
 def test_at_80_columns_long_cells_are_cut_and_a_retried_step_s_error_is_shown_in_full() -> None:
     error = "Simulated failure while verifying frontend 1.0 in DEV: " + "the checksum differs " * 5
     progress = _progress(
-        frontend=Cell(state=CellState.RETRYING, step="verify_deploy", attempt=3, error=error),
+        frontend=Cell(state=CellState.RETRYING, activity="verify_deploy", attempt=3, error=error),
         sbstore=Cell(
-            state=CellState.RUNNING, step="build_artifact + fetch_artifact + fetch_config"
+            state=CellState.RUNNING, activity="build_artifact + fetch_artifact + fetch_config"
         ),
         backendforfrontend=Cell(state=CellState.FAILED, error="x" * 200),
     )

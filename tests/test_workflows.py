@@ -393,7 +393,7 @@ async def test_the_starter_grid_shows_the_steps_each_running_deploy_is_at(
     seen: set[str] = set()
     while (await release.describe()).status == WorkflowExecutionStatus.RUNNING:
         progress = await read_progress(client, release)
-        seen |= {c.step for c in progress.cells.get(Environment.DEV, {}).values() if c.step}
+        seen |= {c.activity for c in progress.cells.get(Environment.DEV, {}).values() if c.activity}
         await asyncio.sleep(0.1)
     # What the server says each deploy has in flight: build beside fetch config, then one by one.
     assert {"build_artifact + fetch_config", "deploy_artifact", "verify_deploy"} <= seen
@@ -422,7 +422,7 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
         progress = await read_progress(client, release)
         assert progress.status == "deploying to DEV"
         cell = progress.cells[Environment.DEV]["frontend"]
-        assert (cell.state, cell.step) == ("retrying", "deploy_artifact")
+        assert (cell.state, cell.activity) == ("retrying", "deploy_artifact")
         assert cell.attempt >= 2 and "bug in the deploy step" in cell.error
 
     monkeypatch.delenv("DEMO_BUG")  # the fix, shipped by restarting the worker
