@@ -20,6 +20,9 @@ fail: a step that changes something asks once just before its change and once ju
 (that second failure is the interesting one: the retry finds the change made and moves on); a
 step that only reads asks once, before it reads. A person edits which injector a step calls to
 make that step flakier or steadier.
+
+Read top-down: the steps; how a change is made once and recorded once (_commit); reading what
+the files hold; the catalog; where things live; safe file access.
 """
 
 import fcntl
@@ -91,251 +94,7 @@ class SourceMissing(Exception):
     """An artifact that a step needs is not where it should be (yet)."""
 
 
-# --- Where things live ---------------------------------------------------------------------
-
-
-def demo_root() -> Path:
-    """The folder that holds all the demo's state: DEMO_ROOT if set, else the project folder."""
-    return Path(os.environ.get("DEMO_ROOT") or PROJECT_DIR)
-
-
-def catalog_path() -> Path:
-    """The catalog in use: the demo root's own database/catalog.json, else the project's."""
-    own = demo_root() / "database" / CATALOG_NAME
-    return own if own.exists() else PROJECT_DIR / "database" / CATALOG_NAME
-
-
-def artifact_path(component: str, version: str) -> Path:
-    """Where artifactory keeps the built artifact of one component version."""
-    return demo_root() / "artifactory" / f"{component}-{version}.txt"
-
-
-def environment_dir(env: Environment) -> Path:
-    """The folder that holds what is deployed in one environment."""
-    return demo_root() / "environments" / env.value
-
-
-def deployed_path(env: Environment, component: str, version: str) -> Path:
-    """Where an environment holds a deployed component version."""
-    return environment_dir(env) / f"{component}-{version}.txt"
-
-
-def previous_dir(env: Environment) -> Path:
-    """Where an environment keeps the version a deploy replaced, for a rollback."""
-    return demo_root() / "environments" / ".previous" / env.value
-
-
-def config_path(env: Environment, component: str) -> Path:
-    """Where an environment holds a component's configuration."""
-    return environment_dir(env) / f"{component}.config.json"
-
-
-def lock_path(target: str) -> Path:
-    """The lock file of one target that steps change: an artifact, or a component in an
-    environment (see _exclusive)."""
-    return demo_root() / ".locks" / f"{target}.lock"
-
-
-def ledger_path() -> Path:
-    """The ledger: one JSON line per change made by any release run."""
-    return demo_root() / "database" / "ledger.jsonl"
-
-
-def records_dir() -> Path:
-    """Where one record per finished release run is kept."""
-    return demo_root() / "database" / "releases"
-
-
-# --- The catalog ---------------------------------------------------------------------------
-
-
-class ComponentInfo(BaseModel):
-    """A deployable component: where its source lives and who owns it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    repository: CatalogText
-    team: CatalogText
-
-
-class EnvironmentSettings(BaseModel):
-    """Settings that go into the config of every component deployed to one environment."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    # Strict: "replicas": true or "2" is refused, not read as 1 or 2.
-    replicas: StrictInt = Field(ge=1)
-    log_level: CatalogText
-
-
-class Catalog(BaseModel):
-    """The whole catalog file. Releases stay raw here and are validated one at a time, so a
-    mistake in one release refuses that release and leaves the others usable."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    components: dict[ComponentName, ComponentInfo] = Field(min_length=1)
-    environments: dict[Environment, EnvironmentSettings]
-    releases: list[dict[str, Any]]
-
-    @model_validator(mode="after")
-    def _every_environment_has_settings(self) -> "Catalog":
-        missing = [env.value for env in ENVIRONMENT_ORDER if env not in self.environments]
-        if missing:
-            raise ValueError(f"no settings for environment(s) {', '.join(missing)}")
-        return self
-
-    def release_keys(self) -> list[str]:
-        """Every release key in the catalog, in catalog order."""
-        return [str(entry.get("key")) for entry in self.releases]
-
-
-class _Duplicates(dict):
-    """A JSON object in which some key appeared more than once (json.loads keeps the last)."""
-
-    duplicates: list[str]
-
-
-def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) == len(keys):
-        return dict(pairs)
-    result = _Duplicates(pairs)
-    result.duplicates = [key for number, key in enumerate(keys) if key in keys[:number]]
-    return result
-
-
-# How much of a name, and how many names, a message quotes: a ReleaseError's message crosses
-# Temporal, whose payloads are 2 MB at most, and a catalog key can be any size before it is read.
-_QUOTED_LENGTH = 60
-_LISTED = 20
-
-
-def _short(text: str) -> str:
-    """text, cut to _QUOTED_LENGTH characters."""
-    return text if len(text) <= _QUOTED_LENGTH else f"{text[:_QUOTED_LENGTH]}..."
-
-
-def _listed(names: list[str]) -> str:
-    """names joined with commas, at most _LISTED of them, each cut short."""
-    shown = ", ".join(_short(name) for name in names[:_LISTED])
-    return shown if len(names) <= _LISTED else f"{shown} and {len(names) - _LISTED} more"
-
-
-def _find_duplicate(value: Any, where: str) -> str | None:
-    """The first key listed twice in one JSON object, as "<where>: '<key>' is listed twice"."""
-    if isinstance(value, _Duplicates):
-        return f"{where}: {_short(value.duplicates[0])!r} is listed twice"
-    children = (
-        value.items()
-        if isinstance(value, dict)
-        else enumerate(value)
-        if isinstance(value, list)
-        else []
-    )
-    for key, child in children:
-        found = _find_duplicate(child, f"{where}.{_short(str(key))}" if where else str(key))
-        if found:
-            return found
-    return None
-
-
-def _describe(err: ValidationError, where: str = "") -> str:
-    """The first problem pydantic found, as "<field path>: <what is wrong>"."""
-    first = err.errors()[0]
-    parts = [_short(str(part)) for part in first["loc"]]
-    field = ".".join([where, *parts] if where else parts)
-    message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
-    return f"{field}: {message}{more}" if field else f"{message}{more}"
-
-
-def load_catalog() -> Catalog:
-    """Read and validate the catalog in use (see catalog_path).
-
-    Returns:
-        The catalog, its components and environments validated, its releases still raw.
-
-    Raises:
-        ReleaseError: the file cannot be read or parsed (see _parse_catalog), or does not have
-            the catalog's shape: a field missing, of the wrong type, too long, or with a
-            character that is not printable. The message names the file and the field.
-    """
-    path = catalog_path()
-    data = _parse_catalog(path)
-    try:
-        return Catalog.model_validate(data)
-    except ValidationError as err:
-        raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
-
-
-def _parse_catalog(path: Path) -> Any:
-    """The catalog file's JSON, checked for keys listed twice.
-
-    Raises:
-        ReleaseError: the file is missing or unreadable, is not UTF-8 text, is not JSON, is
-            nested too deeply to parse, or lists a key twice; the message names the file.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_keep_duplicates)
-        duplicate = _find_duplicate(data, "")
-    except FileNotFoundError:
-        raise ReleaseError(f"{path}: catalog file not found; restore it from git") from None
-    except OSError as err:
-        raise ReleaseError(f"{path}: cannot be read ({err.strerror}); check the file") from None
-    except UnicodeDecodeError as err:
-        raise ReleaseError(
-            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
-            "save it as UTF-8"
-        ) from None
-    except ValueError as err:  # not JSON, or a number too long to convert
-        raise ReleaseError(f"{path}: not valid JSON: {err}; fix the file") from None
-    except RecursionError:
-        raise ReleaseError(
-            f"{path}: nested too deeply to read (a catalog is a few levels deep); fix the file"
-        ) from None
-    if duplicate:
-        raise ReleaseError(f"{path}: {duplicate}; keep one entry")
-    return data
-
-
-def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release:
-    """Find one release in the catalog and validate it.
-
-    Args:
-        release_key: the release's key, e.g. "RELEASE-NOV-23-INITIAL".
-        catalog: the catalog, if the caller has loaded it already (to load many releases, load
-            it once: it is read and validated whole); else it is loaded here.
-
-    Returns:
-        The validated release.
-
-    Raises:
-        ReleaseError: the catalog is invalid (see load_catalog), the key is not in it (the
-            message lists valid keys), or its entry is invalid: a bad name or version,
-            environments out of order, an unknown component, a field of the wrong type. The
-            message names the file, the release and the field.
-    """
-    if catalog is None:
-        catalog = load_catalog()
-    keys = catalog.release_keys()
-    if keys.count(release_key) > 1:
-        raise ReleaseError(f"{catalog_path()}: release {release_key} is listed twice; keep one")
-    if release_key not in keys:
-        raise ReleaseError(
-            f"Unknown release key {_short(release_key)!r}. Valid keys: {_listed(keys)}"
-        )
-    index = keys.index(release_key)
-    try:
-        release = Release.model_validate(catalog.releases[index])
-    except ValidationError as err:
-        raise ReleaseError(
-            f"{catalog_path()}: release {release_key}: {_describe(err, f'releases.{index}')}"
-        ) from None
-    unknown = [name for name in release.versions if name not in catalog.components]
-    if unknown:
-        raise ReleaseError(
-            f"{catalog_path()}: release {release_key}: versions: unknown component(s) "
-            f"{_listed(unknown)}; known components: {_listed(list(catalog.components))}"
-        )
-    return release
+# --- The steps of a release: each checks whether its end state holds before it changes anything ---
 
 
 def gather_release(request: ReleaseInput) -> Release:
@@ -350,35 +109,6 @@ def gather_release(request: ReleaseInput) -> Release:
     release = load_release(request.release_key)
     _log.info("%s: gathered: %s", release.key, release.plan())
     return release
-
-
-# --- Reading the state of environments ----------------------------------------------------
-
-
-def held_versions(env: Environment, component: str) -> list[str]:
-    """The versions of one component that an environment holds (normally zero or one)."""
-    folder = environment_dir(env)
-    if not folder.is_dir():
-        return []
-    found = (_ARTIFACT_FILE.match(path.name) for path in folder.iterdir())
-    return sorted(m["version"] for m in found if m and m["component"] == component)
-
-
-def environment_state() -> dict[Environment, dict[str, str]]:
-    """What every environment holds: {env: {component: version}}, read from the files.
-
-    A component held at more than one version (which a finished release never leaves) shows
-    its versions joined with "+".
-    """
-    state: dict[Environment, dict[str, str]] = {}
-    for env in ENVIRONMENT_ORDER:
-        folder = environment_dir(env)
-        names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
-        held: dict[str, list[str]] = {}
-        for match in filter(None, map(_ARTIFACT_FILE.match, names)):
-            held.setdefault(match["component"], []).append(match["version"])
-        state[env] = {component: "+".join(versions) for component, versions in held.items()}
-    return state
 
 
 def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
@@ -447,11 +177,6 @@ def _feeder_hint(release: Release, source: Environment) -> str:
         return f"Promote these versions to {source.value} first."
     more = f" (or one of {len(feeders) - 3} more)" if len(feeders) > 3 else ""
     return f"Run {' or '.join(feeders[:3])}{more} first."
-
-
-# --- The steps of a deploy -----------------------------------------------------------------
-# Each takes the Deployment it is part of (or the activity's input that carries it), checks
-# whether its end state already holds, and changes nothing if it does.
 
 
 def build_artifact(deployment: Deployment) -> bool:
@@ -600,16 +325,6 @@ def _keep_previous(env: Environment, component: str, replaced: list[str]) -> Non
         _atomic_write(keep / f"{component}.config.json", config)
     for old in replaced:
         os.replace(deployed_path(env, component, old), keep / f"{component}-{old}.txt")
-
-
-def previous_version(env: Environment, component: str) -> str | None:
-    """The version of component that the last deploy to env replaced, if any."""
-    folder = previous_dir(env)
-    names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
-    kept = [
-        m["version"] for m in map(_ARTIFACT_FILE.match, names) if m and m["component"] == component
-    ]
-    return kept[-1] if kept else None
 
 
 def update_config(request: UpdateConfigInput) -> bool:
@@ -824,6 +539,149 @@ def _deploy_record(version: str, before: str | None, after: str | None, state: C
     return {"before": before, "after": after, "outcome": outcome}
 
 
+# --- How a change is made once and recorded once ----------------------------------------------
+
+
+def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
+    """Make one change: write it aside, record it in the ledger, then rename it into place.
+
+    A crash before the rename leaves the change undone, so the retried step makes it; the
+    ledger line it then writes again is the same change and is skipped (see _append_ledger).
+    A crash after the rename leaves the change done and recorded, so the retry finds it done.
+    Either way the change is made once and recorded once. (The temp name is fixed per target,
+    so the retry removes any half-written temp file.)
+    """
+    temp = _write_temp(path, text)
+    _append_ledger(ledger_line)
+    os.replace(temp, path)
+
+
+def _ledger_line(deployment: Deployment, step: str, in_environment: bool = True) -> dict[str, Any]:
+    """The ledger line of one change a deployment's step makes (a build is in no environment)."""
+    return {
+        "release_key": deployment.release_key,
+        "run_id": deployment.release_run_id,
+        "env": deployment.environment.value if in_environment else None,
+        "component": deployment.component,
+        "version": deployment.version,
+        "step": step,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+
+
+def _done(deployment: Deployment, step: str, done: str = "", changed: bool = True) -> bool:
+    """Say what a step did, or that it found its work done; return whether it changed anything."""
+    _log.info(
+        "%s: %s", deployment.story(step), done if changed else "already done, nothing to change"
+    )
+    return changed
+
+
+_SAME_CHANGE = ("release_key", "run_id", "env", "component", "version", "step")
+
+
+def _append_ledger(line: dict[str, Any]) -> None:
+    """Append one change to the ledger, unless this release run already recorded it.
+
+    The ledger is append-only, so it is not rewritten through a temp file: each line goes in
+    with a single write under an exclusive lock, which concurrent steps (threads or worker
+    processes) cannot interleave. A last line that a crash cut short (a torn write) stays, and
+    read_ledger skips it.
+
+    Raises:
+        ReleaseError: the ledger is a symbolic link or lies in a linked folder.
+    """
+    path = _no_links(ledger_path())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+    with open(os.open(path, flags, 0o666), "r+b") as ledger:
+        fcntl.flock(ledger, fcntl.LOCK_EX)
+        last = b"\n"
+        for existing in ledger:
+            last = existing
+            if _records(existing, line):
+                return
+        # After a torn last line, this change starts a line of its own instead of joining it.
+        start = b"" if last.endswith(b"\n") else b"\n"
+        ledger.write(start + json.dumps(line).encode() + b"\n")
+        ledger.flush()
+        os.fsync(ledger.fileno())
+
+
+def _records(existing: bytes, line: dict[str, Any]) -> bool:
+    """Whether the ledger line existing records the same change as line."""
+    # Only a line of the same run and component can be the same change: skip the others
+    # without parsing them (a release of many components makes many lines).
+    if line["run_id"].encode() not in existing or line["component"].encode() not in existing:
+        return False
+    recorded = _json_or_none(existing)
+    return isinstance(recorded, dict) and all(
+        recorded.get(field) == line[field] for field in _SAME_CHANGE
+    )
+
+
+@contextmanager
+def _exclusive(*target: str) -> Iterator[None]:
+    """Hold a target's lock while a step checks it and changes it.
+
+    Two attempts of the same step can overlap: a retry starts when the first attempt's heartbeat
+    lapses, while the first one's thread may still be running. The second waits here, then finds
+    the change made. The lock is the file's, so it holds across threads and worker processes.
+
+    Raises:
+        ReleaseError: the lock file is a symbolic link or lies in a linked folder.
+    """
+    path = _no_links(lock_path(".".join(target)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666), "wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _inject(injector: Callable[[], bool], when: str) -> None:
+    if injector():
+        raise InjectedFailure(f"Simulated failure {when}")
+
+
+# --- Reading what the files hold --------------------------------------------------------------
+
+
+def held_versions(env: Environment, component: str) -> list[str]:
+    """The versions of one component that an environment holds (normally zero or one)."""
+    folder = environment_dir(env)
+    if not folder.is_dir():
+        return []
+    found = (_ARTIFACT_FILE.match(path.name) for path in folder.iterdir())
+    return sorted(m["version"] for m in found if m and m["component"] == component)
+
+
+def environment_state() -> dict[Environment, dict[str, str]]:
+    """What every environment holds: {env: {component: version}}, read from the files.
+
+    A component held at more than one version (which a finished release never leaves) shows
+    its versions joined with "+".
+    """
+    state: dict[Environment, dict[str, str]] = {}
+    for env in ENVIRONMENT_ORDER:
+        folder = environment_dir(env)
+        names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+        held: dict[str, list[str]] = {}
+        for match in filter(None, map(_ARTIFACT_FILE.match, names)):
+            held.setdefault(match["component"], []).append(match["version"])
+        state[env] = {component: "+".join(versions) for component, versions in held.items()}
+    return state
+
+
+def previous_version(env: Environment, component: str) -> str | None:
+    """The version of component that the last deploy to env replaced, if any."""
+    folder = previous_dir(env)
+    names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+    kept = [
+        m["version"] for m in map(_ARTIFACT_FILE.match, names) if m and m["component"] == component
+    ]
+    return kept[-1] if kept else None
+
+
 class _ShownDecision(BaseModel):
     """What the history shows of a decision at a gate (a record keeps more)."""
 
@@ -896,30 +754,198 @@ def read_ledger() -> list[dict[str, Any]]:
     return changes
 
 
-# --- Helpers -------------------------------------------------------------------------------
+# --- The catalog ------------------------------------------------------------------------------
 
 
-@contextmanager
-def _exclusive(*target: str) -> Iterator[None]:
-    """Hold a target's lock while a step checks it and changes it.
+class ComponentInfo(BaseModel):
+    """A deployable component: where its source lives and who owns it."""
 
-    Two attempts of the same step can overlap: a retry starts when the first attempt's heartbeat
-    lapses, while the first one's thread may still be running. The second waits here, then finds
-    the change made. The lock is the file's, so it holds across threads and worker processes.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    repository: CatalogText
+    team: CatalogText
+
+
+class EnvironmentSettings(BaseModel):
+    """Settings that go into the config of every component deployed to one environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict: "replicas": true or "2" is refused, not read as 1 or 2.
+    replicas: StrictInt = Field(ge=1)
+    log_level: CatalogText
+
+
+class Catalog(BaseModel):
+    """The whole catalog file. Releases stay raw here and are validated one at a time, so a
+    mistake in one release refuses that release and leaves the others usable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    components: dict[ComponentName, ComponentInfo] = Field(min_length=1)
+    environments: dict[Environment, EnvironmentSettings]
+    releases: list[dict[str, Any]]
+
+    @model_validator(mode="after")
+    def _every_environment_has_settings(self) -> "Catalog":
+        missing = [env.value for env in ENVIRONMENT_ORDER if env not in self.environments]
+        if missing:
+            raise ValueError(f"no settings for environment(s) {', '.join(missing)}")
+        return self
+
+    def release_keys(self) -> list[str]:
+        """Every release key in the catalog, in catalog order."""
+        return [str(entry.get("key")) for entry in self.releases]
+
+
+class _Duplicates(dict):
+    """A JSON object in which some key appeared more than once (json.loads keeps the last)."""
+
+    duplicates: list[str]
+
+
+def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) == len(keys):
+        return dict(pairs)
+    result = _Duplicates(pairs)
+    result.duplicates = [key for number, key in enumerate(keys) if key in keys[:number]]
+    return result
+
+
+# How much of a name, and how many names, a message quotes: a ReleaseError's message crosses
+# Temporal, whose payloads are 2 MB at most, and a catalog key can be any size before it is read.
+_QUOTED_LENGTH = 60
+
+
+_LISTED = 20
+
+
+def _short(text: str) -> str:
+    """text, cut to _QUOTED_LENGTH characters."""
+    return text if len(text) <= _QUOTED_LENGTH else f"{text[:_QUOTED_LENGTH]}..."
+
+
+def _listed(names: list[str]) -> str:
+    """names joined with commas, at most _LISTED of them, each cut short."""
+    shown = ", ".join(_short(name) for name in names[:_LISTED])
+    return shown if len(names) <= _LISTED else f"{shown} and {len(names) - _LISTED} more"
+
+
+def _find_duplicate(value: Any, where: str) -> str | None:
+    """The first key listed twice in one JSON object, as "<where>: '<key>' is listed twice"."""
+    if isinstance(value, _Duplicates):
+        return f"{where}: {_short(value.duplicates[0])!r} is listed twice"
+    children = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else []
+    )
+    for key, child in children:
+        found = _find_duplicate(child, f"{where}.{_short(str(key))}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _describe(err: ValidationError, where: str = "") -> str:
+    """The first problem pydantic found, as "<field path>: <what is wrong>"."""
+    first = err.errors()[0]
+    parts = [_short(str(part)) for part in first["loc"]]
+    field = ".".join([where, *parts] if where else parts)
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
+    return f"{field}: {message}{more}" if field else f"{message}{more}"
+
+
+def load_catalog() -> Catalog:
+    """Read and validate the catalog in use (see catalog_path).
+
+    Returns:
+        The catalog, its components and environments validated, its releases still raw.
 
     Raises:
-        ReleaseError: the lock file is a symbolic link or lies in a linked folder.
+        ReleaseError: the file cannot be read or parsed (see _parse_catalog), or does not have
+            the catalog's shape: a field missing, of the wrong type, too long, or with a
+            character that is not printable. The message names the file and the field.
     """
-    path = _no_links(lock_path(".".join(target)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666), "wb") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    path = catalog_path()
+    data = _parse_catalog(path)
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as err:
+        raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
 
 
-def _inject(injector: Callable[[], bool], when: str) -> None:
-    if injector():
-        raise InjectedFailure(f"Simulated failure {when}")
+def _parse_catalog(path: Path) -> Any:
+    """The catalog file's JSON, checked for keys listed twice.
+
+    Raises:
+        ReleaseError: the file is missing or unreadable, is not UTF-8 text, is not JSON, is
+            nested too deeply to parse, or lists a key twice; the message names the file.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_keep_duplicates)
+        duplicate = _find_duplicate(data, "")
+    except FileNotFoundError:
+        raise ReleaseError(f"{path}: catalog file not found; restore it from git") from None
+    except OSError as err:
+        raise ReleaseError(f"{path}: cannot be read ({err.strerror}); check the file") from None
+    except UnicodeDecodeError as err:
+        raise ReleaseError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+            "save it as UTF-8"
+        ) from None
+    except ValueError as err:  # not JSON, or a number too long to convert
+        raise ReleaseError(f"{path}: not valid JSON: {err}; fix the file") from None
+    except RecursionError:
+        raise ReleaseError(
+            f"{path}: nested too deeply to read (a catalog is a few levels deep); fix the file"
+        ) from None
+    if duplicate:
+        raise ReleaseError(f"{path}: {duplicate}; keep one entry")
+    return data
+
+
+def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release:
+    """Find one release in the catalog and validate it.
+
+    Args:
+        release_key: the release's key, e.g. "RELEASE-NOV-23-INITIAL".
+        catalog: the catalog, if the caller has loaded it already (to load many releases, load
+            it once: it is read and validated whole); else it is loaded here.
+
+    Returns:
+        The validated release.
+
+    Raises:
+        ReleaseError: the catalog is invalid (see load_catalog), the key is not in it (the
+            message lists valid keys), or its entry is invalid: a bad name or version,
+            environments out of order, an unknown component, a field of the wrong type. The
+            message names the file, the release and the field.
+    """
+    if catalog is None:
+        catalog = load_catalog()
+    keys = catalog.release_keys()
+    if keys.count(release_key) > 1:
+        raise ReleaseError(f"{catalog_path()}: release {release_key} is listed twice; keep one")
+    if release_key not in keys:
+        raise ReleaseError(
+            f"Unknown release key {_short(release_key)!r}. Valid keys: {_listed(keys)}"
+        )
+    index = keys.index(release_key)
+    try:
+        release = Release.model_validate(catalog.releases[index])
+    except ValidationError as err:
+        raise ReleaseError(
+            f"{catalog_path()}: release {release_key}: {_describe(err, f'releases.{index}')}"
+        ) from None
+    unknown = [name for name in release.versions if name not in catalog.components]
+    if unknown:
+        raise ReleaseError(
+            f"{catalog_path()}: release {release_key}: versions: unknown component(s) "
+            f"{_listed(unknown)}; known components: {_listed(list(catalog.components))}"
+        )
+    return release
 
 
 def _component_info(catalog: Catalog, component: str) -> ComponentInfo:
@@ -966,12 +992,70 @@ def _check_provenance(path: Path, content: str | None, component: str, version: 
     )
 
 
+# --- Where things live ------------------------------------------------------------------------
+
+
+def demo_root() -> Path:
+    """The folder that holds all the demo's state: DEMO_ROOT if set, else the project folder."""
+    return Path(os.environ.get("DEMO_ROOT") or PROJECT_DIR)
+
+
+def catalog_path() -> Path:
+    """The catalog in use: the demo root's own database/catalog.json, else the project's."""
+    own = demo_root() / "database" / CATALOG_NAME
+    return own if own.exists() else PROJECT_DIR / "database" / CATALOG_NAME
+
+
+def artifact_path(component: str, version: str) -> Path:
+    """Where artifactory keeps the built artifact of one component version."""
+    return demo_root() / "artifactory" / f"{component}-{version}.txt"
+
+
+def environment_dir(env: Environment) -> Path:
+    """The folder that holds what is deployed in one environment."""
+    return demo_root() / "environments" / env.value
+
+
+def deployed_path(env: Environment, component: str, version: str) -> Path:
+    """Where an environment holds a deployed component version."""
+    return environment_dir(env) / f"{component}-{version}.txt"
+
+
+def previous_dir(env: Environment) -> Path:
+    """Where an environment keeps the version a deploy replaced, for a rollback."""
+    return demo_root() / "environments" / ".previous" / env.value
+
+
+def config_path(env: Environment, component: str) -> Path:
+    """Where an environment holds a component's configuration."""
+    return environment_dir(env) / f"{component}.config.json"
+
+
+def lock_path(target: str) -> Path:
+    """The lock file of one target that steps change: an artifact, or a component in an
+    environment (see _exclusive)."""
+    return demo_root() / ".locks" / f"{target}.lock"
+
+
+def ledger_path() -> Path:
+    """The ledger: one JSON line per change made by any release run."""
+    return demo_root() / "database" / "ledger.jsonl"
+
+
+def records_dir() -> Path:
+    """Where one record per finished release run is kept."""
+    return demo_root() / "database" / "releases"
+
+
 def _artifact_source(deployment: Deployment) -> Path:
     """Where a deploy takes its artifact from: artifactory for DEV, else the environment before."""
     source = deployment.environment.previous()
     if source is None:
         return artifact_path(deployment.component, deployment.version)
     return deployed_path(source, deployment.component, deployment.version)
+
+
+# --- Files, read and written without following links ------------------------------------------
 
 
 def _sha256(text: str) -> str:
@@ -1052,81 +1136,3 @@ def _write_temp(path: Path, text: str) -> Path:
 
 def _atomic_write(path: Path, text: str) -> None:
     os.replace(_write_temp(path, text), path)
-
-
-def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
-    """Make one change: write it aside, record it in the ledger, then rename it into place.
-
-    A crash before the rename leaves the change undone, so the retried step makes it; the
-    ledger line it then writes again is the same change and is skipped (see _append_ledger).
-    A crash after the rename leaves the change done and recorded, so the retry finds it done.
-    Either way the change is made once and recorded once. (The temp name is fixed per target,
-    so the retry removes any half-written temp file.)
-    """
-    temp = _write_temp(path, text)
-    _append_ledger(ledger_line)
-    os.replace(temp, path)
-
-
-def _ledger_line(deployment: Deployment, step: str, in_environment: bool = True) -> dict[str, Any]:
-    """The ledger line of one change a deployment's step makes (a build is in no environment)."""
-    return {
-        "release_key": deployment.release_key,
-        "run_id": deployment.release_run_id,
-        "env": deployment.environment.value if in_environment else None,
-        "component": deployment.component,
-        "version": deployment.version,
-        "step": step,
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
-
-
-def _done(deployment: Deployment, step: str, done: str = "", changed: bool = True) -> bool:
-    """Say what a step did, or that it found its work done; return whether it changed anything."""
-    _log.info(
-        "%s: %s", deployment.story(step), done if changed else "already done, nothing to change"
-    )
-    return changed
-
-
-_SAME_CHANGE = ("release_key", "run_id", "env", "component", "version", "step")
-
-
-def _append_ledger(line: dict[str, Any]) -> None:
-    """Append one change to the ledger, unless this release run already recorded it.
-
-    The ledger is append-only, so it is not rewritten through a temp file: each line goes in
-    with a single write under an exclusive lock, which concurrent steps (threads or worker
-    processes) cannot interleave. A last line that a crash cut short (a torn write) stays, and
-    read_ledger skips it.
-
-    Raises:
-        ReleaseError: the ledger is a symbolic link or lies in a linked folder.
-    """
-    path = _no_links(ledger_path())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
-    with open(os.open(path, flags, 0o666), "r+b") as ledger:
-        fcntl.flock(ledger, fcntl.LOCK_EX)
-        last = b"\n"
-        for existing in ledger:
-            last = existing
-            if _records(existing, line):
-                return
-        # After a torn last line, this change starts a line of its own instead of joining it.
-        start = b"" if last.endswith(b"\n") else b"\n"
-        ledger.write(start + json.dumps(line).encode() + b"\n")
-        ledger.flush()
-        os.fsync(ledger.fileno())
-
-
-def _records(existing: bytes, line: dict[str, Any]) -> bool:
-    """Whether the ledger line existing records the same change as line."""
-    # Only a line of the same run and component can be the same change: skip the others
-    # without parsing them (a release of many components makes many lines).
-    if line["run_id"].encode() not in existing or line["component"].encode() not in existing:
-        return False
-    recorded = _json_or_none(existing)
-    return isinstance(recorded, dict) and all(
-        recorded.get(field) == line[field] for field in _SAME_CHANGE
-    )
