@@ -1,8 +1,8 @@
-"""Activities: thin wrappers that let Temporal drive release_management.
+"""Activities: each one step of release_management, driven by Temporal.
 
-Each activity paces itself (DEMO_STEP_SECONDS) while heartbeating, runs its blocking
-release_management step on a thread, and logs one line of the release's story. Errors are
-sorted here, once, so no workflow has to list them:
+One generic wrapper (_run) makes every step an activity: it paces the step (DEMO_STEP_SECONDS)
+while heartbeating, runs it on a thread, and sorts its errors, once, so no workflow has to list
+them (the steps log what they did; the wrapper logs retries and refusals):
 - bad input (ReleaseError) is non-retryable: the release fails at once with its message;
 - injected failures, missing sources and failed verifications are retried by Temporal;
 - anything else is a bug: Temporal retries it until a fixed worker takes over.
@@ -28,11 +28,7 @@ from release_management import (
     Unhealthy,
     VerificationError,
 )
-from shared import (
-    ErrorType,
-    LockHolderInput,
-    WorkflowRef,
-)
+from shared import ErrorType, LockHolderInput, WorkflowRef
 from utils import step_seconds
 
 # How many times verification may find a deploy unhealthy before it is rolled back.
@@ -96,7 +92,6 @@ def _sorted(err: Exception, story: str, attempt: int) -> Exception:
     """The error Temporal should see for a step's error, logged in one line."""
     if isinstance(err, ReleaseError):
         activity.logger.error(f"{story}: refused: {err}")
-        # BENIGN keeps the SDK from logging a traceback: this is the user's input, not a bug.
         return _application_error(err, ErrorType.RELEASE_ERROR, non_retryable=True)
     if isinstance(err, Unhealthy):
         # A failed health check is retried a few times, then final: the deploy rolls back.
@@ -113,6 +108,7 @@ def _sorted(err: Exception, story: str, attempt: int) -> Exception:
 
 
 def _application_error(err: Exception, type: str, non_retryable: bool) -> ApplicationError:
+    # BENIGN keeps the SDK from logging a traceback: the error is expected, not a bug.
     return ApplicationError(
         str(err), type=type, non_retryable=non_retryable, category=ApplicationErrorCategory.BENIGN
     )
