@@ -68,7 +68,8 @@ from shared import (
 from utils import check_demo_root, check_task_queue
 from workflows import ReleaseWorkflow
 
-# Pick the release to run: uncomment one line (demos.md runs all six, in this order).
+# Pick the release to run: uncomment one line (demos.md runs all six, in this order). The name
+# is the original demo's, as its docs use it.
 releasekey = "RELEASE-NOV-23-INITIAL"
 # releasekey = "RELEASE-NOV-23-HOTFIX-STAGE"
 # releasekey = "RELEASE-DEC-2023-BUGFIXES-PROD"

@@ -18,7 +18,7 @@ Pace
     DEMO_STEP_SECONDS (default 1) is how long each step takes, so a person can follow the
     release in the Web UI and kill the worker in the middle of it.
 
-The demo's docs use the original demo's names (isErrorRarely, releasekey): they are kept.
+The injectors keep the original demo's names (isErrorRarely, ...): its docs use them.
 """
 
 import os
