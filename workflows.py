@@ -99,11 +99,8 @@ class ReleaseWorkflow:
         started = workflow.now().isoformat()
         self._request = request
         self._locks = EnvironmentLocks(scope=request.lock_scope)
-        release = await _start_activity(
-            gather_release,
-            request,
-            f"gather {request.release_key} from the catalog",
-        )
+        summary = f"gather {request.release_key} from the catalog"
+        release = await _start_activity(gather_release, request, summary)
         self._release = release
         self._cells = {env: {c: Cell() for c in release.versions} for env in release.environments}
         try:
