@@ -5,7 +5,6 @@ scripts."""
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -15,28 +14,23 @@ import connection
 import display
 import release_management
 import run_worker
-import run_workflow
+from bad_input import KEY, tampered
 from connection import TemporalUnreachable
 from processes import (
     PROJECT_DIR,
     QUICK_TIMEOUT,
     assert_one_line_without_traceback,
     run_script,
-    run_starter,
-    terminal_env,
 )
 from shared import (
     Cell,
     CellState,
     Environment,
-    Outcome,
     ReleaseInput,
     ReleaseProgress,
-    ReleaseResult,
     shown,
 )
 
-KEY = "RELEASE-FEB-24-BETA"
 SECRET = "sk-test-DO-NOT-PRINT-4242"
 # Each breaks the toml on a line that holds the API key, where a parse error quotes the line.
 BROKEN_PROFILES = {
@@ -46,125 +40,11 @@ BROKEN_PROFILES = {
 }
 
 
-@pytest.fixture
-def script_env(tmp_path: Path) -> dict[str, str]:
-    """A user's terminal pointed at an address where no server answers: every refusal here must
-    come before the scripts connect (else they would say they cannot reach Temporal)."""
-    demo_root = tmp_path / "demo"
-    demo_root.mkdir()
-    return terminal_env("127.0.0.1:1", demo_root)
-
-
-def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """The one line on stderr with which the starter's argument parsing refuses argv."""
-    with pytest.raises(SystemExit) as exit_:
-        run_workflow.parse_args(argv)
-    assert exit_.value.code == 2
-    stderr = capsys.readouterr().err
-    assert_one_line_without_traceback(stderr)
-    return stderr
-
-
-# --- Issue 11, item 1: blank keys, and options that do not go together -------------------------
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--approve", "", "--by", "me"],
-        ["--status", ""],
-        ["--reject", " ", "--by", "x", "--reason", "y"],
-        ["--cancel", ""],
-        [""],
-        ["--by", "me"],
-    ],
-)
-def test_a_blank_key_or_a_lone_by_is_refused_not_taken_for_the_default_release(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    stderr = refused(argv, capsys)
-    assert stderr.startswith("run_workflow.py: ")
-    assert "--help" in stderr
-
-
-@pytest.mark.parametrize(
-    ("argv", "says"),
-    [
-        ([KEY, "--list"], "not allowed with"),
-        ([KEY, "--status", KEY], "not allowed with"),
-        (["--list", "--envs"], "not allowed with"),
-        (["--history", "--cancel", KEY], "not allowed with"),
-        (["--status", KEY, "--approve", KEY, "--by", "me"], "not allowed with"),
-        (["--approve", KEY, "--reject", KEY, "--by", "me"], "not allowed with"),
-        (["--gate", "PROD"], "--gate goes with --approve or --reject"),
-        (["--cancel", KEY, "--gate", "PROD"], "--gate goes with --approve or --reject"),
-        (["--status", KEY, "--by", "me"], "--by goes with --approve or --reject"),
-        ([KEY, "--reason", "why"], "--reason goes with --reject or --cancel"),
-        (["--approve", KEY, "--by", "me", "--reason", "why"], "--reason goes with"),
-    ],
-)
-def test_options_that_do_not_go_together_are_refused(
-    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert says in refused(argv, capsys)
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        [],
-        [KEY],
-        ["--list"],
-        ["--status", KEY],
-        ["--approve", KEY, "--gate", "PROD", "--by", "Ada Lovelace"],
-        ["--reject", KEY, "--gate", "PROD", "--by", "Grace", "--reason", "load test first"],
-        ["--cancel", KEY],
-        ["--cancel", KEY, "--reason", "freeze"],
-    ],
-)
-def test_commands_that_make_sense_still_parse(argv: list[str]) -> None:
-    run_workflow.parse_args(argv)
-
-
-async def test_a_blank_key_exits_2_before_anything_is_started(script_env: dict[str, str]) -> None:
-    starter = await run_starter(script_env, "--approve", "", "--by", "me", timeout=QUICK_TIMEOUT)
-    assert starter.code == 2
-    assert_one_line_without_traceback(starter.stderr)
-    assert "--approve" in starter.stderr
-    assert "cannot reach" not in starter.stderr
-    assert starter.stdout == ""
-
-
 # --- Item 8: names and reasons, and text from the server or files ------------------------------
-
-
-@pytest.mark.parametrize(
-    ("argv", "says"),
-    [
-        (["--by", "\x1b[31mEve"], "printable"),
-        (["--by", "Eve\nApproved by: Ada"], "printable"),
-        (["--by", "x" * 101], "at most 100"),
-        (["--by", " "], "empty"),
-        (["--reason", "ok\rforged"], "printable"),
-        (["--reason", "x" * 501], "at most 500"),
-    ],
-)
-def test_names_and_reasons_are_printable_and_bounded(
-    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    stderr = refused(
-        ["--reject", KEY, "--gate", "PROD", "--by", "Eve", "--reason", "r", *argv], capsys
-    )
-    assert says in stderr
-    assert "\x1b" not in stderr and "\r" not in stderr
 
 
 def test_shown_escapes_what_a_terminal_would_obey() -> None:
     assert shown("é ok\x1b[2J\nnext\tx\x07\u200b") == ("é ok\\x1b[2J\\nnext\\tx\\x07\\u200b")
-
-
-def _tampered(text: str) -> bool:
-    return any(not line.isprintable() for line in text.splitlines())
 
 
 @pytest.fixture
@@ -194,7 +74,7 @@ def tampered_catalog(demo_root: Path) -> None:
 @pytest.mark.usefixtures("tampered_record")
 def test_history_escapes_what_the_records_say() -> None:
     history = display.format_history()
-    assert not _tampered(history)
+    assert not tampered(history)
     assert len(history.splitlines()) == 2
     assert "\\x1b[2JEve\\nforged" in history
 
@@ -202,14 +82,14 @@ def test_history_escapes_what_the_records_say() -> None:
 @pytest.mark.usefixtures("tampered_catalog")
 def test_the_catalog_listing_escapes_a_tampered_key() -> None:
     listing = display.format_catalog()
-    assert not _tampered(listing)
+    assert not tampered(listing)
     assert "EVIL\\x1b[2J\\nforged" in listing
 
 
 @pytest.mark.usefixtures("tampered_record", "tampered_catalog")
 def test_at_80_columns_the_tables_fit_and_still_escape_what_the_files_say() -> None:
     for table in (display.format_history(width=80), display.format_catalog(width=80)):
-        assert not _tampered(table)
+        assert not tampered(table)
         assert all(len(line) <= 80 for line in table.splitlines()), table
     assert "EVIL\\x1b[2J\\nforged" in display.format_catalog(width=80)
 
@@ -240,63 +120,8 @@ def test_the_grid_escapes_what_the_server_says() -> None:
         },
     )
     lines = display.format_progress(progress)
-    assert not _tampered("\n".join(lines))
+    assert not tampered("\n".join(lines))
     assert len(lines) == 3
-
-
-@pytest.mark.parametrize(
-    ("argv", "replaced", "answer"),
-    [
-        (
-            [KEY],
-            "run_release",
-            ReleaseResult(
-                release_key=KEY, outcome=Outcome.REJECTED, detail="by \x1b[2JEve\nforged"
-            ),
-        ),
-        (["--approve", KEY, "--gate", "PROD", "--by", "Ada"], "decide", "approved \x1b[31mby"),
-        (
-            ["--cancel", KEY],
-            "cancel",
-            ReleaseResult(release_key=KEY, outcome=Outcome.CANCELLED, detail="\x1b]0;title\x07"),
-        ),
-    ],
-)
-async def test_what_the_server_answers_is_printed_escaped(
-    argv: list[str],
-    replaced: str,
-    answer: object,
-    demo_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    async def answers(*_: Any) -> object:
-        return answer
-
-    async def connected() -> object:
-        return object()
-
-    monkeypatch.setattr(run_workflow, "connect", connected)
-    monkeypatch.setattr(run_workflow, replaced, answers)
-    await run_workflow.main(argv)
-    assert not _tampered(capsys.readouterr().out)
-
-
-async def test_a_failure_from_the_server_is_one_escaped_line(
-    demo_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    async def fails(*_: Any) -> str:
-        raise run_workflow.StarterError(f"Release {KEY} failed: boom\n\x1b[31mforged line")
-
-    async def connected() -> object:
-        return object()
-
-    monkeypatch.setattr(run_workflow, "connect", connected)
-    monkeypatch.setattr(run_workflow, "run_release", fails)
-    assert await run_workflow.main([KEY]) == 1
-    stderr = capsys.readouterr().err
-    assert_one_line_without_traceback(stderr)
-    assert not _tampered(stderr)
 
 
 # --- Item 3: no secret in an error message -----------------------------------------------------
