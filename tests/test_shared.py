@@ -1,18 +1,12 @@
-"""Bad input to the scripts (issue 11): blank keys, options that do not go together, names with
-escape codes, tampered files, leaked secrets, quiet misconfiguration. Argument handling is
-tested by calling it; what a user sees (exit status, one line on stderr) by running the
-scripts."""
+"""What shared.py defines for the terminal and for Temporal, as a user meets it: shown escapes
+what a terminal would obey, and a release's input (ReleaseInput, what the Web UI shows) carries
+the release key and the demo root, no test-only field."""
 
 import json
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from shared import (
-    ReleaseInput,
-    shown,
-)
-
-# --- Item 8: names and reasons, and text from the server or files ------------------------------
+from shared import ReleaseInput, shown
 
 
 def test_shown_escapes_what_a_terminal_would_obey() -> None:
