@@ -50,3 +50,17 @@ async def task_queue(client: Client, demo_root: Path) -> AsyncIterator[str]:
     queue = f"test-{uuid.uuid4()}"
     async with create_worker(client, queue):
         yield queue
+
+
+# The scripts' bad-input tests (issue 11), in test_run_workflow, test_connection and test_utils.
+
+
+@pytest.fixture
+def script_env(tmp_path: Path) -> dict[str, str]:
+    """A user's terminal pointed at an address where no server answers: every refusal here must
+    come before the scripts connect (else they would say they cannot reach Temporal)."""
+    from processes import terminal_env  # imported here: this block stands apart from the above
+
+    demo_root = tmp_path / "demo"
+    demo_root.mkdir()
+    return terminal_env("127.0.0.1:1", demo_root)

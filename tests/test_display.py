@@ -1,7 +1,9 @@
 """What a person sees in a terminal (display.py): the starter's live progress grid, run for
 real inside tmux at 80, 120 and 200 columns, against the session's dev server and a real worker;
 the grid's layout at 80 columns, from display.format_progress; and the catalog, environments and
-history tables at 80 columns."""
+history tables at 80 columns. The tables and the grid escape what the files and the server say
+(a tampered record or catalog, a status or an error with escape codes), and the catalog listing
+reads the catalog once."""
 
 import asyncio
 import json
@@ -17,6 +19,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 import display
+import release_management
+from bad_input import KEY, tampered
 from processes import (
     PROJECT_DIR,
     QUICK_TIMEOUT,
@@ -273,3 +277,80 @@ def test_the_tables_keep_a_row_to_a_line_when_the_output_is_not_a_terminal(
         "  TEST approved by Ada Lovelace, PROD rejected by Grace  "
         "REJECTED by Grace: load test first"
     )
+
+
+@pytest.fixture
+def tampered_record(demo_root: Path) -> None:
+    """A release record whose name and result carry escape codes and a line break."""
+    records = demo_root / "database" / "releases"
+    records.mkdir(parents=True)
+    record = {
+        "release_key": KEY,
+        "started": "2026-11-29T10:00:00",
+        "finished": "2026-11-29T10:01:00",
+        "decisions": [{"environment": "PROD", "approved": False, "by": "\x1b[2JEve\nforged"}],
+        "result": f"Release {KEY}: REJECTED by Eve: \x1b]0;pwned\x07",
+    }
+    (records / f"{KEY}-run.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def tampered_catalog(demo_root: Path) -> None:
+    """The catalog, with a release whose key carries an escape code and a line break."""
+    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    catalog["releases"].append({"key": "EVIL\x1b[2J\nforged"})
+    (demo_root / "database").mkdir(exist_ok=True)
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
+
+
+@pytest.mark.usefixtures("tampered_record")
+def test_history_escapes_what_the_records_say() -> None:
+    history = display.format_history()
+    assert not tampered(history)
+    assert len(history.splitlines()) == 2
+    assert "\\x1b[2JEve\\nforged" in history
+
+
+@pytest.mark.usefixtures("tampered_catalog")
+def test_the_catalog_listing_escapes_a_tampered_key() -> None:
+    listing = display.format_catalog()
+    assert not tampered(listing)
+    assert "EVIL\\x1b[2J\\nforged" in listing
+
+
+@pytest.mark.usefixtures("tampered_record", "tampered_catalog")
+def test_at_80_columns_the_tables_fit_and_still_escape_what_the_files_say() -> None:
+    for table in (display.format_history(width=80), display.format_catalog(width=80)):
+        assert not tampered(table)
+        assert all(len(line) <= 80 for line in table.splitlines()), table
+    assert "EVIL\\x1b[2J\\nforged" in display.format_catalog(width=80)
+
+
+def test_the_catalog_listing_reads_the_catalog_once(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = []
+    load_catalog = release_management.load_catalog
+
+    def counted() -> release_management.Catalog:
+        reads.append(1)
+        return load_catalog()
+
+    monkeypatch.setattr(release_management, "load_catalog", counted)
+    display.format_catalog()
+    assert len(reads) == 1
+
+
+def test_the_grid_escapes_what_the_server_says() -> None:
+    progress = ReleaseProgress(
+        release_key=KEY,
+        status="REJECTED by \x1b[31mEve\nforged",
+        environments=[Environment.DEV],
+        components=["frontend"],
+        cells={
+            Environment.DEV: {"frontend": Cell(state=CellState.FAILED, error="boom\x1b[2J\nline")}
+        },
+    )
+    lines = display.format_progress(progress)
+    assert not tampered("\n".join(lines))
+    assert len(lines) == 3

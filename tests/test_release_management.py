@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import release_management as rm
-import utils
 from deployments import RUN, artifact, at, deploy_all_steps
 from shared import CheckPromotionInput, DeployArtifactInput, Environment, VerifyInput
 
@@ -103,30 +102,6 @@ def test_failure_after_the_change_is_retried_without_repeating_it(
         is False
     )
     assert [line["step"] for line in rm.read_ledger()] == ["build", "deploy"]
-
-
-@pytest.mark.parametrize("mode", ["off", "alot", "rarely", ""])
-def test_demo_failures_overrides_every_injector(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    monkeypatch.setenv("DEMO_FAILURES", mode)
-    monkeypatch.setattr(utils.random, "random", lambda: 0.2)
-    expected = {
-        "off": [False] * 4,
-        "alot": [True] * 4,
-        "rarely": [False] * 4,
-        "": [False, False, True, True],  # each injector's own rate: 0, 10%, 30%, 60%
-    }[mode]
-    injectors = [utils.isErrorNever, utils.isErrorRarely, utils.isErrorSometimes, utils.isErrorALot]
-    assert [injector() for injector in injectors] == expected
-
-
-def test_unknown_failure_mode_and_pace_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEMO_FAILURES", "often")
-    with pytest.raises(ValueError, match="DEMO_FAILURES='often'.*off, rarely, sometimes, alot"):
-        utils.check_demo_settings()
-    monkeypatch.setenv("DEMO_FAILURES", "off")
-    monkeypatch.setenv("DEMO_STEP_SECONDS", "soon")
-    with pytest.raises(ValueError, match="DEMO_STEP_SECONDS='soon'"):
-        utils.check_demo_settings()
 
 
 def test_unknown_key_lists_the_valid_keys(demo_root: Path) -> None:
