@@ -24,7 +24,7 @@ from temporalio.exceptions import CancelledError
 import release_management as rm
 from scripts.record_histories import wait_until_closed
 from shared import ApproveInput, Environment, EnvironmentLock, ReleaseInput
-from test_workflows import (
+from test_releases import (
     ALL_ENVS,
     COMPONENTS,
     _pending_step,
