@@ -253,15 +253,19 @@ async def failure_of(release: ReleaseHandle) -> ApplicationError:
     return cause
 
 
-async def cancel_requested(client: Client, workflow_id: str) -> None:
-    """Wait until workflow_id's history holds the request to cancel it."""
+async def answer_to_cancel(client: Client, workflow_id: str) -> list["EventType.ValueType"]:
+    """The event types of workflow_id's history from its cancel request to the end of the
+    workflow task that answered it (waits for that task): what it did about the cancel."""
     requested = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+    answered = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         history = await client.get_workflow_handle(workflow_id).fetch_history()
-        if any(event.event_type == requested for event in history.events):
-            return
-        assert time.monotonic() < deadline, f"{workflow_id} was never asked to cancel"
+        types = [event.event_type for event in history.events]
+        since = types[types.index(requested) :] if requested in types else []
+        if answered in since:
+            return since
+        assert time.monotonic() < deadline, f"{workflow_id} never answered a cancel request"
         await asyncio.sleep(0.05)
 
 

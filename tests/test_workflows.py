@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 
@@ -18,7 +19,7 @@ from mocked import (
     Mocked,
     ReleaseHandle,
     Where,
-    cancel_requested,
+    answer_to_cancel,
     failure_of,
     make_release,
     unhealthy,
@@ -179,27 +180,33 @@ async def cell_state(release: ReleaseHandle, env: Environment, component: str, s
     raise AssertionError(f"{component} in {env} never became {state}")
 
 
-async def cancelled_during(mocked: Mocked, step: str, reason: str) -> RecordReleaseInput:
-    """Cancel the release while step of frontend's DEV deploy is running; its record."""
+async def cancelled_during(
+    mocked: Mocked, step: str, reason: str
+) -> tuple[RecordReleaseInput, bool]:
+    """Cancel the release while step of frontend's DEV deploy runs. Returns its record, and
+    whether the deploy asked the step to stop."""
     steps = mocked.steps
     held = steps.hold(step, ("frontend", DEV))
     release = await mocked.start()
     await steps.called(step, ("frontend", DEV))
     await release.cancel(reason=reason)
-    await cancel_requested(mocked.client, f"{release.id}.DEV.frontend")
+    answer = await answer_to_cancel(mocked.client, f"{release.id}.DEV.frontend")
     held.set()
     with pytest.raises(WorkflowFailureError) as ended:
         await release.result()
     assert isinstance(ended.value.cause, CancelledError)
     assert await release.query(ReleaseWorkflow.status) == f"CANCELLED: {reason}"
     assert not [where for where in (c.where for c in steps.calls) if where and where[1] is TEST]
-    return assert_recorded(mocked, Outcome.CANCELLED, reason)
+    stopped = EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in answer
+    return assert_recorded(mocked, Outcome.CANCELLED, reason), stopped
 
 
 async def test_a_cancel_while_a_deploy_changes_its_environment_lets_the_change_finish(
     mocked: Mocked,
 ) -> None:
-    record = await cancelled_during(mocked, "deploy_artifact", "stop")
+    record, stopped = await cancelled_during(mocked, "deploy_artifact", "stop")
+
+    assert not stopped
 
     for step in ("update_config", "verify_deploy"):
         assert ("frontend", DEV) in mocked.steps.ran(step), step
@@ -208,7 +215,9 @@ async def test_a_cancel_while_a_deploy_changes_its_environment_lets_the_change_f
 
 
 async def test_a_cancel_while_a_deploy_gathers_stops_it_before_any_change(mocked: Mocked) -> None:
-    record = await cancelled_during(mocked, "fetch_config", "not this week")
+    record, stopped = await cancelled_during(mocked, "fetch_config", "not this week")
+
+    assert stopped
 
     assert ("frontend", DEV) not in mocked.steps.ran("deploy_artifact")
     assert record.states[DEV]["frontend"] == CellState.CANCELLED
