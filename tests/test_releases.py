@@ -7,22 +7,23 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import temporalio.api.sdk.v1
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
 )
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError
 
 import release_management as rm
+from handles import wait_for_status
 from run_worker import create_worker
 from run_workflow import read_progress
 from shared import ApproveInput, Environment, RejectInput, ReleaseInput
@@ -90,7 +91,7 @@ def assert_environments_hold(root: Path, state: dict[str, tuple[str, ...]]) -> N
             assert deployed == (root / "artifactory" / f"{component}-{version}.txt").read_text()
 
 
-def assert_no_change_twice(ledger: list[dict]) -> None:
+def assert_no_change_twice(ledger: list[dict[str, Any]]) -> None:
     identities = Counter(
         (line["run_id"], line["step"], line["env"], line["component"], line["version"])
         for line in ledger
@@ -161,36 +162,49 @@ async def test_deleted_files_come_back_and_nothing_else_changes(
     }
 
 
-async def test_six_releases_succeed_when_steps_fail_a_lot(
+async def test_a_release_succeeds_changing_nothing_twice_when_steps_fail_a_lot(
     client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DEMO_FAILURES", "alot")
+    # INITIAL calmly, so that the storm finds a version to replace in every environment.
+    await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    monkeypatch.setenv("DEMO_FAILURES", "alot")  # six steps in ten fail, before or after a change
     started = time.monotonic()
-    await run_six_in_order(client, task_queue, demo_root)
-    print(f"six releases at DEMO_FAILURES=alot: {time.monotonic() - started:.1f} s")
-    assert_no_change_twice(rm.read_ledger())
-    # The failures were real: some step of the last release needed more than one attempt.
+
+    workflow_id, result = await run(client, task_queue, "RELEASE-NOV-23-HOTFIX-STAGE")
+
+    print(f"HOTFIX-STAGE at DEMO_FAILURES=alot: {time.monotonic() - started:.1f} s")
+    assert result == "Release RELEASE-NOV-23-HOTFIX-STAGE: SUCCESS"
+    hotfix, initial = ("1.1", "1.7", "1.7"), ("1.0", "1.0", "1.0")
+    state: dict[str, tuple[str, ...]] = {
+        "DEV": hotfix,
+        "TEST": hotfix,
+        "QC": hotfix,
+        "PROD": initial,
+    }
+    assert_environments_hold(demo_root, state)
+    assert not list(demo_root.rglob("*.tmp"))
+    ledger = rm.read_ledger()
+    assert_no_change_twice(ledger)
+    # Each change made once: a build per component, a deploy and a config per environment.
+    made = Counter(line["step"] for line in ledger if line["release_key"].endswith("HOTFIX-STAGE"))
+    assert made == {"build": 3, "deploy": 9, "configure": 9}
+    # The failures were real: steps of the release needed more than one attempt.
+    assert await retried_attempts(client, workflow_id, ("DEV", "TEST", "QC")) > 0
+
+
+async def retried_attempts(client: Client, workflow_id: str, envs: tuple[str, ...]) -> int:
+    """How many steps of the release's deploys ended on an attempt after the first."""
     retried = 0
-    for component in COMPONENTS:
-        history = await client.get_workflow_handle(
-            await _latest_child_id(client, "RELEASE-JAN-24-ALPHA-PROD", component)
-        ).fetch_history()
-        retried += sum(
-            1
-            for event in history.events
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-            and event.activity_task_started_event_attributes.attempt > 1
-        )
-    assert retried > 0
-
-
-async def _latest_child_id(client: Client, key: str, component: str) -> str:
-    async for execution in client.list_workflows(
-        f'WorkflowType = "DeployWorkflow" AND WorkflowId STARTS_WITH "{key}-"'
-    ):
-        if execution.id.endswith(f".PROD.{component}"):
-            return execution.id
-    raise AssertionError(f"no PROD deploy of {component} found for {key}")
+    for env in envs:
+        for component in COMPONENTS:
+            deploy = client.get_workflow_handle(f"{workflow_id}.{env}.{component}")
+            retried += sum(
+                1
+                for event in (await deploy.fetch_history()).events
+                if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+                and event.activity_task_started_event_attributes.attempt > 1
+            )
+    return retried
 
 
 async def _failure_of(client: Client, task_queue: str, key: str) -> tuple[ApplicationError, float]:
@@ -198,7 +212,7 @@ async def _failure_of(client: Client, task_queue: str, key: str) -> tuple[Applic
     with pytest.raises(WorkflowFailureError) as caught:
         await run(client, task_queue, key)
     elapsed = time.monotonic() - started
-    cause = caught.value.cause
+    cause: BaseException | None = caught.value.cause
     if isinstance(cause, ActivityError):  # refused by a step, rather than by the workflow
         cause = cause.cause
     assert isinstance(cause, ApplicationError)
@@ -247,24 +261,6 @@ async def _start(client: Client, task_queue: str, key: str) -> WorkflowHandle:
     )
 
 
-async def _wait_for_status(release: WorkflowHandle, status: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if await release.query(ReleaseWorkflow.status) == status:
-                return
-        except WorkflowQueryFailedError:
-            pass  # not started by the worker yet
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the release never reported {status!r}")
-
-
-async def _refused_update(update) -> str:
-    with pytest.raises(WorkflowUpdateFailedError) as caught:
-        await update
-    return str(caught.value.cause)
-
-
 async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_change(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
@@ -274,7 +270,7 @@ async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_c
     (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
 
     release = await _start(client, task_queue, "RELEASE-NOV-23-INITIAL")
-    await _wait_for_status(release, "waiting for approval before DEV")
+    await wait_for_status(release, "waiting for approval before DEV")
     # The Web UI shows the wait as the workflow's current details.
     metadata = await release.query(
         "__temporal_workflow_metadata", result_type=temporalio.api.sdk.v1.WorkflowMetadata
@@ -283,16 +279,6 @@ async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_c
     command = "`python run_workflow.py --approve RELEASE-NOV-23-INITIAL --gate DEV --by NAME`"
     assert command in metadata.current_details
     assert env_files(demo_root) == expected_files({})
-
-    # The validators refuse a decision without a name or a reason; it never enters history.
-    no_name = release.execute_update(
-        ReleaseWorkflow.reject, RejectInput(gate=Environment.DEV, by=" ", reason="freeze")
-    )
-    assert "--by NAME" in await _refused_update(no_name)
-    no_reason = release.execute_update(
-        ReleaseWorkflow.reject, RejectInput(gate=Environment.DEV, by="Grace", reason="")
-    )
-    assert "--reason TEXT" in await _refused_update(no_reason)
 
     answer = await release.execute_update(
         ReleaseWorkflow.reject, RejectInput(gate=Environment.DEV, by="Grace", reason="code freeze")
@@ -311,29 +297,17 @@ async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_c
 
 
 async def test_a_release_waits_before_prod_until_a_person_approves(
-    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+    client: Client, task_queue: str, demo_root: Path
 ) -> None:
-    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.3")
     release = await _start(client, task_queue, "RELEASE-FEB-24-BETA")
-    await _wait_for_status(release, "waiting for approval before PROD")
+    await wait_for_status(release, "waiting for approval before PROD")
     beta = ("1.3", "1.9", "1.9")
     assert_environments_hold(demo_root, {"DEV": beta, "TEST": beta, "QC": beta})
-    description = await release.describe()
-    assert description.status == WorkflowExecutionStatus.RUNNING
-    progress = await release.query(ReleaseWorkflow.progress)
-    assert {cell.state for cell in progress.cells[Environment.PROD].values()} == {
-        "waiting for approval"
-    }
-    assert {cell.state for cell in progress.cells[Environment.QC].values()} == {"done"}
 
     answer = await release.execute_update(
         ReleaseWorkflow.approve, ApproveInput(gate=Environment.PROD, by="Ada")
     )
     assert answer == "Release RELEASE-FEB-24-BETA: PROD approved by Ada"
-    again = release.execute_update(
-        ReleaseWorkflow.approve, ApproveInput(gate=Environment.PROD, by="Ada")
-    )
-    assert "is not waiting for approval (deploying to PROD)" in await _refused_update(again)
     assert str(await release.result()) == "Release RELEASE-FEB-24-BETA: SUCCESS"
 
     assert_environments_hold(demo_root, {env: beta for env in ALL_ENVS})
@@ -435,7 +409,9 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
     assert_no_change_twice(rm.read_ledger())
 
 
-async def _pending_step(client: Client, workflow_id: str, activity: str, attempt: int):
+async def _pending_step(
+    client: Client, workflow_id: str, activity: str, attempt: int
+) -> PendingActivityInfo:
     """Wait until workflow_id has activity pending at this attempt or later; return it."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -450,51 +426,7 @@ async def _pending_step(client: Client, workflow_id: str, activity: str, attempt
     raise AssertionError(f"{activity} never reached attempt {attempt} in {workflow_id}")
 
 
-async def test_releases_that_share_an_environment_never_deploy_into_it_at_once(
-    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
-    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.2")
-    hotfix_id = f"RELEASE-NOV-23-HOTFIX-STAGE-{uuid.uuid4().hex[:8]}"
-    hotfix = await client.start_workflow(
-        ReleaseWorkflow.run,
-        ReleaseInput(release_key="RELEASE-NOV-23-HOTFIX-STAGE", lock_scope=task_queue),
-        id=hotfix_id,
-        task_queue=task_queue,
-    )
-    await _pending_step(client, f"{hotfix_id}.DEV.frontend", "deploy_artifact", 1)
-
-    # ALPHA-DEV needs DEV, which HOTFIX-STAGE is deploying into: refused, naming the holder.
-    error, elapsed = await _failure_of(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV")
-    assert error.type == "EnvironmentBusy" and error.non_retryable
-    assert f"DEV in use by release {hotfix_id}" in error.message
-    assert elapsed < 2
-    assert str(await hotfix.result()) == "Release RELEASE-NOV-23-HOTFIX-STAGE: SUCCESS"
-    ledger = rm.read_ledger()
-    assert [line for line in ledger if line["release_key"] == "RELEASE-JAN-24-ALPHA-DEV"] == []
-    assert_environments_hold(
-        demo_root,
-        {
-            "DEV": ("1.1", "1.7", "1.7"),
-            "TEST": ("1.1", "1.7", "1.7"),
-            "QC": ("1.1", "1.7", "1.7"),
-            "PROD": ("1.0", "1.0", "1.0"),
-        },
-    )
-
-    # Releases that share no environment run side by side: DEV, and QC -> PROD.
-    results = await asyncio.gather(
-        run(client, task_queue, "RELEASE-JAN-24-ALPHA-DEV"),
-        run(client, task_queue, "RELEASE-DEC-2023-BUGFIXES-PROD"),
-    )
-    assert [result for _, result in results] == [
-        "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS",
-        "Release RELEASE-DEC-2023-BUGFIXES-PROD: SUCCESS",
-    ]
-    assert_no_change_twice(rm.read_ledger())
-
-
-def _initial(data: dict) -> dict:
+def _initial(data: dict[str, Any]) -> dict[str, Any]:
     return next(entry for entry in data["releases"] if entry["key"] == "RELEASE-NOV-23-INITIAL")
 
 
