@@ -106,6 +106,10 @@ class Steps:
         """Where step ran, in the order the calls came."""
         return [call.where for call in self.calls if call.step == step]
 
+    def ran_in(self, env: Environment) -> list[str]:
+        """The deploy steps that ran in env."""
+        return [call.step for call in self.calls if call.where and call.where[1] is env]
+
     def names(self) -> list[str]:
         return [call.step for call in self.calls]
 

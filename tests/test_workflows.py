@@ -102,7 +102,7 @@ async def test_an_unhealthy_deploy_is_rolled_back_and_the_release_goes_no_furthe
     assert steps.ran("rollback_deploy") == steps.ran("verify_rollback") == [("frontend", TEST)]
     (check,) = [call.request for call in steps.calls if call.step == "verify_rollback"]
     assert check == VerifyRollbackInput(deployment=check.deployment, previous=previous)
-    assert not [where for where in (c.where for c in steps.calls) if where and where[1] is QC]
+    assert steps.ran_in(QC) == []
     record = assert_recorded(mocked, Outcome.ROLLED_BACK, f"frontend in TEST (1.1 -> {shown})")
     assert record.states[TEST] == row(frontend=CellState.ROLLED_BACK, sbstore=DONE)
     assert record.states[QC] == row(frontend=NOT_REACHED, sbstore=NOT_REACHED)
@@ -167,7 +167,7 @@ async def test_a_failed_deploy_lets_the_rest_of_its_wave_finish_before_the_relea
     assert steps.ran("verify_deploy") == [("frontend", DEV)]
     record = assert_recorded(mocked, Outcome.FAILED, "disk full")
     assert record.states[DEV] == row(frontend=DONE, sbstore=FAILED)
-    assert not [where for where in (c.where for c in steps.calls) if where and where[1] is TEST]
+    assert steps.ran_in(TEST) == []
 
 
 async def cell_state(release: ReleaseHandle, env: Environment, component: str, state: str) -> None:
@@ -196,7 +196,7 @@ async def cancelled_during(
         await release.result()
     assert isinstance(ended.value.cause, CancelledError)
     assert await release.query(ReleaseWorkflow.status) == f"CANCELLED: {reason}"
-    assert not [where for where in (c.where for c in steps.calls) if where and where[1] is TEST]
+    assert steps.ran_in(TEST) == []
     stopped = EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in answer
     return assert_recorded(mocked, Outcome.CANCELLED, reason), stopped
 
