@@ -31,6 +31,7 @@ from shared import (
     RecordReleaseInput,
     ReleaseResult,
     VerifyRollbackInput,
+    deploy_workflow_id,
 )
 
 # test_provenance.py imports these end-to-end helpers from here, where they used to be.
@@ -190,7 +191,8 @@ async def cancelled_during(
     release = await mocked.start()
     await steps.called(step, ("frontend", DEV))
     await release.cancel(reason=reason)
-    answer = await answer_to_cancel(mocked.client, f"{release.id}.DEV.frontend")
+    deploy = deploy_workflow_id(release.id, DEV, "frontend")
+    answer = await answer_to_cancel(mocked.client, deploy)
     held.set()
     with pytest.raises(WorkflowFailureError) as ended:
         await release.result()
@@ -206,8 +208,7 @@ async def test_a_cancel_while_a_deploy_changes_its_environment_lets_the_change_f
 ) -> None:
     record, stopped = await cancelled_during(mocked, "deploy_artifact", "stop")
 
-    assert not stopped
-
+    assert not stopped  # the deploy step in flight was never asked to stop
     for step in ("update_config", "verify_deploy"):
         assert ("frontend", DEV) in mocked.steps.ran(step), step
     assert record.states[DEV]["frontend"] == DONE
@@ -217,8 +218,7 @@ async def test_a_cancel_while_a_deploy_changes_its_environment_lets_the_change_f
 async def test_a_cancel_while_a_deploy_gathers_stops_it_before_any_change(mocked: Mocked) -> None:
     record, stopped = await cancelled_during(mocked, "fetch_config", "not this week")
 
-    assert stopped
-
+    assert stopped  # the step gathering was asked to stop
     assert ("frontend", DEV) not in mocked.steps.ran("deploy_artifact")
     assert record.states[DEV]["frontend"] == CellState.CANCELLED
 
