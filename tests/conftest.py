@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from mocked import Mocked, mocked_worker
 from processes import temporal_cli
 from run_worker import create_worker
 from scripts.dev_server import FAST_QUEUES, PRECISE_TIMERS
@@ -50,6 +51,13 @@ async def task_queue(client: Client, demo_root: Path) -> AsyncIterator[str]:
     queue = f"test-{uuid.uuid4()}"
     async with create_worker(client, queue):
         yield queue
+
+
+@pytest.fixture
+async def mocked(client: Client) -> AsyncIterator[Mocked]:
+    """The real workflows with mocked steps (tests/mocked.py), on a task queue of its own."""
+    async with mocked_worker(client) as harness:
+        yield harness
 
 
 # The scripts' bad-input tests (issue 11), in test_run_workflow, test_connection and test_utils.

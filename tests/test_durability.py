@@ -141,11 +141,15 @@ def fresh_root(path: Path) -> Path:
     return path
 
 
-def expected_changes() -> Counter[tuple[str, str | None, str, str]]:
+# A change as the ledger names it: (step, env or None for a build, component, version).
+Change = tuple[str, str | None, str, str]
+
+
+def expected_changes() -> Counter[Change]:
     """(step, env, component, version) of every change the release makes, once each: a build
     per component, and a deploy and a configure per component and environment (27 in all)."""
-    builds = [("build", None, component, VERSION) for component in COMPONENTS]
-    per_env = [
+    builds: list[Change] = [("build", None, component, VERSION) for component in COMPONENTS]
+    per_env: list[Change] = [
         (step, env, component, VERSION)
         for step in ("deploy", "configure")
         for env in ALL_ENVS

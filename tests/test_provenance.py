@@ -10,7 +10,7 @@ import release_management as rm
 from deployments import artifact, at, deploy_all_steps
 from release_management import ReleaseError
 from shared import Environment, VerifyInput
-from test_workflows import _failure_of, env_files, run
+from test_releases import _failure_of, env_files, run
 
 DEV, TEST = Environment.DEV, Environment.TEST
 

@@ -1,0 +1,108 @@
+"""Environment locks, fast: the real EnvironmentLockWorkflow taken and let go by the real
+ReleaseWorkflow, with mocked steps (tests/mocked.py); find_lock_holder is mocked. The lock
+logic is to move from workflows.py to locks.py."""
+
+import asyncio
+import uuid
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+
+from handles import wait_for_status
+from locks import EnvironmentLockWorkflow
+from mocked import DEV, KEY, QC, TEST, WAIT_SECONDS, Mocked, failure_of, make_release
+from shared import (
+    Environment,
+    EnvironmentLock,
+    ErrorType,
+    LockHolderInput,
+    Outcome,
+    RejectInput,
+)
+from workflows import ReleaseWorkflow
+
+RUNNING = WorkflowExecutionStatus.RUNNING
+COMPLETED = WorkflowExecutionStatus.COMPLETED
+
+
+async def hold(mocked: Mocked, env: Environment) -> WorkflowHandle[EnvironmentLockWorkflow, None]:
+    """Hold env's lock in this test's scope, as another release would."""
+    return await mocked.client.start_workflow(
+        EnvironmentLockWorkflow.run,
+        EnvironmentLock(release_key="RELEASE-OTHER", environment=env),
+        id=mocked.lock_id(env),
+        task_queue=mocked.task_queue,
+    )
+
+
+async def lock_statuses(mocked: Mocked, *envs: Environment) -> list[WorkflowExecutionStatus | None]:
+    """The status of each environment's lock (the latest run of its workflow ID)."""
+    handles = [mocked.client.get_workflow_handle(mocked.lock_id(env)) for env in envs]
+    return [(await handle.describe()).status for handle in handles]
+
+
+@pytest.mark.parametrize(
+    ("holder", "in_use"),
+    [
+        (
+            "RELEASE-OTHER-1234",
+            "in use by release RELEASE-OTHER-1234, which is still running. "
+            f"Run {KEY} again once RELEASE-OTHER-1234 has finished.",
+        ),
+        ("", f"in use a moment ago. Run {KEY} again."),
+    ],
+    ids=["held by a running release", "free a moment ago, then held again"],
+)
+async def test_a_release_finding_an_environment_held_is_refused_naming_the_holder(
+    mocked: Mocked, holder: str, in_use: str
+) -> None:
+    other = await hold(mocked, TEST)
+    mocked.steps.lock_holder = holder
+
+    error = await failure_of(await mocked.start())
+
+    assert (error.type, error.non_retryable) == (ErrorType.ENVIRONMENT_BUSY, True)
+    assert error.message == f"Release {KEY} was refused: TEST {in_use}"
+    # Refused before any check or deploy; the refusal is recorded.
+    assert mocked.steps.names() == ["gather_release", "find_lock_holder", "record_release"]
+    (asked,) = [call.request for call in mocked.steps.calls if call.step == "find_lock_holder"]
+    assert asked == LockHolderInput(lock_workflow_id=mocked.lock_id(TEST))
+    record = mocked.steps.record()
+    assert (record.result.outcome, record.result.detail) == (Outcome.FAILED, error.message)
+    # The lock it had taken is let go; the other release's is not touched.
+    assert await lock_statuses(mocked, DEV, TEST) == [COMPLETED, RUNNING]
+    await other.signal(EnvironmentLockWorkflow.unlock)
+
+
+async def test_a_lock_left_by_an_earlier_run_of_the_same_release_is_taken_over(
+    mocked: Mocked,
+) -> None:
+    # A reset leaves the replaced run's locks running; find_lock_holder names the release.
+    orphan = await hold(mocked, DEV)
+    workflow_id = f"{KEY}-{uuid.uuid4().hex[:8]}"
+    mocked.steps.lock_holder = workflow_id
+
+    release = await mocked.start(workflow_id)
+
+    assert str(await release.result()) == f"Release {KEY}: SUCCESS"
+    assert mocked.steps.ran("find_lock_holder") == [None]
+    assert mocked.steps.record().unlocked_after_use == [DEV]
+    # The release let go of it by its workflow ID, as of a lock it had taken itself: it ends.
+    await asyncio.wait_for(orphan.result(), WAIT_SECONDS)
+
+
+async def test_a_release_holds_the_environment_it_is_fed_from_and_lets_go_once_deployed(
+    mocked: Mocked,
+) -> None:
+    # From TEST to QC, waiting before QC: DEV (TEST's source) is let go once TEST is deployed.
+    mocked.steps.release = make_release((TEST, QC), approval_before=(QC,))
+    release = await mocked.start()
+    await wait_for_status(release, "waiting for approval before QC")
+
+    assert await lock_statuses(mocked, DEV, TEST, QC) == [COMPLETED, RUNNING, RUNNING]
+    reject = RejectInput(gate=QC, by="Grace", reason="not now")
+    await release.execute_update(ReleaseWorkflow.reject, reject)
+
+    await release.result()
+    assert await lock_statuses(mocked, DEV, TEST, QC) == [COMPLETED] * 3
+    assert mocked.steps.record().unlocked_after_use == [DEV]
