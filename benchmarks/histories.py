@@ -7,6 +7,7 @@ not a client's stopwatch.
 
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from temporalio.api.enums.v1 import EventType, TimeoutType
@@ -44,6 +45,10 @@ def _millis(event: HistoryEvent) -> float:
     return event.event_time.ToMicroseconds() / 1000
 
 
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 @dataclass
 class Series:
     """Repeated runs of one thing."""
@@ -57,7 +62,7 @@ class Series:
 
     @property
     def seconds(self) -> float:
-        return statistics.median([run.seconds for run in self.runs])
+        return median([run.seconds for run in self.runs])
 
 
 @dataclass

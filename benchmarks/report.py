@@ -6,14 +6,13 @@ the findings written by hand, as it is. Figures only: what they mean is said in 
 """
 
 import re
-import statistics
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from temporalio.common import RetryPolicy
 
-from benchmarks.histories import HappyPath, RunStats, TaskLatencies, task_latencies
+from benchmarks.histories import HappyPath, RunStats, TaskLatencies, median, task_latencies
 from utils import A_LOT_RATE
 from workflows import STEP_HEARTBEAT_TIMEOUT, STEP_RETRY
 
@@ -50,10 +49,6 @@ def render(results: dict[str, Any]) -> dict[str, str]:
         if name in results:
             tables |= section(results)
     return {key: "\n".join(lines) for key, lines in tables.items()}
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -168,7 +163,11 @@ def happy_tables(results: dict[str, Any]) -> dict[str, list[str]]:
         ["Heartbeat calls per release (from the SDK's metrics)", f"{happy.heartbeats:.0f}", "0"],
         ["Release / skeleton, median over run pairs", f"**{paired_ratio(happy):.2f}**", ""],
         ["Release / skeleton, ratio of the medians", f"{ours.seconds / floor.seconds:.2f}", ""],
-        ["Same steps in the same workflows (from the histories)", "", str(happy.same_shape)],
+        [
+            "Same steps in the same workflows (from the histories)",
+            "",
+            "yes" if happy.same_shape else "**no**",
+        ],
     ]
     return {"happy-path": table(["", "Release", "Skeleton"], rows)}
 
@@ -180,6 +179,8 @@ HOP_LABELS = {
     "local-activities": "the same, local activities",
     "fast-queues": "dev server with its queues read at up to 1000/s",
 }
+# Core SDK metrics that split a hop (the server's dispatch, the worker's share, its replies), by
+# metric name or request operation, with their columns.
 HOP_COLUMNS = {
     "temporal_workflow_task_schedule_to_start_latency": "Workflow task queued",
     "temporal_workflow_task_execution_latency": "Workflow task in worker",
@@ -391,6 +392,7 @@ SCALE_ROWS = [
     "Against the 3-component release",
     "Against the large release on one worker",
     "Workflows",
+    "Steps (activities) scheduled",
     "Steps retried (no failures are injected: a retry is a live worker taken for dead)",
     "History events (release and children)",
     "Events in the release workflow's own history",
@@ -414,6 +416,7 @@ def scale_column(outcome: dict[str, Any], small: float, large: float) -> list[st
         f"{stats.seconds / small:.1f}x",
         f"{stats.seconds / large:.2f}x",
         str(stats.workflows),
+        str(stats.activities),
         str(stats.retries),
         str(stats.events),
         str(outcome["release_events"]),

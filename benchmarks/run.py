@@ -28,7 +28,6 @@ import os
 import platform
 import random
 import signal
-import statistics
 import string
 import subprocess
 import sys
@@ -72,12 +71,13 @@ from benchmarks.histories import (  # noqa: E402
     Histories,
     RunStats,
     Series,
+    median,
     run_stats,
     shape,
     task_latencies,
     workflow_task_timeouts,
 )
-from benchmarks.report import fill, render  # noqa: E402
+from benchmarks.report import HOP_COLUMNS, fill, render  # noqa: E402
 from benchmarks.skeleton import ReleaseWorkflow, SequentialStepsWorkflow, StepChanges  # noqa: E402
 from benchmarks.worker import changed_worker  # noqa: E402
 from connection import exit_now  # noqa: E402
@@ -156,10 +156,6 @@ def drain_metrics() -> Sequence[BufferedMetricUpdate]:
 
 def say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 # --- The machine -----------------------------------------------------------------------------
@@ -357,15 +353,6 @@ async def happy_path(client: Client, plan: Plan) -> HappyPath:
 # --- 2. The critical path: what a hop costs, and experiments ---------------------------------
 
 
-# Core SDK metrics that split a hop: the server's dispatch, the worker's share, its replies.
-HOP_METRICS = (
-    "temporal_workflow_task_schedule_to_start_latency",
-    "temporal_workflow_task_execution_latency",
-    "RespondWorkflowTaskCompleted",
-    "temporal_activity_schedule_to_start_latency",
-    "temporal_activity_execution_latency",
-    "RespondActivityTaskCompleted",
-)
 SANDBOX_OFF = {"workflow_runner": UnsandboxedWorkflowRunner()}
 PASSTHROUGH = {
     "workflow_runner": SandboxedWorkflowRunner(
@@ -415,7 +402,7 @@ async def hop_cost(client: Client, plan: Plan, **settings: Any) -> dict[str, flo
         name = update.metric.name
         if name == "temporal_request_latency":
             name = str(update.attributes.get("operation"))
-        if name in HOP_METRICS and update.attributes.get("task_queue", queue) == queue:
+        if name in HOP_COLUMNS and update.attributes.get("task_queue", queue) == queue:
             values.setdefault(name, []).append(float(update.value))
     return {"hop": median(per_hop), **{name: median(v) for name, v in values.items()}}
 

@@ -16,8 +16,9 @@ Every module of the benchmarks imports the workflow classes and settings from he
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
@@ -60,6 +61,20 @@ with workflow.unsafe.imports_passed_through():
 RELEASE_WORKFLOWS = [ReleaseWorkflow, DeployWorkflow, EnvironmentLockWorkflow]
 
 
+NOOP_ACTIVITIES: list[Callable[..., Any]] = []
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _noop(name: str) -> Callable[[F], F]:
+    """@activity.defn(name=name), and listed in NOOP_ACTIVITIES."""
+
+    def register(fn: F) -> F:
+        NOOP_ACTIVITIES.append(activity.defn(name=name)(fn))
+        return fn
+
+    return register
+
+
 @functools.cache
 def _catalog_release(release_key: str, demo_root: str) -> Release:
     """The release as gather_release finds it in the demo root's catalog, read once per process
@@ -67,67 +82,67 @@ def _catalog_release(release_key: str, demo_root: str) -> Release:
     return release_management.load_release(release_key)
 
 
-@activity.defn(name="gather_release")
+@_noop("gather_release")
 async def gather_release(request: GatherReleaseInput) -> Release:
     return _catalog_release(request.release_key, str(release_management.demo_root()))
 
 
-@activity.defn(name="check_promotion")
+@_noop("check_promotion")
 async def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
     return {env: dict.fromkeys(request.release.versions) for env in request.release.environments}
 
 
-@activity.defn(name="build_artifact")
+@_noop("build_artifact")
 async def build_artifact(deployment: Deployment) -> bool:
     return True
 
 
-@activity.defn(name="fetch_artifact")
+@_noop("fetch_artifact")
 async def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     return ArtifactRef(source="artifactory", sha256="0" * 64)
 
 
-@activity.defn(name="fetch_config")
+@_noop("fetch_config")
 async def fetch_config(deployment: Deployment) -> dict[str, str | int]:
     return {"version": deployment.version, "environment": deployment.environment.value}
 
 
-@activity.defn(name="deploy_artifact")
+@_noop("deploy_artifact")
 async def deploy_artifact(request: DeployArtifactInput) -> bool:
     return True
 
 
-@activity.defn(name="update_config")
+@_noop("update_config")
 async def update_config(request: UpdateConfigInput) -> bool:
     return True
 
 
-@activity.defn(name="verify_deploy")
+@_noop("verify_deploy")
 async def verify_deploy(request: VerifyInput) -> None:
     return None
 
 
-@activity.defn(name="rollback_deploy")
+@_noop("rollback_deploy")
 async def rollback_deploy(deployment: Deployment) -> str | None:
     return None
 
 
-@activity.defn(name="verify_rollback")
+@_noop("verify_rollback")
 async def verify_rollback(request: VerifyRollbackInput) -> None:
     return None
 
 
-@activity.defn(name="record_release")
+@_noop("record_release")
 async def record_release(request: RecordReleaseInput) -> str:
     return "record.json"
 
 
-@activity.defn(name="find_lock_holder")
+@_noop("find_lock_holder")
 async def find_lock_holder(request: LockHolderInput) -> str:
     return ""
 
 
-@activity.defn(name="wait_until_closed")
+@_noop("wait_until_closed")
 async def wait_until_closed(request: WorkflowRef) -> None:
     return None
 
@@ -142,21 +157,6 @@ def _name(activity_fn: Any) -> str:
     return activity._Definition.must_from_callable(activity_fn).name or ""
 
 
-NOOP_ACTIVITIES = [
-    gather_release,
-    check_promotion,
-    build_artifact,
-    fetch_artifact,
-    fetch_config,
-    deploy_artifact,
-    update_config,
-    verify_deploy,
-    rollback_deploy,
-    verify_rollback,
-    record_release,
-    find_lock_holder,
-    wait_until_closed,
-]
 # A new activity in activities.py without a no-op here would leave the skeleton's release stuck.
 if _missing := {_name(a) for a in ALL_ACTIVITIES} - {_name(a) for a in NOOP_ACTIVITIES}:
     raise ImportError(f"benchmarks/skeleton.py has no no-op for: {', '.join(sorted(_missing))}")
