@@ -431,7 +431,7 @@ def scale_tables(results: dict[str, Any]) -> dict[str, list[str]]:
     sc = results["scale"]
     count, one = sc["components"], sc["one-worker"]
     large = one["large"]["stats"].seconds
-    columns = [scale_column(one["small"], one["small_seconds"], large)]
+    columns = [scale_column(one["small"], one["small"]["stats"].seconds, large)]
     columns[0][0] = f"{one['small_seconds']:.1f} s (median)"
     columns[0][2] = ""
     columns[0][SCALE_ROWS.index("Peak worker RSS (VmHWM)")] = f"{one['small_peak_mb']:.0f} MB"
