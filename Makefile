@@ -18,8 +18,9 @@ $(VENV)/.installed: requirements.txt
 demo: install
 	bash scripts/demo.sh
 
-# Measure the demo on this machine and write benchmarks/RESULTS.md (about ten minutes): starts its
-# own dev servers and workers, with all state in temp folders. Not part of `make test`.
+# Measure the demo on this machine and fill the tables of benchmarks/RESULTS.md (about ten
+# minutes); the findings around them are written by hand. Starts its own dev servers and
+# workers, with all state in temp folders. Not part of `make test`.
 bench: install
 	$(BIN)/python benchmarks/run.py
 

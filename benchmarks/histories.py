@@ -7,9 +7,11 @@ not a client's stopwatch.
 
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 
 Histories = dict[str, WorkflowHistory]
@@ -39,8 +41,36 @@ class RunStats:
     critical_hops: int  # activities one after another on the longest path
 
 
-def _millis(event) -> float:
+def _millis(event: HistoryEvent) -> float:
     return event.event_time.ToMicroseconds() / 1000
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Series:
+    """Repeated runs of one thing."""
+
+    runs: list[RunStats] = field(default_factory=list)
+    histories: list[Histories] = field(default_factory=list)
+
+    def add(self, outcome: tuple[RunStats, Histories]) -> None:
+        self.runs.append(outcome[0])
+        self.histories.append(outcome[1])
+
+    @property
+    def seconds(self) -> float:
+        return median([run.seconds for run in self.runs])
+
+
+@dataclass
+class HappyPath:
+    release: Series
+    skeleton: Series
+    heartbeats: float  # heartbeat calls per release
+    same_shape: bool  # the skeleton took the release's path (steps, workflows, children)
 
 
 def run_stats(root_id: str, histories: Histories) -> RunStats:
@@ -97,43 +127,20 @@ def critical_hops(workflow_id: str, histories: Histories, start_depth: int = 0) 
     return depth
 
 
-def shape(histories: Histories) -> Counter:
-    """The run's shape, to compare the skeleton with the real release: how many workflows of
-    each kind scheduled which steps in which order, started how many children and saw how many
-    of them end (names without a "skeleton" prefix)."""
-    kinds: Counter = Counter()
+def shape(histories: Histories) -> Counter[tuple[str, tuple[str, ...], int]]:
+    """The run's shape, to check that the skeleton took the release's path: how many workflows
+    of each kind scheduled which steps in which order and started how many children."""
+    kinds: Counter[tuple[str, tuple[str, ...], int]] = Counter()
     for history in histories.values():
         events = history.events
         kind = events[0].workflow_execution_started_event_attributes.workflow_type.name
         steps = tuple(
-            e.activity_task_scheduled_event_attributes.activity_type.name.removeprefix("skeleton_")
+            e.activity_task_scheduled_event_attributes.activity_type.name
             for e in events
             if e.event_type == _SCHEDULED
         )
-        children = (
-            sum(e.event_type == _CHILD_INITIATED for e in events),
-            sum(e.event_type == _CHILD_COMPLETED for e in events),
-        )
-        kinds[(kind.removeprefix("Skeleton"), steps, children)] += 1
+        kinds[(kind, steps, sum(e.event_type == _CHILD_INITIATED for e in events))] += 1
     return kinds
-
-
-def describe_shape_difference(ours: Counter, skeleton: Counter) -> str:
-    """ "" when the shapes match, else what differs, in a line."""
-    if ours == skeleton:
-        return ""
-    only_ours = ours - skeleton
-    only_skeleton = skeleton - ours
-
-    def listed(kinds: Counter) -> str:
-        return "; ".join(
-            f"{count} x {kind} [{' -> '.join(steps) or 'no steps'}, {started} children started, "
-            f"{ended} seen to end]"
-            for (kind, steps, (started, ended)), count in sorted(kinds.items())
-        )
-
-    theirs = listed(only_skeleton) or "nothing more"
-    return f"the release has {listed(only_ours) or 'nothing more'}, where the skeleton has {theirs}"
 
 
 @dataclass
@@ -148,38 +155,45 @@ class TaskLatencies:
 
 
 def task_latencies(runs: list[Histories]) -> TaskLatencies:
-    dispatch, first, later, act_dispatch, act_run = [], [], [], [], []
+    samples: tuple[list[float], ...] = ([], [], [], [], [])
     for histories in runs:
         for history in histories.values():
-            wft_scheduled = wft_started = 0.0
-            seen_first = False
-            scheduled: dict[int, float] = {}
-            started: dict[int, float] = {}
-            for event in history.events:
-                at = _millis(event)
-                if event.event_type == _WFT_SCHEDULED:
-                    wft_scheduled = at
-                elif event.event_type == _WFT_STARTED:
-                    wft_started = at
-                    dispatch.append(at - wft_scheduled)
-                elif event.event_type == _WFT_COMPLETED:
-                    (later if seen_first else first).append(at - wft_started)
-                    seen_first = True
-                elif event.event_type == _SCHEDULED:
-                    scheduled[event.event_id] = at
-                elif event.event_type == _STARTED:
-                    attributes = event.activity_task_started_event_attributes
-                    started[attributes.scheduled_event_id] = at
-                    act_dispatch.append(at - scheduled[attributes.scheduled_event_id])
-                elif event.event_type == _COMPLETED:
-                    attributes = event.activity_task_completed_event_attributes
-                    act_run.append(at - started[attributes.scheduled_event_id])
-    return TaskLatencies(
-        *(
-            statistics.median(v) if v else 0.0
-            for v in (dispatch, first, later, act_dispatch, act_run)
-        )
-    )
+            _sample_latencies(history, *samples)
+    return TaskLatencies(*(statistics.median(v) if v else 0.0 for v in samples))
+
+
+def _sample_latencies(
+    history: WorkflowHistory,
+    dispatch: list[float],
+    first: list[float],
+    later: list[float],
+    act_dispatch: list[float],
+    act_run: list[float],
+) -> None:
+    """Add one workflow's task and step latencies to the lists, in the order of TaskLatencies."""
+    wft_scheduled = wft_started = 0.0
+    seen_first = False
+    scheduled: dict[int, float] = {}
+    started: dict[int, float] = {}
+    for event in history.events:
+        at = _millis(event)
+        if event.event_type == _WFT_SCHEDULED:
+            wft_scheduled = at
+        elif event.event_type == _WFT_STARTED:
+            wft_started = at
+            dispatch.append(at - wft_scheduled)
+        elif event.event_type == _WFT_COMPLETED:
+            (later if seen_first else first).append(at - wft_started)
+            seen_first = True
+        elif event.event_type == _SCHEDULED:
+            scheduled[event.event_id] = at
+        elif event.event_type == _STARTED:
+            begun = event.activity_task_started_event_attributes.scheduled_event_id
+            started[begun] = at
+            act_dispatch.append(at - scheduled[begun])
+        elif event.event_type == _COMPLETED:
+            done = event.activity_task_completed_event_attributes.scheduled_event_id
+            act_run.append(at - started[done])
 
 
 def workflow_task_timeouts(histories: Histories) -> dict[str, int]:

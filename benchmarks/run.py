@@ -1,4 +1,4 @@
-"""make bench: measure the release demo on this machine and write benchmarks/RESULTS.md.
+"""make bench: measure the release demo on this machine and fill benchmarks/RESULTS.md's tables.
 
     .venv/bin/python benchmarks/run.py            (or: make bench; about ten minutes)
     .venv/bin/python benchmarks/run.py --quick    (a smoke run: fewer repetitions, prints only)
@@ -6,17 +6,18 @@
 
 Starts its own dev servers (as `make demo` and the tests do: precise timers, in memory) and its
 own workers, with all demo state in temp folders, and measures:
-1. the happy path: RELEASE-NOV-23-INITIAL unpaced and without failures, against the skeleton
-   (benchmarks/skeleton.py: the same workflows with steps that do nothing);
-2. the critical path: the steps one after another, what one such hop costs and where its time
-   goes, with small experiments (server queues, sandbox, eager and local activities, cache);
+1. the happy path: RELEASE-NOV-23-INITIAL unpaced and without failures, against its skeleton
+   (benchmarks/skeleton.py: the same workflows with activities that do nothing);
+2. the critical path: what one hop costs and where its time goes, with small experiments
+   (server queues, sandbox, eager and local activities, cache);
 3. an error storm: the six releases in turn with DEMO_FAILURES=alot, and another retry policy;
 4. recovery: run_worker.py killed (SIGKILL) at random points of a paced release, then the same
    with the heartbeat timeout the demo had before (benchmarks/worker.py);
 5. scale: a release of 100 generated components, on one worker and on two, and its skeleton.
 Times are the server's (a workflow's close time minus its start time); figures are medians of
-several runs; comparisons are ratios within one run, since the machine may be shared. Nothing
-here is asserted: `make test` checks behaviour, this reports performance.
+several runs. It writes tables only (benchmarks/report.py), between the markers in RESULTS.md;
+what the figures mean is written there by hand. Nothing here is asserted: `make test` checks
+behaviour, this reports performance.
 """
 
 import argparse
@@ -27,7 +28,6 @@ import os
 import platform
 import random
 import signal
-import statistics
 import string
 import subprocess
 import sys
@@ -35,23 +35,23 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-BENCH_DIR = PROJECT_DIR / "benchmarks"
 # Run as a script, this file sees benchmarks/ on sys.path, not the project it measures.
 sys.path.insert(0, str(PROJECT_DIR))
 
-from temporalio.client import Client  # noqa: E402
+from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.common import RetryPolicy  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.runtime import (  # noqa: E402
+    BufferedMetricUpdate,
     LoggingConfig,
     MetricBuffer,
     Runtime,
@@ -59,36 +59,39 @@ from temporalio.runtime import (  # noqa: E402
     TelemetryFilter,
 )
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
+from temporalio.worker import UnsandboxedWorkflowRunner  # noqa: E402
 from temporalio.worker.workflow_sandbox import (  # noqa: E402
     SandboxedWorkflowRunner,
     SandboxRestrictions,
 )
 
 import release_management  # noqa: E402
-import workflows  # noqa: E402
 from benchmarks.histories import (  # noqa: E402
+    HappyPath,
     Histories,
     RunStats,
+    Series,
+    median,
     run_stats,
+    shape,
     task_latencies,
     workflow_task_timeouts,
 )
-from benchmarks.report import write_report  # noqa: E402
-from benchmarks.skeleton import (  # noqa: E402
-    SKELETON_ACTIVITIES,
-    SKELETON_WORKFLOWS,
-    SequentialStepsWorkflow,
-    SkeletonReleaseInput,
-    SkeletonReleaseWorkflow,
-)
+from benchmarks.report import HOP_COLUMNS, fill, render  # noqa: E402
+from benchmarks.skeleton import ReleaseWorkflow, SequentialStepsWorkflow, StepChanges  # noqa: E402
+from benchmarks.worker import changed_worker  # noqa: E402
 from connection import exit_now  # noqa: E402
 from run_worker import create_worker  # noqa: E402
 from scripts.dev_server import FAST_QUEUES, PRECISE_TIMERS, temporal_cli_or_exit  # noqa: E402
 from scripts.record_histories import WorkerProcess, demo_settings, fetch_run  # noqa: E402
-from shared import Release, ReleaseInput  # noqa: E402
+from shared import (  # noqa: E402
+    WORKFLOW_TASK_TIMEOUT,  # noqa: E402
+    Outcome,
+    ReleaseInput,
+    ReleaseResult,
+)
 
-RESULTS = BENCH_DIR / "RESULTS.md"
+RESULTS = PROJECT_DIR / "benchmarks" / "RESULTS.md"
 RELEASE = "RELEASE-NOV-23-INITIAL"
 RUN_TIMEOUT = 300.0
 # The alternative retry policy the error storm measures: retry every 0.1 s, with no backoff.
@@ -97,9 +100,9 @@ RUN_TIMEOUT = 300.0
 ALTERNATIVE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0, maximum_attempts=0
 )
-ALTERNATIVE_RETRY_NAME = "no backoff (every 0.1 s)"
-SCALE_COMPONENTS = 100
 RECOVERY_STEP_SECONDS = "0.2"
+# The heartbeat timeout of workflows.py before the first run of this benchmark, compared with.
+EARLIER_HEARTBEAT_TIMEOUT = 2.0
 METRICS = MetricBuffer(500_000)
 # The SDK's own warnings (a completion racing an eviction, say) would drown the progress lines.
 RUNTIME = Runtime(
@@ -122,7 +125,7 @@ class Plan:
     storm_alternative_rounds: int = 1
     recovery_baselines: int = 3
     recovery_kills: int = 6
-    scale_components: int = SCALE_COMPONENTS
+    scale_components: int = 100
     scale_small_runs: int = 3
     scale_large_runs: int = 3  # on one worker, the goal's setup; once on each of the others
 
@@ -132,13 +135,12 @@ QUICK_PLAN = Plan(
     variant_runs=1,
     chain_steps=10,
     chain_runs=1,
-    storm_rounds=1,
-    storm_alternative_rounds=1,
     recovery_baselines=1,
     recovery_kills=1,
     scale_components=20,
     scale_small_runs=1,
     scale_large_runs=1,
+    storm_rounds=1,
 )
 
 
@@ -147,7 +149,7 @@ QUICK_PLAN = Plan(
 REQUESTS: Counter[str] = Counter()
 
 
-def drain_metrics() -> list[Any]:
+def drain_metrics() -> Sequence[BufferedMetricUpdate]:
     """Empty the metric buffer (it must not fill up), counting the calls to the server."""
     updates = METRICS.retrieve_updates()
     for update in updates:
@@ -158,10 +160,6 @@ def drain_metrics() -> list[Any]:
 
 def say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 # --- The machine -----------------------------------------------------------------------------
@@ -249,24 +247,6 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-_probe: list[Worker] = []
-
-
-def worker(client: Client, queue: str, *, skeleton: bool = False, **settings: Any) -> Worker:
-    """A worker with run_worker.create_worker's settings on its own queue: the release's
-    workflows and activities, or the skeleton's; settings override any of them."""
-    if not settings and not skeleton:
-        return create_worker(client, queue)
-    # create_worker's settings, read from a worker that is never run (one per queue may exist).
-    if not _probe:
-        _probe.append(create_worker(client, f"bench-settings-{uuid.uuid4()}"))
-    config = _probe[0].config()
-    if skeleton:
-        config |= {"workflows": SKELETON_WORKFLOWS, "activities": SKELETON_ACTIVITIES}
-    config |= {"client": client, "task_queue": queue, **settings}
-    return Worker(**config)
-
-
 def fresh_root() -> str:
     """An empty demo root (no catalog: the project's is used)."""
     return tempfile.mkdtemp(prefix="demo-", dir=STATE_DIR)
@@ -314,20 +294,24 @@ def new_id(label: str) -> str:
     return f"bench-{label}-{uuid.uuid4().hex[:8]}"
 
 
-async def start_release(client: Client, queue: str, key: str, workflow_id: str) -> Any:
+async def start_release(
+    client: Client, queue: str, key: str, workflow_id: str
+) -> WorkflowHandle[Any, ReleaseResult]:
     # As run_workflow.py starts it; the lock scope keeps runs from locking one another out.
     return await client.start_workflow(
-        workflows.ReleaseWorkflow.run,
+        ReleaseWorkflow.run,
         ReleaseInput(release_key=key, lock_scope=workflow_id),
         id=workflow_id,
         task_queue=queue,
-        task_timeout=workflows.WORKFLOW_TASK_TIMEOUT,
+        task_timeout=WORKFLOW_TASK_TIMEOUT,
     )
 
 
-async def finished(client: Client, handle: Any) -> tuple[RunStats, Histories]:
+async def finished(
+    client: Client, handle: WorkflowHandle[Any, ReleaseResult]
+) -> tuple[RunStats, Histories]:
     result = await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
-    if not result.endswith("SUCCESS"):
+    if result.outcome is not Outcome.SUCCESS:
         raise SystemExit(f"{handle.id}: {result}")
     histories = await fetch_run(client, handle.id)
     drain_metrics()
@@ -335,102 +319,85 @@ async def finished(client: Client, handle: Any) -> tuple[RunStats, Histories]:
 
 
 async def release(client: Client, queue: str, key: str = RELEASE) -> tuple[RunStats, Histories]:
-    """Run a release of the catalog to its end, in a fresh demo root unless one is set."""
+    """Run a release of the catalog to its end: the real one, or its skeleton if the queue's
+    worker serves the skeleton's activities."""
     handle = await start_release(client, queue, key, new_id(key.lower()))
     return await finished(client, handle)
 
 
-async def skeleton_release(
-    client: Client,
-    queue: str,
-    of: Release | None = None,
-    *,
-    local_activities: bool = False,
-) -> tuple[RunStats, Histories]:
-    """The skeleton of a release (RELEASE-NOV-23-INITIAL unless of says otherwise)."""
-    workflow_id = new_id("skeleton")
-    handle = await client.start_workflow(
-        SkeletonReleaseWorkflow.run,
-        SkeletonReleaseInput(
-            release=of or release_management.load_release(RELEASE),
-            lock_scope=workflow_id,
-            local_activities=local_activities,
-        ),
-        id=workflow_id,
-        task_queue=queue,
-        task_timeout=workflows.WORKFLOW_TASK_TIMEOUT,
-    )
-    return await finished(client, handle)
-
-
-@dataclass
-class Series:
-    """Repeated runs of one thing."""
-
-    label: str
-    runs: list[RunStats] = field(default_factory=list)
-    histories: list[Histories] = field(default_factory=list)
-
-    def add(self, outcome: tuple[RunStats, Histories]) -> None:
-        self.runs.append(outcome[0])
-        self.histories.append(outcome[1])
-
-    @property
-    def seconds(self) -> float:
-        return median([run.seconds for run in self.runs])
+async def fresh_release(client: Client, queue: str) -> tuple[RunStats, Histories]:
+    """RELEASE on a fresh demo root, for an in-process worker."""
+    with demo_settings(DEMO_ROOT=fresh_root()):
+        return await release(client, queue)
 
 
 # --- 1. The happy path against the skeleton --------------------------------------------------
 
 
-async def happy_path(client: Client, plan: Plan) -> dict[str, Series]:
+async def happy_path(client: Client, plan: Plan) -> HappyPath:
     say(f"1. happy path: {RELEASE} and its skeleton, {plan.happy_runs} runs each, alternating")
-    ours, skeleton = Series("release"), Series("skeleton")
+    ours, skeleton = Series(), Series()
     queue, skeleton_queue = new_id("release"), new_id("skeleton")
     drain_metrics()
     REQUESTS.clear()
-    async with worker(client, queue), worker(client, skeleton_queue, skeleton=True):
+    async with create_worker(client, queue), changed_worker(client, skeleton_queue, skeleton=True):
         for _ in range(plan.happy_runs):
-            with demo_settings(DEMO_ROOT=fresh_root()):
-                ours.add(await release(client, queue))
-            skeleton.add(await skeleton_release(client, skeleton_queue))
+            ours.add(await fresh_release(client, queue))
+            skeleton.add(await release(client, skeleton_queue))
     say(f"   release {ours.seconds:.2f} s, skeleton {skeleton.seconds:.2f} s")
-    # Only the release's steps heartbeat; the skeleton's do not.
-    heartbeats = REQUESTS["RecordActivityTaskHeartbeat"] / plan.happy_runs
-    return {"release": ours, "skeleton": skeleton, "heartbeats": heartbeats}
+    return HappyPath(
+        release=ours,
+        skeleton=skeleton,
+        # Only the release's steps heartbeat; the skeleton's do not.
+        heartbeats=REQUESTS["RecordActivityTaskHeartbeat"] / plan.happy_runs,
+        same_shape=shape(ours.histories[0]) == shape(skeleton.histories[0]),
+    )
 
 
 # --- 2. The critical path: what a hop costs, and experiments ---------------------------------
 
 
-# Core SDK metrics that split a hop: the server's dispatch, the worker's share, its replies.
-HOP_METRICS = {
-    "temporal_workflow_task_schedule_to_start_latency": "workflow task: queued at the server",
-    "temporal_workflow_task_execution_latency": "workflow task: run in the worker",
-    "RespondWorkflowTaskCompleted": "workflow task: completion call",
-    "temporal_activity_schedule_to_start_latency": "activity: queued at the server",
-    "temporal_activity_execution_latency": "activity: run in the worker",
-    "RespondActivityTaskCompleted": "activity: completion call",
+SANDBOX_OFF = {"workflow_runner": UnsandboxedWorkflowRunner()}
+PASSTHROUGH = {
+    "workflow_runner": SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+    )
 }
+NO_EAGER = {"disable_eager_activity_execution": True}
+LOCAL = {"changes": StepChanges(local=True)}
+# One hop's setups: (id, on the server with its queues read at up to 1000/s, worker settings).
+HOP_SETUPS: list[tuple[str, bool, dict[str, Any]]] = [
+    ("default", False, {}),
+    ("sandbox-off", False, SANDBOX_OFF),
+    ("eager-off", False, NO_EAGER),
+    ("local-activities", False, LOCAL),
+    ("fast-queues", True, {}),
+]
+# The whole release's variants: (id, skeleton or not, fast queues, worker settings).
+VARIANTS: list[tuple[str, bool, bool, dict[str, Any]]] = [
+    ("release-fast-queues", False, True, {}),
+    ("skeleton-fast-queues", True, True, {}),
+    ("release-sandbox-off", False, False, SANDBOX_OFF),
+    ("release-passthrough", False, False, PASSTHROUGH),
+    ("skeleton-eager-off", True, False, NO_EAGER),
+    ("skeleton-no-cache", True, False, {"max_cached_workflows": 0}),
+    ("skeleton-local-activities", True, False, LOCAL),
+]
 
 
-async def sequential_steps(
-    client: Client, plan: Plan, local_activities: bool = False, **settings: Any
-) -> dict[str, float]:
-    """Per-hop milliseconds of SequentialStepsWorkflow, and the SDK's split of a hop."""
+async def hop_cost(client: Client, plan: Plan, **settings: Any) -> dict[str, float]:
+    """Per-hop milliseconds of SequentialStepsWorkflow ("hop"), and the SDK's split of a hop
+    (by metric name)."""
     queue = new_id("hops")
     per_hop = []
     drain_metrics()
-    async with worker(client, queue, skeleton=True, **settings):
+    async with changed_worker(client, queue, skeleton=True, **settings):
         for _ in range(plan.chain_runs):
-            workflow_id = new_id("hops")
-            await client.execute_workflow(
-                SequentialStepsWorkflow.run,
-                args=[plan.chain_steps, local_activities],
-                id=workflow_id,
-                task_queue=queue,
+            handle = await client.start_workflow(
+                SequentialStepsWorkflow.run, plan.chain_steps, id=new_id("hops"), task_queue=queue
             )
-            described = await client.get_workflow_handle(workflow_id).describe()
+            await handle.result()
+            described = await handle.describe()
             assert described.close_time and described.start_time
             elapsed = (described.close_time - described.start_time).total_seconds()
             per_hop.append(elapsed * 1000 / plan.chain_steps)
@@ -439,67 +406,37 @@ async def sequential_steps(
         name = update.metric.name
         if name == "temporal_request_latency":
             name = str(update.attributes.get("operation"))
-        if name in HOP_METRICS and update.attributes.get("task_queue", queue) == queue:
+        if name in HOP_COLUMNS and update.attributes.get("task_queue", queue) == queue:
             values.setdefault(name, []).append(float(update.value))
     return {"hop": median(per_hop), **{name: median(v) for name, v in values.items()}}
 
 
+async def variant(
+    client: Client, plan: Plan, skeleton: bool, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """One variant of the whole release, run plan.variant_runs times."""
+    series, queue = Series(), new_id("variant")
+    async with changed_worker(client, queue, skeleton=skeleton, **settings):
+        for _ in range(plan.variant_runs):
+            series.add(await (release if skeleton else fresh_release)(client, queue))
+    return {"seconds": series.seconds, "latencies": task_latencies(series.histories)}
+
+
 async def critical_path(
-    baseline: Client, quick: Client, plan: Plan, happy: dict[str, Series]
+    baseline: Client, quick: Client, plan: Plan, happy: HappyPath
 ) -> dict[str, Any]:
     say(f"2. critical path: {plan.chain_steps} sequential no-op steps, then release variants")
-    hops = {
-        "dev server as `make demo` starts it": await sequential_steps(baseline, plan),
-        "the same, workflow sandbox off": await sequential_steps(
-            baseline, plan, workflow_runner=UnsandboxedWorkflowRunner()
-        ),
-        "the same, eager activities off": await sequential_steps(
-            baseline, plan, disable_eager_activity_execution=True
-        ),
-        "the same, local activities": await sequential_steps(baseline, plan, True),
-        "dev server with its queues read at up to 1000/s": await sequential_steps(quick, plan),
-    }
-    for label, figures in hops.items():
-        say(f"   {figures['hop']:6.1f} ms per hop: {label}")
-    passthrough = {
-        "workflow_runner": SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-        )
-    }
-    no_eager = {"disable_eager_activity_execution": True}
-    sandbox_off = {"workflow_runner": UnsandboxedWorkflowRunner()}
-    variants = [
-        ("release", "queues read at up to 1000/s", quick, {}, {}),
-        ("skeleton", "queues read at up to 1000/s", quick, {}, {}),
-        ("release", "workflow sandbox off", baseline, sandbox_off, {}),
-        ("release", "sandbox passes every module through", baseline, passthrough, {}),
-        ("skeleton", "eager activities off", baseline, no_eager, {}),
-        ("skeleton", "no workflow cache", baseline, {"max_cached_workflows": 0}, {}),
-        ("skeleton", "local activities", baseline, {}, {"local_activities": True}),
-    ]  # fmt: skip
-    results = []
-    for kind, label, client, settings, knobs in variants:
-        series = Series(f"{kind}: {label}")
-        queue = new_id("variant")
-        async with worker(client, queue, skeleton=kind == "skeleton", **settings):
-            for _ in range(plan.variant_runs):
-                if kind == "release":
-                    with demo_settings(DEMO_ROOT=fresh_root()):
-                        series.add(await release(client, queue))
-                else:
-                    series.add(await skeleton_release(client, queue, **knobs))
-        reference = happy[kind].seconds
-        say(f"   {series.seconds:5.2f} s ({series.seconds / reference:.2f} x): {series.label}")
-        results.append(
-            {
-                "kind": kind,
-                "label": label,
-                "seconds": series.seconds,
-                "ratio": series.seconds / reference,
-                "latencies": task_latencies(series.histories),
-            }
-        )
-    return {"hops": hops, "variants": results}
+    hops = {}
+    for key, faster, settings in HOP_SETUPS:
+        hops[key] = await hop_cost(quick if faster else baseline, plan, **settings)
+        say(f"   {hops[key]['hop']:6.1f} ms per hop: {key}")
+    variants = {}
+    for key, skeleton, faster, settings in VARIANTS:
+        figures = await variant(quick if faster else baseline, plan, skeleton, settings)
+        reference = (happy.skeleton if skeleton else happy.release).seconds
+        variants[key] = figures | {"ratio": figures["seconds"] / reference}
+        say(f"   {figures['seconds']:5.2f} s ({variants[key]['ratio']:.2f} x): {key}")
+    return {"hops": hops, "variants": variants}
 
 
 # --- 3. The error storm ----------------------------------------------------------------------
@@ -507,22 +444,14 @@ async def critical_path(
 
 def storm_keys() -> list[str]:
     """The catalog's releases that run without a person: the six of the issue."""
-    keys = []
-    for key in release_management.load_catalog().release_keys():
-        candidate = release_management.load_release(key)
-        if candidate.approved and not candidate.gates():
-            keys.append(key)
-    return keys
-
-
-@contextmanager
-def step_retry(policy: RetryPolicy) -> Iterator[None]:
-    """Every step's retry policy, for an unsandboxed worker (workflows.py reads it per step)."""
-    saved, workflows.STEP_RETRY = workflows.STEP_RETRY, policy
-    try:
-        yield
-    finally:
-        workflows.STEP_RETRY = saved
+    catalog = release_management.load_catalog()
+    keys = catalog.release_keys()
+    return [
+        key
+        for key in keys
+        if (found := release_management.load_release(key, catalog=catalog)).approved
+        and not found.gates()
+    ]
 
 
 async def storm_on_process(client: Client, keys: list[str]) -> dict[str, RunStats]:
@@ -533,11 +462,11 @@ async def storm_on_process(client: Client, keys: list[str]) -> dict[str, RunStat
         return {key: (await release(client, queue, key))[0] for key in keys}
 
 
-async def storm_in_process(client: Client, keys: list[str], policy: RetryPolicy) -> dict:
-    """The same with another retry policy: set by a parameter here, workflows.py unchanged."""
+async def storm_in_process(client: Client, keys: list[str]) -> dict[str, RunStats]:
+    """The same with ALTERNATIVE_RETRY on every step (benchmarks/skeleton.StepChanges)."""
     queue = new_id("storm-policy")
-    with step_retry(policy), demo_settings(DEMO_ROOT=fresh_root(), DEMO_FAILURES="alot"):
-        async with worker(client, queue, workflow_runner=UnsandboxedWorkflowRunner()):
+    with demo_settings(DEMO_ROOT=fresh_root(), DEMO_FAILURES="alot"):
+        async with changed_worker(client, queue, changes=StepChanges(ALTERNATIVE_RETRY)):
             return {key: (await release(client, queue, key))[0] for key in keys}
 
 
@@ -548,25 +477,17 @@ async def error_storm(client: Client, plan: Plan) -> dict[str, Any]:
     say(
         f"3. error storm: {len(keys)} releases in turn at DEMO_FAILURES=alot, "
         f"{plan.storm_rounds} rounds with the current retry policy and "
-        f"{plan.storm_alternative_rounds} with {ALTERNATIVE_RETRY_NAME}, side by side"
+        f"{plan.storm_alternative_rounds} with no backoff, side by side"
     )
     rounds = await asyncio.gather(
         *(storm_on_process(client, keys) for _ in range(plan.storm_rounds)),
-        *(
-            storm_in_process(client, keys, ALTERNATIVE_RETRY)
-            for _ in range(plan.storm_alternative_rounds)
-        ),
+        *(storm_in_process(client, keys) for _ in range(plan.storm_alternative_rounds)),
     )
     current, alternative = rounds[: plan.storm_rounds], rounds[plan.storm_rounds :]
-    for name, group in (("current policy", current), (ALTERNATIVE_RETRY_NAME, alternative)):
+    for name, group in (("current policy", current), ("no backoff", alternative)):
         totals = [sum(run.seconds for run in r.values()) for r in group]
         say(f"   {name}: {', '.join(f'{t:.1f}' for t in totals)} s for the {len(keys)} releases")
-    return {
-        "keys": keys,
-        "current": current,
-        "alternative": alternative,
-        "policy": ALTERNATIVE_RETRY,
-    }
+    return {"keys": keys, "current": current, "alternative": alternative}
 
 
 # --- 4. Recovery from a killed worker --------------------------------------------------------
@@ -596,17 +517,14 @@ async def paced_release(client: Client, env: dict[str, str], kill_at: float | No
     }
 
 
-async def kills(client: Client, plan: Plan, fractions: list[float], **settings: str) -> dict:
+async def kills(
+    client: Client, plan: Plan, fractions: list[float], **settings: str
+) -> dict[str, Any]:
     """Paced releases without kills, then one kill in each at these fractions of their time."""
 
     def env() -> dict[str, str]:
-        return worker_env(
-            client,
-            new_id("recovery"),
-            fresh_root(),
-            DEMO_STEP_SECONDS=RECOVERY_STEP_SECONDS,
-            **settings,
-        )
+        queue, paced = new_id("recovery"), RECOVERY_STEP_SECONDS
+        return worker_env(client, queue, fresh_root(), DEMO_STEP_SECONDS=paced, **settings)
 
     baselines = [await paced_release(client, env(), None) for _ in range(plan.recovery_baselines)]
     baseline = median([run["seconds"] for run in baselines])
@@ -623,46 +541,36 @@ async def kills(client: Client, plan: Plan, fractions: list[float], **settings: 
     return {"baselines": baselines, "baseline": baseline, "kills": killed}
 
 
-# The heartbeat timeout of workflows.py before the first run of this benchmark, compared with.
-EARLIER_HEARTBEAT_TIMEOUT = 2.0
-
-
 async def recovery(client: Client, plan: Plan) -> dict[str, Any]:
     say(
         f"4. recovery: {RELEASE} at DEMO_STEP_SECONDS={RECOVERY_STEP_SECONDS} on run_worker.py, "
         f"{plan.recovery_baselines} runs without kills, {plan.recovery_kills} with one kill each"
     )
     fractions = [random.uniform(0.1, 0.9) for _ in range(plan.recovery_kills)]
-    results = await kills(client, plan, fractions)
+    current = await kills(client, plan, fractions)
     # The same kills with the heartbeat timeout the demo had before (benchmarks/worker.py).
-    tuned = EARLIER_HEARTBEAT_TIMEOUT
-    say(f"   again with a {tuned:g} s heartbeat timeout (benchmarks/worker.py)")
-    results["tuned"] = await kills(
+    earlier = EARLIER_HEARTBEAT_TIMEOUT
+    say(f"   again with a {earlier:g} s heartbeat timeout (benchmarks/worker.py)")
+    before = await kills(
         client,
         plan,
         fractions,
         BENCH_WORKER_SCRIPT="benchmarks/worker.py",
-        BENCH_HEARTBEAT_TIMEOUT=f"{tuned:g}",
+        BENCH_HEARTBEAT_TIMEOUT=f"{earlier:g}",
     )
-    results["tuned"]["heartbeat_timeout"] = tuned
-    return {"step_seconds": RECOVERY_STEP_SECONDS, **results}
+    return {"current": current, "earlier": before, "earlier_timeout": earlier}
 
 
 # --- 5. Scale --------------------------------------------------------------------------------
 
 
-def component_names(count: int) -> list[str]:
-    """comp-aa, comp-ab, ...: names that fit the catalog's component pattern."""
-    letters = string.ascii_lowercase
-    return [f"comp-{a}{b}" for a in letters for b in letters][:count]
-
-
-def scale_catalog(count: int) -> dict[str, Any]:
-    """A catalog of count generated components with two releases through all four
-    environments: SCALE-3 of the first three, and SCALE-<count> of them all."""
+def scale_root(count: int) -> str:
+    """A demo root whose catalog has count generated components (comp-aa, comp-ab, ...) and two
+    releases through all four environments: SCALE-3 of the first three, SCALE-<count> of all."""
     project = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
-    names = component_names(count)
-    return {
+    names = [f"comp-{a}{b}" for a in string.ascii_lowercase for b in string.ascii_lowercase]
+    names = names[:count]
+    catalog = {
         "components": {
             name: {"repository": f"https://git.example.com/scale/{name}.git", "team": "Scale"}
             for name in names
@@ -670,16 +578,20 @@ def scale_catalog(count: int) -> dict[str, Any]:
         "environments": project["environments"],
         "releases": [
             {
-                "key": key,
+                "key": f"SCALE-{size}",
                 "release_date": "2024-03-01",
                 "versions": dict.fromkeys(names[:size], "1.0"),
                 "environments": ["DEV", "TEST", "QC", "PROD"],
                 "approved": True,
                 "approved_by": "make bench",
             }
-            for size, key in ((3, "SCALE-3"), (count, f"SCALE-{count}"))
+            for size in (3, count)
         ],
     }
+    root = Path(fresh_root())
+    (root / "database").mkdir()
+    (root / "database" / "catalog.json").write_text(json.dumps(catalog, indent=1))
+    return str(root)
 
 
 async def on_processes(
@@ -700,8 +612,32 @@ async def on_processes(
     }
 
 
-# The scale setups: (results key, workers, on the server with its queues read at up to 1000/s).
-SCALE_SETUPS = [(1, 1, False), (2, 2, False), ("quick", 1, True)]
+async def scale_setup(
+    client: Client, env: dict[str, str], workers: int, count: int, plan: Plan, repeats: int
+) -> dict[str, Any]:
+    """The small release, then the large one (repeats times), on worker processes started
+    with env; the median run (by time) of the large one stands for the setup."""
+    queue = env["DEMO_TASK_QUEUE"]
+    async with worker_processes(env, workers) as started:
+        small = [
+            await on_processes(client, started, release(client, queue, "SCALE-3"))
+            for _ in range(plan.scale_small_runs)
+        ]
+        runs = [
+            await on_processes(client, started, release(client, queue, f"SCALE-{count}"))
+            for _ in range(repeats)
+        ]
+    large = sorted(runs, key=lambda run: run["stats"].seconds)[len(runs) // 2]
+    return {
+        "small": small[0],
+        "small_seconds": median([run["stats"].seconds for run in small]),
+        "small_peak_mb": max(max(run["peak_mb"]) for run in small),
+        "large": large | {"all_seconds": [run["stats"].seconds for run in runs]},
+    }
+
+
+# The scale setups: (id, workers, on the server with its queues read at up to 1000/s).
+SCALE_SETUPS = [("one-worker", 1, False), ("two-workers", 2, False), ("fast-queues", 1, True)]
 
 
 async def scale(client: Client, quick: Client, plan: Plan) -> dict[str, Any]:
@@ -711,52 +647,24 @@ async def scale(client: Client, quick: Client, plan: Plan) -> dict[str, Any]:
         "workers, then 1 on the server with its queues read faster; then its skeleton"
     )
     results: dict[str, Any] = {"components": count}
-    catalog = scale_catalog(count)
-    small_key, large_key = (entry["key"] for entry in catalog["releases"])
-    for key, worker_count, faster in SCALE_SETUPS:
-        root = Path(fresh_root())
-        (root / "database").mkdir()
-        (root / "database" / "catalog.json").write_text(json.dumps(catalog, indent=1))
-        queue = new_id("scale")
-        setup_client = quick if faster else client
-        env = worker_env(setup_client, queue, str(root))
-        async with worker_processes(env, worker_count) as started:
-            small = [
-                await on_processes(setup_client, started, release(setup_client, queue, small_key))
-                for _ in range(plan.scale_small_runs)
-            ]
-            small_peak = max(max(run["peak_mb"]) for run in small)
-            repeats = plan.scale_large_runs if key == 1 else 1
-            runs = [
-                await on_processes(setup_client, started, release(setup_client, queue, large_key))
-                for _ in range(repeats)
-            ]
-            # The median run (by time) stands for the setup; all times are kept for the spread.
-            large = sorted(runs, key=lambda run: run["stats"].seconds)[len(runs) // 2]
-            large["all_seconds"] = [run["stats"].seconds for run in runs]
-        results[key] = {
-            "small": small,
-            "small_seconds": median([run["stats"].seconds for run in small]),
-            "small_peak_mb": small_peak,
-            "large": large,
-        }
-        small_seconds = results[key]["small_seconds"]
+    for key, workers, faster in SCALE_SETUPS:
+        on = quick if faster else client
+        env = worker_env(on, new_id("scale"), scale_root(count))
+        repeats = plan.scale_large_runs if key == "one-worker" else 1
+        results[key] = found = await scale_setup(on, env, workers, count, plan, repeats)
+        large = found["large"]
         say(
-            f"   {worker_count} worker(s){', queues read faster' if faster else ''}: "
-            f"3 components {small_seconds:.1f} s, "
-            f"{count} components {large['stats'].seconds:.1f} s, "
-            f"peak RSS {max(large['peak_mb']):.0f} MB, {large['stats'].events} events"
+            f"   {key}: 3 components {found['small_seconds']:.1f} s, {count} components "
+            f"{large['stats'].seconds:.1f} s, peak RSS {max(large['peak_mb']):.0f} MB"
         )
     # The floor at this size, on a worker process too: Temporal's own cost for the shape.
-    large_release = Release.model_validate(catalog["releases"][1])
     queue = new_id("scale-skeleton")
-    env = worker_env(
-        client, queue, fresh_root(), BENCH_WORKER_SCRIPT="benchmarks/worker.py", BENCH_SKELETON="1"
-    )
-    async with worker_processes(env, 1) as started:
-        run = skeleton_release(client, queue, large_release)
-        results["skeleton"] = outcome = await on_processes(client, started, run)
-    say(f"   skeleton: {outcome['stats'].seconds:.1f} s, {outcome['stats'].events} events")
+    env = worker_env(client, queue, scale_root(count), BENCH_SKELETON="1")
+    async with worker_processes(env | {"BENCH_WORKER_SCRIPT": "benchmarks/worker.py"}, 1) as ws:
+        results["skeleton"] = await on_processes(
+            client, ws, release(client, queue, f"SCALE-{count}")
+        )
+    say(f"   skeleton: {results['skeleton']['stats'].seconds:.1f} s")
     return results
 
 
@@ -788,8 +696,8 @@ async def measure(plan: Plan, phases: list[str]) -> dict[str, Any]:
     return results
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments() -> tuple[Plan, list[str]]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: fewer repetitions; prints only"
     )
@@ -799,10 +707,14 @@ async def main() -> int:
         help=f"some of {','.join(PHASES)} (prints only, unless all are run)",
     )
     args = parser.parse_args()
-    plan = QUICK_PLAN if args.quick else Plan()
     phases = args.only.split(",")
     if unknown := set(phases) - set(PHASES):
         parser.error(f"no such measurement: {', '.join(sorted(unknown))}")
+    return QUICK_PLAN if args.quick else Plan(), phases
+
+
+async def main() -> int:
+    plan, phases = arguments()
     # The in-process workers' steps log each injected failure: expected here, and many.
     for name in ("temporalio.activity", "temporalio.workflow"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -816,12 +728,12 @@ async def main() -> int:
         results = await measure(plan, phases)
     results["minutes"] = (time.monotonic() - started) / 60
     results["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    text = write_report(results)
-    if args.quick or set(phases) != set(PHASES):
-        print(text)
-    else:
-        RESULTS.write_text(text)
-        say(f"wrote {RESULTS.relative_to(PROJECT_DIR)} ({results['minutes']:.1f} minutes)")
+    tables = render(results)
+    if plan != Plan() or set(phases) != set(PHASES):
+        print("\n\n".join(f"<!-- measured: {key} -->\n{text}" for key, text in tables.items()))
+        return 0
+    RESULTS.write_text(fill(RESULTS.read_text(), tables))
+    say(f"filled the tables of {RESULTS.relative_to(PROJECT_DIR)} ({results['minutes']:.1f} min)")
     return 0
 
 
