@@ -3,6 +3,7 @@
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -99,7 +100,7 @@ async def test_a_cancelled_step_reports_the_cancel_only_once_its_change_is_done(
     # workflow hears that the step stopped.
     commit = rm._commit
 
-    def slow_commit(*args, **kwargs) -> None:
+    def slow_commit(*args: Any, **kwargs: Any) -> None:
         time.sleep(1)
         commit(*args, **kwargs)
 

@@ -25,7 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 import release_management as rm
 from handles import wait_for_status
 from locks import EnvironmentLockWorkflow
-from shared import Environment, EnvironmentLock, ReleaseInput
+from shared import Environment, EnvironmentLock, ReleaseInput, ReleaseResult
 from test_releases import (
     ALL_ENVS,
     COMPONENTS,
@@ -205,9 +205,8 @@ async def test_a_reset_release_ends_right_with_nothing_done_twice(
 
     new_run = await reset(client, release, to)
 
-    result = await client.get_workflow_handle_for(
-        ReleaseWorkflow.run, release.id, run_id=new_run
-    ).result()
+    new = client.get_workflow_handle(release.id, run_id=new_run, result_type=ReleaseResult)
+    result = await new.result()
     assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
     assert_environments_hold(demo_root, {env: INITIAL for env in ALL_ENVS})
     # Each change was made once, whichever run made it: the new run found DEV done.

@@ -3,9 +3,11 @@
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +27,7 @@ def snapshot(root: Path) -> dict[str, str]:
     }
 
 
-def write_catalog(root: Path, mutate) -> Path:
+def write_catalog(root: Path, mutate: Callable[[dict[str, Any]], object]) -> Path:
     """Copy the project's catalog into the demo root, changed by mutate(data)."""
     data = json.loads((rm.PROJECT_DIR / "database" / "catalog.json").read_text())
     mutate(data)
@@ -67,7 +69,7 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
 ) -> None:
     real_replace = os.replace
 
-    def crash(src, dst):
+    def crash(src: str, dst: str) -> None:
         raise OSError("worker died here")
 
     monkeypatch.setattr(rm.os, "replace", crash)
@@ -139,7 +141,7 @@ def test_loading_every_release_of_a_large_catalog_reads_it_once(
     reads: list[Path] = []
     read_text = Path.read_text
 
-    def counted(path: Path, *args, **kwargs) -> str:
+    def counted(path: Path, *args: Any, **kwargs: Any) -> str:
         if path.name == rm.CATALOG_NAME:
             reads.append(path)
         return read_text(path, *args, **kwargs)
@@ -259,7 +261,7 @@ def _release(data: dict, key: str) -> dict:
     ],
 )
 def test_invalid_release_is_refused_naming_file_release_and_field(
-    demo_root: Path, mutate, message: str
+    demo_root: Path, mutate: Callable[[dict[str, Any]], object], message: str
 ) -> None:
     path = write_catalog(demo_root, mutate)
     with pytest.raises(rm.ReleaseError, match=message) as caught:
@@ -312,7 +314,7 @@ def test_invalid_release_is_refused_naming_file_release_and_field(
     ],
 )
 def test_invalid_catalog_field_is_refused_naming_file_and_field(
-    demo_root: Path, mutate, message: str
+    demo_root: Path, mutate: Callable[[dict[str, Any]], object], message: str
 ) -> None:
     path = write_catalog(demo_root, mutate)
     with pytest.raises(rm.ReleaseError, match=message) as caught:
@@ -340,7 +342,9 @@ def test_component_listed_twice_is_refused(demo_root: Path) -> None:
         rm.load_release("RELEASE-NOV-23-INITIAL")
 
 
-def test_malformed_or_missing_catalog_is_refused(demo_root: Path, monkeypatch) -> None:
+def test_malformed_or_missing_catalog_is_refused(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write_catalog(demo_root, lambda d: None)
     path.write_text('{"components": ')
     with pytest.raises(rm.ReleaseError, match="catalog.json: not valid JSON"):
@@ -410,7 +414,7 @@ def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_
     sha = rm.fetch_artifact(at("frontend", "1.1", DEV)).sha256
     commit = rm._commit
 
-    def slow_commit(*args, **kwargs) -> None:
+    def slow_commit(*args: Any, **kwargs: Any) -> None:
         time.sleep(0.3)
         commit(*args, **kwargs)
 
