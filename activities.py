@@ -31,11 +31,11 @@ from release_management import (
 from shared import ErrorType, LockHolderInput, WorkflowRef
 from utils import step_seconds
 
-# How many times verification may find a deploy unhealthy before it is rolled back.
+# The attempt of verify_deploy from which a failed health check is final: the deploy rolls back.
 HEALTH_CHECK_ATTEMPTS = 3
 
-# Heartbeat more often than the SDK sends heartbeats (run_worker.HEARTBEAT_THROTTLE), so one is
-# always waiting to go: the workflows' heartbeat timeout (1 s) then notices a dead worker quickly.
+# Heartbeat more often than the SDK sends heartbeats (every 0.5 s), so one is always waiting to
+# go: the workflows' heartbeat timeout (1 s) then notices a dead worker quickly.
 HEARTBEAT_SECONDS = 0.25
 
 # A worker runs at most this many activities at once (run_worker passes it to the Worker), and
@@ -70,10 +70,10 @@ class StepInput(Protocol):
 Input = TypeVar("Input", bound=StepInput)
 
 
-async def _run(step: Callable[[Input], T], request: Input, words: str) -> T:
+async def _run(step: Callable[[Input], T], request: Input, label: str) -> T:
     """Run one release_management step as this activity: pace, heartbeat, run it on a thread,
-    and sort its errors (module docstring). words: the step, in the log's words."""
-    story = request.story(words)
+    and sort its errors (module docstring). label: the step's name in the log."""
+    story = request.story(label)
     _check_demo_root(request.demo_root)
     attempt = activity.info().attempt
     if attempt > 1:
@@ -81,11 +81,12 @@ async def _run(step: Callable[[Input], T], request: Input, words: str) -> T:
     heartbeat = asyncio.create_task(_heartbeat_forever())
     try:
         await asyncio.sleep(step_seconds())
-        return _fits_in_a_payload(story, await _to_thread(step, request))
+        result = await _to_thread(step, request)
     except Exception as err:
         raise _sorted(err, story, attempt) from None
     finally:
         heartbeat.cancel()
+    return _fits_in_a_payload(story, result)
 
 
 def _sorted(err: Exception, story: str, attempt: int) -> Exception:
@@ -93,7 +94,7 @@ def _sorted(err: Exception, story: str, attempt: int) -> Exception:
     if isinstance(err, ReleaseError):
         activity.logger.error(f"{story}: refused: {err}")
         return _application_error(err, ErrorType.RELEASE_ERROR, non_retryable=True)
-    if isinstance(err, Unhealthy):
+    if isinstance(err, Unhealthy):  # before VerificationError, of which it is a kind
         # A failed health check is retried a few times, then final: the deploy rolls back.
         final = attempt >= HEALTH_CHECK_ATTEMPTS
         then = "the deploy will be rolled back" if final else "Temporal will retry"
@@ -164,12 +165,12 @@ async def _to_thread(step: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _activity(step: Callable[[Input], T], words: str) -> Callable[[Input], Coroutine[Any, Any, T]]:
+def _activity(step: Callable[[Input], T], label: str) -> Callable[[Input], Coroutine[Any, Any, T]]:
     """The release_management step as an activity of the same name, with the same types (the SDK
-    decodes its input and result by them) and documentation. words: the step, in the log."""
+    decodes its input and result by them) and documentation. label: its name in the log."""
 
     async def run(request: Input) -> T:
-        return await _run(step, request, words)
+        return await _run(step, request, label)
 
     hints = get_type_hints(step)
     first = next(iter(inspect.signature(step).parameters))

@@ -44,8 +44,11 @@ class ApprovalGates:
         workflow.logger.info(f"{release.key}: {env.value} {verdict} by {decision.by}")
         return decision
 
-    def check(self, release_key: str, status: str, gate: Environment, by: str, reason: str) -> None:
-        """Refuse a decision that does not fit the gate open now (an Update validator).
+    def check(
+        self, release_key: str, status: str, gate: Environment, by: str, reason: str | None
+    ) -> None:
+        """Refuse a decision that does not fit the gate open now (an Update validator). reason:
+        None for an approval, which needs none.
 
         Raises:
             ValueError: no gate is open, another one is, or the name or reason is blank, too
@@ -60,9 +63,11 @@ class ApprovalGates:
             )
         if not by.strip():
             raise ValueError("say who decides: --by NAME")
+        _check_shown_text("--by", by, MAX_NAME_LENGTH)
+        if reason is None:
+            return
         if not reason.strip():
             raise ValueError("say why: --reason TEXT")
-        _check_shown_text("--by", by, MAX_NAME_LENGTH)
         _check_shown_text("--reason", reason, MAX_REASON_LENGTH)
 
     def decide(self, release_key: str, approved: bool, by: str, reason: str) -> str:

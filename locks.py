@@ -3,7 +3,8 @@
 A lock is a workflow (EnvironmentLockWorkflow) whose ID names the environment. Temporal runs one
 workflow per ID at a time, so starting it is taking the lock, and it ends when its release
 unlocks it. It is the release's child, terminated with it (the parent close policy), so a lock
-never outlives the release that holds it, whatever happens to workers.
+never outlives the release that holds it, whatever happens to workers. (A reset is the one
+exception, as Temporal applies no parent close policy then: find_lock_holder ends such a lock.)
 """
 
 import asyncio
@@ -71,10 +72,12 @@ class EnvironmentLocks:
         needed = [source, *release.environments] if source else [*release.environments]
         locks = await asyncio.gather(*(self._lock(release, env) for env in needed))
         self._held = {env: lock for env, lock in zip(needed, locks, strict=True) if lock}
-        taken = await self._take_busy(release, [env for env in needed if env not in self._held])
-        if taken:
+        held_by_others = await self._take_busy(
+            release, [env for env in needed if env not in self._held]
+        )
+        if held_by_others:
             await self.unlock(*self._held)
-            raise _refusal(release, taken)
+            raise _refusal(release, held_by_others)
 
     async def _take_busy(
         self, release: Release, busy: list[Environment]
@@ -92,15 +95,15 @@ class EnvironmentLocks:
                 for env in busy
             )
         )
-        taken = []
+        held_by_others = []
         for env, holder in zip(busy, holders, strict=True):
             if holder == workflow.info().workflow_id:
                 self._held[env] = None  # held by the run of this release that a reset replaced
             elif not holder and (lock := await self._lock(release, env)):
                 self._held[env] = lock  # free again by now
             else:
-                taken.append((env, holder))
-        return taken
+                held_by_others.append((env, holder))
+        return held_by_others
 
     async def _lock(
         self, release: Release, env: Environment
@@ -148,10 +151,10 @@ class EnvironmentLocks:
         await asyncio.gather(*(lock for lock in locks.values() if lock))
 
 
-def _refusal(release: Release, taken: list[tuple[Environment, str]]) -> ApplicationError:
+def _refusal(release: Release, held: list[tuple[Environment, str]]) -> ApplicationError:
     """The error that refuses release, naming the environments in use and their holder."""
-    names = ", ".join(env.value for env, _ in taken)
-    holder = taken[0][1]
+    names = ", ".join(env.value for env, _ in held)
+    holder = held[0][1]
     in_use = (
         f"in use by release {holder}, which is still running. Run {release.key} again "
         f"once {holder} has finished."

@@ -94,6 +94,11 @@ class SourceMissing(Exception):
     """An artifact that a step needs is not where it should be (yet)."""
 
 
+class ChangeMadeTwice(Exception):
+    """A step went to make a change that its target already holds: it did not check first. A
+    bug, so Temporal retries it until a fixed worker takes over, rather than change it again."""
+
+
 # --- The steps of a release: each checks whether its end state holds before it changes anything ---
 
 
@@ -198,11 +203,11 @@ def build_artifact(deployment: Deployment) -> bool:
         path = artifact_path(component, version)
         content = _artifact_content(component, version)
         if _read_text(path) == content:
-            return _done(deployment, "build", changed=False)
+            return _report(deployment, "build", changed=False)
         _inject(isErrorSometimes, f"before building {component} {version}")
         _commit(path, content, _ledger_line(deployment, "build", in_environment=False))
         _inject(isErrorRarely, f"after building {component} {version}")
-        return _done(deployment, "build", "built into artifactory")
+        return _report(deployment, "build", "built into artifactory")
 
 
 def fetch_artifact(deployment: Deployment) -> ArtifactRef:
@@ -277,15 +282,16 @@ def deploy_artifact(request: DeployArtifactInput) -> bool:
         others = [v for v in held_versions(d.environment, d.component) if v != d.version]
         current = _read_text(deployed_path(d.environment, d.component, d.version))
         if current is not None and _sha256(current) == request.artifact.sha256 and not others:
-            return _done(d, "deploy", changed=False)
+            return _report(d, "deploy", changed=False)
         where = f"{d.component} {d.version} to {d.environment.value}"
         _inject(isErrorSometimes, f"before deploying {where}")
         content = _gathered_content(request)
-        target = deployed_path(d.environment, d.component, d.version)
-        _commit(target, content, _ledger_line(d, "deploy"))
+        if current != content:  # else only the replaced version is left to move aside
+            target = deployed_path(d.environment, d.component, d.version)
+            _commit(target, content, _ledger_line(d, "deploy"))
         _keep_previous(d.environment, d.component, others)
         _inject(isErrorSometimes, f"after deploying {where}")
-        return _done(d, "deploy", "deployed")
+        return _report(d, "deploy", "deployed")
 
 
 def _gathered_content(request: DeployArtifactInput) -> str:
@@ -342,13 +348,13 @@ def update_config(request: UpdateConfigInput) -> bool:
     with _exclusive(d.environment.value, d.component):
         path = config_path(d.environment, d.component)
         if _read_json(path) == request.config:
-            return _done(d, "configure", changed=False)
+            return _report(d, "configure", changed=False)
         where = f"{d.component} {d.version} in {d.environment.value}"
         _inject(isErrorRarely, f"before configuring {where}")
         text = json.dumps(request.config, indent=2, sort_keys=True) + "\n"
         _commit(path, text, _ledger_line(d, "configure"))
         _inject(isErrorRarely, f"after configuring {where}")
-        return _done(d, "configure", "config updated")
+        return _report(d, "configure", "config updated")
 
 
 def verify_deploy(request: VerifyInput) -> None:
@@ -434,7 +440,11 @@ def _put_back(deployment: Deployment, previous: str | None, config: str | None) 
     }
     if previous:
         content = _read_text(previous_dir(env) / f"{component}-{previous}.txt") or ""
-        _commit(deployed_path(env, component, previous), content, line)
+        target = deployed_path(env, component, previous)
+        if _read_text(target) != content:
+            _commit(target, content, line)
+        else:  # put back by an attempt that crashed before it wrote the config
+            _append_ledger(line)
         if config is not None:
             _atomic_write(config_path(env, component), config)
     else:
@@ -548,9 +558,17 @@ def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
     A crash before the rename leaves the change undone, so the retried step makes it; the
     ledger line it then writes again is the same change and is skipped (see _append_ledger).
     A crash after the rename leaves the change done and recorded, so the retry finds it done.
-    Either way the change is made once and recorded once. (The temp name is fixed per target,
-    so the retry removes any half-written temp file.)
+    Either way the change is made once and recorded once. A step calls it only once it has
+    checked that the change is not made; a target that already holds text is refused.
+
+    Raises:
+        ChangeMadeTwice: path already holds text (the calling step did not check first).
     """
+    if _read_text(path) == text:
+        raise ChangeMadeTwice(
+            f"{path.relative_to(demo_root())} already holds this change: the step must check "
+            "its end state before it changes anything"
+        )
     temp = _write_temp(path, text)
     _append_ledger(ledger_line)
     os.replace(temp, path)
@@ -569,7 +587,7 @@ def _ledger_line(deployment: Deployment, step: str, in_environment: bool = True)
     }
 
 
-def _done(deployment: Deployment, step: str, done: str = "", changed: bool = True) -> bool:
+def _report(deployment: Deployment, step: str, done: str = "", changed: bool = True) -> bool:
     """Say what a step did, or that it found its work done; return whether it changed anything."""
     _log.info(
         "%s: %s", deployment.story(step), done if changed else "already done, nothing to change"
@@ -599,7 +617,7 @@ def _append_ledger(line: dict[str, Any]) -> None:
         last = b"\n"
         for existing in ledger:
             last = existing
-            if _records(existing, line):
+            if _same_change(existing, line):
                 return
         # After a torn last line, this change starts a line of its own instead of joining it.
         start = b"" if last.endswith(b"\n") else b"\n"
@@ -608,7 +626,7 @@ def _append_ledger(line: dict[str, Any]) -> None:
         os.fsync(ledger.fileno())
 
 
-def _records(existing: bytes, line: dict[str, Any]) -> bool:
+def _same_change(existing: bytes, line: dict[str, Any]) -> bool:
     """Whether the ledger line existing records the same change as line."""
     # Only a line of the same run and component can be the same change: skip the others
     # without parsing them (a release of many components makes many lines).
@@ -1116,7 +1134,8 @@ def _read_json(path: Path) -> Any:
 
 
 def _write_temp(path: Path, text: str) -> Path:
-    """Write text beside path under a temp name; the caller renames it into place.
+    """Write text beside path under a temp name; the caller renames it into place. (The temp
+    name is fixed per target, so a retry removes a crashed attempt's half-written temp file.)
 
     Raises:
         ReleaseError: path is a symbolic link or lies in a linked folder (see _no_links).

@@ -106,7 +106,7 @@ class ReleaseWorkflow:
         try:
             result = await self._promote_all(release)
         except (Exception, asyncio.CancelledError) as err:
-            await self._close(release, started, self._ending(release, err))
+            await self._close(release, started, self._result_of(release, err))
             raise
         await self._close(release, started, result)
         return result
@@ -126,9 +126,9 @@ class ReleaseWorkflow:
             _stop_if_cancelled()
             if env in release.gates() and not (decision := await self._approval(env)).approved:
                 return _result(release, Outcome.REJECTED, f"by {decision.by}: {decision.reason}")
-            rolled_back = await self._promote(release, env)
-            if rolled_back:
-                return _result(release, Outcome.ROLLED_BACK, "; ".join(rolled_back))
+            rollbacks = await self._promote(release, env)
+            if rollbacks:
+                return _result(release, Outcome.ROLLED_BACK, "; ".join(rollbacks))
             # env is deployed, so the environment it was fed from is no longer needed.
             await self._locks.unlock_after_use(env.previous())
         return _result(release, Outcome.SUCCESS)
@@ -159,11 +159,9 @@ class ReleaseWorkflow:
                 for component, version in release.versions.items()
             )
         )
-        rolled_back = [end for end in ends if end]
-        workflow.logger.info(
-            f"{release.key}: {env.value} {'rolled back' if rolled_back else 'done'}"
-        )
-        return rolled_back
+        rollbacks = [end for end in ends if end]
+        workflow.logger.info(f"{release.key}: {env.value} {'rolled back' if rollbacks else 'done'}")
+        return rollbacks
 
     async def _deploy(self, deployment: Deployment) -> str:
         """One DeployWorkflow child; marks its cell in the grid done, rolled back, failed or
@@ -223,7 +221,7 @@ class ReleaseWorkflow:
         self._mark(env, Cell(state=CellState.PENDING if decision.approved else CellState.REJECTED))
         return decision
 
-    def _ending(self, release: Release, err: BaseException) -> ReleaseResult:
+    def _result_of(self, release: Release, err: BaseException) -> ReleaseResult:
         """How a release that raised err ended."""
         if is_cancelled_exception(err) and workflow.cancellation_reason() is not None:
             # The reason comes from whoever cancelled, unchecked: keep it one printable line.
@@ -275,7 +273,7 @@ class ReleaseWorkflow:
     @approve.validator
     def _validate_approve(self, request: ApproveInput) -> None:
         # Validators refuse a bad request before it enters the history.
-        self._gates.check(self._request.release_key, self._status, request.gate, request.by, "-")
+        self._gates.check(self._request.release_key, self._status, request.gate, request.by, None)
 
     @workflow.update
     def reject(self, request: RejectInput) -> str:
@@ -323,7 +321,7 @@ class DeployWorkflow:
         _stop_if_cancelled()
         return await _finish_even_if_cancelled(
             self._change(deployment, artifact, config),
-            on_cancel=f"{deployment.release_key} {deployment.environment.value} "
+            cancel_log=f"{deployment.release_key} {deployment.environment.value} "
             f"{deployment.component}: cancel requested; finishing the change in flight first",
         )
 
@@ -353,9 +351,7 @@ class DeployWorkflow:
             verify = VerifyInput(deployment=deployment, artifact=artifact)
             await _start_activity(verify_deploy, verify, f"verify {what}")
         except ActivityError as err:
-            if not (
-                isinstance(err.cause, ApplicationError) and err.cause.type == ErrorType.UNHEALTHY
-            ):
+            if not _is_unhealthy(err):
                 raise
             # Compensate: the deploy is unhealthy, so put back what the environment held.
             previous = await _start_activity(rollback_deploy, deployment, f"roll back {what}")
@@ -368,8 +364,8 @@ class DeployWorkflow:
 # --- How every activity is called -------------------------------------------------------------
 # Why each value (measured): README.md, "Tuning", and benchmarks/RESULTS.md.
 
-# Transient failures are retried without limit, quickly at first, then every 2 s at most. Which
-# errors are final is decided where they are raised (activities.py): bad input, not retried.
+# Failures are retried without limit, quickly at first, then every 2 s at most. Which errors are
+# final (bad input; a deploy still unhealthy after a few checks) is decided in activities.py.
 RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
     backoff_coefficient=1.5,
@@ -425,13 +421,13 @@ def _stop_if_cancelled() -> None:
         raise asyncio.CancelledError()
 
 
-async def _finish_even_if_cancelled(work: Awaitable[T], on_cancel: str) -> T:
+async def _finish_even_if_cancelled(work: Awaitable[T], cancel_log: str) -> T:
     """Run work to its end: a cancel that arrives meanwhile waits for it (and is logged)."""
     task = asyncio.ensure_future(work)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        workflow.logger.info(on_cancel)
+        workflow.logger.info(cancel_log)
         return await task
 
 

@@ -82,6 +82,42 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
     assert not list(demo_root.rglob("*.tmp"))
 
 
+def test_a_change_already_made_is_refused_not_made_again(demo_root: Path) -> None:
+    """A step that skipped its check would reach _commit with a change already made: refused,
+    so a missing check fails loudly instead of changing (and being recorded) twice."""
+    path = rm.artifact_path("frontend", "1.0")
+    line = {"release_key": "R", "run_id": RUN, "env": None, "component": "frontend"}
+    rm._commit(path, "built\n", line | {"version": "1.0", "step": "build"})
+    with pytest.raises(rm.ChangeMadeTwice, match="already holds this change"):
+        rm._commit(path, "built\n", line | {"version": "1.0", "step": "build"})
+    assert len(rm.read_ledger()) == 1
+
+
+def test_a_deploy_cut_short_before_it_moved_the_old_version_aside_finishes_on_retry(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy_all_steps("frontend", "1.0", DEV)
+    rm.build_artifact(at("frontend", "1.1"))
+    request = DeployArtifactInput(
+        deployment=at("frontend", "1.1", DEV), artifact=rm.fetch_artifact(at("frontend", "1.1"))
+    )
+    keep_previous = rm._keep_previous
+
+    def crash(*_: object) -> None:
+        raise OSError("the worker died here")
+
+    monkeypatch.setattr(rm, "_keep_previous", crash)
+    with pytest.raises(OSError):
+        rm.deploy_artifact(request)
+    assert rm.held_versions(DEV, "frontend") == ["1.0", "1.1"]
+    monkeypatch.setattr(rm, "_keep_previous", keep_previous)
+    assert rm.deploy_artifact(request) is True  # the old version is moved aside, nothing more
+    assert rm.held_versions(DEV, "frontend") == ["1.1"]
+    assert rm.previous_version(DEV, "frontend") == "1.0"
+    deploys = [line for line in rm.read_ledger() if line["step"] == "deploy"]
+    assert [line["version"] for line in deploys] == ["1.0", "1.1"]
+
+
 def test_failure_after_the_change_is_retried_without_repeating_it(
     demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
