@@ -7,8 +7,10 @@ or forge a line; rich draws the tables, and rich.text.Text keeps its markup out 
 """
 
 import io
+import math
 import shutil
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -19,11 +21,20 @@ from rich.text import Text
 
 import release_management
 from release_management import ReleaseError
-from shared import ENVIRONMENT_ORDER, Cell, CellState, ReleaseProgress, approve_command, shown
+from shared import (
+    ENVIRONMENT_ORDER,
+    Cell,
+    CellState,
+    ReleaseProgress,
+    approve_command,
+    shown,
+    skip_soak_command,
+)
 
 # How each state is coloured in the grid; the others (pending) are left plain.
 STATE_STYLES = {
     CellState.DONE: "green",
+    CellState.SOAKING: "blue",
     CellState.RUNNING: "cyan",
     CellState.RETRYING: "yellow",
     CellState.WAITING_FOR_APPROVAL: "magenta",
@@ -58,7 +69,19 @@ def progress_view(progress: ReleaseProgress) -> Group:
             _indented(Text("To approve, type this (or --reject it, with --reason TEXT):")),
             _indented(Text(shown(approve), style="bold")),
         ]
+        if progress.gate_expires:
+            left = _seconds_left(progress.gate_expires)
+            parts.append(_indented(Text(f"The gate expires in {left} s: then REJECTED.")))
+    if progress.soak is not None:
+        left = _seconds_left(progress.soak.ends)
+        env, skip = progress.soak.environment.value, skip_soak_command(progress.release_key)
+        parts.append(_indented(Text(f"{env} soaks for {left} s more. To end it now: {skip}")))
     return Group(*parts)
+
+
+def _seconds_left(until: str) -> int:
+    """Whole seconds from now until an ISO 8601 time (0 once it has passed)."""
+    return max(0, math.ceil((datetime.fromisoformat(until) - datetime.now(UTC)).total_seconds()))
 
 
 def format_progress(progress: ReleaseProgress, width: int | None = None) -> list[str]:
@@ -184,6 +207,8 @@ def _history_row(record: dict[str, Any]) -> list[str]:
     """A release record as the history shows it: who decided at its gates, and how it ended."""
     decisions = ", ".join(
         f"{d['environment']} {'approved' if d['approved'] else 'rejected'} by {d['by']}"
+        if d["by"]
+        else f"{d['environment']} expired"
         for d in record["decisions"]
     )
     return [

@@ -6,6 +6,8 @@ The person answers with an Update (ReleaseWorkflow.approve or reject, sent by
 it enters the release's history.
 """
 
+from datetime import timedelta
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -24,12 +26,15 @@ class ApprovalGates:
 
     def __init__(self) -> None:
         self.open: Environment | None = None
+        self.expires: str | None = None  # when the open gate expires (ISO 8601), if it does
         self.decisions: list[Decision] = []
 
     async def wait(self, release: Release, env: Environment) -> Decision:
-        """Open the gate before env and wait until a person decides; return the decision."""
+        """Open the gate before env and wait until a person decides, or until the release's
+        approval_timeout_seconds have passed (a durable timer): then the gate rejects itself."""
         self.open = env
         how = approve_command(release.key, env)
+        limit = release.approval_timeout_seconds
         # Current details: the Web UI shows them (as Markdown) on the release's page while it
         # waits; in a code span, the command survives copy and paste.
         workflow.set_current_details(
@@ -37,11 +42,23 @@ class ApprovalGates:
             "with `--reason TEXT`)"
         )
         workflow.logger.info(f"{release.key}: waiting for approval before {env.value}: {how}")
-        await workflow.wait_condition(lambda: self.open is None)
+        if limit:
+            self.expires = (workflow.now() + timedelta(seconds=limit)).isoformat()
+        try:
+            await workflow.wait_condition(
+                lambda: self.open is None,
+                timeout=limit,
+                timeout_summary=f"approval before {env.value} expires after {limit} s"
+                if limit
+                else None,
+            )
+        except TimeoutError:
+            self._close(env, approved=False, by="", reason=f"approval expired after {limit} s")
+        self.expires = None
         workflow.set_current_details("")
         decision = self.decisions[-1]
         verdict = "approved" if decision.approved else f"rejected ({decision.reason})"
-        workflow.logger.info(f"{release.key}: {env.value} {verdict} by {decision.by}")
+        workflow.logger.info(f"{release.key}: {env.value} {verdict} by {decision.by or 'nobody'}")
         return decision
 
     def check(
@@ -61,34 +78,31 @@ class ApprovalGates:
                 f"Release {release_key} waits for approval before {self.open.value}, "
                 f"not {gate.value}: say --gate {self.open.value} to decide that gate"
             )
-        if not by.strip():
-            raise ValueError("say who decides: --by NAME")
-        _check_shown_text("--by", by, MAX_NAME_LENGTH)
-        if reason is None:
-            return
-        if not reason.strip():
-            raise ValueError("say why: --reason TEXT")
-        _check_shown_text("--reason", reason, MAX_REASON_LENGTH)
+        check_shown_text("--by", by, MAX_NAME_LENGTH, blank="say who decides: --by NAME")
+        if reason is not None:
+            check_shown_text("--reason", reason, MAX_REASON_LENGTH, blank="say why: --reason TEXT")
 
     def decide(self, release_key: str, approved: bool, by: str, reason: str) -> str:
         """Close the open gate with a person's decision (checked by check); say what was done."""
         assert self.open is not None  # the validator checked
-        gate, self.open = self.open, None
+        gate = self.open
+        self._close(gate, approved, by, reason)
+        verdict = "approved" if approved else "rejected"
+        return f"Release {release_key}: {gate.value} {verdict} by {by}"
+
+    def _close(self, gate: Environment, approved: bool, by: str, reason: str) -> None:
+        self.open = None
+        at = workflow.now().isoformat()
         self.decisions.append(
-            Decision(
-                environment=gate,
-                approved=approved,
-                by=by,
-                reason=reason,
-                at=workflow.now().isoformat(),
-            )
-        )
-        return (
-            f"Release {release_key}: {gate.value} {'approved' if approved else 'rejected'} by {by}"
+            Decision(environment=gate, approved=approved, by=by, reason=reason, at=at)
         )
 
 
-def _check_shown_text(flag: str, text: str, limit: int) -> None:
+def check_shown_text(flag: str, text: str, limit: int, blank: str) -> None:
+    """Refuse text a person gave with flag that is blank (saying blank) or that a terminal or the
+    Web UI would not show as one plain line (an Update validator's check)."""
+    if not text.strip():
+        raise ValueError(blank)
     if len(text) > limit or not text.isprintable():
         raise ValueError(
             f"{flag} must be one line of printable text, at most {limit} characters "

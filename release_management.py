@@ -58,6 +58,7 @@ from shared import (
     UpdateConfigInput,
     VerifyInput,
     VerifyRollbackInput,
+    WaitSeconds,
 )
 from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
 
@@ -790,6 +791,8 @@ class EnvironmentSettings(BaseModel):
     # Strict: "replicas": true or "2" is refused, not read as 1 or 2.
     replicas: StrictInt = Field(ge=1)
     log_level: CatalogText
+    # How long a release waits once it has deployed here, before it promotes further.
+    soak_seconds: WaitSeconds = 0
 
 
 class Catalog(BaseModel):
@@ -957,13 +960,21 @@ def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release
         raise ReleaseError(
             f"{catalog_path()}: release {release_key}: {_describe(err, f'releases.{index}')}"
         ) from None
+    _check_components(catalog, release)
+    # Each environment's soak, unless the release sets its own.
+    settings = {env: catalog.environments[env] for env in release.environments}
+    soaks = {env: setting.soak_seconds for env, setting in settings.items() if setting.soak_seconds}
+    return release.model_copy(update={"soak_seconds": soaks | release.soak_seconds})
+
+
+def _check_components(catalog: Catalog, release: Release) -> None:
+    """Refuse a release of a component the catalog does not know."""
     unknown = [name for name in release.versions if name not in catalog.components]
     if unknown:
         raise ReleaseError(
-            f"{catalog_path()}: release {release_key}: versions: unknown component(s) "
+            f"{catalog_path()}: release {release.key}: versions: unknown component(s) "
             f"{_listed(unknown)}; known components: {_listed(list(catalog.components))}"
         )
-    return release
 
 
 def _component_info(catalog: Catalog, component: str) -> ComponentInfo:

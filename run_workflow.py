@@ -11,6 +11,8 @@
                                         decide at the approval gate before ENV
     python run_workflow.py --cancel KEY [--reason TEXT]
                                         cancel release KEY: it stops cleanly and says so
+    python run_workflow.py --skip-soak KEY --by NAME
+                                        end the soak release KEY is in: it promotes at once
 
 If that release is already running, it attaches to the running release and waits for it.
 This file holds the command line and the calls to Temporal; display.py draws what it shows.
@@ -34,6 +36,7 @@ from temporalio.client import (
 )
 from temporalio.exceptions import CancelledError, TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 import release_management
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
@@ -61,6 +64,7 @@ from shared import (
     ReleaseInput,
     ReleaseProgress,
     ReleaseResult,
+    SkipSoakInput,
     deploy_workflow_id,
     root_message,
     shown,
@@ -85,11 +89,12 @@ STATUS_SECONDS = 1.0
 # How long a command (--status, --approve, --reject, --cancel) waits for an answer.
 ANSWER_SECONDS = 3.0
 # The commands that ask a release through Temporal, each naming the release KEY it is about.
-RELEASE_COMMANDS = ("status", "approve", "reject", "cancel")
+RELEASE_COMMANDS = ("status", "approve", "reject", "cancel", "skip_soak")
 
 # A handle on a release run: its queries, updates and result keep their types.
 ReleaseHandle: TypeAlias = WorkflowHandle[ReleaseWorkflow, ReleaseResult]
 T = TypeVar("T")
+ArgT = TypeVar("ArgT")  # an Update's input
 
 
 class StarterError(Exception):
@@ -312,7 +317,7 @@ async def _running_cell(client: Client, deploy_id: str) -> Cell:
     return Cell(state=CellState.RUNNING, activity=" + ".join(steps))
 
 
-# --- The commands about a running or finished release: --status, --approve, --reject, --cancel ---
+# --- The commands about a running or finished release: --status, --approve, ... --skip-soak ---
 
 
 def _command_key(args: argparse.Namespace) -> str | None:
@@ -322,7 +327,7 @@ def _command_key(args: argparse.Namespace) -> str | None:
 
 
 async def release_command(args: argparse.Namespace, key: str) -> int:
-    """--status, --approve, --reject and --cancel: each answers within seconds or says why."""
+    """A command about one release (RELEASE_COMMANDS): it answers within seconds or says why."""
     keys = release_management.load_catalog().release_keys()
     if key not in keys:
         raise StarterError(f"Unknown release key {key!r}. Valid keys: {', '.join(keys)}")
@@ -342,6 +347,10 @@ async def _answer(client: Client, args: argparse.Namespace, key: str) -> int:
         result = await cancel(client, key, args.reason or "")
         print(f"Result: {shown(str(result))}")
         return 0 if result.outcome is Outcome.CANCELLED else 1
+    if args.skip_soak is not None:
+        request = SkipSoakInput(by=args.by or "")
+        print(shown(await send_update(client, key, ReleaseWorkflow.skip_soak, request)))
+        return 0
     if args.gate is None:
         raise StarterError(f"say which gate you decide: --gate ENV (see --status {key})")
     reason = None if args.approve is not None else args.reason or ""
@@ -360,16 +369,26 @@ async def decide(client: Client, key: str, gate: Environment, by: str, reason: s
     """Approve (reason None) or reject the gate before the environment gate that release key
     waits at, through an Update, once a worker has answered (an Update that no worker takes
     would wait unseen)."""
+    if reason is None:
+        return await send_update(
+            client, key, ReleaseWorkflow.approve, ApproveInput(gate=gate, by=by)
+        )
+    request = RejectInput(gate=gate, by=by, reason=reason)
+    return await send_update(client, key, ReleaseWorkflow.reject, request)
+
+
+async def send_update(
+    client: Client,
+    key: str,
+    update: UpdateMethodMultiParam[[ReleaseWorkflow, ArgT], str],
+    request: ArgT,
+) -> str:
+    """Send release key an Update and return its answer, once a worker has answered a query
+    (an Update that no worker takes would wait unseen)."""
     handle = await _release_handle(client, key)
     await _ask(handle, ReleaseWorkflow.status)
     try:
-        if reason is None:
-            update = handle.execute_update(ReleaseWorkflow.approve, ApproveInput(gate=gate, by=by))
-        else:
-            update = handle.execute_update(
-                ReleaseWorkflow.reject, RejectInput(gate=gate, by=by, reason=reason)
-            )
-        return await asyncio.wait_for(update, ANSWER_SECONDS)
+        return await asyncio.wait_for(handle.execute_update(update, request), ANSWER_SECONDS)
     except WorkflowUpdateFailedError as err:
         raise StarterError(root_message(err)) from None
     except TimeoutError:
@@ -471,7 +490,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 # The commands each option qualifies; with none of them, it would be silently ignored.
 QUALIFIES = {
     "gate": ("approve", "reject"),
-    "by": ("approve", "reject"),
+    "by": ("approve", "reject", "skip_soak"),
     "reason": ("reject", "cancel"),
 }
 
@@ -492,6 +511,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     one.add_argument("--reject", metavar="KEY", type=_key, help="reject the gate KEY is waiting at")
     one.add_argument("--cancel", metavar="KEY", type=_key, help="cancel release KEY")
+    one.add_argument(
+        "--skip-soak", metavar="KEY", type=_key, help="end the soak release KEY is in, now"
+    )
     parser.add_argument(
         "--gate",
         type=Environment,
@@ -499,7 +521,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the environment whose approval gate you decide",
     )
     parser.add_argument(
-        "--by", metavar="NAME", type=_text(MAX_NAME_LENGTH), help="who approves or rejects"
+        "--by",
+        metavar="NAME",
+        type=_text(MAX_NAME_LENGTH),
+        help="who approves, rejects or skips a soak",
     )
     parser.add_argument(
         "--reason",

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
@@ -162,7 +163,8 @@ class ReleaseResult(FrozenModel):
 
     def ending(self) -> str:
         """ "SUCCESS", "REJECTED by Grace: not today", "FAILED: <why>", ..."""
-        joiner = " " if self.outcome in (Outcome.REJECTED, Outcome.ROLLED_BACK) else ": "
+        joined = self.outcome is Outcome.ROLLED_BACK or self.detail.startswith("by ")
+        joiner = " " if joined else ": "
         return f"{self.outcome}{joiner}{self.detail}" if self.detail else str(self.outcome)
 
     def __str__(self) -> str:
@@ -177,6 +179,7 @@ class CellState(StrEnum):
     RUNNING = "running"
     RETRYING = "retrying"  # running, its current activity being retried (from the server)
     DONE = "done"
+    SOAKING = "soaking"  # deployed; the release waits before it promotes further
     ROLLED_BACK = "rolled back"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -185,6 +188,11 @@ class CellState(StrEnum):
 
 
 # --- A release, as the catalog (database/catalog.json) describes it ------------------------
+
+# A durable wait (a soak, an approval's time limit) is at most a day: a typo cannot park a
+# release for years.
+MAX_WAIT_SECONDS = 24 * 60 * 60
+WaitSeconds = Annotated[StrictInt, Field(ge=0, le=MAX_WAIT_SECONDS)]
 
 
 class Release(FrozenModel):
@@ -204,6 +212,13 @@ class Release(FrozenModel):
     approved: StrictBool
     approved_by: CatalogText | None = None
     approval_before: list[Environment] = Field(default=[], max_length=len(ENVIRONMENT_ORDER))
+    # How long an open gate waits for a person before it expires (the release ends REJECTED);
+    # None: for as long as it takes.
+    approval_timeout_seconds: Annotated[StrictInt, Field(gt=0, le=MAX_WAIT_SECONDS)] | None = None
+    # How long to soak each environment (wait, once deployed, before promoting past it). The
+    # catalog's environments give the defaults (load_release fills them in); a release may set
+    # its own.
+    soak_seconds: dict[Environment, WaitSeconds] = {}
 
     @field_validator("environments")
     @classmethod
@@ -222,9 +237,10 @@ class Release(FrozenModel):
     def _approvals_make_sense(self) -> "Release":
         if self.approved and not self.approved_by:
             raise ValueError("approved_by: an approved release must name who approved it")
-        stray = [env.value for env in self.approval_before if env not in self.environments]
-        if stray:
-            raise ValueError(f"approval_before: {', '.join(stray)} is not among environments")
+        for field in ("approval_before", "soak_seconds"):
+            stray = [env.value for env in getattr(self, field) if env not in self.environments]
+            if stray:
+                raise ValueError(f"{field}: {', '.join(stray)} is not among environments")
         return self
 
     def plan(self) -> str:
@@ -234,6 +250,10 @@ class Release(FrozenModel):
     def route(self) -> str:
         """Its environments in promotion order: "DEV -> TEST -> QC"."""
         return " -> ".join(env.value for env in self.environments)
+
+    def soak(self, env: Environment) -> int:
+        """How long to wait after env is deployed before promoting past it (0 for the last)."""
+        return 0 if env is self.environments[-1] else self.soak_seconds.get(env, 0)
 
     def gates(self) -> list[Environment]:
         """The environments that wait for a person's approval before they are deployed."""
@@ -297,6 +317,11 @@ def approve_command(release_key: str, env: Environment) -> str:
     return f"python run_workflow.py --approve {release_key} --gate {env.value} --by NAME"
 
 
+def skip_soak_command(release_key: str) -> str:
+    """The command a person types to end the soak release_key is in."""
+    return f"python run_workflow.py --skip-soak {release_key} --by NAME"
+
+
 def deploy_workflow_id(release_workflow_id: str, env: Environment, component: str) -> str:
     """The ID of the DeployWorkflow child that deploys component to env for a release: it
     reads like the release plan in the Web UI, e.g. RELEASE-NOV-23-INITIAL.DEV.frontend."""
@@ -319,12 +344,21 @@ class Cell(FrozenModel):
     error: str = ""
 
 
+class Soak(FrozenModel):
+    """An environment soaking: deployed, and waited on before the release promotes past it."""
+
+    environment: Environment
+    ends: str  # when the soak ends (ISO 8601, the workflow's time)
+
+
 class ReleaseProgress(FrozenModel):
     """Query ReleaseWorkflow.progress: the release's component x environment grid."""
 
     release_key: str
     status: str
     gate: Environment | None = None  # the environment waiting for approval, if any
+    gate_expires: str | None = None  # when that gate expires (ISO 8601), if it does
+    soak: Soak | None = None
     environments: list[Environment] = []
     components: list[str] = []
     cells: dict[Environment, dict[str, Cell]] = {}
@@ -357,7 +391,8 @@ class RejectInput(FrozenModel):
 
 
 class Decision(FrozenModel):
-    """A person's decision at an approval gate, as the release record keeps it."""
+    """A decision at an approval gate, as the release record keeps it: a person's, or the
+    gate's own when it expired (by "")."""
 
     environment: Environment
     approved: bool
@@ -374,6 +409,20 @@ class ReleaseStepInput(FrozenModel):
 
     def story(self, step: str) -> str:
         return f"{self.release.key}: {step}"
+
+
+class SkipSoakInput(FrozenModel):
+    """Update ReleaseWorkflow.skip_soak: a person ends the soak of the environment now soaking."""
+
+    by: str
+
+
+class SkippedSoak(FrozenModel):
+    """A soak a person ended early, as the release record keeps it."""
+
+    environment: Environment
+    by: str
+    at: str
 
 
 class CheckPromotionInput(ReleaseStepInput):
@@ -438,3 +487,4 @@ class RecordReleaseInput(ReleaseStepInput):
     # release's versions (another release may have changed them since).
     unlocked_after_use: list[Environment] = []
     decisions: list[Decision] = []
+    skipped_soaks: list[SkippedSoak] = []

@@ -25,7 +25,7 @@ from temporalio.exceptions import (
 )
 from temporalio.workflow import ActivityCancellationType, ActivityHandle, ParentClosePolicy
 
-from gates import ApprovalGates
+from gates import ApprovalGates, check_shown_text
 from locks import EnvironmentLocks
 
 # Determinism: the sandbox re-imports workflow code on every run; project modules and their
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         wait_until_closed,
     )
     from shared import (
+        MAX_NAME_LENGTH,
         MAX_REASON_LENGTH,
         WORKFLOW_TASK_TIMEOUT,
         ApproveInput,
@@ -67,6 +68,9 @@ with workflow.unsafe.imports_passed_through():
         ReleaseInput,
         ReleaseProgress,
         ReleaseResult,
+        SkippedSoak,
+        SkipSoakInput,
+        Soak,
         UpdateConfigInput,
         VerifyInput,
         VerifyRollbackInput,
@@ -93,6 +97,8 @@ class ReleaseWorkflow:
         self._before: EnvironmentVersions = {}  # what the environments held before the release
         self._locks = EnvironmentLocks(scope="")
         self._gates = ApprovalGates()
+        self._soak: Soak | None = None  # the environment soaking now, if any
+        self._skipped_soaks: list[SkippedSoak] = []
 
     @workflow.run
     async def run(self, request: ReleaseInput) -> ReleaseResult:
@@ -125,13 +131,35 @@ class ReleaseWorkflow:
         for env in release.environments:
             _stop_if_cancelled()
             if env in release.gates() and not (decision := await self._approval(env)).approved:
-                return _result(release, Outcome.REJECTED, f"by {decision.by}: {decision.reason}")
+                who = f"by {decision.by}: " if decision.by else ""  # "": the gate expired
+                return _result(release, Outcome.REJECTED, f"{who}{decision.reason}")
             rollbacks = await self._promote(release, env)
             if rollbacks:
                 return _result(release, Outcome.ROLLED_BACK, "; ".join(rollbacks))
             # env is deployed, so the environment it was fed from is no longer needed.
             await self._locks.unlock_after_use(env.previous())
+            await self._soak_for(env, release.soak(env))
         return _result(release, Outcome.SUCCESS)
+
+    async def _soak_for(self, env: Environment, seconds: int) -> None:
+        """Wait, durably, before promoting past env: a Temporal timer, which no worker has to
+        keep (a person may end it early: skip_soak)."""
+        if not seconds:
+            return
+        ends = workflow.now() + timedelta(seconds=seconds)
+        self._soak = Soak(environment=env, ends=ends.isoformat())
+        self._status = f"soaking {env.value} for {seconds} s"
+        self._mark(env, Cell(state=CellState.SOAKING))
+        try:
+            await workflow.wait_condition(
+                lambda: self._soak is None,
+                timeout=seconds,
+                timeout_summary=f"soak {env.value} for {seconds} s",
+            )
+        except TimeoutError:
+            self._soak = None
+        finally:
+            self._mark(env, Cell(state=CellState.DONE))
 
     async def _promote(self, release: Release, env: Environment) -> list[str]:
         """Deploy every component to env at once and wait for all of them (one wave).
@@ -245,6 +273,7 @@ class ReleaseWorkflow:
             states=self._final_states(),
             unlocked_after_use=self._locks.unlocked_after_use,
             decisions=self._gates.decisions,
+            skipped_soaks=self._skipped_soaks,
         )
         await _start_activity(record_release, record, f"record how {release.key} ended")
         await self._locks.unlock_all()
@@ -286,6 +315,22 @@ class ReleaseWorkflow:
         key, status = self._request.release_key, self._status
         self._gates.check(key, status, request.gate, request.by, request.reason)
 
+    @workflow.update
+    def skip_soak(self, request: SkipSoakInput) -> str:
+        """A person ends the soak now: the release promotes to the next environment at once."""
+        assert self._soak is not None  # the validator checked
+        env, self._soak = self._soak.environment, None
+        at = workflow.now().isoformat()
+        self._skipped_soaks.append(SkippedSoak(environment=env, by=request.by.strip(), at=at))
+        return f"Release {self._request.release_key}: soak of {env.value} skipped by {request.by}"
+
+    @skip_soak.validator
+    def _validate_skip_soak(self, request: SkipSoakInput) -> None:
+        if self._soak is None:
+            key = self._request.release_key
+            raise ValueError(f"Release {key} is not soaking an environment ({self._status})")
+        check_shown_text("--by", request.by, MAX_NAME_LENGTH, blank="say who: --by NAME")
+
     @workflow.query
     def status(self) -> str:
         """What the release is doing now, in a few words."""
@@ -300,6 +345,8 @@ class ReleaseWorkflow:
             release_key=self._request.release_key,
             status=self._status,
             gate=self._gates.open,
+            gate_expires=self._gates.expires,
+            soak=self._soak,
             environments=release.environments if release else [],
             components=list(release.versions) if release else [],
             cells=self._cells,

@@ -58,6 +58,8 @@ def make_release(
     environments: tuple[Environment, ...] = (DEV, TEST),
     approved: bool = True,
     approval_before: tuple[Environment, ...] = (),
+    soak_seconds: dict[Environment, int] | None = None,
+    approval_timeout_seconds: int | None = None,
 ) -> Release:
     """A release of frontend 1.1 and sbstore 1.7, as the mocked gather_release returns it."""
     return Release(
@@ -68,6 +70,8 @@ def make_release(
         approved=approved,
         approved_by="Ada Lovelace" if approved else None,
         approval_before=list(approval_before),
+        soak_seconds=soak_seconds or {},
+        approval_timeout_seconds=approval_timeout_seconds,
     )
 
 
@@ -274,9 +278,13 @@ async def answer_to_cancel(client: Client, workflow_id: str) -> list["EventType.
 
 
 @asynccontextmanager
-async def mocked_worker(client: Client) -> AsyncIterator[Mocked]:
-    steps = Steps()
-    queue = f"mocked-{uuid.uuid4()}"
+async def mocked_worker(
+    client: Client, steps: Steps | None = None, queue: str = ""
+) -> AsyncIterator[Mocked]:
+    """A worker of the real workflows and mocked steps (new ones, unless given), on a task
+    queue of its own (unless given: a second worker for the same releases)."""
+    steps = steps or Steps()
+    queue = queue or f"mocked-{uuid.uuid4()}"
     async with Worker(
         client,
         task_queue=queue,

@@ -1,11 +1,13 @@
 """Approval gates, fast: ReleaseWorkflow's approve and reject Updates and their validators, with
-mocked steps (tests/mocked.py). The gate logic is to move from workflows.py to gates.py."""
+mocked steps (tests/mocked.py); the gate logic is in gates.py."""
 
 from collections.abc import Awaitable
 
+import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.service import RPCError
 
-from handles import refused_update, wait_for_status
+from handles import refused_update, timers, wait_for_status
 from mocked import DEV, KEY, QC, TEST, Mocked, ReleaseHandle, make_release
 from shared import ApproveInput, CellState, Decision, Environment, Outcome, RejectInput
 from workflows import ReleaseWorkflow
@@ -128,3 +130,22 @@ async def test_a_gate_before_a_later_environment_waits_once_the_earlier_ones_are
     assert str(await release.result()) == f"Release {KEY}: SUCCESS"
     (decision,) = steps.record().decisions
     assert isinstance(decision, Decision) and (decision.environment, decision.by) == (QC, "Ada")
+
+
+async def test_a_gate_nobody_decides_expires_and_the_release_ends_rejected(mocked: Mocked) -> None:
+    mocked.steps.release = make_release(approval_before=(TEST,), approval_timeout_seconds=1)
+    release = await waiting_at(mocked, TEST)
+    progress = await release.query(ReleaseWorkflow.progress)
+    assert progress.gate is TEST and progress.gate_expires is not None
+
+    result = await release.result()
+
+    assert result.outcome is Outcome.REJECTED
+    assert str(result) == f"Release {KEY}: REJECTED: approval expired after 1 s"
+    assert mocked.steps.ran_in(TEST) == []  # the environment untouched
+    assert decisions(mocked) == [(TEST, False, "", "approval expired after 1 s")]
+    (expiry,) = await timers(mocked.client, release.id)
+    assert expiry.summary == "approval before TEST expires after 1 s"
+    late = release.execute_update(ReleaseWorkflow.approve, ApproveInput(gate=TEST, by="Ada"))
+    with pytest.raises(RPCError):  # the release has ended: nothing is left to approve
+        await late

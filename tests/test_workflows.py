@@ -4,13 +4,14 @@ test_locks.py; releases end to end, with real steps and files, in test_releases.
 
 import asyncio
 from collections import Counter
+from datetime import datetime
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from handles import wait_for_status
+from handles import refused_update, timers, wait_for_status
 from mocked import (
     DEV,
     KEY,
@@ -18,10 +19,12 @@ from mocked import (
     TEST,
     Mocked,
     ReleaseHandle,
+    Steps,
     Where,
     answer_to_cancel,
     failure_of,
     make_release,
+    mocked_worker,
     unhealthy,
 )
 from shared import (
@@ -30,6 +33,7 @@ from shared import (
     Outcome,
     RecordReleaseInput,
     ReleaseResult,
+    SkipSoakInput,
     VerifyRollbackInput,
     deploy_workflow_id,
 )
@@ -238,3 +242,67 @@ async def test_a_cancel_at_a_gate_ends_the_release_cancelled_with_its_reason_sho
     record = assert_recorded(mocked, Outcome.CANCELLED, shown)
     assert mocked.steps.names() == ["gather_release", "check_promotion", "record_release"]
     assert record.states[DEV] == row(frontend=NOT_REACHED, sbstore=NOT_REACHED)
+
+
+# --- Soaks: a durable wait before the release promotes past an environment -------------------
+
+
+async def test_a_soak_holds_the_next_environment_back_for_its_time(mocked: Mocked) -> None:
+    mocked.steps.release = make_release(soak_seconds={DEV: 2})
+    release = await mocked.start()
+    await wait_for_status(release, "soaking DEV for 2 s")
+
+    progress = await release.query(ReleaseWorkflow.progress)
+    assert progress.soak is not None and progress.soak.environment is DEV
+    assert {cell.state for cell in progress.cells[DEV].values()} == {CellState.SOAKING}
+    assert mocked.steps.ran_in(TEST) == []
+    assert str(await release.result()) == f"Release {KEY}: SUCCESS"
+
+    # Read from the server's history: a timer, with its summary, that fired after 2 s, and
+    # TEST's deploys started only once it had.
+    (soak,) = await timers(mocked.client, release.id)
+    assert soak.summary == "soak DEV for 2 s" and soak.fired is not None
+    assert (soak.fired - soak.started).total_seconds() >= 2
+    first_test_deploy = await started_at(mocked, deploy_workflow_id(release.id, TEST, "frontend"))
+    assert first_test_deploy >= soak.fired
+    assert mocked.steps.record().states[DEV] == {"frontend": "done", "sbstore": "done"}
+
+
+async def test_a_person_can_end_a_soak_early_and_it_is_recorded(mocked: Mocked) -> None:
+    mocked.steps.release = make_release(soak_seconds={DEV: 600})
+    verifying = mocked.steps.hold("verify_deploy", ("frontend", DEV))
+    release = await mocked.start()
+    await mocked.steps.called("verify_deploy", ("frontend", DEV))
+    early = release.execute_update(ReleaseWorkflow.skip_soak, SkipSoakInput(by="Ada"))
+    assert "not soaking" in await refused_update(early)
+    verifying.set()
+    await wait_for_status(release, "soaking DEV for 600 s")
+    no_name = release.execute_update(ReleaseWorkflow.skip_soak, SkipSoakInput(by=" "))
+    assert "--by NAME" in await refused_update(no_name)
+
+    answer = await release.execute_update(ReleaseWorkflow.skip_soak, SkipSoakInput(by="Ada"))
+
+    assert answer == f"Release {KEY}: soak of DEV skipped by Ada"
+    assert str(await release.result()) == f"Release {KEY}: SUCCESS"
+    (skipped,) = mocked.steps.record().skipped_soaks
+    assert (skipped.environment, skipped.by) == (DEV, "Ada")
+
+
+async def test_a_soak_runs_on_while_no_worker_does(client: Client) -> None:
+    """The soak is the server's timer: stopping the only worker for a while does not make it
+    longer than its time or the worker's absence, whichever ends later."""
+    steps = Steps(release=make_release(soak_seconds={DEV: 3}))
+    async with mocked_worker(client, steps) as mocked:
+        release = await mocked.start()
+        await wait_for_status(release, "soaking DEV for 3 s")
+    await asyncio.sleep(1)  # no worker at all for a second
+    async with mocked_worker(client, steps, mocked.task_queue):
+        assert str(await release.result()) == f"Release {KEY}: SUCCESS"
+    (soak,) = await timers(client, release.id)
+    assert soak.fired is not None and 3 <= (soak.fired - soak.started).total_seconds() < 4
+
+
+async def started_at(mocked: Mocked, workflow_id: str) -> datetime:
+    """When the server started workflow_id."""
+    description = await mocked.client.get_workflow_handle(workflow_id).describe()
+    return description.start_time
