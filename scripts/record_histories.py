@@ -17,7 +17,10 @@ Starts a throwaway dev server and, with the demo's state in a temp folder, runs:
   RELEASE-NOV-23-INITIAL-cancelled-while-building: cancelled while they build (they stop);
   RELEASE-FEB-24-BETA-cancelled-at-gate: cancelled while it waits for approval before PROD;
   RELEASE-NOV-23-INITIAL-failed-wave: sbstore leaves the catalog once deployed to DEV, so its
-  TEST deploy fails, the rest of the TEST wave finishes and the release fails.
+  TEST deploy fails, the rest of the TEST wave finishes and the release fails;
+  RELEASE-FEB-24-BETA-expired: nobody decides at its PROD gate, which expires (REJECTED);
+  RELEASE-FEB-24-BETA-soak-skipped: its QC soak (600 s here) is ended early with skip_soak.
+(RELEASE-FEB-24-BETA itself soaks QC for the catalog's 3 s before its PROD gate.)
 Each run is written to tests/histories/<workflow ID>.json as {workflow ID: history} for the
 release and every child workflow it started. Re-recording accepts the workflows' current shape
 as the reference: do it after a deliberate change to workflows.py, once no release of the old
@@ -64,6 +67,7 @@ from shared import (
     RejectInput,
     ReleaseInput,
     ReleaseResult,
+    SkipSoakInput,
     deploy_workflow_id,
 )
 from workflows import ReleaseWorkflow
@@ -91,6 +95,9 @@ CANCELLED_RUN = f"{EVENTFUL_RELEASE}-cancelled"
 CANCELLED_EARLY_RUN = f"{EVENTFUL_RELEASE}-cancelled-while-building"
 CANCELLED_AT_GATE_RUN = "RELEASE-FEB-24-BETA-cancelled-at-gate"
 FAILED_WAVE_RUN = f"{EVENTFUL_RELEASE}-failed-wave"
+EXPIRED_RUN = "RELEASE-FEB-24-BETA-expired"
+EXPIRY_SECONDS = 2
+SOAK_SKIPPED_RUN = "RELEASE-FEB-24-BETA-soak-skipped"
 # Long enough per step for the cancel or the catalog edit to land mid-wave.
 MID_WAVE_STEP_SECONDS = "0.3"
 # Stands for the temp folder of the demo roots in recorded failure messages.
@@ -149,7 +156,13 @@ async def reach_gate(
     handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult], env: Environment
 ) -> None:
     """Wait until the release waits for approval before env."""
-    waiting = f"waiting for approval before {env.value}"
+    await reach_status(handle, f"waiting for approval before {env.value}")
+
+
+async def reach_status(
+    handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult], waiting: str
+) -> None:
+    """Wait until the release's status query answers waiting."""
     deadline = time.monotonic() + RUN_TIMEOUT
     while time.monotonic() < deadline:
         with suppress(WorkflowQueryFailedError):
@@ -440,6 +453,29 @@ async def cancel_at_gate(client: Client, name: str) -> None:
     await finish_raising(handle, "CancelledError")
 
 
+def beta_in_catalog(**settings: object) -> None:
+    """Give the demo root a catalog in which RELEASE-FEB-24-BETA has these settings too."""
+    catalog = project_catalog()
+    (beta,) = [entry for entry in catalog["releases"] if entry["key"] == "RELEASE-FEB-24-BETA"]
+    beta.update(settings)
+    write_catalog(catalog)
+
+
+async def let_the_gate_expire(client: Client, name: str) -> None:
+    beta_in_catalog(approval_timeout_seconds=EXPIRY_SECONDS)
+    handle = await start_release(client, "RELEASE-FEB-24-BETA", name)
+    await finish(handle, "REJECTED")
+
+
+async def skip_the_soak(client: Client, name: str) -> None:
+    beta_in_catalog(soak_seconds={"QC": 600})
+    handle = await start_release(client, "RELEASE-FEB-24-BETA", name)
+    await reach_status(handle, "soaking QC for 600 s")
+    await handle.execute_update(ReleaseWorkflow.skip_soak, SkipSoakInput(by="record_histories"))
+    await approve_each_gate(handle, "RELEASE-FEB-24-BETA")
+    await finish(handle)
+
+
 async def fail_one_deploy_of_a_wave(client: Client, name: str) -> None:
     catalog = project_catalog()
     write_catalog(catalog)
@@ -462,6 +498,8 @@ ENDINGS: dict[str, Callable[[Client, str], Awaitable[None]]] = {
     CANCELLED_EARLY_RUN: cancel_while_building,
     CANCELLED_AT_GATE_RUN: cancel_at_gate,
     FAILED_WAVE_RUN: fail_one_deploy_of_a_wave,
+    EXPIRED_RUN: let_the_gate_expire,
+    SOAK_SKIPPED_RUN: skip_the_soak,
 }
 
 
