@@ -149,6 +149,7 @@ class ReleaseWorkflow:
         ends = workflow.now() + timedelta(seconds=seconds)
         self._soak = Soak(environment=env, ends=ends.isoformat())
         self._status = f"soaking {env.value} for {seconds} s"
+        workflow.logger.info(f"{self._request.release_key}: {self._status}")
         self._mark(env, Cell(state=CellState.SOAKING))
         try:
             await workflow.wait_condition(

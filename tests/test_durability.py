@@ -28,9 +28,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from handles import timers
 from processes import (
     ALL_ENVS,
     COMPONENTS,
+    PROJECT_DIR,
     RAW_CORE_LOG,
     RELEASE_TIMEOUT,
     Finished,
@@ -57,6 +59,8 @@ PACED = {"DEMO_STEP_SECONDS": "0.3", "DEMO_FAILURES": "off"}
 # timeout of 1 s). Timing goals belong in benchmarks; this bound only catches a regression to
 # timeouts of 10 s, the server's defaults.
 SANITY_SECONDS_PER_KILL = 15.0
+# A soak TEST gets in the soak test, long enough to kill and restart the worker during it.
+SOAK_SECONDS = 3
 # How long the server stays away when it restarts: long enough for the SDK core to log its
 # retries (from the fifth on), which the scripts must tell in one line each way.
 AWAY_SECONDS = 5.0
@@ -253,6 +257,45 @@ async def test_kill_9_of_the_worker_at_any_point_costs_seconds_and_changes_nothi
         f"{calm.seconds:.1f} s without kills, {killed.seconds:.1f} s with them)"
     )
     assert lost < SANITY_SECONDS_PER_KILL
+
+
+async def test_a_soak_outlasts_a_killed_worker_and_holds_the_next_environment_back(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """A soak is a timer the server keeps: the worker killed during it, and back a second later,
+    the release goes on when the soak ends, not later, and not sooner."""
+    demo_root = fresh_root(tmp_path / "demo")
+    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    catalog["environments"]["TEST"]["soak_seconds"] = SOAK_SECONDS
+    (demo_root / "database").mkdir()
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
+    script_env = terminal_env(server_address(env), demo_root, DEMO_STEP_SECONDS="0")
+    try:
+        async with AsyncExitStack() as stack:
+            worker = await stack.enter_async_context(running_worker(script_env))
+            async with in_background(run_starter(script_env, KEY)) as starter:
+                soaking = f"{KEY}: soaking TEST for {SOAK_SECONDS} s"
+                await before_the_starter_ends(
+                    starter, wait_for_output(worker, soaking, RELEASE_TIMEOUT)
+                )
+                await kill(worker.process)
+                await asyncio.sleep(1)
+                await stack.enter_async_context(running_worker(script_env))
+                done = await asyncio.wait_for(starter, RELEASE_TIMEOUT)
+    finally:
+        await finish_release(env.client, KEY)
+
+    assert_released_once(done, demo_root)
+    # The files: QC was deployed a soak after TEST was.
+    deployed = {
+        e: [p.stat().st_mtime for p in (demo_root / "environments" / e).glob("*.txt")]
+        for e in ("TEST", "QC")
+    }
+    assert min(deployed["QC"]) - max(deployed["TEST"]) >= SOAK_SECONDS
+    # The history: one timer, named for the soak, that ran its time and no longer.
+    (soak,) = await timers(env.client, KEY)
+    assert soak.summary == f"soak TEST for {SOAK_SECONDS} s" and soak.fired is not None
+    assert SOAK_SECONDS <= (soak.fired - soak.started).total_seconds() < SOAK_SECONDS + 1
 
 
 async def test_when_one_of_two_workers_dies_the_other_finishes_the_release(
