@@ -321,6 +321,26 @@ async def test_a_release_waits_before_prod_until_a_person_approves(
     }
 
 
+async def test_a_gate_nobody_decides_expires_with_prod_untouched_and_is_recorded(
+    client: Client, task_queue: str, demo_root: Path
+) -> None:
+    catalog = json.loads((rm.PROJECT_DIR / "database" / "catalog.json").read_text())
+    (beta,) = [entry for entry in catalog["releases"] if entry["key"] == "RELEASE-FEB-24-BETA"]
+    beta.update(approval_timeout_seconds=1, soak_seconds={})
+    (demo_root / "database").mkdir(exist_ok=True)
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
+
+    _, result = await run(client, task_queue, "RELEASE-FEB-24-BETA")
+
+    assert result == "Release RELEASE-FEB-24-BETA: REJECTED: approval expired after 1 s"
+    beta_versions = ("1.3", "1.9", "1.9")
+    assert_environments_hold(demo_root, {env: beta_versions for env in ("DEV", "TEST", "QC")})
+    assert env_files(demo_root)["PROD"] == set()
+    (record,) = rm.release_history()
+    assert record["outcome"] == "REJECTED"
+    assert record["decisions"][0]["by"] == "" and record["decisions"][0]["approved"] is False
+
+
 async def test_children_are_named_after_release_environment_and_component(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
