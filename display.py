@@ -75,7 +75,10 @@ def progress_view(progress: ReleaseProgress) -> Group:
     if progress.soak is not None:
         left = _seconds_left(progress.soak.ends)
         env, skip = progress.soak.environment.value, skip_soak_command(progress.release_key)
-        parts.append(_indented(Text(f"{env} soaks for {left} s more. To end it now: {skip}")))
+        parts += [
+            _indented(Text(f"{env} soaks for {left} s more. To end the soak now, type:")),
+            _indented(Text(shown(skip), style="bold")),
+        ]
     return Group(*parts)
 
 

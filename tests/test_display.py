@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from processes import (
     running_worker,
     terminal_env,
 )
-from shared import Cell, CellState, Environment, ReleaseProgress
+from shared import Cell, CellState, Environment, ReleaseProgress, Soak
 
 COMPONENTS = ("frontend", "sbstore", "backendforfrontend")
 TMUX = shutil.which("tmux")
@@ -226,6 +227,23 @@ def test_an_open_gate_shows_the_command_that_approves_it() -> None:
     assert (
         "  python run_workflow.py --approve RELEASE-NOV-23-INITIAL --gate TEST --by NAME" in lines
     )
+
+
+def test_a_gate_that_expires_and_a_soak_count_down_their_seconds() -> None:
+    in_10_s = (datetime.now(UTC) + timedelta(seconds=10)).isoformat()
+    gate = _progress().model_copy(
+        update={"gate": Environment.PROD, "gate_expires": in_10_s, "status": "waiting"}
+    )
+    assert "  The gate expires in 10 s: then REJECTED." in display.format_progress(gate, 80)
+
+    base = _progress()
+    cells = {env: dict(row) for env, row in base.cells.items()}
+    cells[Environment.QC] = dict.fromkeys(base.components, Cell(state=CellState.SOAKING))
+    soak = Soak(environment=Environment.QC, ends=in_10_s)
+    soaking = base.model_copy(update={"soak": soak, "cells": cells})
+    lines = display.format_progress(soaking, width=100)
+    skip = "python run_workflow.py --skip-soak RELEASE-NOV-23-INITIAL --by NAME"
+    assert lines[-2:] == ["  QC soaks for 10 s more. To end the soak now, type:", f"  {skip}"]
 
 
 def _catalog_and_a_record(demo_root: Path) -> list[str]:
