@@ -230,7 +230,7 @@ class Train:
     release_key: str
     when: When | None  # None: a spec not made by --schedule
     next_runs: list[datetime]
-    last_run: str  # when the latest run started and how it ended, or "-"
+    last_run: tuple[datetime, str] | None  # when the latest run started and how it ended
     skipped: int  # runs skipped because the previous one still ran
 
 
@@ -244,11 +244,20 @@ def format_trains(trains: list[Train], width: int | None = None) -> str:
             train.release_key,
             when_words(train.when),
             time_words(train.next_runs[0]) if train.next_runs else "-",
-            train.last_run + (f" ({train.skipped} skipped)" if train.skipped else ""),
+            _last_run_words(train),
         ]
         for train in trains
     ]
     return _table_text(["SCHEDULE", "RELEASE", "RUNS", "NEXT RUN", "LAST RUN"], rows, width)
+
+
+def _last_run_words(train: Train) -> str:
+    """When the train's latest run started and how it ended, and how many runs it skipped."""
+    skipped = f" ({train.skipped} skipped)" if train.skipped else ""
+    if train.last_run is None:
+        return f"-{skipped}"
+    started, ending = train.last_run
+    return f"{time_words(started)} {ending}{skipped}"
 
 
 def when_words(when: When | None) -> str:

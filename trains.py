@@ -146,10 +146,10 @@ async def _train(client: Client, described: ScheduleDescription) -> Train:
     )
 
 
-async def _last_run(client: Client, described: ScheduleDescription) -> str:
-    """When the train's latest run started and how it ended, or "running" ("-": none yet)."""
+async def _last_run(client: Client, described: ScheduleDescription) -> tuple[datetime, str] | None:
+    """When the train's latest run started and how it ended, or "running" (None: none yet)."""
     if not described.info.recent_actions:
-        return "-"
+        return None
     latest = described.info.recent_actions[-1]
     run = latest.action
     assert isinstance(run, ScheduleActionExecutionStartWorkflow)
@@ -161,29 +161,42 @@ async def _last_run(client: Client, described: ScheduleDescription) -> str:
         ending = (await handle.result()).outcome.value
     else:  # running, or failed (--history has why), cancelled, terminated
         ending = status.name.lower() if status else "?"
-    return f"{latest.started_at:%Y-%m-%d %H:%M:%S} {ending}"
+    return latest.started_at, ending
 
 
 # --- Finding a run a train started ---------------------------------------------------------------
 
 
 async def release_workflow_id(client: Client, key: str) -> str:
-    """The workflow ID of the run of release key that a command means: KEY, the run started by
-    hand, unless it is not running and a run of the release's train is."""
+    """The workflow ID of the run of release key that a command means: KEY (the run started by
+    hand) if it runs, else the running run of the release's train, else KEY if it ever ran,
+    else the train's latest run, else KEY."""
     try:
         described = await client.get_workflow_handle(key).describe()
-        if described.status == WorkflowExecutionStatus.RUNNING:
-            return key
+        by_hand: bool | None = described.status == WorkflowExecutionStatus.RUNNING
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-    return await running_train_run(client, key) or key
+        by_hand = None  # never ran
+    if by_hand:
+        return key
+    if running := await running_train_run(client, key):
+        return running
+    return (by_hand is None and await _train_run(client, key, running=False)) or key
 
 
 async def running_train_run(client: Client, key: str) -> str | None:
     """The workflow ID of the running run that release key's train started, if one runs (even
-    once the train is deleted). Temporal marks each run a schedule starts with its ID."""
-    query = f"TemporalScheduledById = '{train_id(key)}' AND ExecutionStatus = 'Running'"
+    once the train is deleted)."""
+    return await _train_run(client, key, running=True)
+
+
+async def _train_run(client: Client, key: str, running: bool) -> str | None:
+    """The latest run (with running, the running run) of release key's train, if any: Temporal
+    marks each run a schedule starts with its ID, and lists the latest first."""
+    query = f"TemporalScheduledById = '{train_id(key)}'"
+    if running:
+        query += " AND ExecutionStatus = 'Running'"
     async for execution in client.list_workflows(query, limit=1):
         return execution.id
     return None
