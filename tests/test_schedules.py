@@ -76,6 +76,21 @@ async def train_of(client: Client, key: str, task_queue: str) -> ScheduleHandle:
     return client.get_schedule_handle(train.schedule_id)
 
 
+async def triggered(client: Client, key: str, task_queue: str) -> tuple[ScheduleHandle, str]:
+    """A train of release key, triggered now; and the workflow ID of the run it started."""
+    train = await train_of(client, key, task_queue)
+    await train.trigger()
+    return train, await first_run(train)
+
+
+async def gated_run_waiting(client: Client, task_queue: str) -> tuple[ScheduleHandle, str]:
+    """A train of GATED, and its run, once the run waits for approval before PROD."""
+    train, run = await triggered(client, GATED, task_queue)
+    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, run)
+    await wait_for_status(handle, "waiting for approval before PROD")
+    return train, run
+
+
 async def first_run(train: ScheduleHandle) -> str:
     """The workflow ID of the first run the train started (once it has)."""
     described = await eventually(train.describe, lambda d: bool(d.info.recent_actions))
@@ -87,9 +102,7 @@ async def first_run(train: ScheduleHandle) -> str:
 async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
-    train = await train_of(client, FAST, task_queue)
-    await train.trigger()
-    run = await first_run(train)
+    _, run = await triggered(client, FAST, task_queue)
     assert run.startswith(f"{FAST}-")  # the action's workflow ID, and the time it was due
     result = await client.get_workflow_handle_for(ReleaseWorkflow.run, run).result()
     assert result.outcome is Outcome.SUCCESS
@@ -121,11 +134,7 @@ async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
 async def test_a_run_due_while_the_last_one_runs_is_skipped_and_commands_find_the_run(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
-    train = await train_of(client, GATED, task_queue)
-    await train.trigger()
-    run = await first_run(train)
-    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, run)
-    await wait_for_status(handle, "waiting for approval before PROD")
+    train, run = await gated_run_waiting(client, task_queue)
 
     await train.trigger()  # due while the first run waits: skipped (the overlap policy)
     skipped = await eventually(train.describe, lambda d: d.info.num_actions_skipped_overlap > 0)
@@ -145,6 +154,7 @@ async def test_a_run_due_while_the_last_one_runs_is_skipped_and_commands_find_th
     answer = await run_workflow.decide(client, GATED, Environment.PROD, "Ada", None)
     assert answer == f"Release {GATED}: PROD approved by Ada"
     assert (await attached).outcome is Outcome.SUCCESS
+    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, run)
     assert (await handle.result()).outcome is Outcome.SUCCESS
     listed = format_trains(await trains.trains(client, [GATED]), 200)
     assert listed.splitlines()[1].endswith(" SUCCESS (1 skipped)")
@@ -233,16 +243,9 @@ async def test_an_unknown_release_gets_no_train(script_env: dict[str, str]) -> N
 async def test_a_train_run_that_finds_an_environment_held_is_refused_naming_the_holder(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
-    holder = await train_of(client, GATED, task_queue)
-    await holder.trigger()
-    holding = await first_run(holder)
-    await wait_for_status(
-        client.get_workflow_handle_for(ReleaseWorkflow.run, holding),
-        "waiting for approval before PROD",
-    )
-    train = await train_of(client, PROD_ONLY, task_queue)
-    await train.trigger()
-    refused = client.get_workflow_handle_for(ReleaseWorkflow.run, await first_run(train))
+    _, holding = await gated_run_waiting(client, task_queue)
+    _, refused_run = await triggered(client, PROD_ONLY, task_queue)
+    refused = client.get_workflow_handle_for(ReleaseWorkflow.run, refused_run)
     with pytest.raises(WorkflowFailureError) as failure:
         await refused.result()
     assert f"PROD in use by release {holding}, which is still running" in root_message(
