@@ -10,8 +10,9 @@ import io
 import math
 import shutil
 import sys
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -240,6 +241,70 @@ def _table(header: list[str], rows: list[list[str]]) -> Table:
     for row in rows:
         table.add_row(*(Text(shown(cell)) for cell in row))
     return table
+
+
+# --- Release trains ------------------------------------------------------------------------------
+
+# When a train runs: every interval, or once at a time.
+When: TypeAlias = timedelta | datetime
+
+
+@dataclass(frozen=True)
+class Train:
+    """A release train as --schedules shows it (trains.py asks Temporal)."""
+
+    schedule_id: str
+    release_key: str
+    when: When | None  # None: a spec not made by --schedule
+    next_runs: list[datetime]
+    last_run: tuple[datetime, str] | None  # when the latest run started and how it ended
+    skipped: int  # runs skipped because the previous one still ran
+
+
+def format_trains(trains: list[Train], width: int | None = None) -> str:
+    """The release trains, one row each (width: as _table_text's)."""
+    if not trains:
+        return "No release train: python run_workflow.py --schedule KEY --every 1d makes one."
+    rows = [
+        [
+            train.schedule_id,
+            train.release_key,
+            when_words(train.when),
+            time_words(train.next_runs[0]) if train.next_runs else "-",
+            _last_run_words(train),
+        ]
+        for train in trains
+    ]
+    return _table_text(["SCHEDULE", "RELEASE", "RUNS", "NEXT RUN", "LAST RUN"], rows, width)
+
+
+def _last_run_words(train: Train) -> str:
+    """When the train's latest run started and how it ended, and how many runs it skipped."""
+    skipped = f" ({train.skipped} skipped)" if train.skipped else ""
+    if train.last_run is None:
+        return f"-{skipped}"
+    started, ending = train.last_run
+    return f"{time_words(started)} {ending}{skipped}"
+
+
+def when_words(when: When | None) -> str:
+    """When a train runs, in words: "every 10 minutes", "once, at 2026-12-01 09:00:00 UTC"."""
+    if isinstance(when, datetime):
+        return f"once, at {time_words(when)}"
+    if when is None:
+        return "?"
+    seconds = int(when.total_seconds())
+    unit, size = next((unit, size) for unit, size in TIME_UNITS if seconds % size == 0)
+    count = seconds // size
+    return f"every {count} {unit}{'s' if count != 1 else ''}"
+
+
+# The units an interval is worded in, largest first, with their length in seconds.
+TIME_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def time_words(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 # --- Drawing ------------------------------------------------------------------------------------

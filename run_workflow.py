@@ -13,6 +13,12 @@
                                         cancel release KEY: it stops cleanly and says so
     python run_workflow.py --skip-soak KEY --by NAME
                                         end the soak release KEY is in: it promotes at once
+    python run_workflow.py --schedule KEY --every INTERVAL | --at TIME
+                                        a release train: start KEY every INTERVAL (30s, 10m,
+                                        1h, 1d) or once at TIME (2026-12-01T09:00:00Z)
+    python run_workflow.py --schedules  prints the release trains
+    python run_workflow.py --unschedule KEY
+                                        deletes the train of release KEY
 
 If that release is already running, it attaches to the running release and waits for it.
 This file holds the command line and the calls to Temporal; display.py draws what it shows.
@@ -39,14 +45,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 import release_management
+import trains
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
 from display import (
     LiveGrid,
     ProgressLog,
+    Train,
     format_catalog,
     format_environments,
     format_history,
     format_progress,
+    format_trains,
+    time_words,
+    when_words,
 )
 from release_management import ReleaseError
 from shared import (
@@ -120,6 +131,8 @@ async def main(argv: list[str]) -> int:
             return 0
         if (key := _command_key(args)) is not None:
             return await release_command(args, key)
+        if args.schedules or args.schedule or args.unschedule:
+            return await train_command(args)
         # Refuse an unknown key here, at once, before anything is started.
         release = release_management.load_release(args.key or releasekey)
         client = await connect()
@@ -139,10 +152,11 @@ async def run_release(
 ) -> ReleaseResult:
     """Start the release (or attach to it if it is already running) and wait for its result.
 
-    The workflow ID is the release key, so one release never runs twice at once.
+    The workflow ID is the release key, so one release never runs twice at once; a run that
+    the release's train started (trains.py) is attached to as well.
     """
     release_key = release.key
-    workflow_id = workflow_id or release_key
+    workflow_id = workflow_id or await _run_to_attach(client, release)
     try:
         handle = await client.start_workflow(
             ReleaseWorkflow.run,
@@ -419,7 +433,8 @@ async def cancel(client: Client, key: str, reason: str) -> ReleaseResult:
 async def _release_handle(client: Client, key: str, must_run: bool = True) -> ReleaseHandle:
     """The release's handle, once the server has said it knows the release (and, with must_run,
     that it is still running); else a StarterError that says why not."""
-    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, key)
+    workflow_id = await trains.release_workflow_id(client, key)
+    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, workflow_id)
     try:
         description = await handle.describe(rpc_timeout=timedelta(seconds=ANSWER_SECONDS))
     except RPCError as err:
@@ -441,6 +456,52 @@ async def _how_it_ended(handle: ReleaseHandle) -> str:
         if isinstance(err.cause, TerminatedError):
             return "it was terminated"
         return f"it failed: {root_message(err)}"
+
+
+# --- Release trains: --schedule, --schedules, --unschedule ---------------------------------------
+
+
+async def train_command(args: argparse.Namespace) -> int:
+    """Create, list or delete release trains (Temporal Schedules that start a release)."""
+    keys = release_management.load_catalog().release_keys()
+    key = args.schedule or args.unschedule
+    if key is not None and key not in keys:
+        raise StarterError(f"Unknown release key {key!r}. Valid keys: {', '.join(keys)}")
+    client = await connect()
+    try:
+        if args.schedules:
+            print(format_trains(await trains.trains(client, keys)))
+        elif args.unschedule:
+            print(shown(await trains.unschedule(client, key)))
+        else:
+            release = release_management.load_release(key)
+            _say_scheduled(
+                client, await trains.schedule_release(client, release, args.every or args.at)
+            )
+    except trains.TrainError as err:
+        return _refuse(err, 1)
+    except RPCError as err:
+        raise StarterError(f"Temporal did not answer as expected: {err.message}") from None
+    return 0
+
+
+def _say_scheduled(client: Client, train: Train) -> None:
+    """What a new train does, when it runs next, and where the Web UI shows it."""
+    print(
+        f"Created train {train.schedule_id}: release {train.release_key}, {when_words(train.when)}."
+    )
+    print(f"Next runs: {', '.join(time_words(t) for t in train.next_runs[:3]) or 'none'}")
+    schedules = web_ui_url(client).removesuffix("/workflows") + "/schedules"
+    print(f"See it on the Web UI's Schedules page:\n  {schedules}")
+
+
+async def _run_to_attach(client: Client, release: Release) -> str:
+    """The release's running run to attach to: a run of its train, if one runs and no run with
+    ID KEY does; else KEY, which starts the release unless it runs already."""
+    workflow_id = await trains.release_workflow_id(client, release.key)
+    if workflow_id != release.key:
+        print(f"Release {release.key} is running on its train, as {workflow_id}.", flush=True)
+    return workflow_id
 
 
 # What the client or the server says when no worker answers a query in time: the call timed out
@@ -484,6 +545,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for option, commands in QUALIFIES.items():
         if getattr(args, option) is not None and all(getattr(args, c) is None for c in commands):
             parser.error(f"--{option} goes with {' or '.join(f'--{c}' for c in commands)}")
+    if args.schedule is not None and (args.every is None) == (args.at is None):
+        parser.error("--schedule takes one of --every INTERVAL or --at TIME")
     return args
 
 
@@ -492,6 +555,8 @@ QUALIFIES = {
     "gate": ("approve", "reject"),
     "by": ("approve", "reject", "skip_soak"),
     "reason": ("reject", "cancel"),
+    "every": ("schedule",),
+    "at": ("schedule",),
 }
 
 
@@ -514,6 +579,7 @@ def _parser() -> argparse.ArgumentParser:
     one.add_argument(
         "--skip-soak", metavar="KEY", type=_key, help="end the soak release KEY is in, now"
     )
+    _add_train_arguments(parser, one)
     parser.add_argument(
         "--gate",
         type=Environment,
@@ -535,6 +601,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_train_arguments(parser: argparse.ArgumentParser, one: argparse._ActionsContainer) -> None:
+    """The release trains' commands (in the group one, one thing at a time) and their options."""
+    one.add_argument(
+        "--schedule", metavar="KEY", type=_key, help="make a train: start KEY on a schedule"
+    )
+    one.add_argument("--schedules", action="store_true", help="print the release trains")
+    one.add_argument("--unschedule", metavar="KEY", type=_key, help="delete the train of KEY")
+    parser.add_argument(
+        "--every",
+        metavar="INTERVAL",
+        type=_typed(trains.interval),
+        help="with --schedule: how often, as 30s, 10m, 1h or 1d",
+    )
+    parser.add_argument(
+        "--at",
+        metavar="TIME",
+        type=_typed(trains.moment),
+        help="with --schedule: once, at an ISO 8601 time such as 2026-12-01T09:00:00Z",
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, saying a mistake in one line instead of the usage followed by the mistake."""
 
@@ -547,6 +634,18 @@ def _key(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("a release key cannot be empty; --list shows the keys")
     return text
+
+
+def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argument type from a parser that says what is wrong in a ValueError."""
+
+    def typed(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return typed
 
 
 def _text(limit: int) -> Callable[[str], str]:

@@ -1,0 +1,234 @@
+"""Release trains: a Temporal Schedule that starts a release by itself, every INTERVAL or once at
+a time (run_workflow.py --schedule, --schedules, --unschedule).
+
+The train of release KEY is the schedule train.KEY. Each run it starts is an ordinary release
+run, whose workflow ID is KEY followed by the time it was due (Temporal appends it:
+KEY-2026-12-01T09:00:00Z), so it takes the environment locks like any run: a run that finds an
+environment held by another run, started by hand or by another train, is refused at once
+(EnvironmentBusy) and writes a FAILED record naming the holder. A run due while the train's
+previous run still runs is skipped (the overlap policy SKIP); the Web UI counts it as skipped.
+"""
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleDescription,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    WorkflowExecutionStatus,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+import release_management
+from display import Train, When
+from shared import TASK_QUEUE, WORKFLOW_TASK_TIMEOUT, Release, ReleaseInput
+from workflows import ReleaseWorkflow
+
+# The units --every takes, as timedelta names them.
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class TrainError(Exception):
+    """A train that cannot be made or found: printed as one line, exit status 1."""
+
+
+def train_id(key: str) -> str:
+    """The schedule ID of release key's train."""
+    return f"train.{key}"
+
+
+# --- What the command line gives: when a train runs ----------------------------------------------
+
+
+def interval(text: str) -> timedelta:
+    """--every's INTERVAL: a whole number and a unit, as in 30s, 10m, 1h or 1d."""
+    found = re.fullmatch(r"([1-9][0-9]*)([smhd])", text)
+    if not found:
+        raise ValueError(f"a whole number and a unit, like 30s, 10m, 1h or 1d, not {text!r}")
+    return timedelta(**{UNITS[found[2]]: int(found[1])})
+
+
+def moment(text: str) -> datetime:
+    """--at's TIME: an ISO 8601 time to come, with its zone (2026-12-01T09:00:00Z), in UTC."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"an ISO 8601 time like 2026-12-01T09:00:00Z, not {text!r}") from None
+    if at.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add one, e.g. Z for UTC")
+    if at <= datetime.now(UTC):
+        raise ValueError(f"{text!r} is in the past: a train runs at a time to come")
+    return at.astimezone(UTC).replace(microsecond=0)
+
+
+# --- Create, list and delete trains --------------------------------------------------------------
+
+
+async def schedule_release(
+    client: Client, release: Release, when: When, task_queue: str = TASK_QUEUE, lock_scope: str = ""
+) -> Train:
+    """Create release's train, starting it with the input the starter gives; raise TrainError
+    if the release has one already."""
+    action = ScheduleActionStartWorkflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(
+            release_key=release.key,
+            lock_scope=lock_scope,
+            demo_root=str(release_management.demo_root().resolve()),
+        ),
+        id=release.key,  # each run's ID is this and the time it was due
+        task_queue=task_queue,
+        task_timeout=WORKFLOW_TASK_TIMEOUT,
+        static_summary=f"promote {release.plan()} to {release.route()}",
+    )
+    # SKIP: a run due while the previous run of the train still runs is not started.
+    policy = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)
+    schedule = Schedule(action=action, spec=_spec(when), policy=policy)
+    try:
+        handle = await client.create_schedule(train_id(release.key), schedule)
+    except ScheduleAlreadyRunningError:
+        raise TrainError(
+            f"release {release.key} has a train already, {train_id(release.key)}: "
+            f"--schedules shows it, --unschedule {release.key} removes it"
+        ) from None
+    return await _train(client, await handle.describe())
+
+
+async def trains(client: Client, keys: list[str]) -> list[Train]:
+    """The trains of the releases keys, in their order (asked one by one: a schedule just made
+    may be missing from the server's list of schedules for a moment)."""
+    described = await asyncio.gather(*(_describe(client, train_id(key)) for key in keys))
+    return [await _train(client, d) for d in described if d is not None]
+
+
+async def unschedule(client: Client, key: str) -> str:
+    """Delete release key's train; say so, and what its running run does (it goes on)."""
+    if await _describe(client, train_id(key)) is None:
+        raise TrainError(f"release {key} has no train: --schedules lists the trains")
+    await client.get_schedule_handle(train_id(key)).delete()
+    deleted = f"Deleted train {train_id(key)}: it starts no more runs of {key}."
+    running = await running_train_run(client, key)
+    if running is None:
+        return deleted
+    return f"{deleted} Its run {running} goes on (--cancel {key} stops it)."
+
+
+async def _describe(client: Client, schedule_id: str) -> ScheduleDescription | None:
+    try:
+        return await client.get_schedule_handle(schedule_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def _train(client: Client, described: ScheduleDescription) -> Train:
+    """A train as --schedules shows it."""
+    info = described.info
+    return Train(
+        schedule_id=described.id,
+        release_key=described.id.removeprefix(train_id("")),
+        when=_when(described.schedule.spec),
+        next_runs=list(info.next_action_times),
+        last_run=await _last_run(client, described),
+        skipped=info.num_actions_skipped_overlap,
+    )
+
+
+async def _last_run(client: Client, described: ScheduleDescription) -> tuple[datetime, str] | None:
+    """When the train's latest run started and how it ended, or "running" (None: none yet)."""
+    if not described.info.recent_actions:
+        return None
+    latest = described.info.recent_actions[-1]
+    run = latest.action
+    assert isinstance(run, ScheduleActionExecutionStartWorkflow)
+    handle = client.get_workflow_handle_for(
+        ReleaseWorkflow.run, run.workflow_id, run_id=run.first_execution_run_id
+    )
+    status = (await handle.describe()).status
+    if status == WorkflowExecutionStatus.COMPLETED:
+        ending = (await handle.result()).outcome.value
+    else:  # running, or failed (--history has why), cancelled, terminated
+        ending = status.name.lower() if status else "?"
+    return latest.started_at, ending
+
+
+# --- Finding a run a train started ---------------------------------------------------------------
+
+
+async def release_workflow_id(client: Client, key: str) -> str:
+    """The workflow ID of the run of release key that a command means: KEY (the run started by
+    hand) if it runs, else the running run of the release's train, else KEY if it ever ran,
+    else the train's latest run, else KEY."""
+    try:
+        described = await client.get_workflow_handle(key).describe()
+        by_hand: bool | None = described.status == WorkflowExecutionStatus.RUNNING
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        by_hand = None  # never ran
+    if by_hand:
+        return key
+    if running := await running_train_run(client, key):
+        return running
+    return (by_hand is None and await _train_run(client, key, running=False)) or key
+
+
+async def running_train_run(client: Client, key: str) -> str | None:
+    """The workflow ID of the running run that release key's train started, if one runs (even
+    once the train is deleted)."""
+    return await _train_run(client, key, running=True)
+
+
+async def _train_run(client: Client, key: str, running: bool) -> str | None:
+    """The latest run (with running, the running run) of release key's train, if any: Temporal
+    marks each run a schedule starts with its ID, and lists the latest first."""
+    query = f"TemporalScheduledById = '{train_id(key)}'"
+    if running:
+        query += " AND ExecutionStatus = 'Running'"
+    async for execution in client.list_workflows(query, limit=1):
+        return execution.id
+    return None
+
+
+# --- A train's spec: every interval, or once at a time -------------------------------------------
+
+
+def _spec(when: When) -> ScheduleSpec:
+    if isinstance(when, timedelta):
+        return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=when)])
+    at = when.astimezone(UTC)
+    once = ScheduleCalendarSpec(
+        second=[ScheduleRange(at.second)],
+        minute=[ScheduleRange(at.minute)],
+        hour=[ScheduleRange(at.hour)],
+        day_of_month=[ScheduleRange(at.day)],
+        month=[ScheduleRange(at.month)],
+        year=[ScheduleRange(at.year)],
+    )
+    return ScheduleSpec(calendars=[once])
+
+
+def _when(spec: ScheduleSpec) -> When | None:
+    """What a train's spec says (None: something else, made by hand)."""
+    if spec.intervals:
+        return spec.intervals[0].every
+    if len(spec.calendars) != 1:
+        return None
+    once = spec.calendars[0]
+    fields = (once.year, once.month, once.day_of_month, once.hour, once.minute, once.second)
+    if any(len(field) != 1 or field[0].end > field[0].start for field in fields):
+        return None
+    year, month, day, hour, minute, second = (field[0].start for field in fields)
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
