@@ -168,7 +168,7 @@ async def run_release(
             task_queue=task_queue,
             task_timeout=WORKFLOW_TASK_TIMEOUT,
             # The Web UI shows it with the release: what it promotes, and where.
-            static_summary=f"promote {release.plan()} to {release.route()}",
+            static_summary=release.summary(),
         )
         print(f"Started release {release_key}.", flush=True)
     except WorkflowAlreadyStartedError:

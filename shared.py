@@ -251,6 +251,10 @@ class Release(FrozenModel):
         """Its environments in promotion order: "DEV -> TEST -> QC"."""
         return " -> ".join(env.value for env in self.environments)
 
+    def summary(self) -> str:
+        """The Web UI's summary of a run of it: "promote frontend 1.0, ... to DEV -> ... PROD"."""
+        return f"promote {self.plan()} to {self.route()}"
+
     def soak(self, env: Environment) -> int:
         """How long to wait after env is deployed before promoting past it (0 for the last)."""
         return 0 if env is self.environments[-1] else self.soak_seconds.get(env, 0)

@@ -90,7 +90,7 @@ async def schedule_release(
         id=release.key,  # each run's ID is this and the time it was due
         task_queue=task_queue,
         task_timeout=WORKFLOW_TASK_TIMEOUT,
-        static_summary=f"promote {release.plan()} to {release.route()}",
+        static_summary=release.summary(),
     )
     # SKIP: a run due while the previous run of the train still runs is not started.
     policy = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)
