@@ -496,11 +496,13 @@ def _say_scheduled(client: Client, train: Train) -> None:
 
 
 async def _run_to_attach(client: Client, release: Release) -> str:
-    """The release's running run to attach to: a run of its train, if one runs and no run with
-    ID KEY does; else KEY, which starts the release unless it runs already."""
-    workflow_id = await trains.release_workflow_id(client, release.key)
-    if workflow_id != release.key:
-        print(f"Release {release.key} is running on its train, as {workflow_id}.", flush=True)
+    """The run the starter starts or attaches to: KEY, unless KEY does not run and the release's
+    train has a run running (never a train's finished run: a release started by hand is KEY)."""
+    key = release.key
+    workflow_id = await trains.release_workflow_id(client, key)
+    if workflow_id == key or workflow_id != await trains.running_train_run(client, key):
+        return key
+    print(f"Release {key} is running on its train, as {workflow_id}.", flush=True)
     return workflow_id
 
 

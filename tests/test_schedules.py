@@ -106,8 +106,10 @@ async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
     assert run.startswith(f"{FAST}-")  # the action's workflow ID, and the time it was due
     result = await client.get_workflow_handle_for(ReleaseWorkflow.run, run).result()
     assert result.outcome is Outcome.SUCCESS
-    # FAST never ran by hand: --status FAST shows the train's latest run.
+    # FAST never ran by hand: --status FAST shows the train's latest run, but a release started
+    # by hand is FAST itself, not the train's finished run started again.
     await eventually(lambda: trains.release_workflow_id(client, FAST), lambda i: i == run)
+    assert await run_workflow._run_to_attach(client, rm.load_release(FAST)) == FAST
     assert rm.environment_state()[Environment.DEV] == {
         "frontend": "1.2",
         "sbstore": "1.8",
