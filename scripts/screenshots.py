@@ -7,10 +7,12 @@ Needs Chromium and its driver (Debian or Ubuntu: apt-get install chromium chromi
 selenium, which `make screenshots` installs into .venv (it is not in requirements.txt: only
 this script uses it). Starts its own dev server with the Web UI on free ports, a worker
 (run_worker.py with DEMO_STEP_SECONDS=0.5 and DEMO_FAILURES=sometimes, so steps fail and are
-retried) and one release (run_workflow.py RELEASE-NOV-23-INITIAL), all on a temp DEMO_ROOT.
-Headless Chromium photographs the Web UI while the release runs and after it has finished,
-each page once it shows what it is meant to; everything started here is stopped on the way
-out. About a minute. Writes:
+retried) and one release (run_workflow.py RELEASE-NOV-23-INITIAL), all on a temp DEMO_ROOT;
+then RELEASE-FEB-24-BETA, which soaks QC and waits at its PROD gate until this approves it, and
+a train of RELEASE-JAN-24-ALPHA-DEV (--schedule, one run triggered, --unschedule). Headless
+Chromium photographs the Web UI while the releases run and after they have finished, each page
+once it shows what it is meant to; everything started here is stopped on the way out. A little
+over a minute. Writes:
 
     resources/release-running.png   the workflow list filtered to the release, mid-release
     resources/retry-pending.png     a deploy child mid-release: a step on attempt N, and the
@@ -23,6 +25,11 @@ out. About a minute. Writes:
                                     failure
     resources/worker-log.png        the worker's log: the DEV wave with its failures and
                                     retries, then the end of the release
+    resources/soak-timeline.png     RELEASE-FEB-24-BETA's timeline at its PROD gate: the timer
+                                    "soak QC for 3 s" done, "approval before PROD expires after
+                                    1800 s" running
+    resources/train-schedules.png   the Schedules page: train.RELEASE-JAN-24-ALPHA-DEV, every
+                                    hour, with its one run so far and its next runs
 """
 
 import asyncio
@@ -36,7 +43,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -55,6 +62,7 @@ sys.path.insert(0, str(PROJECT_DIR))  # run as a script, this file sees scripts/
 from connection import exit_now  # noqa: E402
 from run_worker import READY_LINE  # noqa: E402
 from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit  # noqa: E402
+from trains import train_id  # noqa: E402
 
 RELEASE = "RELEASE-NOV-23-INITIAL"
 WORKER_SETTINGS = {"DEMO_STEP_SECONDS": "0.5", "DEMO_FAILURES": "sometimes"}
@@ -62,6 +70,14 @@ WORKER_SETTINGS = {"DEMO_STEP_SECONDS": "0.5", "DEMO_FAILURES": "sometimes"}
 MID_RELEASE_LINE = f"{RELEASE}: promoting to TEST"
 # The workflow's last line in the worker's log.
 RELEASE_END_LINE = f"Release {RELEASE}: "
+# The release that soaks and waits at a gate (database/catalog.json: "soak_seconds": {"QC": 3},
+# "approval_timeout_seconds": 1800), and the timers its timeline names by their summaries.
+SOAK_RELEASE = "RELEASE-FEB-24-BETA"
+SOAK_TIMER = "soak QC for 3 s"
+GATE_TIMER = "approval before PROD expires after 1800 s"
+GATE_LINE = f"{SOAK_RELEASE}: waiting for approval before PROD"
+# The release whose train the Schedules page shows (DEV only: its run is short).
+TRAIN_RELEASE = "RELEASE-JAN-24-ALPHA-DEV"
 TIMEOUT = 120.0
 PAGE_TIMEOUT = 20.0
 CHROMIUM_FLAGS = [
@@ -83,6 +99,8 @@ LIST_SIZE = (1600, 780)
 DETAIL_SIZE = (1600, 1000)
 EVENT_SIZE = (1600, 1100)
 RELEASE_TIMELINE_SIZE = (1600, 1120)
+SOAK_TIMELINE_SIZE = (1600, 1200)
+SCHEDULES_SIZE = (1800, 520)
 LOG_SIZE = (1460, 1400)
 # The worker-log picture shows at most this many lines from the log's start (the PNG stays small).
 LOG_HEAD_LINES = 48
@@ -194,6 +212,10 @@ class Run:
     ui: str
     worker: subprocess.Popen[bytes]
     worker_log: Path
+    env: dict[str, str]  # a person's terminal: this server, a demo root of their own
+    started: list[subprocess.Popen[bytes]]
+    # Each starter's command, as typed, and the log of what it printed.
+    starters: dict[subprocess.Popen[bytes], tuple[str, Path]] = field(default_factory=dict)
 
     def page(self, workflow_id: str, run_id: str, tab: str) -> str:
         return f"{self.ui}/namespaces/default/workflows/{quote(workflow_id)}/{run_id}/{tab}"
@@ -207,6 +229,27 @@ class Run:
             if time.monotonic() > deadline or self.worker.poll() is not None:
                 raise SystemExit(f"screenshots.py: the worker never logged {text!r}")
             await asyncio.sleep(0.1)
+
+    def starter(self, *args: str) -> subprocess.Popen[bytes]:
+        """run_workflow.py with args, as typed in a terminal; its output goes to a log."""
+        log = self.worker_log.with_name(f"starter-{len(self.started)}.log")
+        process = start([sys.executable, "run_workflow.py", *args], log, self.env, self.started)
+        self.starters[process] = (" ".join(["python run_workflow.py", *args]), log)
+        return process
+
+    async def succeeded(self, starter: subprocess.Popen[bytes]) -> None:
+        """Wait until a starter ends; exit with what it printed if it does not end well."""
+        try:
+            code = await asyncio.to_thread(starter.wait, TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code != 0:
+            command, log = self.starters[starter]
+            said = log.read_text(errors="replace")[-2000:]
+            raise SystemExit(
+                f"screenshots.py: {command} ended with exit status {code}:\n{said}\n"
+                f"The worker's log ends:\n{self.log_text()[-3000:]}"
+            )
 
 
 async def shoot_release_running(run: Run) -> None:
@@ -305,6 +348,29 @@ async def shoot_finished(run: Run) -> None:
     shoot(run.browser, url, "retry-event.png", EVENT_SIZE, wanted)
 
 
+async def shoot_soak_timeline(run: Run) -> None:
+    """The soaking release's timeline at its PROD gate: the soak's timer over, the gate's
+    running. Then the gate is approved, as a person would, so the release finishes."""
+    await run.wait_for_log(GATE_LINE)
+    release_run = (await run.client.get_workflow_handle(SOAK_RELEASE).describe()).run_id
+    url = run.page(SOAK_RELEASE, release_run, "timeline")
+    shoot(run.browser, url, "soak-timeline.png", SOAK_TIMELINE_SIZE, [SOAK_TIMER, GATE_TIMER])
+    await run.succeeded(run.starter("--approve", SOAK_RELEASE, "--gate", "PROD", "--by", "Ada"))
+
+
+async def shoot_train_schedules(run: Run) -> None:
+    """The Schedules page with a release train on it, once one run it started has finished;
+    then the train is removed."""
+    await run.succeeded(run.starter("--schedule", TRAIN_RELEASE, "--every", "1h"))
+    schedule = run.client.get_schedule_handle(train_id(TRAIN_RELEASE))
+    await schedule.trigger()  # a run now, instead of in an hour
+    await run.wait_for_log(f"Release {TRAIN_RELEASE}: SUCCESS")
+    url = f"{run.ui}/namespaces/default/schedules"
+    wanted = [train_id(TRAIN_RELEASE), "ReleaseWorkflow"]
+    shoot(run.browser, url, "train-schedules.png", SCHEDULES_SIZE, wanted)
+    await run.succeeded(run.starter("--unschedule", TRAIN_RELEASE))
+
+
 def log_excerpt(log: str) -> list[str]:
     """The worker's log from its start into the DEV wave, then the last lines of the release."""
     lines = log.splitlines()
@@ -401,21 +467,19 @@ async def photograph(
     (scratch / "root").mkdir()
     worker_log = scratch / "worker.log"
     worker = start([sys.executable, "run_worker.py"], worker_log, env, started)
-    run = Run(browser, client, ui, worker, worker_log)
+    run = Run(browser, client, ui, worker, worker_log, env, started)
     await run.wait_for_log(READY_LINE)
-    command = [sys.executable, "run_workflow.py", RELEASE]
-    starter = start(command, scratch / "starter.log", env, started)
+    release = run.starter(RELEASE)
 
     await shoot_release_running(run)
     await shoot_retry_pending(run)
-    try:
-        code = await asyncio.to_thread(starter.wait, TIMEOUT)
-    except subprocess.TimeoutExpired:
-        code = None
-    if code != 0:
-        raise SystemExit(f"screenshots.py: the release did not succeed:\n{run.log_text()[-3000:]}")
+    await run.succeeded(release)
+    soaking = run.starter(SOAK_RELEASE)  # runs while the finished release is photographed
     await shoot_finished(run)
     shoot_worker_log(browser, run.log_text(), scratch)
+    await shoot_soak_timeline(run)
+    await run.succeeded(soaking)
+    await shoot_train_schedules(run)
 
 
 def main() -> int:
