@@ -6,7 +6,7 @@ run, whose workflow ID is KEY followed by the time it was due (Temporal appends 
 KEY-2026-12-01T09:00:00Z), so it takes the environment locks like any run: a run that finds an
 environment held by another run, started by hand or by another train, is refused at once
 (EnvironmentBusy) and writes a FAILED record naming the holder. A run due while the train's
-previous run still runs is skipped (the overlap policy SKIP); the Web UI counts it as skipped.
+previous run still runs is skipped (the overlap policy SKIP), and counted in the schedule's info.
 """
 
 import asyncio
