@@ -141,27 +141,6 @@ class ReleaseWorkflow:
             await self._soak_for(env, release.soak(env))
         return _result(release, Outcome.SUCCESS)
 
-    async def _soak_for(self, env: Environment, seconds: int) -> None:
-        """Wait, durably, before promoting past env: a Temporal timer, which no worker has to
-        keep (a person may end it early: skip_soak)."""
-        if not seconds:
-            return
-        ends = workflow.now() + timedelta(seconds=seconds)
-        self._soak = Soak(environment=env, ends=ends.isoformat())
-        self._status = f"soaking {env.value} for {seconds} s"
-        workflow.logger.info(f"{self._request.release_key}: {self._status}")
-        self._mark(env, Cell(state=CellState.SOAKING))
-        try:
-            await workflow.wait_condition(
-                lambda: self._soak is None,
-                timeout=seconds,
-                timeout_summary=f"soak {env.value} for {seconds} s",
-            )
-        except TimeoutError:
-            self._soak = None
-        finally:
-            self._mark(env, Cell(state=CellState.DONE))
-
     async def _promote(self, release: Release, env: Environment) -> list[str]:
         """Deploy every component to env at once and wait for all of them (one wave).
 
@@ -240,6 +219,27 @@ class ReleaseWorkflow:
                 f"wait for {deploy_id}, started before a reset, to close",
             )
             return await start()
+
+    async def _soak_for(self, env: Environment, seconds: int) -> None:
+        """Wait, durably, before promoting past env: a Temporal timer, which no worker has to
+        keep (a person may end it early: skip_soak)."""
+        if not seconds:
+            return
+        ends = workflow.now() + timedelta(seconds=seconds)
+        self._soak = Soak(environment=env, ends=ends.isoformat())
+        self._status = f"soaking {env.value} for {seconds} s"
+        workflow.logger.info(f"{self._request.release_key}: {self._status}")
+        self._mark(env, Cell(state=CellState.SOAKING))
+        try:
+            await workflow.wait_condition(
+                lambda: self._soak is None,
+                timeout=seconds,
+                timeout_summary=f"soak {env.value} for {seconds} s",
+            )
+        except TimeoutError:
+            self._soak = None
+        finally:
+            self._mark(env, Cell(state=CellState.DONE))
 
     async def _approval(self, env: Environment) -> Decision:
         """Wait, durably and for as long as it takes, for a person to approve or reject env."""
