@@ -52,4 +52,4 @@ format: install
 # Forget every release: remove artifacts, deployed files, the ledger and release records.
 clean-state:
 	find artifactory environments -type f ! -name .gitkeep -delete
-	rm -rf database/ledger.jsonl database/releases .locks
+	rm -rf database/ledger.jsonl database/notifications.jsonl database/releases .locks

@@ -190,6 +190,7 @@ update_config = _activity(release_management.update_config, "configure")
 verify_deploy = _activity(release_management.verify_deploy, "verify")
 rollback_deploy = _activity(release_management.rollback_deploy, "rollback")
 verify_rollback = _activity(release_management.verify_rollback, "verify rollback")
+notify = _activity(release_management.notify, "notify")
 record_release = _activity(release_management.record_release, "record")
 
 
@@ -238,6 +239,7 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     verify_deploy,
     rollback_deploy,
     verify_rollback,
+    notify,
     record_release,
     find_lock_holder,
     wait_until_closed,

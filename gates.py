@@ -54,7 +54,8 @@ class ApprovalGates:
             )
         except TimeoutError:
             self._close(env, approved=False, by="", reason=f"approval expired after {limit} s")
-        self.expires = None
+        finally:  # decided, expired or cancelled: no countdown is shown any more
+            self.expires = None
         workflow.set_current_details("")
         decision = self.decisions[-1]
         verdict = "approved" if decision.approved else f"rejected ({decision.reason})"

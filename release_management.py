@@ -52,6 +52,7 @@ from shared import (
     Deployment,
     Environment,
     EnvironmentVersions,
+    NotifyInput,
     RecordReleaseInput,
     Release,
     ReleaseInput,
@@ -479,6 +480,33 @@ def verify_rollback(request: VerifyRollbackInput) -> None:
     _log.info("%s: verified", d.story("verify rollback"))
 
 
+def notify(request: NotifyInput) -> bool:
+    """Announce an event of a release run: append it to database/notifications.jsonl, once.
+
+    A real system would post it to a chat or a webhook, with the same key (the run and the
+    event) as an idempotency key, so that a retried announcement is not announced twice.
+
+    Returns:
+        True if it announced the event, False if this run had announced it already.
+
+    Raises:
+        ReleaseError: the file is a symbolic link or lies in a linked folder.
+        InjectedFailure: a failure injector fired (transient; retry).
+    """
+    raise_planted_bug("notify")
+    _inject(isErrorRarely, f"while announcing that {request.release.key} {request.event}")
+    line = {
+        "release_key": request.release.key,
+        "run_id": request.release_run_id,
+        "event": request.event,
+        "message": request.message,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    announced = _append_once(notifications_path(), line, ("run_id", "event"))
+    _log.info("%s: %s", request.story("notify"), "announced" if announced else "already announced")
+    return announced
+
+
 def record_release(request: RecordReleaseInput) -> str:
     """Write the record of one finished release run, database/releases/<KEY>-<run id>.json:
     how it ended, when, the decisions at its gates, and per environment and component the
@@ -503,6 +531,7 @@ def record_release(request: RecordReleaseInput) -> str:
         "finished": request.finished,
         "approved_in_catalog_by": release.approved_by,
         "decisions": [decision.model_dump(mode="json") for decision in request.decisions],
+        "skipped_soaks": [skip.model_dump(mode="json") for skip in request.skipped_soaks],
         "environments": _recorded_environments(request),
     }
     if _read_json(path) != record:
@@ -602,15 +631,25 @@ _SAME_CHANGE = ("release_key", "run_id", "env", "component", "version", "step")
 def _append_ledger(line: dict[str, Any]) -> None:
     """Append one change to the ledger, unless this release run already recorded it.
 
-    The ledger is append-only, so it is not rewritten through a temp file: each line goes in
-    with a single write under an exclusive lock, which concurrent steps (threads or worker
-    processes) cannot interleave. A last line that a crash cut short (a torn write) stays, and
-    read_ledger skips it.
-
     Raises:
         ReleaseError: the ledger is a symbolic link or lies in a linked folder.
     """
-    path = _no_links(ledger_path())
+    _append_once(ledger_path(), line, _SAME_CHANGE)
+
+
+def _append_once(path: Path, line: dict[str, Any], same: tuple[str, ...]) -> bool:
+    """Append line to the JSON-lines file path unless a line with the same values of the fields
+    same is there already; return whether it appended.
+
+    The file is append-only, so it is not rewritten through a temp file: each line goes in with
+    a single write under an exclusive lock, which concurrent steps (threads or worker processes)
+    cannot interleave. A last line that a crash cut short (a torn write) stays, and readers skip
+    it.
+
+    Raises:
+        ReleaseError: path is a symbolic link or lies in a linked folder.
+    """
+    path = _no_links(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
     with open(os.open(path, flags, 0o666), "r+b") as ledger:
@@ -618,25 +657,24 @@ def _append_ledger(line: dict[str, Any]) -> None:
         last = b"\n"
         for existing in ledger:
             last = existing
-            if _same_change(existing, line):
-                return
-        # After a torn last line, this change starts a line of its own instead of joining it.
+            if _same_line(existing, line, same):
+                return False
+        # After a torn last line, this one starts a line of its own instead of joining it.
         start = b"" if last.endswith(b"\n") else b"\n"
         ledger.write(start + json.dumps(line).encode() + b"\n")
         ledger.flush()
         os.fsync(ledger.fileno())
+        return True
 
 
-def _same_change(existing: bytes, line: dict[str, Any]) -> bool:
-    """Whether the ledger line existing records the same change as line."""
-    # Only a line of the same run and component can be the same change: skip the others
-    # without parsing them (a release of many components makes many lines).
-    if line["run_id"].encode() not in existing or line["component"].encode() not in existing:
+def _same_line(existing: bytes, line: dict[str, Any], same: tuple[str, ...]) -> bool:
+    """Whether the line existing has the same values as line in the fields same."""
+    # A line without those values is not the same: skip it without parsing it (a release of
+    # many components makes many lines).
+    if any(isinstance(line[f], str) and line[f].encode() not in existing for f in same):
         return False
     recorded = _json_or_none(existing)
-    return isinstance(recorded, dict) and all(
-        recorded.get(field) == line[field] for field in _SAME_CHANGE
-    )
+    return isinstance(recorded, dict) and all(recorded.get(field) == line[field] for field in same)
 
 
 @contextmanager
@@ -1064,6 +1102,11 @@ def lock_path(target: str) -> Path:
     """The lock file of one target that steps change: an artifact, or a component in an
     environment (see _exclusive)."""
     return demo_root() / ".locks" / f"{target}.lock"
+
+
+def notifications_path() -> Path:
+    """Where the release system's announcements go, one JSON line each (a webhook's stand-in)."""
+    return demo_root() / "database" / "notifications.jsonl"
 
 
 def ledger_path() -> Path:

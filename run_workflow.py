@@ -156,7 +156,22 @@ async def run_release(
     the release's train started (trains.py) is attached to as well.
     """
     release_key = release.key
-    workflow_id = workflow_id or await _run_to_attach(client, release)
+    train_run = None if workflow_id else await _train_run_to_attach(client, release)
+    workflow_id = workflow_id or train_run or release_key
+    if train_run:  # attached to, never started: its ID is the train's
+        handle = client.get_workflow_handle_for(ReleaseWorkflow.run, train_run)
+    else:
+        handle = await _start_or_attach(client, release, task_queue, workflow_id)
+    # The link on a line of its own: it fits an 80-column terminal and is whole to copy.
+    print(f"Watch it in the Web UI:\n  {web_ui_url(client, workflow_id)}", flush=True)
+    return await _wait_for_result(client, handle, release_key)
+
+
+async def _start_or_attach(
+    client: Client, release: Release, task_queue: str, workflow_id: str
+) -> ReleaseHandle:
+    """Start the release as workflow_id, or attach to it if it runs already."""
+    release_key = release.key
     try:
         handle = await client.start_workflow(
             ReleaseWorkflow.run,
@@ -174,9 +189,7 @@ async def run_release(
     except WorkflowAlreadyStartedError:
         handle = client.get_workflow_handle_for(ReleaseWorkflow.run, workflow_id)
         print(f"Release {release_key} is already running: waiting for it.", flush=True)
-    # The link on a line of its own: it fits an 80-column terminal and is whole to copy.
-    print(f"Watch it in the Web UI:\n  {web_ui_url(client, workflow_id)}", flush=True)
-    return await _wait_for_result(client, handle, release_key)
+    return handle
 
 
 class RunReset(Exception):
@@ -495,13 +508,13 @@ def _say_scheduled(client: Client, train: Train) -> None:
     print(f"See it on the Web UI's Schedules page:\n  {schedules}")
 
 
-async def _run_to_attach(client: Client, release: Release) -> str:
-    """The run the starter starts or attaches to: KEY, unless KEY does not run and the release's
-    train has a run running (never a train's finished run: a release started by hand is KEY)."""
+async def _train_run_to_attach(client: Client, release: Release) -> str | None:
+    """The run of the release's train to attach to, if one runs and no run KEY does (never a
+    train's finished run: a release started by hand is KEY)."""
     key = release.key
     workflow_id = await trains.release_workflow_id(client, key)
     if workflow_id == key or workflow_id != await trains.running_train_run(client, key):
-        return key
+        return None
     print(f"Release {key} is running on its train, as {workflow_id}.", flush=True)
     return workflow_id
 

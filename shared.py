@@ -163,7 +163,9 @@ class ReleaseResult(FrozenModel):
 
     def ending(self) -> str:
         """ "SUCCESS", "REJECTED by Grace: not today", "FAILED: <why>", ..."""
-        joined = self.outcome is Outcome.ROLLED_BACK or self.detail.startswith("by ")
+        # "REJECTED by Grace: ..." and "ROLLED BACK frontend in QC ..." read as one phrase.
+        by_a_person = self.outcome is Outcome.REJECTED and self.detail.startswith("by ")
+        joined = self.outcome is Outcome.ROLLED_BACK or by_a_person
         joiner = " " if joined else ": "
         return f"{self.outcome}{joiner}{self.detail}" if self.detail else str(self.outcome)
 
@@ -478,6 +480,14 @@ class DeployResult(FrozenModel):
 
     rolled_back: bool = False
     previous: str | None = None
+
+
+class NotifyInput(ReleaseStepInput):
+    """An event of a release run to announce: "promoted to QC", "ended SUCCESS"."""
+
+    release_run_id: str
+    event: str
+    message: str
 
 
 class RecordReleaseInput(ReleaseStepInput):

@@ -26,6 +26,7 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
+    ScheduleState,
     WorkflowExecutionStatus,
 )
 from temporalio.service import RPCError, RPCStatusCode
@@ -35,6 +36,8 @@ from display import Train, When
 from shared import TASK_QUEUE, WORKFLOW_TASK_TIMEOUT, Release, ReleaseInput
 from workflows import ReleaseWorkflow
 
+# How late a missed run may still start (Temporal's default is a year).
+CATCHUP = timedelta(minutes=1)
 # The units --every takes, as timedelta names them.
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -93,8 +96,12 @@ async def schedule_release(
         static_summary=release.summary(),
     )
     # SKIP: a run due while the previous run of the train still runs is not started.
-    policy = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)
-    schedule = Schedule(action=action, spec=_spec(when), policy=policy)
+    # A run missed while the server was down starts when it is back only within CATCHUP.
+    policy = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP)
+    # --at: one run, then the train starts no more.
+    once = ScheduleState(limited_actions=True, remaining_actions=1)
+    state = ScheduleState() if isinstance(when, timedelta) else once
+    schedule = Schedule(action=action, spec=_spec(when), policy=policy, state=state)
     try:
         handle = await client.create_schedule(train_id(release.key), schedule)
     except ScheduleAlreadyRunningError:

@@ -93,6 +93,7 @@ STEPS = (
     "configure",
     "verify",
     "rollback",
+    "notify",
     "record",
 )
 

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         fetch_artifact,
         fetch_config,
         gather_release,
+        notify,
         record_release,
         rollback_deploy,
         update_config,
@@ -61,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         Environment,
         EnvironmentVersions,
         ErrorType,
+        NotifyInput,
         Outcome,
         RecordReleaseInput,
         RejectInput,
@@ -138,6 +140,7 @@ class ReleaseWorkflow:
                 return _result(release, Outcome.ROLLED_BACK, "; ".join(rollbacks))
             # env is deployed, so the environment it was fed from is no longer needed.
             await self._locks.unlock_after_use(env.previous())
+            await self._announce(release, f"promoted to {env.value}", release.plan())
             await self._soak_for(env, release.soak(env))
         return _result(release, Outcome.SUCCESS)
 
@@ -220,6 +223,21 @@ class ReleaseWorkflow:
             )
             return await start()
 
+    async def _announce(self, release: Release, event: str, message: str) -> None:
+        """Announce an event of the release (notify). A step added to the plan after releases
+        had run: behind a patch, so a release that ran before it replays without it, and one in
+        flight takes it from the point it has not reached yet (demos.md, "Change the plan")."""
+        if not workflow.patched(NOTIFICATIONS_PATCH):
+            return
+        announcement = NotifyInput(
+            release=release,
+            release_run_id=workflow.info().run_id,
+            event=event,
+            message=message,
+            demo_root=self._request.demo_root,
+        )
+        await _start_activity(notify, announcement, f"announce that {release.key} {event}")
+
     async def _soak_for(self, env: Environment, seconds: int) -> None:
         """Wait, durably, before promoting past env: a Temporal timer, which no worker has to
         keep (a person may end it early: skip_soak)."""
@@ -237,8 +255,9 @@ class ReleaseWorkflow:
                 timeout_summary=f"soak {env.value} for {seconds} s",
             )
         except TimeoutError:
+            pass
+        finally:  # ended, skipped or cancelled: no soak is shown or skippable any more
             self._soak = None
-        finally:
             self._mark(env, Cell(state=CellState.DONE))
 
     async def _approval(self, env: Environment) -> Decision:
@@ -277,6 +296,7 @@ class ReleaseWorkflow:
             skipped_soaks=self._skipped_soaks,
         )
         await _start_activity(record_release, record, f"record how {release.key} ended")
+        await self._announce(release, f"ended {result.outcome}", str(result))
         await self._locks.unlock_all()
         self._status = result.ending()
         workflow.logger.info(str(result))
@@ -322,8 +342,9 @@ class ReleaseWorkflow:
         assert self._soak is not None  # the validator checked
         env, self._soak = self._soak.environment, None
         at = workflow.now().isoformat()
-        self._skipped_soaks.append(SkippedSoak(environment=env, by=request.by.strip(), at=at))
-        return f"Release {self._request.release_key}: soak of {env.value} skipped by {request.by}"
+        by = request.by.strip()
+        self._skipped_soaks.append(SkippedSoak(environment=env, by=by, at=at))
+        return f"Release {self._request.release_key}: soak of {env.value} skipped by {by}"
 
     @skip_soak.validator
     def _validate_skip_soak(self, request: SkipSoakInput) -> None:
@@ -420,6 +441,8 @@ RETRY_POLICY = RetryPolicy(
     maximum_interval=timedelta(seconds=2),
     maximum_attempts=0,
 )
+# The patch that added announcements (notify) to the plan: see _announce.
+NOTIFICATIONS_PATCH = "notifications"
 # An activity whose worker died is retried 1 s after its last heartbeat.
 HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 # The longest an activity may take, pace included (DEMO_STEP_SECONDS <= 60).

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         Deployment,
         EnvironmentVersions,
         LockHolderInput,
+        NotifyInput,
         RecordReleaseInput,
         Release,
         ReleaseInput,
@@ -130,6 +131,11 @@ async def rollback_deploy(deployment: Deployment) -> str | None:
 @_noop("verify_rollback")
 async def verify_rollback(request: VerifyRollbackInput) -> None:
     return None
+
+
+@_noop("notify")
+async def notify(request: NotifyInput) -> bool:
+    return True
 
 
 @_noop("record_release")

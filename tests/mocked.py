@@ -31,6 +31,7 @@ from shared import (
     Environment,
     EnvironmentVersions,
     LockHolderInput,
+    NotifyInput,
     RecordReleaseInput,
     Release,
     ReleaseInput,
@@ -115,7 +116,12 @@ class Steps:
         return [call.step for call in self.calls if call.where and call.where[1] is env]
 
     def names(self) -> list[str]:
-        return [call.step for call in self.calls]
+        """The steps that ran, in order; announcements aside (see announced)."""
+        return [call.step for call in self.calls if call.step != "notify"]
+
+    def announced(self) -> list[str]:
+        """The events the release announced, in order."""
+        return [call.request.event for call in self.calls if call.step == "notify"]
 
     def record(self) -> RecordReleaseInput:
         """What record_release received: exactly one call."""
@@ -198,6 +204,11 @@ class Steps:
     async def verify_rollback(self, request: VerifyRollbackInput) -> None:
         await self._run("verify_rollback", request, request.deployment)
 
+    @activity.defn(name="notify")
+    async def notify(self, request: NotifyInput) -> bool:
+        await self._run("notify", request)
+        return True
+
     @activity.defn(name="record_release")
     async def record_release(self, request: RecordReleaseInput) -> str:
         await self._run("record_release", request)
@@ -217,6 +228,7 @@ class Steps:
             self.verify_deploy,
             self.rollback_deploy,
             self.verify_rollback,
+            self.notify,
             self.record_release,
         ]
 

@@ -291,7 +291,8 @@ async def test_a_soak_outlasts_a_killed_worker_and_holds_the_next_environment_ba
         e: [p.stat().st_mtime for p in (demo_root / "environments" / e).glob("*.txt")]
         for e in ("TEST", "QC")
     }
-    assert min(deployed["QC"]) - max(deployed["TEST"]) >= SOAK_SECONDS
+    # Not sooner than the soak, and not later than the soak and the worker's restart allow.
+    assert SOAK_SECONDS <= min(deployed["QC"]) - max(deployed["TEST"]) < SOAK_SECONDS + 10
     # The history: one timer, named for the soak, that ran its time and no longer.
     (soak,) = await timers(env.client, KEY)
     assert soak.summary == f"soak TEST for {SOAK_SECONDS} s" and soak.fired is not None

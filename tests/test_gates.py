@@ -133,7 +133,7 @@ async def test_a_gate_before_a_later_environment_waits_once_the_earlier_ones_are
 
 
 async def test_a_gate_nobody_decides_expires_and_the_release_ends_rejected(mocked: Mocked) -> None:
-    mocked.steps.release = make_release(approval_before=(TEST,), approval_timeout_seconds=1)
+    mocked.steps.release = make_release(approval_before=(TEST,), approval_timeout_seconds=3)
     release = await waiting_at(mocked, TEST)
     progress = await release.query(ReleaseWorkflow.progress)
     assert progress.gate is TEST and progress.gate_expires is not None
@@ -141,11 +141,11 @@ async def test_a_gate_nobody_decides_expires_and_the_release_ends_rejected(mocke
     result = await release.result()
 
     assert result.outcome is Outcome.REJECTED
-    assert str(result) == f"Release {KEY}: REJECTED: approval expired after 1 s"
+    assert str(result) == f"Release {KEY}: REJECTED: approval expired after 3 s"
     assert mocked.steps.ran_in(TEST) == []  # the environment untouched
-    assert decisions(mocked) == [(TEST, False, "", "approval expired after 1 s")]
+    assert decisions(mocked) == [(TEST, False, "", "approval expired after 3 s")]
     (expiry,) = await timers(mocked.client, release.id)
-    assert expiry.summary == "approval before TEST expires after 1 s"
+    assert expiry.summary == "approval before TEST expires after 3 s"
     late = release.execute_update(ReleaseWorkflow.approve, ApproveInput(gate=TEST, by="Ada"))
     with pytest.raises(RPCError):  # the release has ended: nothing is left to approve
         await late

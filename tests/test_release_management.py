@@ -13,7 +13,16 @@ import pytest
 
 import release_management as rm
 from deployments import RUN, artifact, at, deploy_all_steps
-from shared import CheckPromotionInput, DeployArtifactInput, Environment, VerifyInput
+from shared import (
+    CheckPromotionInput,
+    DeployArtifactInput,
+    Environment,
+    Outcome,
+    RecordReleaseInput,
+    ReleaseResult,
+    SkippedSoak,
+    VerifyInput,
+)
 
 DEV, TEST = Environment.DEV, Environment.TEST
 
@@ -80,6 +89,25 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
     assert rm.build_artifact(at("frontend", "1.0", run=RUN)) is True
     assert [line["step"] for line in rm.read_ledger()] == ["build"]
     assert not list(demo_root.rglob("*.tmp"))
+
+
+def test_a_record_keeps_the_soaks_a_person_skipped(demo_root: Path) -> None:
+    release = rm.load_release("RELEASE-FEB-24-BETA")
+    skipped = SkippedSoak(environment=Environment.QC, by="Ada", at="t1")
+    name = rm.record_release(
+        RecordReleaseInput(
+            release=release,
+            release_run_id=RUN,
+            result=ReleaseResult(release_key=release.key, outcome=Outcome.SUCCESS),
+            started="t0",
+            finished="t2",
+            before={},
+            states={},
+            skipped_soaks=[skipped],
+        )
+    )
+    record = json.loads((rm.records_dir() / name).read_text())
+    assert record["skipped_soaks"] == [{"environment": "QC", "by": "Ada", "at": "t1"}]
 
 
 def test_a_change_already_made_is_refused_not_made_again(demo_root: Path) -> None:

@@ -109,7 +109,7 @@ async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
     # FAST never ran by hand: --status FAST shows the train's latest run, but a release started
     # by hand is FAST itself, not the train's finished run started again.
     await eventually(lambda: trains.release_workflow_id(client, FAST), lambda i: i == run)
-    assert await run_workflow._run_to_attach(client, rm.load_release(FAST)) == FAST
+    assert await run_workflow._train_run_to_attach(client, rm.load_release(FAST)) is None
     assert rm.environment_state()[Environment.DEV] == {
         "frontend": "1.2",
         "sbstore": "1.8",
@@ -150,9 +150,8 @@ async def test_a_run_due_while_the_last_one_runs_is_skipped_and_commands_find_th
     status = await run_workflow.status_of(client, GATED)
     assert status[0] == f"{GATED}: waiting for approval before PROD"
     release = rm.load_release(GATED)
-    attach_to = await run_workflow._run_to_attach(client, release)
-    assert attach_to == run
-    attached = asyncio.create_task(run_workflow.run_release(client, release, task_queue, attach_to))
+    assert await run_workflow._train_run_to_attach(client, release) == run
+    attached = asyncio.create_task(run_workflow.run_release(client, release, task_queue))
     answer = await run_workflow.decide(client, GATED, Environment.PROD, "Ada", None)
     assert answer == f"Release {GATED}: PROD approved by Ada"
     assert (await attached).outcome is Outcome.SUCCESS

@@ -10,6 +10,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.service import RPCError
 
 from handles import refused_update, timers, wait_for_status
 from mocked import (
@@ -248,9 +249,9 @@ async def test_a_cancel_at_a_gate_ends_the_release_cancelled_with_its_reason_sho
 
 
 async def test_a_soak_holds_the_next_environment_back_for_its_time(mocked: Mocked) -> None:
-    mocked.steps.release = make_release(soak_seconds={DEV: 2})
+    mocked.steps.release = make_release(soak_seconds={DEV: 3})
     release = await mocked.start()
-    await wait_for_status(release, "soaking DEV for 2 s")
+    await wait_for_status(release, "soaking DEV for 3 s")
 
     progress = await release.query(ReleaseWorkflow.progress)
     assert progress.soak is not None and progress.soak.environment is DEV
@@ -258,11 +259,11 @@ async def test_a_soak_holds_the_next_environment_back_for_its_time(mocked: Mocke
     assert mocked.steps.ran_in(TEST) == []
     assert str(await release.result()) == f"Release {KEY}: SUCCESS"
 
-    # Read from the server's history: a timer, with its summary, that fired after 2 s, and
+    # Read from the server's history: a timer, with its summary, that fired after 3 s, and
     # TEST's deploys started only once it had.
     (soak,) = await timers(mocked.client, release.id)
-    assert soak.summary == "soak DEV for 2 s" and soak.fired is not None
-    assert (soak.fired - soak.started).total_seconds() >= 2
+    assert soak.summary == "soak DEV for 3 s" and soak.fired is not None
+    assert (soak.fired - soak.started).total_seconds() >= 3
     first_test_deploy = await started_at(mocked, deploy_workflow_id(release.id, TEST, "frontend"))
     assert first_test_deploy >= soak.fired
     assert mocked.steps.record().states[DEV] == {"frontend": "done", "sbstore": "done"}
@@ -288,6 +289,22 @@ async def test_a_person_can_end_a_soak_early_and_it_is_recorded(mocked: Mocked) 
     assert (skipped.environment, skipped.by) == (DEV, "Ada")
 
 
+async def test_a_cancel_during_a_soak_ends_it_cleanly(mocked: Mocked) -> None:
+    mocked.steps.release = make_release(soak_seconds={DEV: 600})
+    release = await mocked.start()
+    await wait_for_status(release, "soaking DEV for 600 s")
+    await release.cancel(reason="not today")
+    with pytest.raises(WorkflowFailureError):
+        await release.result()
+    progress = await release.query(ReleaseWorkflow.progress)
+    assert progress.soak is None  # nothing left to show, or to skip
+    assert mocked.steps.record().states[DEV] == {"frontend": "done", "sbstore": "done"}
+    assert mocked.steps.ran_in(TEST) == []
+    late = release.execute_update(ReleaseWorkflow.skip_soak, SkipSoakInput(by="Ada"))
+    with pytest.raises(RPCError):  # the release has ended
+        await late
+
+
 async def test_a_soak_runs_on_while_no_worker_does(client: Client) -> None:
     """The soak is the server's timer: stopping the only worker for a while does not make it
     longer than its time or the worker's absence, whichever ends later."""
@@ -306,3 +323,28 @@ async def started_at(mocked: Mocked, workflow_id: str) -> datetime:
     """When the server started workflow_id."""
     description = await mocked.client.get_workflow_handle(workflow_id).describe()
     return description.start_time
+
+
+# --- Announcements: a step added behind workflow.patched ---------------------------------------
+
+
+async def test_a_release_announces_each_promotion_and_its_ending_after_recording_it(
+    mocked: Mocked,
+) -> None:
+    mocked.steps.release = make_release(environments=(DEV, TEST, QC))
+    assert str(await mocked.run()) == f"Release {KEY}: SUCCESS"
+    assert mocked.steps.announced() == [
+        "promoted to DEV",
+        "promoted to TEST",
+        "promoted to QC",
+        "ended SUCCESS",
+    ]
+    steps = [call.step for call in mocked.steps.calls]
+    assert steps.index("record_release") < len(steps) - 1  # the ending is announced once recorded
+
+
+async def test_a_rejected_release_announces_its_ending(mocked: Mocked) -> None:
+    mocked.steps.release = make_release(approved=False, approval_timeout_seconds=1)
+    result = await mocked.run()
+    assert result.outcome is Outcome.REJECTED
+    assert mocked.steps.announced() == ["ended REJECTED"]
