@@ -240,10 +240,16 @@ async def test_out_of_order_promotion_fails_fast_and_changes_nothing(
     assert "cannot be promoted to PROD" in error.message
     assert "QC holds frontend 1.0, not 1.1" in error.message
     assert elapsed < 2
-    records = demo_root / "database" / "releases"
+
+    # Nothing changed but what tells of the refusal: a record of it, and its announcement.
+    def untold(files: dict[Path, bytes]) -> dict[Path, bytes]:
+        told = (rm.notifications_path(), *rm.records_dir().glob("*"))
+        return {p: b for p, b in files.items() if p not in told}
+
     after = {p: p.read_bytes() for p in demo_root.rglob("*") if p.is_file()}
-    before_records = {p: b for p, b in before.items() if p.parent == records}
-    assert {p: b for p, b in after.items() if p.parent != records or p in before_records} == before
+    assert untold(after) == untold(before)
+    announced = rm.notifications_path().read_text().splitlines()
+    assert json.loads(announced[-1])["event"] == "ended FAILED"
     # The refusal is a FAILED ending, recorded with its reason.
     (refused,) = [r for r in rm.release_history() if r["release_key"].endswith("BUGFIXES-PROD")]
     assert refused["result"].startswith("Release RELEASE-DEC-2023-BUGFIXES-PROD: FAILED: ")
