@@ -70,9 +70,9 @@ class StepInput(Protocol):
 Input = TypeVar("Input", bound=StepInput)
 
 
-async def _run(step: Callable[[Input], T], request: Input, label: str) -> T:
-    """Run one release_management step as this activity: pace, heartbeat, run it on a thread,
-    and sort its errors (module docstring). label: the step's name in the log."""
+async def _run(step: Callable[[Input], T], request: Input, label: str, paced: bool) -> T:
+    """Run one release_management step as this activity: pace it (if paced), heartbeat, run it
+    on a thread, and sort its errors (module docstring). label: the step's name in the log."""
     story = request.story(label)
     _check_demo_root(request.demo_root)
     attempt = activity.info().attempt
@@ -80,7 +80,7 @@ async def _run(step: Callable[[Input], T], request: Input, label: str) -> T:
         activity.logger.info(f"{story}: retrying (attempt {attempt})")
     heartbeat = asyncio.create_task(_heartbeat_forever())
     try:
-        await asyncio.sleep(step_seconds())
+        await asyncio.sleep(step_seconds() if paced else 0)
         result = await _to_thread(step, request)
     except Exception as err:
         raise _sorted(err, story, attempt) from None
@@ -165,12 +165,15 @@ async def _to_thread(step: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _activity(step: Callable[[Input], T], label: str) -> Callable[[Input], Coroutine[Any, Any, T]]:
+def _activity(
+    step: Callable[[Input], T], label: str, paced: bool = True
+) -> Callable[[Input], Coroutine[Any, Any, T]]:
     """The release_management step as an activity of the same name, with the same types (the SDK
-    decodes its input and result by them) and documentation. label: its name in the log."""
+    decodes its input and result by them) and documentation. label: its name in the log;
+    paced: whether it takes DEMO_STEP_SECONDS, as every step that works on the release does."""
 
     async def run(request: Input) -> T:
-        return await _run(step, request, label)
+        return await _run(step, request, label, paced)
 
     hints = get_type_hints(step)
     first = next(iter(inspect.signature(step).parameters))
@@ -190,7 +193,8 @@ update_config = _activity(release_management.update_config, "configure")
 verify_deploy = _activity(release_management.verify_deploy, "verify")
 rollback_deploy = _activity(release_management.rollback_deploy, "rollback")
 verify_rollback = _activity(release_management.verify_rollback, "verify rollback")
-notify = _activity(release_management.notify, "notify")
+# An announcement changes nothing the release is about: it is not paced.
+notify = _activity(release_management.notify, "notify", paced=False)
 record_release = _activity(release_management.record_release, "record")
 
 
