@@ -1,7 +1,19 @@
-"""Deployments for the release_management tests: its steps take the models that cross Temporal."""
+"""Inputs for the release_management tests: its steps take the models that cross Temporal."""
 
 import release_management as rm
-from shared import ArtifactRef, Deployment, Environment, UpdateConfigInput, VerifyInput
+from shared import (
+    ArtifactRef,
+    Decision,
+    Deployment,
+    Environment,
+    Outcome,
+    RecordReleaseInput,
+    Release,
+    ReleaseResult,
+    SkippedSoak,
+    UpdateConfigInput,
+    VerifyInput,
+)
 
 RUN = "run-1"
 
@@ -18,6 +30,25 @@ def at(
 def artifact(sha256: str) -> ArtifactRef:
     """A gathered artifact with this checksum (where it was found does not matter here)."""
     return ArtifactRef(source="", sha256=sha256)
+
+
+def recorded(
+    release: Release,
+    decisions: list[Decision] | None = None,
+    skipped_soaks: list[SkippedSoak] | None = None,
+) -> RecordReleaseInput:
+    """The record of a run of release that succeeded at once."""
+    return RecordReleaseInput(
+        release=release,
+        release_run_id=RUN,
+        result=ReleaseResult(release_key=release.key, outcome=Outcome.SUCCESS),
+        started="t0",
+        finished="t1",
+        before={},
+        states={},
+        decisions=decisions or [],
+        skipped_soaks=skipped_soaks or [],
+    )
 
 
 def deploy_all_steps(component: str, version: str, env: Environment) -> None:

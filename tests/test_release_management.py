@@ -12,14 +12,11 @@ from typing import Any
 import pytest
 
 import release_management as rm
-from deployments import RUN, artifact, at, deploy_all_steps
+from deployments import RUN, artifact, at, deploy_all_steps, recorded
 from shared import (
     CheckPromotionInput,
     DeployArtifactInput,
     Environment,
-    Outcome,
-    RecordReleaseInput,
-    ReleaseResult,
     SkippedSoak,
     VerifyInput,
 )
@@ -94,18 +91,7 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
 def test_a_record_keeps_the_soaks_a_person_skipped(demo_root: Path) -> None:
     release = rm.load_release("RELEASE-FEB-24-BETA")
     skipped = SkippedSoak(environment=Environment.QC, by="Ada", at="t1")
-    name = rm.record_release(
-        RecordReleaseInput(
-            release=release,
-            release_run_id=RUN,
-            result=ReleaseResult(release_key=release.key, outcome=Outcome.SUCCESS),
-            started="t0",
-            finished="t2",
-            before={},
-            states={},
-            skipped_soaks=[skipped],
-        )
-    )
+    name = rm.record_release(recorded(release, skipped_soaks=[skipped]))
     record = json.loads((rm.records_dir() / name).read_text())
     assert record["skipped_soaks"] == [{"environment": "QC", "by": "Ada", "at": "t1"}]
 

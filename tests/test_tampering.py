@@ -10,25 +10,11 @@ import pytest
 
 import release_management as rm
 import run_workflow
-from deployments import RUN, at, deploy_all_steps
-from shared import Decision, Environment, Outcome, RecordReleaseInput, ReleaseResult
+from deployments import RUN, at, deploy_all_steps, recorded
+from shared import Decision, Environment
 from test_release_management import snapshot
 
 DEV = Environment.DEV
-
-
-def recorded(release: rm.Release, decisions: list[Decision] | None = None) -> RecordReleaseInput:
-    """The record of a run of release that succeeded at once."""
-    return RecordReleaseInput(
-        release=release,
-        release_run_id=RUN,
-        result=ReleaseResult(release_key=release.key, outcome=Outcome.SUCCESS),
-        started="t0",
-        finished="t1",
-        before={},
-        states={},
-        decisions=decisions or [],
-    )
 
 
 @pytest.fixture
