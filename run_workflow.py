@@ -511,11 +511,9 @@ def _say_scheduled(client: Client, train: Train) -> None:
 async def _train_run_to_attach(client: Client, release: Release) -> str | None:
     """The run of the release's train to attach to, if one runs and no run KEY does (never a
     train's finished run: a release started by hand is KEY)."""
-    key = release.key
-    workflow_id = await trains.release_workflow_id(client, key)
-    if workflow_id == key or workflow_id != await trains.running_train_run(client, key):
-        return None
-    print(f"Release {key} is running on its train, as {workflow_id}.", flush=True)
+    workflow_id = await trains.train_run_to_attach(client, release.key)
+    if workflow_id:
+        print(f"Release {release.key} is running on its train, as {workflow_id}.", flush=True)
     return workflow_id
 
 

@@ -178,18 +178,31 @@ async def release_workflow_id(client: Client, key: str) -> str:
     """The workflow ID of the run of release key that a command means: KEY (the run started by
     hand) if it runs, else the running run of the release's train, else KEY if it ever ran,
     else the train's latest run, else KEY."""
-    try:
-        described = await client.get_workflow_handle(key).describe()
-        by_hand: bool | None = described.status == WorkflowExecutionStatus.RUNNING
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        by_hand = None  # never ran
+    by_hand = await _runs_by_hand(client, key)
     if by_hand:
         return key
     if running := await running_train_run(client, key):
         return running
     return (by_hand is None and await _train_run(client, key, running=False)) or key
+
+
+async def train_run_to_attach(client: Client, key: str) -> str | None:
+    """The train's running run, if one runs and no run KEY does: what a starter of release key
+    attaches to (never a finished run: a release started by hand is KEY)."""
+    if await _runs_by_hand(client, key):
+        return None
+    return await running_train_run(client, key)
+
+
+async def _runs_by_hand(client: Client, key: str) -> bool | None:
+    """Whether the run with ID KEY (started by hand) runs; None if it never ran."""
+    try:
+        described = await client.get_workflow_handle(key).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+    return described.status == WorkflowExecutionStatus.RUNNING
 
 
 async def running_train_run(client: Client, key: str) -> str | None:
