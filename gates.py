@@ -53,7 +53,7 @@ class ApprovalGates:
                 else None,
             )
         except TimeoutError:
-            self._close(env, approved=False, by="", reason=f"approval expired after {limit} s")
+            self._decided(env, approved=False, by="", reason=f"approval expired after {limit} s")
         finally:  # decided, expired or cancelled: no countdown is shown any more
             self.expires = None
         workflow.set_current_details("")
@@ -87,11 +87,12 @@ class ApprovalGates:
         """Close the open gate with a person's decision (checked by check); say what was done."""
         assert self.open is not None  # the validator checked
         gate = self.open
-        self._close(gate, approved, by, reason)
+        self._decided(gate, approved, by, reason)
         verdict = "approved" if approved else "rejected"
         return f"Release {release_key}: {gate.value} {verdict} by {by}"
 
-    def _close(self, gate: Environment, approved: bool, by: str, reason: str) -> None:
+    def _decided(self, gate: Environment, approved: bool, by: str, reason: str) -> None:
+        """Close the gate with this decision, kept for the record."""
         self.open = None
         at = workflow.now().isoformat()
         self.decisions.append(
