@@ -140,7 +140,7 @@ class ReleaseWorkflow:
                 return _result(release, Outcome.ROLLED_BACK, "; ".join(rollbacks))
             # env is deployed, so the environment it was fed from is no longer needed.
             await self._locks.unlock_after_use(env.previous())
-            await self._announce(release, f"promoted to {env.value}", release.plan())
+            await self._announce(release, env.value, f"promoted to {env.value}", release.plan())
             await self._soak_for(env, release.soak(env))
         return _result(release, Outcome.SUCCESS)
 
@@ -223,11 +223,15 @@ class ReleaseWorkflow:
             )
             return await start()
 
-    async def _announce(self, release: Release, event: str, message: str) -> None:
+    async def _announce(self, release: Release, point: str, event: str, message: str) -> None:
         """Announce an event of the release (notify). A step added to the plan after releases
-        had run: behind a patch, so a release that ran before it replays without it, and one in
-        flight takes it from the point it has not reached yet (demos.md, "Change the plan")."""
-        if not workflow.patched(NOTIFICATIONS_PATCH):
+        had run, so behind a patch: a release that ran before it replays without it, and one in
+        flight takes it from the point it has not reached yet (demos.md, "Change the plan").
+
+        One patch per point (after DEV, ..., at the end): patched() answers once per ID for the
+        whole run, so a release that replays past its DEV announcement without the marker gets
+        False for that ID for good, yet True at the points it reaches from now on."""
+        if not workflow.patched(f"{NOTIFICATIONS_PATCH}-{point}"):
             return
         announcement = NotifyInput(
             release=release,
@@ -296,7 +300,7 @@ class ReleaseWorkflow:
             skipped_soaks=self._skipped_soaks,
         )
         await _start_activity(record_release, record, f"record how {release.key} ended")
-        await self._announce(release, f"ended {result.outcome}", str(result))
+        await self._announce(release, "end", f"ended {result.outcome}", str(result))
         await self._locks.unlock_all()
         self._status = result.ending()
         workflow.logger.info(str(result))
@@ -441,7 +445,7 @@ RETRY_POLICY = RetryPolicy(
     maximum_interval=timedelta(seconds=2),
     maximum_attempts=0,
 )
-# The patch that added announcements (notify) to the plan: see _announce.
+# The patches that added announcements (notify) to the plan: notifications-DEV, ..., -end.
 NOTIFICATIONS_PATCH = "notifications"
 # An activity whose worker died is retried 1 s after its last heartbeat.
 HEARTBEAT_TIMEOUT = timedelta(seconds=1)
