@@ -26,6 +26,7 @@ from shared import (
     ENVIRONMENT_ORDER,
     Cell,
     CellState,
+    FoundDeploy,
     ReleaseProgress,
     approve_command,
     shown,
@@ -241,6 +242,21 @@ def _table(header: list[str], rows: list[list[str]]) -> Table:
     for row in rows:
         table.add_row(*(Text(shown(cell)) for cell in row))
     return table
+
+
+def format_deploys(deploys: list[FoundDeploy], asked: str, width: int | None = None) -> str:
+    """The deploys the server found for asked ("to PROD", "of sbstore"), newest first (width:
+    as _table_text's)."""
+    if not deploys:
+        return f"No deploy {asked} on this server."
+    rows = [
+        [d.release_key, time_words(d.started) if d.started else "?", d.environment, d.component]
+        + [d.ending]
+        + [d.release_outcome]
+        for d in deploys
+    ]
+    header = ["RELEASE", "STARTED", "ENV", "COMPONENT", "DEPLOY", "RELEASE ENDED"]
+    return f"Deploys {asked}, newest first:\n{_table_text(header, rows, width)}"
 
 
 # --- Release trains ------------------------------------------------------------------------------

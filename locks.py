@@ -17,6 +17,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import find_lock_holder
+    from search_attributes import for_lock
     from shared import (
         WORKFLOW_TASK_TIMEOUT,
         Environment,
@@ -115,6 +116,7 @@ class EnvironmentLocks:
                 EnvironmentLock(release_key=release.key, environment=env),
                 id=self.lock_id(env),
                 static_summary=f"hold {env.value} for {release.key}",
+                search_attributes=for_lock(release.key, env),
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
                 # A lock is free again once its holder closed it, and dies with its release.
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,

@@ -22,6 +22,7 @@ from activities import ALL_ACTIVITIES, MAX_CONCURRENT_ACTIVITIES
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
 from locks import EnvironmentLockWorkflow
 from release_management import ReleaseError
+from search_attributes import SearchAttributesMissing, register_missing
 from shared import TASK_QUEUE
 from utils import (
     check_demo_settings,
@@ -95,9 +96,12 @@ async def main() -> int:
     configure_logging()
     try:
         client = await connect()
-    except TemporalUnreachable as err:
+        registered = await register_missing(client)
+    except (TemporalUnreachable, SearchAttributesMissing) as err:
         print(f"run_worker.py: {err}", file=sys.stderr)
         return 1
+    if registered:
+        print(f"Registered the search attributes {', '.join(registered)} (search_attributes.py).")
     worker = create_worker(client)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -4,7 +4,10 @@
     python run_workflow.py KEY          runs release KEY instead
     python run_workflow.py --list       prints the catalog
     python run_workflow.py --envs       prints what each environment holds
-    python run_workflow.py --history    prints the latest release runs
+    python run_workflow.py --history    prints the latest release runs (from the records)
+    python run_workflow.py --history --env ENV | --component NAME
+                                        prints the latest deploys to ENV and/or of NAME (from
+                                        the server, by their search attributes)
     python run_workflow.py --status KEY prints the progress grid of release KEY
     python run_workflow.py --approve KEY --gate ENV --by NAME
     python run_workflow.py --reject KEY --gate ENV --by NAME --reason TEXT
@@ -45,6 +48,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 import release_management
+import search_attributes
 import trains
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
 from display import (
@@ -52,6 +56,7 @@ from display import (
     ProgressLog,
     Train,
     format_catalog,
+    format_deploys,
     format_environments,
     format_history,
     format_progress,
@@ -125,6 +130,9 @@ async def main(argv: list[str]) -> int:
             return 0
         if args.envs:
             print(format_environments())
+            return 0
+        if args.history and (args.env or args.component):
+            print(await deploy_history(await connect(), args.env, args.component))
             return 0
         if args.history:
             print(format_history())
@@ -548,6 +556,30 @@ async def _ask(handle: ReleaseHandle, query: Callable[[ReleaseWorkflow], T]) -> 
         raise StarterError(f"Release {handle.id} cannot say: {err}") from None
 
 
+# --- The history, from the server ---------------------------------------------------------------
+
+# How many deploys --history --env/--component shows.
+DEPLOY_HISTORY_ROWS = 20
+
+
+async def deploy_history(client: Client, env: Environment | None, component: str | None) -> str:
+    """The latest deploys to env and/or of component, found by their search attributes: the
+    same answer the Web UI's list gives, filtered by DeployEnvironment and DeployComponent."""
+    components = list(release_management.load_catalog().components)
+    if component is not None and component not in components:
+        raise StarterError(f"No component {component!r} in the catalog: use one of {components}")
+    asked = " ".join(
+        part
+        for part in (f"of {component}" if component else "", f"to {env.value}" if env else "")
+        if part
+    )
+    try:
+        found = await search_attributes.find_deploys(client, env, component, DEPLOY_HISTORY_ROWS)
+    except RPCError as err:
+        raise StarterError(f"Temporal did not answer as expected: {err.message}") from None
+    return format_deploys(found, asked)
+
+
 # --- The command line ---------------------------------------------------------------------------
 
 
@@ -556,7 +588,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_args(argv)
     for option, commands in QUALIFIES.items():
-        if getattr(args, option) is not None and all(getattr(args, c) is None for c in commands):
+        if getattr(args, option) is not None and not any(getattr(args, c) for c in commands):
             parser.error(f"--{option} goes with {' or '.join(f'--{c}' for c in commands)}")
     if args.schedule is not None and (args.every is None) == (args.at is None):
         parser.error("--schedule takes one of --every INTERVAL or --at TIME")
@@ -570,6 +602,8 @@ QUALIFIES = {
     "reason": ("reject", "cancel"),
     "every": ("schedule",),
     "at": ("schedule",),
+    "env": ("history",),
+    "component": ("history",),
 }
 
 
@@ -611,7 +645,24 @@ def _parser() -> argparse.ArgumentParser:
         type=_text(MAX_REASON_LENGTH),
         help="why, when rejecting or cancelling",
     )
+    _add_history_arguments(parser)
     return parser
+
+
+def _add_history_arguments(parser: argparse.ArgumentParser) -> None:
+    """--history's options: with one, it asks the server instead of reading the records."""
+    parser.add_argument(
+        "--env",
+        type=Environment,
+        choices=list(Environment),
+        help="with --history: the deploys to this environment, from the server",
+    )
+    parser.add_argument(
+        "--component",
+        metavar="NAME",
+        type=_text(MAX_NAME_LENGTH),
+        help="with --history: the deploys of this component, from the server",
+    )
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser, one: argparse._ActionsContainer) -> None:

@@ -6,7 +6,7 @@ catalog) is a pydantic model, carried by the pydantic data converter.
 
 import os
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -502,3 +502,17 @@ class RecordReleaseInput(ReleaseStepInput):
     unlocked_after_use: list[Environment] = []
     decisions: list[Decision] = []
     skipped_soaks: list[SkippedSoak] = []
+
+
+# --- What the server finds (search_attributes.py) -----------------------------------------
+
+
+class FoundDeploy(FrozenModel):
+    """A deploy as --history --env/--component shows it (search_attributes.py asks Temporal)."""
+
+    started: datetime | None
+    release_key: str
+    environment: str
+    component: str
+    ending: str  # deployed, rolled back to 1.0, running, failed, ...
+    release_outcome: str  # how its release ended: RUNNING, SUCCESS, ROLLED BACK, ...

@@ -31,6 +31,7 @@ from locks import EnvironmentLocks
 # Determinism: the sandbox re-imports workflow code on every run; project modules and their
 # dependencies are passed through instead, since nothing in them runs inside a workflow.
 with workflow.unsafe.imports_passed_through():
+    import search_attributes
     from activities import (
         build_artifact,
         check_promotion,
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         verify_rollback,
         wait_until_closed,
     )
+    from search_attributes import RELEASE_KEY, RELEASE_OUTCOME, RUNNING
     from shared import (
         MAX_NAME_LENGTH,
         MAX_REASON_LENGTH,
@@ -106,6 +108,7 @@ class ReleaseWorkflow:
     async def run(self, request: ReleaseInput) -> ReleaseResult:
         started = workflow.now().isoformat()
         self._request = request
+        self._show_outcome(RUNNING)
         self._locks = EnvironmentLocks(scope=request.lock_scope)
         summary = f"gather {request.release_key} from the catalog"
         release = await _start_activity(gather_release, request, summary)
@@ -206,6 +209,7 @@ class ReleaseWorkflow:
                 deployment,
                 id=deploy_id,
                 static_summary=f"deploy {_what(deployment, 'to')}",
+                search_attributes=search_attributes.for_deploy(deployment),
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
                 # Were the release terminated, its deploys would still end clean, not mid-step.
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -300,11 +304,22 @@ class ReleaseWorkflow:
             skipped_soaks=self._skipped_soaks,
         )
         await _start_activity(record_release, record, f"record how {release.key} ended")
+        self._show_outcome(result.outcome)
         await self._announce(release, "end", f"ended {result.outcome}", str(result))
         await self._locks.unlock_all()
         self._status = result.ending()
         workflow.logger.info(str(result))
         await workflow.wait_condition(workflow.all_handlers_finished)
+
+    def _show_outcome(self, outcome: str) -> None:
+        """Set the release's search attributes, which the Web UI lists and filters releases by
+        (search_attributes.py). Behind a patch: a release started before it set none, and
+        replays without them."""
+        if workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+            key = self._request.release_key
+            workflow.upsert_search_attributes(
+                [RELEASE_KEY.value_set(key), RELEASE_OUTCOME.value_set(outcome)]
+            )
 
     def _final_states(self) -> dict[Environment, dict[str, CellState]]:
         """How each deploy ended; one that never ended was not reached."""
@@ -447,6 +462,8 @@ RETRY_POLICY = RetryPolicy(
 )
 # The patches that added announcements (notify) to the plan: notifications-DEV, ..., -end.
 NOTIFICATIONS_PATCH = "notifications"
+# The patch that made releases set their search attributes: see _show_outcome.
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 # An activity whose worker died is retried 1 s after its last heartbeat.
 HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 # The longest an activity may take, pace included (DEMO_STEP_SECONDS <= 60).

@@ -66,6 +66,7 @@ from temporalio.worker.workflow_sandbox import (  # noqa: E402
 )
 
 import release_management  # noqa: E402
+import search_attributes  # noqa: E402
 from benchmarks.histories import (  # noqa: E402
     HappyPath,
     Histories,
@@ -204,6 +205,7 @@ async def dev_server(*extra_args: str) -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         dev_server_extra_args=[*PRECISE_TIMERS, *extra_args],
         dev_server_log_level="error",
+        search_attributes=search_attributes.ALL,
         runtime=RUNTIME,
     ) as env:
         yield env

@@ -49,10 +49,13 @@ elif [[ ! ($HOST == localhost || $HOST == 127.0.0.1) || ! $PORT =~ ^[0-9]+$ ]]; 
 else
   UI="http://$HOST:$((PORT + 1000))"
   echo "Starting a Temporal dev server (history in $STATE/dev.sqlite, Web UI $UI)."
-  # Precise timers: retries wait as long as the retry policy says, not at least a second.
+  # Precise timers: retries wait as long as the retry policy says, not at least a second. The
+  # search attributes (search_attributes.py) let the Web UI find releases by key and outcome.
   "$BIN/temporal" server start-dev --db-filename "$STATE/dev.sqlite" --log-level error \
     --ip "$HOST" --port "$PORT" --ui-port $((PORT + 1000)) \
     --dynamic-config-value 'history.timerProcessorMaxTimeShift="10ms"' \
+    --search-attribute ReleaseKey=Keyword --search-attribute ReleaseOutcome=Keyword \
+    --search-attribute DeployEnvironment=Keyword --search-attribute DeployComponent=Keyword \
     >"$STATE/server.log" 2>&1 &
   started+=($!)
   for _ in $(seq 1 120); do server_answers && break; sleep 0.5; done

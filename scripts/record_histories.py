@@ -57,6 +57,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import release_management
+import search_attributes
 from connection import exit_now
 from run_worker import READY_LINE, create_worker
 from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit
@@ -552,6 +553,7 @@ async def main() -> int:
             data_converter=pydantic_data_converter,
             dev_server_extra_args=PRECISE_TIMERS,
             dev_server_log_level="error",
+            search_attributes=search_attributes.ALL,
         ) as server:
             runs = await record_catalog_and_failures(server.client, Path(state))
             runs |= await record_worker_kill(server.client, Path(state))

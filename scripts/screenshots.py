@@ -59,6 +59,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 RESOURCES_DIR = PROJECT_DIR / "resources"
 sys.path.insert(0, str(PROJECT_DIR))  # run as a script, this file sees scripts/ on sys.path
 
+import search_attributes  # noqa: E402
 from connection import exit_now  # noqa: E402
 from run_worker import READY_LINE  # noqa: E402
 from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit  # noqa: E402
@@ -438,7 +439,7 @@ async def start_server(scratch: Path, started: list[subprocess.Popen[bytes]]) ->
     cli = temporal_cli_or_exit("screenshots.py")
     command = [cli, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
     command += ["--ui-port", str(ui_port), "--db-filename", str(scratch / "dev.sqlite")]
-    command += ["--log-level", "error", *PRECISE_TIMERS]
+    command += ["--log-level", "error", *PRECISE_TIMERS, *search_attributes.server_flags()]
     server = start(command, scratch / "server.log", dict(os.environ), started)
     ui = f"http://127.0.0.1:{ui_port}"
     deadline = time.monotonic() + TIMEOUT

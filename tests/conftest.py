@@ -14,6 +14,7 @@ from mocked import Mocked, mocked_worker
 from processes import temporal_cli
 from run_worker import create_worker
 from scripts.dev_server import FAST_QUEUES, PRECISE_TIMERS
+from search_attributes import ALL as SEARCH_ATTRIBUTES
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -27,6 +28,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         # within its time, and nothing tested here depends on them. (The servers that
         # tests/processes.py starts are left as `make demo` starts one.)
         dev_server_extra_args=[*PRECISE_TIMERS, *FAST_QUEUES],
+        search_attributes=SEARCH_ATTRIBUTES,  # as `make demo` registers them
     ) as environment:
         yield environment
 

@@ -1,0 +1,171 @@
+"""Search attributes: how the Web UI, and `temporal workflow list --query`, find any release,
+deploy or lock by its release, environment, component or outcome (demos.md, "Find any release").
+
+    ReleaseKey='RELEASE-FEB-24-BETA'     releases, their deploys and their locks
+    ReleaseOutcome='ROLLED BACK'         releases: RUNNING while they run, then how they ended
+    DeployEnvironment='PROD'             deploys and locks of an environment
+    DeployComponent='sbstore'            deploys of a component
+
+Temporal indexes only the attributes a namespace has registered, and a workflow that sets one it
+has not fails its workflow task. `make demo`, the tests and the benchmarks start their server
+with them (server_flags); the worker registers them when it starts on a server without them
+(register_missing), such as a plain `temporal server start-dev`.
+"""
+
+import asyncio
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from shared import Deployment, DeployResult, Environment, FoundDeploy
+
+RELEASE_KEY = SearchAttributeKey.for_keyword("ReleaseKey")
+RELEASE_OUTCOME = SearchAttributeKey.for_keyword("ReleaseOutcome")
+DEPLOY_ENVIRONMENT = SearchAttributeKey.for_keyword("DeployEnvironment")
+DEPLOY_COMPONENT = SearchAttributeKey.for_keyword("DeployComponent")
+ALL = (RELEASE_KEY, RELEASE_OUTCOME, DEPLOY_ENVIRONMENT, DEPLOY_COMPONENT)
+
+# A release's ReleaseOutcome until it ends (then: an Outcome, such as SUCCESS).
+RUNNING = "RUNNING"
+
+
+def for_deploy(deployment: Deployment) -> TypedSearchAttributes:
+    """What a DeployWorkflow is found by: its release, environment and component."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(RELEASE_KEY, deployment.release_key),
+            SearchAttributePair(DEPLOY_ENVIRONMENT, deployment.environment.value),
+            SearchAttributePair(DEPLOY_COMPONENT, deployment.component),
+        ]
+    )
+
+
+def for_lock(release_key: str, env: Environment) -> TypedSearchAttributes:
+    """What an environment lock is found by: the release holding it, and the environment."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(RELEASE_KEY, release_key),
+            SearchAttributePair(DEPLOY_ENVIRONMENT, env.value),
+        ]
+    )
+
+
+def deploys_query(env: Environment | None, component: str | None) -> str:
+    """The visibility query for the deploys to env and/or of component."""
+    clauses = ["WorkflowType='DeployWorkflow'"]
+    if env is not None:
+        clauses.append(f"{DEPLOY_ENVIRONMENT.name}='{env.value}'")
+    if component is not None:
+        clauses.append(f"{DEPLOY_COMPONENT.name}='{_quoted(component)}'")
+    return " AND ".join(clauses)
+
+
+def _quoted(value: str) -> str:
+    """value inside a query's single quotes."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def server_flags() -> list[str]:
+    """`temporal server start-dev` flags that register every attribute."""
+    return [flag for key in ALL for flag in ("--search-attribute", f"{key.name}=Keyword")]
+
+
+class SearchAttributesMissing(Exception):
+    """The namespace lacks attributes and they could not be added: the message says why, and
+    what to run instead."""
+
+
+async def register_missing(client: Client) -> list[str]:
+    """Register the attributes the client's namespace lacks; return their names.
+
+    Raises:
+        SearchAttributesMissing: some are missing and the server refuses to add them (Temporal
+            Cloud adds them only through its own tools).
+    """
+    namespace = client.namespace
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = {*listed.custom_attributes, *listed.system_attributes}
+        missing = [key.name for key in ALL if key.name not in known]
+        if missing:
+            keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=namespace, search_attributes={name: keyword for name in missing}
+                )
+            )
+    except RPCError as err:
+        if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            raise SearchAttributesMissing(_what_to_run(namespace, [k.name for k in ALL])) from None
+        raise SearchAttributesMissing(
+            f"could not register the search attributes in namespace {namespace!r}: {err.message}"
+        ) from None
+    return missing
+
+
+def _what_to_run(namespace: str, names: list[str]) -> str:
+    """One line: the server will not let this worker check or add names, so who should."""
+    flags = " ".join(f"--name {name}" for name in names)
+    cloud = " ".join(f"--sa {name}=Keyword" for name in names)
+    return (
+        f"this server does not let the worker register the search attributes {', '.join(names)} "
+        f"in namespace {namespace!r}: have its admin run `temporal operator search-attribute "
+        f"create {flags} --type Keyword` (Temporal Cloud: `tcld namespace search-attributes add "
+        f"-n {namespace} {cloud}`), then start the worker again"
+    )
+
+
+# --- Asking the server: the deploys of an environment or a component --------------------------
+
+
+async def find_deploys(
+    client: Client, env: Environment | None, component: str | None, limit: int
+) -> list[FoundDeploy]:
+    """The latest deploys to env and/or of component, newest first, as the server's visibility
+    store finds them, each with how it ended and how its release ended."""
+    query = deploys_query(env, component)
+    runs = [run async for run in client.list_workflows(query, limit=limit)]
+    outcomes = await _release_outcomes(client, [run.parent_run_id for run in runs])
+    endings = await asyncio.gather(*(_deploy_ending(client, run) for run in runs))
+    return [
+        FoundDeploy(
+            started=run.start_time,
+            release_key=run.typed_search_attributes.get(RELEASE_KEY) or "?",
+            environment=run.typed_search_attributes.get(DEPLOY_ENVIRONMENT) or "?",
+            component=run.typed_search_attributes.get(DEPLOY_COMPONENT) or "?",
+            ending=ending,
+            release_outcome=outcomes.get(run.parent_run_id or "", "?"),
+        )
+        for run, ending in zip(runs, endings, strict=True)
+    ]
+
+
+async def _release_outcomes(client: Client, run_ids: list[str | None]) -> dict[str, str]:
+    """Each release run's ReleaseOutcome, by run ID."""
+    wanted = sorted({run_id for run_id in run_ids if run_id})
+    if not wanted:
+        return {}
+    query = f"RunId IN ({', '.join(repr(_quoted(run_id)) for run_id in wanted)})"
+    return {
+        run.run_id: run.typed_search_attributes.get(RELEASE_OUTCOME) or "?"
+        async for run in client.list_workflows(query)
+    }
+
+
+async def _deploy_ending(client: Client, run: WorkflowExecution) -> str:
+    """How a deploy ended, in a word or two: deployed, rolled back to 1.0, failed, running..."""
+    if run.status != WorkflowExecutionStatus.COMPLETED:
+        return (run.status.name if run.status else "?").lower().replace("_", " ")
+    handle = client.get_workflow_handle(run.id, run_id=run.run_id, result_type=DeployResult)
+    result = await handle.result()
+    if not result.rolled_back:
+        return "deployed"
+    return f"rolled back to {result.previous or 'nothing'}"
