@@ -168,4 +168,4 @@ async def _deploy_ending(client: Client, run: WorkflowExecution) -> str:
     result = await handle.result()
     if not result.rolled_back:
         return "deployed"
-    return f"rolled back to {result.previous or 'nothing'}"
+    return f"rolled back to {result.previous or 'none'}"

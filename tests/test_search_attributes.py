@@ -1,0 +1,135 @@
+"""search_attributes.py: every release, deploy and lock is found by its search attributes. Fast,
+with mocked steps, on the session's server (which registers them, as `make demo` does); and end
+to end on a dev server started plainly, where the worker registers them."""
+
+import asyncio
+import re
+import signal
+import time
+from pathlib import Path
+
+from temporalio.client import Client
+
+from handles import wait_for_status
+from mocked import DEV, KEY, TEST, Mocked, make_release
+from processes import (
+    free_port,
+    run_command,
+    run_starter,
+    running_worker,
+    start_dev_server,
+    stop,
+    temporal_cli,
+    terminal_env,
+)
+from search_attributes import deploys_query, server_flags
+from shared import Environment, Outcome, RejectInput
+from workflows import ReleaseWorkflow
+
+# Visibility (the list the Web UI shows) follows a workflow's history within moments.
+VISIBLE_SECONDS = 10.0
+
+
+async def until_counted(client: Client, query: str, count: int) -> None:
+    """Wait until query finds count workflows."""
+    deadline = time.monotonic() + VISIBLE_SECONDS
+    while (found := (await client.count_workflows(query)).count) != count:
+        assert time.monotonic() < deadline, f"{query!r} finds {found} workflows, not {count}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_release_is_listed_running_with_its_locks_then_by_how_it_ended(
+    mocked: Mocked,
+) -> None:
+    mocked.steps.release = make_release(environments=(DEV, TEST), approval_before=(TEST,))
+    release = await mocked.start()
+    await wait_for_status(release, "waiting for approval before TEST")
+    client, this = mocked.client, f"WorkflowId='{release.id}' AND ReleaseKey='{KEY}'"
+
+    await until_counted(client, f"{this} AND ReleaseOutcome='RUNNING'", 1)
+    for env in (DEV, TEST):
+        lock = f"WorkflowId='{mocked.lock_id(env)}' AND ExecutionStatus='Running'"
+        await until_counted(client, f"{lock} AND ReleaseKey='{KEY}'", 1)
+        await until_counted(client, f"{lock} AND DeployEnvironment='{env.value}'", 1)
+
+    reject = RejectInput(gate=TEST, by="Ada", reason="not this week")
+    await release.execute_update(ReleaseWorkflow.reject, reject)
+    assert (await release.result()).outcome is Outcome.REJECTED
+    await until_counted(client, f"{this} AND ReleaseOutcome='{Outcome.REJECTED}'", 1)
+    await until_counted(client, f"{this} AND ReleaseOutcome='RUNNING'", 0)
+
+
+async def test_each_deploy_is_found_by_its_release_environment_and_component(
+    mocked: Mocked,
+) -> None:
+    release = await mocked.start()
+    assert (await release.result()).outcome is Outcome.SUCCESS
+    client, mine = mocked.client, f"ParentWorkflowId='{release.id}' AND ReleaseKey='{KEY}'"
+
+    await until_counted(client, f"{mine} AND {deploys_query(TEST, None)}", 2)
+    await until_counted(client, f"{mine} AND {deploys_query(None, 'sbstore')}", 2)
+    await until_counted(client, f"{mine} AND {deploys_query(TEST, 'sbstore')}", 1)
+    await until_counted(client, f"{mine} AND ReleaseOutcome='{Outcome.SUCCESS}'", 0)  # a release's
+
+
+def test_a_query_quotes_what_it_is_given() -> None:
+    assert deploys_query(Environment.QC, "it's") == (
+        "WorkflowType='DeployWorkflow' AND DeployEnvironment='QC' AND DeployComponent='it\\'s'"
+    )
+
+
+def test_a_server_started_by_the_project_registers_each_attribute_as_a_keyword() -> None:
+    assert server_flags() == [
+        *("--search-attribute", "ReleaseKey=Keyword"),
+        *("--search-attribute", "ReleaseOutcome=Keyword"),
+        *("--search-attribute", "DeployEnvironment=Keyword"),
+        *("--search-attribute", "DeployComponent=Keyword"),
+    ]
+    demo = (Path(__file__).parents[1] / "scripts" / "demo.sh").read_text()
+    for value in server_flags()[1::2]:
+        assert f"--search-attribute {value}" in demo, f"make demo does not register {value}"
+
+
+async def test_on_a_plain_dev_server_the_worker_registers_them_and_every_query_answers(
+    tmp_path: Path,
+) -> None:
+    """The three-terminal walkthrough on `temporal server start-dev` with no flags: the worker
+    registers the attributes; a release rolled back in QC is then found by the CLI's queries and
+    by --history --env/--component."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    (demo_root := tmp_path / "demo").mkdir()
+    script_env = terminal_env(address, demo_root, DEMO_UNHEALTHY="sbstore@QC")
+    server = await start_dev_server(tmp_path / "dev.sqlite", port, tmp_path / "server.log")
+    try:
+        async with running_worker(script_env) as worker:
+            assert "Registered the search attributes ReleaseKey, ReleaseOutcome, Deploy" in (
+                worker.text
+            )
+            ran = await run_starter(script_env, "RELEASE-NOV-23-INITIAL")
+            assert "ROLLED BACK sbstore in QC" in ran.stdout, ran.stdout + ran.stderr
+            await _answers_from_the_server(address, script_env)
+    finally:
+        await stop(server, signal.SIGTERM)
+
+
+async def _answers_from_the_server(address: str, script_env: dict[str, str]) -> None:
+    async def count(query: str) -> str:
+        cli = temporal_cli()
+        found = await run_command(cli, "workflow", "count", "--address", address, "-q", query)
+        return found.stdout.strip()
+
+    assert await count("ReleaseOutcome='ROLLED BACK'") == "Total: 1"
+    assert await count("DeployEnvironment='QC' AND WorkflowType='DeployWorkflow'") == "Total: 3"
+    assert await count("DeployEnvironment='PROD' AND WorkflowType='DeployWorkflow'") == "Total: 0"
+    assert await count("DeployEnvironment='PROD'") == "Total: 1"  # its lock: taken, not used
+    history = await run_starter(script_env, "--history", "--component", "sbstore")
+    assert history.code == 0, history.stderr
+    rows = [re.split(r"\s{2,}", line) for line in history.stdout.splitlines()[2:]]
+    assert sorted(
+        (env, component, deploy, outcome) for _, _, env, component, deploy, outcome in rows
+    ) == [
+        ("DEV", "sbstore", "deployed", "ROLLED BACK"),
+        ("QC", "sbstore", "rolled back to none", "ROLLED BACK"),
+        ("TEST", "sbstore", "deployed", "ROLLED BACK"),
+    ]
