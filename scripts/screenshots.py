@@ -30,6 +30,9 @@ over a minute. Writes:
                                     1800 s" running
     resources/train-schedules.png   the Schedules page: train.RELEASE-JAN-24-ALPHA-DEV, every
                                     hour, with its one run so far and its next runs
+    resources/search-prod.png       the workflow list filtered by a search attribute,
+                                    DeployEnvironment = "PROD": every deploy to PROD and every
+                                    PROD lock, of both releases
 """
 
 import asyncio
@@ -372,6 +375,20 @@ async def shoot_train_schedules(run: Run) -> None:
     await run.succeeded(run.starter("--unschedule", TRAIN_RELEASE))
 
 
+async def shoot_search_prod(run: Run) -> None:
+    """The workflow list filtered by a search attribute: what touched PROD (demos.md, "Find any
+    release"), once visibility lists all of it."""
+    query = 'DeployEnvironment = "PROD"'
+    deadline = time.monotonic() + TIMEOUT
+    while (await run.client.count_workflows(query)).count < 8:  # 3 deploys and a lock, twice
+        if time.monotonic() > deadline:
+            raise SystemExit(f"screenshots.py: {query} never listed 8 workflows")
+        await asyncio.sleep(0.2)
+    url = f"{run.ui}/namespaces/default/workflows?query={quote(query)}"
+    wanted = [f"{RELEASE}.PROD.sbstore", f"{SOAK_RELEASE}.PROD.sbstore", "lock.PROD"]
+    shoot(run.browser, url, "search-prod.png", LIST_SIZE, wanted)
+
+
 def log_excerpt(log: str) -> list[str]:
     """The worker's log from its start into the DEV wave, then the last lines of the release."""
     lines = log.splitlines()
@@ -481,6 +498,7 @@ async def photograph(
     await shoot_soak_timeline(run)
     await run.succeeded(soaking)
     await shoot_train_schedules(run)
+    await shoot_search_prod(run)
 
 
 def main() -> int:

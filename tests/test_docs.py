@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 import temporalio.bridge
+from temporalio.client import Client
 
 import utils
-from processes import free_port
+from processes import free_port, temporal_cli
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "setup.md", "demos.md", "todo.md")
@@ -268,6 +269,9 @@ def test_make_demo_on_a_terminal_keeps_the_web_ui_up_until_ctrl_c(tmp_path: Path
         assert url and url[1].startswith(f"http://localhost:{port + 1000}/"), screen
         with urllib.request.urlopen(url[1], timeout=10) as page:
             assert page.status == 200
+        # demos.md, "Find any release": the queries answer on the server make demo started.
+        assert count(port, "DeployEnvironment='PROD'") == "Total: 4"  # 3 deploys and a lock
+        assert count(port, "ReleaseOutcome='SUCCESS'") == "Total: 1"
         subprocess.run([*tmux, "send-keys", "C-c"], check=True)
         deadline = time.monotonic() + DEMO_TIMEOUT
         while not status.exists() and time.monotonic() < deadline:
@@ -278,6 +282,23 @@ def test_make_demo_on_a_terminal_keeps_the_web_ui_up_until_ctrl_c(tmp_path: Path
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
         kill_left_over(demo_root)
+
+
+def count(port: int, query: str) -> str:
+    """What `temporal workflow count --query QUERY` prints, against the server on port."""
+    command = [temporal_cli(), "workflow", "count", "--address", f"localhost:{port}"]
+    return subprocess.run(
+        [*command, "--query", query], capture_output=True, text=True, timeout=10
+    ).stdout.strip()
+
+
+async def test_every_query_the_docs_show_is_one_the_server_accepts(client: Client) -> None:
+    queries = re.findall(r'--query "([^"]+)"', "".join(read(doc) for doc in DOCS))
+    assert len(queries) >= 6, queries
+    for query in queries:
+        await client.count_workflows(
+            query
+        )  # a query it cannot parse, or an unknown attribute, raises
 
 
 def pane(tmux: list[str]) -> str:
