@@ -576,6 +576,11 @@ async def deploy_history(client: Client, env: Environment | None, component: str
     try:
         found = await search_attributes.find_deploys(client, env, component, DEPLOY_HISTORY_ROWS)
     except RPCError as err:
+        if err.status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in err.message:
+            raise StarterError(
+                f"{err.message}: this server has not registered the demo's search attributes "
+                "yet; start the worker (python run_worker.py) once, and it will"
+            ) from None
         raise StarterError(f"Temporal did not answer as expected: {err.message}") from None
     return format_deploys(found, asked)
 

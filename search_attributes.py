@@ -153,7 +153,8 @@ async def _release_outcomes(client: Client, run_ids: list[str | None]) -> dict[s
     wanted = sorted({run_id for run_id in run_ids if run_id})
     if not wanted:
         return {}
-    query = f"RunId IN ({', '.join(repr(_quoted(run_id)) for run_id in wanted)})"
+    listed = ", ".join(f"'{_quoted(run_id)}'" for run_id in wanted)
+    query = f"RunId IN ({listed})"
     return {
         run.run_id: run.typed_search_attributes.get(RELEASE_OUTCOME) or "?"
         async for run in client.list_workflows(query)

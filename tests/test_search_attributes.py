@@ -102,6 +102,8 @@ async def test_on_a_plain_dev_server_the_worker_registers_them_and_every_query_a
     script_env = terminal_env(address, demo_root, DEMO_UNHEALTHY="sbstore@QC")
     server = await start_dev_server(tmp_path / "dev.sqlite", port, tmp_path / "server.log")
     try:
+        early = await run_starter(script_env, "--history", "--env", "PROD")
+        assert early.code == 1 and "start the worker (python run_worker.py) once" in early.stderr
         async with running_worker(script_env) as worker:
             assert "Registered the search attributes ReleaseKey, ReleaseOutcome, Deploy" in (
                 worker.text
