@@ -1,5 +1,6 @@
 """Outages in one line: the SDK core's log lines, told once when the connection to Temporal is
-lost and once when it is back, instead of a few raw lines a second.
+lost and once when it is back, instead of a few raw lines a second; and a workflow that this
+worker's code cannot replay, told once in words.
 """
 
 import asyncio
@@ -41,6 +42,25 @@ PROBE_SECONDS = 0.5
 # Any other core warning or error is shown in one line, its details cut to this many characters
 # (a failed workflow task's carry a stack trace, which the SDK's Python logger shows in full).
 DETAIL_CHARACTERS = 200
+# The SDK's code for a non-determinism error: the worker's workflow code does not replay the
+# history a workflow already has (a step added without workflow.patched, say). The core fails
+# the workflow's task, or a query, with it; the failure's message, in its record's fields:
+NONDETERMINISM = "[TMPRL1100]"
+_NONDETERMINISM = re.compile(r'message: "(\[TMPRL1100\][^"]*)"')
+# What a user reads instead, once per workflow run (and once per query failure): what happened,
+# that nothing is lost, and what to do.
+STUCK = (
+    "%s is stuck, not lost: its workflow task failed with a non-determinism error, because this "
+    "worker's workflow code does not replay what the workflow did before (%s). It stays Running. "
+    "Stop this worker and start one whose code replays it: the code from before the change, or "
+    'the change behind workflow.patched (demos.md, "Change the plan while releases are in '
+    'flight").'
+)
+CANNOT_ANSWER = (
+    "A query failed with a non-determinism error: this worker's workflow code does not replay "
+    "what a workflow did before (%s). That workflow is stuck, not lost, until a worker runs code "
+    'that replays it (demos.md, "Change the plan while releases are in flight").'
+)
 
 
 class OutageReporter(logging.Filter):
@@ -56,6 +76,8 @@ class OutageReporter(logging.Filter):
         self._client: Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._probe: asyncio.Task[None] | None = None
+        self._told: set[str] = set()  # the runs (or query failures) told stuck already
+        self._naming: set[asyncio.Task[None]] = set()
 
     def watch(self, client: Client) -> None:
         """Tell outages of this client's connection (a script has one); call on its loop."""
@@ -67,6 +89,8 @@ class OutageReporter(logging.Filter):
         if entry is None:
             return True  # not the core's: the reporter's own lines
         detail = " ".join(f"{name}={value}" for name, value in entry.fields.items())
+        if found := _NONDETERMINISM.search(str(entry.fields.get("failure", ""))):
+            return self._first_of_stuck(record, entry.message, entry.fields.get("run_id"), found[1])
         if _OUTAGE.search(f"{entry.message} {entry.fields.get('error', '')}"):
             return self._first_of_outage(record)
         if record.levelno < logging.ERROR and (self._lost or time.time() < self._settled_at):
@@ -89,6 +113,44 @@ class OutageReporter(logging.Filter):
             with suppress(RuntimeError):  # the loop has closed: the process is ending
                 self._loop.call_soon_threadsafe(self._start_probe)
         return True
+
+    def _first_of_stuck(
+        self, record: logging.LogRecord, failing: str, run_id: object, error: str
+    ) -> bool:
+        """Tell a non-determinism error once per workflow run, or per query failure: a failed
+        workflow task names its workflow once the server has said which it is."""
+        task = failing.startswith("Failing workflow task")
+        key = f"run {run_id}" if task and run_id else error
+        with self._lock:
+            if key in self._told:
+                return False
+            self._told.add(key)
+        if not task:
+            record.msg, record.args = CANNOT_ANSWER, (shown(error),)
+            return True
+        if run_id and self._loop is not None:
+            with suppress(RuntimeError):  # the loop has closed: tell it here, unnamed
+                self._loop.call_soon_threadsafe(self._start_naming, str(run_id), error)
+                return False
+        record.msg, record.args = STUCK, (f"The workflow of run {run_id}", shown(error))
+        return True
+
+    def _start_naming(self, run_id: str, error: str) -> None:
+        naming = asyncio.ensure_future(self._tell_stuck(run_id, error))
+        self._naming.add(naming)
+        naming.add_done_callback(self._naming.discard)
+
+    async def _tell_stuck(self, run_id: str, error: str) -> None:
+        """Say that the workflow of run_id is stuck, by its workflow ID (a release key) if the
+        server says it in time."""
+        assert self._client is not None
+        name = f"The workflow of run {run_id}"
+        with suppress(RPCError):
+            query = f"RunId = '{run_id}'"
+            timeout = timedelta(seconds=2)
+            async for found in self._client.list_workflows(query, limit=1, rpc_timeout=timeout):
+                name = found.id
+        CONNECTION_LOG.warning(STUCK, shown(name), shown(error))
 
     @property
     def _at(self) -> str:

@@ -32,6 +32,7 @@ import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from datetime import timedelta
 from typing import NoReturn, TypeAlias, TypeVar
 
@@ -42,6 +43,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.exceptions import CancelledError, TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -64,6 +66,7 @@ from display import (
     time_words,
     when_words,
 )
+from outages import NONDETERMINISM
 from release_management import ReleaseError
 from shared import (
     MAX_NAME_LENGTH,
@@ -115,6 +118,15 @@ ArgT = TypeVar("ArgT")  # an Update's input
 
 class StarterError(Exception):
     """A reason to stop that the user can act on: printed as one line, exit status 1."""
+
+
+class ReleaseCannotRun(StarterError):
+    """A worker runs, but cannot run the release's code: it does not replay the release's
+    history (a non-determinism error). failing: the release's workflow task fails already."""
+
+    def __init__(self, message: str, failing: bool) -> None:
+        super().__init__(message)
+        self.failing = failing
 
 
 async def main(argv: list[str]) -> int:
@@ -419,14 +431,29 @@ async def send_update(
     request: ArgT,
 ) -> str:
     """Send release key an Update and return its answer, once a worker has answered a query
-    (an Update that no worker takes would wait unseen)."""
+    (an Update that no worker takes would wait unseen). A worker that cannot run the release's
+    code (a non-determinism error) is sent it all the same: the release's workflow task fails,
+    where the Web UI shows it, and the server holds the Update for a worker that can run the
+    code. Once that workflow task keeps failing, nothing is sent: the server would refuse it."""
     handle = await _release_handle(client, key)
-    await _ask(handle, ReleaseWorkflow.status)
+    cannot_run = None
+    try:
+        await _ask(handle, ReleaseWorkflow.status)
+    except ReleaseCannotRun as err:
+        if err.failing:  # the server refuses an Update now, and drops the one it holds
+            raise
+        cannot_run = err
     try:
         return await asyncio.wait_for(handle.execute_update(update, request), ANSWER_SECONDS)
     except WorkflowUpdateFailedError as err:
         raise StarterError(root_message(err)) from None
-    except TimeoutError:
+    # The SDK says a cancelled wait (wait_for's) in its own words.
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        if cannot_run:
+            raise StarterError(
+                f"{cannot_run}. The server holds your request (in memory: a restart loses it) "
+                f"for a worker that can run the release: see --status {key}"
+            ) from None
         raise StarterError(f"Release {key} did not answer within {ANSWER_SECONDS:g} s") from None
 
 
@@ -437,6 +464,8 @@ async def cancel(client: Client, key: str, reason: str) -> ReleaseResult:
     await handle.cancel(reason=reason)
     try:
         await _ask(handle, ReleaseWorkflow.status)
+    except ReleaseCannotRun as err:
+        raise StarterError(f"cancel of release {key} requested, but {err}") from None
     except StarterError:
         raise StarterError(
             f"cancel of release {key} requested, but no worker answered: it takes effect once "
@@ -536,24 +565,43 @@ NO_WORKER_STATUSES = (
 
 
 async def _ask(handle: ReleaseHandle, query: Callable[[ReleaseWorkflow], T]) -> T:
-    """Query the release through a worker, or say in one line that no worker answers."""
-    no_worker = StarterError(
-        f"no worker answered for release {handle.id}: is `python run_worker.py` running (task "
-        f"queue {TASK_QUEUE})? Start it and try again"
-    )
+    """Query the release through a worker, or say in one line that no worker answers, or that
+    the worker cannot run the release (ReleaseCannotRun)."""
     try:
         return await asyncio.wait_for(
             handle.query(query, rpc_timeout=timedelta(seconds=ANSWER_SECONDS)),
             ANSWER_SECONDS + 1,
         )
     except TimeoutError:
-        raise no_worker from None
+        raise await _no_answer(handle) from None
     except RPCError as err:
         if err.status in NO_WORKER_STATUSES:
-            raise no_worker from None
+            raise await _no_answer(handle) from None
         raise
     except WorkflowQueryFailedError as err:
+        if NONDETERMINISM in str(err):  # to answer, the worker replays the release, and cannot
+            cannot = f"Release {handle.id} cannot run on the worker's code: {err}"
+            raise ReleaseCannotRun(cannot, failing=False) from None
         raise StarterError(f"Release {handle.id} cannot say: {err}") from None
+
+
+async def _no_answer(handle: ReleaseHandle) -> StarterError:
+    """Why a query got no answer: no worker, or a workflow task that keeps failing (a query
+    waits for it)."""
+    with suppress(RPCError):
+        description = await handle.describe(rpc_timeout=timedelta(seconds=ANSWER_SECONDS))
+        failed = description.raw_description.pending_workflow_task.attempt - 1
+        if failed > 0:
+            return ReleaseCannotRun(
+                f"Release {handle.id} cannot run on the worker's code: its workflow task has "
+                f"failed {failed} time{'s' if failed > 1 else ''} (the Web UI shows why). It "
+                "stays Running, nothing lost, until a worker runs code that can run it",
+                failing=True,
+            )
+    return StarterError(
+        f"no worker answered for release {handle.id}: is `python run_worker.py` running (task "
+        f"queue {TASK_QUEUE})? Start it and try again"
+    )
 
 
 # --- The history, from the server ---------------------------------------------------------------

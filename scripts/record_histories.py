@@ -1,6 +1,7 @@
 """Record the release histories that tests/test_replay.py replays.
 
     .venv/bin/python scripts/record_histories.py        (or: make record-histories)
+    .venv/bin/python scripts/record_histories.py --in-flight    (only the release in flight)
 
 Starts a throwaway dev server and, with the demo's state in a temp folder, runs:
 - the catalog releases, in catalog order, unpaced and without injected failures;
@@ -22,9 +23,13 @@ Starts a throwaway dev server and, with the demo's state in a temp folder, runs:
   RELEASE-FEB-24-BETA-soak-skipped: its QC soak (600 s here) is ended early with skip_soak.
 (RELEASE-FEB-24-BETA itself soaks QC for the catalog's 3 s before its PROD gate.)
 Each run is written to tests/histories/<workflow ID>.json as {workflow ID: history} for the
-release and every child workflow it started. Re-recording accepts the workflows' current shape
-as the reference: do it after a deliberate change to workflows.py, once no release of the old
-shape is in flight (if one may be, version the change with workflow.patched() instead).
+release and every child workflow it started. And one release in flight: RELEASE-FEB-24-BETA as
+a worker with the code from before the announcements runs it (patches/before-notifications.patch
+applied to a copy of the project), recorded while it waits at its PROD gate, in
+tests/histories/before-notifications/RELEASE-FEB-24-BETA-at-PROD-gate.json.
+Re-recording accepts the workflows' current shape as the reference: do it after a deliberate
+change to workflows.py, once no release of the old shape is in flight (if one may be, version
+the change with workflow.patched() instead).
 """
 
 import asyncio
@@ -60,6 +65,7 @@ import release_management
 import search_attributes
 from connection import exit_now
 from run_worker import READY_LINE, create_worker
+from scripts import code_states
 from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit
 from shared import (
     WORKFLOW_TASK_TIMEOUT,
@@ -101,6 +107,14 @@ EXPIRY_SECONDS = 2
 SOAK_SKIPPED_RUN = "RELEASE-FEB-24-BETA-soak-skipped"
 # Long enough per step for the cancel or the catalog edit to land mid-wave.
 MID_WAVE_STEP_SECONDS = "0.3"
+# A release recorded in flight, at its PROD gate, with the code from before the announcements
+# (patches/before-notifications.patch): where demos.md's "Change the plan while releases are in
+# flight" changes the code under it. Not replaced with the runs above: kept beside the release
+# recorded before the announcements (tests/test_versioning.py replays both).
+IN_FLIGHT_RUN = "RELEASE-FEB-24-BETA"
+IN_FLIGHT_FILE = HISTORIES_DIR / "before-notifications" / f"{IN_FLIGHT_RUN}-at-PROD-gate.json"
+# The option that records only that release, leaving the other histories as they are.
+IN_FLIGHT_ONLY = "--in-flight"
 # Stands for the temp folder of the demo roots in recorded failure messages.
 STATE_PLACEHOLDER = "<demo state>"
 RUN_TIMEOUT = 90.0
@@ -216,8 +230,11 @@ async def finish_raising(
     raise SystemExit(f"{handle.id}: {ended}, expected {cause}")
 
 
-async def fetch_run(client: Client, workflow_id: str) -> dict[str, WorkflowHistory]:
-    """The release's history and those of every child it started, once each has closed."""
+async def fetch_run(
+    client: Client, workflow_id: str, in_flight: bool = False
+) -> dict[str, WorkflowHistory]:
+    """The release's history and those of every child it started, once each has closed (or as
+    they are now, in_flight)."""
     histories: dict[str, WorkflowHistory] = {}
     pending: list[tuple[str, str | None]] = [(workflow_id, None)]
     while pending:
@@ -226,7 +243,8 @@ async def fetch_run(client: Client, workflow_id: str) -> dict[str, WorkflowHisto
         # A deploy may end failed or cancelled, a lock terminated with its release (the parent
         # close policy): result() raises for those, and the history is what is recorded.
         with suppress(WorkflowFailureError):
-            await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
+            if not in_flight:
+                await asyncio.wait_for(handle.result(), RUN_TIMEOUT)
         history = await handle.fetch_history()
         histories[child_id] = history
         for event in history.events:
@@ -248,8 +266,11 @@ def retried_steps(histories: dict[str, WorkflowHistory]) -> int:
 
 
 def how_closed(history: WorkflowHistory) -> str:
-    """How a workflow closed, from its last event: Completed, Failed, Canceled, Terminated."""
+    """How a workflow closed, from its last event: Completed, Failed, Canceled, Terminated; or
+    Running, if it was recorded in flight."""
     name = EventType.Name(history.events[-1].event_type)
+    if not name.startswith("EVENT_TYPE_WORKFLOW_EXECUTION_"):
+        return "Running"
     return name.removeprefix("EVENT_TYPE_WORKFLOW_EXECUTION_").title()
 
 
@@ -330,22 +351,26 @@ class WorkerProcess:
                 await self.process.wait()
 
 
-async def record_worker_kill(client: Client, state: Path) -> dict[str, dict[str, WorkflowHistory]]:
-    """A release whose worker process is killed mid-release and started again."""
-    # The worker's terminal: this server, and nothing of the caller's Temporal or DEMO_ settings.
+def worker_env(client: Client, demo_root: str, step_seconds: str) -> dict[str, str]:
+    """A worker's terminal: this server, and nothing of the caller's Temporal or DEMO_ settings."""
     env = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("TEMPORAL_", "DEMO_"))
     }
-    env |= {
+    return env | {
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": client.namespace,
-        "DEMO_ROOT": fresh_root(state, "worker-kill"),
+        "DEMO_ROOT": demo_root,
         "DEMO_TASK_QUEUE": TASK_QUEUE,
-        "DEMO_STEP_SECONDS": KILL_RUN_STEP_SECONDS,
+        "DEMO_STEP_SECONDS": step_seconds,
         "DEMO_FAILURES": "off",
     }
+
+
+async def record_worker_kill(client: Client, state: Path) -> dict[str, dict[str, WorkflowHistory]]:
+    """A release whose worker process is killed mid-release and started again."""
+    env = worker_env(client, fresh_root(state, "worker-kill"), KILL_RUN_STEP_SECONDS)
     workers: list[WorkerProcess] = []
     try:
         first = await WorkerProcess.start(env, workers)
@@ -515,31 +540,69 @@ async def record_endings(client: Client, state: Path) -> dict[str, dict[str, Wor
     return runs
 
 
+async def record_in_flight(client: Client, state: Path) -> dict[str, WorkflowHistory]:
+    """IN_FLIGHT_RUN as a worker with the code from before the announcements runs it (a copy of
+    the project with patches/before-notifications.patch applied), once it waits at its PROD gate;
+    then terminated, on this throwaway server."""
+    code = code_states.core_copy(code_states.BEFORE_NOTIFICATIONS, state / "code-before")
+    env = worker_env(client, fresh_root(state, "in-flight"), "0")
+    workers: list[WorkerProcess] = []
+    try:
+        await WorkerProcess.start(env, workers, str(code / "run_worker.py"))
+        handle = await start_release(client, IN_FLIGHT_RUN, IN_FLIGHT_RUN)
+        await reach_gate(handle, Environment.PROD)
+        run = await fetch_run(client, IN_FLIGHT_RUN, in_flight=True)
+        await handle.terminate(reason="recorded in flight")
+    finally:
+        for worker in workers:
+            await worker.stop()
+    if how_closed(run[IN_FLIGHT_RUN]) != "Running":
+        raise SystemExit(f"{IN_FLIGHT_RUN} in flight: it closed before it was recorded")
+    return run
+
+
 def write_histories(runs: dict[str, dict[str, WorkflowHistory]], state: Path) -> None:
     """One file per run, replacing every history recorded before."""
     HISTORIES_DIR.mkdir(parents=True, exist_ok=True)
     for stale in HISTORIES_DIR.glob("*.json"):
         stale.unlink()
     for name, histories in runs.items():
-        recorded = {wid: history.to_json_dict() for wid, history in histories.items()}
-        path = HISTORIES_DIR / f"{name}.json"
-        text = json.dumps(recorded, separators=(",", ":")) + "\n"
-        # Stack traces of failed attempts name files on this machine: keep them relative. Failure
-        # messages name files of the temp demo roots (a catalog): keep them machine-free too.
-        text = text.replace(str(PROJECT_DIR), ".").replace(str(state), STATE_PLACEHOLDER)
-        path.write_text(text)
-        children = [how_closed(h) for wid, h in histories.items() if wid != name]
-        closed = ", ".join(f"{children.count(e)} {e}" for e in sorted(set(children)))
-        print(
-            f"{path.relative_to(PROJECT_DIR)}: {how_closed(histories[name])}, "
-            f"children {closed or 'none'}; {len(histories)} workflows, "
-            f"{sum(len(h.events) for h in histories.values())} events, "
-            f"{retried_steps(histories)} steps retried, "
-            f"{len(worker_identities(histories))} worker(s), {path.stat().st_size // 1024} KB"
-        )
+        write_run(HISTORIES_DIR / f"{name}.json", histories, state)
 
 
-async def main() -> int:
+def write_run(path: Path, histories: dict[str, WorkflowHistory], state: Path) -> None:
+    """One run's histories (the release's first) in one file, and a line saying what it holds."""
+    name = next(iter(histories))
+    recorded = {wid: history.to_json_dict() for wid, history in histories.items()}
+    text = json.dumps(recorded, separators=(",", ":")) + "\n"
+    # Stack traces of failed attempts name files on this machine: keep them relative. Failure
+    # messages name files of the temp demo roots (a catalog): keep them machine-free too.
+    text = text.replace(str(PROJECT_DIR), ".").replace(str(state), STATE_PLACEHOLDER)
+    path.write_text(text)
+    children = [how_closed(h) for wid, h in histories.items() if wid != name]
+    closed = ", ".join(f"{children.count(e)} {e}" for e in sorted(set(children)))
+    print(
+        f"{path.relative_to(PROJECT_DIR)}: {how_closed(histories[name])}, "
+        f"children {closed or 'none'}; {len(histories)} workflows, "
+        f"{sum(len(h.events) for h in histories.values())} events, "
+        f"{retried_steps(histories)} steps retried, "
+        f"{len(worker_identities(histories))} worker(s), {path.stat().st_size // 1024} KB"
+    )
+
+
+async def record_runs(client: Client, state: Path) -> dict[str, dict[str, WorkflowHistory]]:
+    """The runs that recorded_names() names, each recorded under its name."""
+    runs = await record_catalog_and_failures(client, state)
+    runs |= await record_worker_kill(client, state)
+    runs |= await record_endings(client, state)
+    if list(runs) != recorded_names():
+        raise SystemExit(f"recorded {list(runs)}, expected {recorded_names()}")
+    return runs
+
+
+async def main(argv: list[str]) -> int:
+    if argv not in ([], [IN_FLIGHT_ONLY]):
+        raise SystemExit(f"usage: record_histories.py [{IN_FLIGHT_ONLY}]")
     started = time.monotonic()
     # The in-process worker's steps log each injected failure as a warning: expected here.
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
@@ -555,15 +618,14 @@ async def main() -> int:
             dev_server_log_level="error",
             search_attributes=search_attributes.ALL,
         ) as server:
-            runs = await record_catalog_and_failures(server.client, Path(state))
-            runs |= await record_worker_kill(server.client, Path(state))
-            runs |= await record_endings(server.client, Path(state))
-    if list(runs) != recorded_names():
-        raise SystemExit(f"recorded {list(runs)}, expected {recorded_names()}")
-    write_histories(runs, Path(state))
-    print(f"Recorded {len(runs)} release runs in {time.monotonic() - started:.1f} s.")
+            runs = {} if argv else await record_runs(server.client, Path(state))
+            in_flight = await record_in_flight(server.client, Path(state))
+        if runs:
+            write_histories(runs, Path(state))
+        write_run(IN_FLIGHT_FILE, in_flight, Path(state))
+    print(f"Recorded {len(runs) + 1} release runs in {time.monotonic() - started:.1f} s.")
     return 0
 
 
 if __name__ == "__main__":
-    exit_now(asyncio.run(main()))
+    exit_now(asyncio.run(main(sys.argv[1:])))

@@ -1,7 +1,7 @@
-"""What the docs promise, checked without a person: the diffs they show apply to today's code,
-the flags and settings they name exist, the numbers and keys they quote match the catalog, the
-pictures they show are there and are taken by scripts/screenshots.py; and `make demo`
-(scripts/demo.sh) ends as README's "Try it: two commands" says, in CI and on a terminal.
+"""What the docs promise, checked without a person: the diffs and patches they show apply to
+today's code, the flags and settings they name exist, the numbers and keys they quote match the
+catalog, the pictures they show are there and are taken by scripts/screenshots.py; and `make
+demo` (scripts/demo.sh) ends as README's "Try it: two commands" says, in CI and on a terminal.
 
 The doc checks only read files (a few seconds); each demo run takes its own free port and a temp
 DEMO_ROOT, so it never meets a `make demo` of yours (about ten seconds each)."""
@@ -23,6 +23,7 @@ from temporalio.client import Client
 
 import utils
 from processes import free_port, temporal_cli
+from scripts import code_states
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "setup.md", "demos.md", "todo.md")
@@ -71,6 +72,18 @@ def test_every_diff_in_the_docs_applies_to_today_s_code() -> None:
             assert applied.returncode == 0, f"{doc}: a diff of {target}: {applied.stderr}"
             checked += 1
     assert checked, "no diff block found: has the fence changed?"
+
+
+def test_the_code_states_the_docs_switch_between_are_one_command_each() -> None:
+    """demos.md's versioning scenario: each `git apply patches/...` it shows names a patch of
+    patches/ (tests/test_versioning.py checks that each applies to today's workflows.py), after
+    `git checkout workflows.py`, so that it applies whatever state the file is in."""
+    shown = re.findall(r"^(.*)git apply (patches/[\w.-]+\.patch)$", read("demos.md"), re.M)
+    assert sorted(path for _, path in shown) == sorted(
+        str(code_states.patch_of(state).relative_to(PROJECT_DIR))
+        for state in code_states.CODE_STATES
+    )
+    assert {before for before, _ in shown} == {"git checkout workflows.py && "}
 
 
 def test_every_starter_flag_the_docs_use_exists() -> None:

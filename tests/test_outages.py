@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import connection
-from outages import CONNECTION_LOG, OutageReporter
+from outages import CANNOT_ANSWER, CONNECTION_LOG, STUCK, OutageReporter
 from processes import QUICK_TIMEOUT, RAW_CORE_LOG
 
 UNAVAILABLE = (
@@ -111,3 +111,51 @@ async def test_a_real_core_warning_reaches_python_logging_not_the_terminal(
     assert not any(mark in line for line in core_lines for mark in RAW_CORE_LOG), core_lines
     terminal = capfd.readouterr()
     assert not any(mark in terminal.out + terminal.err for mark in RAW_CORE_LOG), terminal
+
+
+# How the core records a non-determinism error (tests/test_versioning.py sees the real ones).
+NONDETERMINISM_FAILURE = (
+    'Failure { failure: Some(Failure { message: "[TMPRL1100] Nondeterminism error: Activity '
+    "machine does not handle this event: HistoryEvent(id: 49, StartChildWorkflowExecutionInitiated)"
+    '", source: "", stack_trace: "", encoded_attributes: None, cause: None, failure_info: Some(App'
+)
+NONDETERMINISM_ERROR = NONDETERMINISM_FAILURE.split('"')[1]
+
+
+def test_a_non_determinism_error_is_told_once_in_words() -> None:
+    """Once per run for a failed workflow task, once for the queries, whatever the core repeats:
+    what happened, that nothing is lost, what to do; never the core's record of it."""
+    reporter = OutageReporter()  # watches no client: the run is not named
+    query = "Failing legacy query request"
+    queries = [
+        core_record(query, failure=NONDETERMINISM_FAILURE),
+        core_record(query, failure=NONDETERMINISM_FAILURE, run_id="01a2"),
+        core_record(query, failure=NONDETERMINISM_FAILURE),
+    ]
+    tasks = [core_record("Failing workflow task", run_id="01a2", failure=NONDETERMINISM_FAILURE)]
+    lines = told(reporter, *queries, *tasks, *tasks)
+    assert lines == [
+        CANNOT_ANSWER % NONDETERMINISM_ERROR,
+        STUCK % ("The workflow of run 01a2", NONDETERMINISM_ERROR),
+    ]
+    assert "is stuck, not lost" in lines[1] and "Stop this worker" in lines[1]
+    assert not any("Failure {" in line for line in lines)
+    another = core_record("Failing workflow task", run_id="01b3", failure=NONDETERMINISM_FAILURE)
+    assert told(reporter, another) == [STUCK % ("The workflow of run 01b3", NONDETERMINISM_ERROR)]
+
+
+async def test_a_stuck_workflow_is_named_by_its_workflow_id(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=CONNECTION_LOG.name)
+    reporter = OutageReporter()
+    reporter.watch(client)
+    queue = f"test-{uuid.uuid4()}"  # no worker: the workflow only needs a run ID
+    handle = await client.start_workflow("RELEASE-STUCK", id=queue, task_queue=queue)
+    try:
+        run_id = handle.result_run_id or ""
+        failed = core_record("Failing workflow task", run_id=run_id, failure=NONDETERMINISM_FAILURE)
+        assert told(reporter, failed) == []  # told once the server has named it
+        await until_logged(caplog, f"{queue} is stuck, not lost")
+    finally:
+        await handle.terminate(reason="test cleanup")
