@@ -1,5 +1,6 @@
-"""One real Temporal dev server for the whole test session; each test gets its own demo root
-(DEMO_ROOT in a temp folder) and its own task queue and worker."""
+"""One real Temporal dev server for the whole test session (for each pytest-xdist worker, under
+`make test`); each test gets its own demo root (DEMO_ROOT in a temp folder) and its own task
+queue and worker."""
 
 import uuid
 from collections.abc import AsyncIterator

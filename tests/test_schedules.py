@@ -6,7 +6,9 @@ in one line with exit status 2. Each test deletes the trains it made and ends th
 
 import asyncio
 import contextlib
+import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +32,7 @@ from processes import QUICK_TIMEOUT, assert_one_line_without_traceback, run_star
 from shared import Environment, Outcome, root_message
 from workflows import ReleaseWorkflow
 
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 FAST = "RELEASE-JAN-24-ALPHA-DEV"  # DEV only: the quickest release
 GATED = "RELEASE-FEB-24-BETA"  # waits for a person before PROD
 PROD_ONLY = "RELEASE-JAN-24-ALPHA-PROD"
@@ -99,17 +102,30 @@ async def first_run(train: ScheduleHandle) -> str:
     return run.workflow_id
 
 
+def never_run_copy_of(key: str, demo_root: Path) -> str:
+    """A copy of release key under a key of its own, in the demo root's catalog: no other test
+    has run it on the session's server, by hand or by a train."""
+    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    copy = dict(next(r for r in catalog["releases"] if r["key"] == key))
+    copy["key"] = f"RELEASE-TRAIN-{uuid.uuid4().hex[:8].upper()}"
+    catalog["releases"].append(copy)
+    (demo_root / "database").mkdir(exist_ok=True)
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
+    return str(copy["key"])
+
+
 async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
-    _, run = await triggered(client, FAST, task_queue)
-    assert run.startswith(f"{FAST}-")  # the action's workflow ID, and the time it was due
+    fast = never_run_copy_of(FAST, demo_root)
+    _, run = await triggered(client, fast, task_queue)
+    assert run.startswith(f"{fast}-")  # the action's workflow ID, and the time it was due
     result = await client.get_workflow_handle_for(ReleaseWorkflow.run, run).result()
     assert result.outcome is Outcome.SUCCESS
-    # FAST never ran by hand: --status FAST shows the train's latest run, but a release started
-    # by hand is FAST itself, not the train's finished run started again.
-    await eventually(lambda: trains.release_workflow_id(client, FAST), lambda i: i == run)
-    assert await run_workflow._train_run_to_attach(client, rm.load_release(FAST)) is None
+    # fast never ran by hand: --status KEY shows the train's latest run, but a release started
+    # by hand is KEY itself, not the train's finished run started again.
+    await eventually(lambda: trains.release_workflow_id(client, fast), lambda i: i == run)
+    assert await run_workflow._train_run_to_attach(client, rm.load_release(fast)) is None
     assert rm.environment_state()[Environment.DEV] == {
         "frontend": "1.2",
         "sbstore": "1.8",
@@ -122,15 +138,15 @@ async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
         "RUN",
     ]
     row = listed.splitlines()[1]
-    assert row.startswith(f"train.{FAST}  {FAST}  every 1 hour ") and row.endswith(" SUCCESS")
+    assert row.startswith(f"train.{fast}  {fast}  every 1 hour ") and row.endswith(" SUCCESS")
     assert len(listed.splitlines()) == 2
 
-    said = await trains.unschedule(client, FAST)
-    assert said == f"Deleted train train.{FAST}: it starts no more runs of {FAST}."
-    assert await trains.trains(client, [FAST]) == []
-    assert await trains.running_train_run(client, FAST) is None
+    said = await trains.unschedule(client, fast)
+    assert said == f"Deleted train train.{fast}: it starts no more runs of {fast}."
+    assert await trains.trains(client, [fast]) == []
+    assert await trains.running_train_run(client, fast) is None
     with pytest.raises(trains.TrainError, match="has no train"):
-        await trains.unschedule(client, FAST)
+        await trains.unschedule(client, fast)
 
 
 async def test_a_run_due_while_the_last_one_runs_is_skipped_and_commands_find_the_run(
