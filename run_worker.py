@@ -39,6 +39,11 @@ READY_LINE = "Press Ctrl+C to stop."
 # Why each value (measured): README.md, "Tuning".
 # On Ctrl+C, activities in flight get this long to finish before they are cancelled (and retried).
 GRACEFUL_SHUTDOWN = timedelta(seconds=3)
+# What the worker says on Ctrl+C.
+STOPPING = (
+    f"Stopping the worker: steps in flight get {GRACEFUL_SHUTDOWN.total_seconds():g} s to finish; "
+    "releases in flight wait for the next worker."
+)
 # A dead worker's sticky queue hands its workflows' tasks back to the shared queue after this.
 STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=200)
 # The SDK sends an activity's heartbeats at most this often: half of the heartbeat timeout.
@@ -83,6 +88,9 @@ def configure_logging() -> None:
     release, environment and component they are about. Called before connect(), so the lines
     it logs about the connection (outages.OutageReporter) come in the same format."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # The SDK's own line on shutdown ("Beginning worker shutdown, will wait 0:00:03 ..."): main
+    # says the same in the project's words. Its warnings and errors still show.
+    logging.getLogger("temporalio.worker._worker").setLevel(logging.WARNING)
     activity.logger.activity_info_on_message = False
     workflow.logger.workflow_info_on_message = False
 
@@ -123,7 +131,7 @@ async def main() -> int:
     )
     async with worker:
         await stop.wait()
-        print("Stopping the worker; releases in flight wait for the next worker.", flush=True)
+        print(STOPPING, flush=True)
     print("Worker stopped.", flush=True)
     return 0
 

@@ -202,6 +202,9 @@ def assert_stopped_cleanly(worker: Running, seconds: float, when: str) -> None:
     assert seconds < 5
     assert "Worker stopped." in worker.text
     assert "Traceback" not in worker.text
+    # Said once, in the project's words, not also in the SDK's ("Beginning worker shutdown").
+    assert [line for line in worker.text.splitlines() if "shutdown" in line.lower()] == []
+    assert worker.text.count("Stopping the worker: steps in flight get 3 s to finish") == 1
 
 
 async def test_ctrl_c_stops_an_idle_worker_cleanly(script_env: dict[str, str]) -> None:
