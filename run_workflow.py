@@ -298,13 +298,26 @@ async def _report_progress(client: Client, handle: ReleaseHandle) -> None:
 async def _progress_updates(
     client: Client, handle: ReleaseHandle
 ) -> AsyncIterator[ReleaseProgress]:
-    """The release's progress every STATUS_SECONDS."""
+    """The release's progress every STATUS_SECONDS; while the worker cannot replay the release,
+    the last progress, saying so."""
+    last: ReleaseProgress | None = None
     while True:
         await asyncio.sleep(STATUS_SECONDS)
         try:
-            yield await read_progress(client, handle)
-        except (RPCError, WorkflowQueryFailedError):
+            last = await read_progress(client, handle)
+            yield last
+        except WorkflowQueryFailedError as err:
+            if NONDETERMINISM in str(err) and last is not None:
+                yield last.model_copy(update={"status": CANNOT_REPLAY})
+        except RPCError:
             continue  # not started by a worker yet, or the server is away: try again later
+
+
+# The status the starter shows while the worker's code cannot replay the release it follows.
+CANNOT_REPLAY = (
+    "stuck, not lost: the worker's code cannot replay this release (a non-determinism error; "
+    "the worker's terminal says more)"
+)
 
 
 async def _progress_as_it_ended(client: Client, handle: ReleaseHandle) -> ReleaseProgress | None:

@@ -47,6 +47,7 @@ from processes import (
     wait_for_output,
 )
 from run_worker import READY_LINE
+from run_workflow import CANNOT_REPLAY, STATUS_SECONDS
 from scripts.code_states import (
     BEFORE_NOTIFICATIONS,
     CODE_STATES,
@@ -198,6 +199,9 @@ async def test_the_scenario_with_real_workers(env: WorkflowEnvironment, tmp_path
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
             )
             await reach_gate(handle)
+            # A starter watching the release, as in terminal 3, through every swap.
+            watching = asyncio.ensure_future(run_starter(script_env, BETA))
+            await asyncio.sleep(STATUS_SECONDS * 2)  # it has seen the release at its gate
         async with worker_of(code[UNPATCHED], script_env) as unpatched:
             approve = ("--approve", BETA, "--gate", "PROD", "--by", "Ada")
             approved = await run_starter(script_env, *approve, timeout=QUICK_TIMEOUT)
@@ -207,6 +211,9 @@ async def test_the_scenario_with_real_workers(env: WorkflowEnvironment, tmp_path
         failures = workflow_task_failures(await handle.fetch_history())
         async with running_worker(script_env):
             result = await asyncio.wait_for(handle.result(), RELEASE_TIMEOUT)
+            watched = await asyncio.wait_for(watching, RELEASE_TIMEOUT)
+    assert f"  ... {CANNOT_REPLAY}" in watched.stdout, watched.stdout
+    assert f"Result: Release {BETA}: SUCCESS" in watched.stdout
     assert approved.code == 1 and status.code == 1
     assert f"Release {BETA} cannot run on the worker's code: [TMPRL1100]" in approved.stderr
     assert "The server holds your request" in approved.stderr
