@@ -38,6 +38,7 @@ from processes import (
     QUICK_TIMEOUT,
     RAW_CORE_LOG,
     RELEASE_TIMEOUT,
+    Finished,
     Running,
     finish_release,
     run_starter,
@@ -179,6 +180,33 @@ async def beta_left_closed(client: Client) -> AsyncIterator[None]:
         await finish_release(client, BETA)
 
 
+async def beta_at_its_gate(
+    client: Client, script_env: dict[str, str], demo_root: Path
+) -> WorkflowHandle[ReleaseWorkflow, ReleaseResult]:
+    """BETA started (by ID BETA, as the starter does) and waiting at its PROD gate."""
+    handle = await client.start_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(release_key=BETA, demo_root=str(demo_root.resolve())),
+        id=BETA,
+        task_queue=script_env["DEMO_TASK_QUEUE"],
+        task_timeout=WORKFLOW_TASK_TIMEOUT,
+    )
+    await reach_gate(handle)
+    return handle
+
+
+def assert_told_in_words(approved: Finished, status: Finished, worker_said: str) -> None:
+    """--approve and --status said in one line that the release cannot run on the worker's
+    code, and nobody showed a traceback or a raw line of the SDK's core."""
+    assert approved.code == 1 and status.code == 1
+    assert f"Release {BETA} cannot run on the worker's code: [TMPRL1100]" in approved.stderr
+    assert "The server holds your request" in approved.stderr
+    assert "its workflow task has failed" in status.stderr
+    for said in (approved.stderr, status.stderr, worker_said):
+        assert "Traceback" not in said and not any(raw in said for raw in RAW_CORE_LOG), said
+        assert "Failure {" not in said, said
+
+
 async def test_the_scenario_with_real_workers(env: WorkflowEnvironment, tmp_path: Path) -> None:
     """demos.md's steps, unpaced: BETA to its PROD gate on the code before; the worker swapped
     for the announcements without the patch, and --approve: the release's workflow task fails
@@ -191,14 +219,7 @@ async def test_the_scenario_with_real_workers(env: WorkflowEnvironment, tmp_path
     script_env = terminal_env(env.client.service_client.config.target_host, demo_root)
     async with beta_left_closed(env.client):
         async with worker_of(code[BEFORE_NOTIFICATIONS], script_env):
-            handle = await env.client.start_workflow(
-                ReleaseWorkflow.run,
-                ReleaseInput(release_key=BETA, demo_root=str(demo_root.resolve())),
-                id=BETA,
-                task_queue=script_env["DEMO_TASK_QUEUE"],
-                task_timeout=WORKFLOW_TASK_TIMEOUT,
-            )
-            await reach_gate(handle)
+            handle = await beta_at_its_gate(env.client, script_env, demo_root)
             # A starter watching the release, as in terminal 3, through every swap.
             watching = asyncio.ensure_future(run_starter(script_env, BETA))
             await asyncio.sleep(STATUS_SECONDS * 2)  # it has seen the release at its gate
@@ -214,13 +235,7 @@ async def test_the_scenario_with_real_workers(env: WorkflowEnvironment, tmp_path
             watched = await asyncio.wait_for(watching, RELEASE_TIMEOUT)
     assert f"  ... {CANNOT_REPLAY}" in watched.stdout, watched.stdout
     assert f"Result: Release {BETA}: SUCCESS" in watched.stdout
-    assert approved.code == 1 and status.code == 1
-    assert f"Release {BETA} cannot run on the worker's code: [TMPRL1100]" in approved.stderr
-    assert "The server holds your request" in approved.stderr
-    assert "its workflow task has failed" in status.stderr
-    for said in (approved.stderr, status.stderr, unpatched.text):
-        assert "Traceback" not in said and not any(raw in said for raw in RAW_CORE_LOG), said
-        assert "Failure {" not in said, said
+    assert_told_in_words(approved, status, unpatched.text)
     assert stuck.status == WorkflowExecutionStatus.RUNNING
     assert failures and all(
         failure.startswith("WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR: [TMPRL1100]")
