@@ -36,6 +36,7 @@ from processes import (
     terminal_env,
     wait_for_output,
 )
+from run_workflow import STATUS_SECONDS
 from shared import ReleaseInput
 from workflows import ReleaseWorkflow
 
@@ -297,6 +298,8 @@ async def test_a_person_approves_or_rejects_a_waiting_release_from_the_command_l
     key = BETA
     async with beta_waiting_before_prod(env, script_env) as (starter, status):
         assert "frontend            done  done  done  waiting for approval" in status.stdout
+        # The watching starter asks every STATUS_SECONDS: let it see the gate before it closes.
+        await asyncio.sleep(2 * STATUS_SECONDS)
 
         nameless = await run_starter(
             script_env, "--approve", key, "--gate", "PROD", timeout=QUICK_TIMEOUT
