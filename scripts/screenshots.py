@@ -33,6 +33,11 @@ over a minute. Writes:
     resources/search-prod.png       the workflow list filtered by a search attribute,
                                     DeployEnvironment = "PROD": every deploy to PROD and every
                                     PROD lock, of both releases
+    resources/nondeterminism.png    demos.md's versioning scenario: RELEASE-FEB-24-BETA taken to
+                                    its PROD gate by the code before the announcements, then
+                                    approved on the code with them unpatched: Running, its
+                                    workflow task failed with a non-determinism error. Today's
+                                    worker then finishes it.
 """
 
 import asyncio
@@ -65,6 +70,7 @@ sys.path.insert(0, str(PROJECT_DIR))  # run as a script, this file sees scripts/
 import search_attributes  # noqa: E402
 from connection import exit_now  # noqa: E402
 from run_worker import READY_LINE  # noqa: E402
+from scripts.code_states import BEFORE_NOTIFICATIONS, UNPATCHED, core_copy  # noqa: E402
 from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit  # noqa: E402
 from trains import train_id  # noqa: E402
 
@@ -389,6 +395,56 @@ async def shoot_search_prod(run: Run) -> None:
     shoot(run.browser, url, "search-prod.png", LIST_SIZE, wanted)
 
 
+async def shoot_nondeterminism(run: Run, scratch: Path) -> None:
+    """demos.md, "Change the plan while releases are in flight", on a task queue and a demo root
+    of its own: the release waits at its gate on the code before the announcements; approved on
+    the code with them unpatched, its workflow task fails; today's code then finishes it."""
+    (scratch / "root-versioning").mkdir()
+    env = run.env | {"DEMO_TASK_QUEUE": "versioning", "DEMO_ROOT": str(scratch / "root-versioning")}
+    before = await code_worker(run, core_copy(BEFORE_NOTIFICATIONS, scratch / "before"), env)
+    starter = [sys.executable, "run_workflow.py", SOAK_RELEASE]
+    release = start(starter, scratch / "versioning-starter.log", env, run.started)
+    await wait_in_log(scratch / "before" / "worker.log", GATE_LINE, before)
+    await stopped(before)
+    unpatched_code = core_copy(UNPATCHED, scratch / "unpatched")
+    unpatched = await code_worker(run, unpatched_code, env)
+    approve = ["--approve", SOAK_RELEASE, "--gate", "PROD", "--by", "Ada"]
+    start([sys.executable, "run_workflow.py", *approve], scratch / "a.log", env, run.started)
+    await wait_in_log(
+        unpatched_code / "worker.log", f"{SOAK_RELEASE} is stuck, not lost", unpatched
+    )
+    release_run = (await run.client.get_workflow_handle(SOAK_RELEASE).describe()).run_id
+    url = run.page(SOAK_RELEASE, release_run, "history")
+    shoot(run.browser, url, "nondeterminism.png", DETAIL_SIZE, ["TMPRL1100", "Running"])
+    await stopped(unpatched)
+    await code_worker(run, PROJECT_DIR, env)
+    if await asyncio.to_thread(release.wait, TIMEOUT) != 0:
+        raise SystemExit(f"screenshots.py: {SOAK_RELEASE} on today's code did not succeed")
+
+
+async def code_worker(run: Run, code: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """run_worker.py of the code in folder code (a copy made by code_states), once it polls;
+    its log is code/worker.log (scratch/today-worker.log for the project's own)."""
+    log = code / "worker.log" if code != PROJECT_DIR else run.worker_log.with_name("today.log")
+    worker = start([sys.executable, str(code / "run_worker.py")], log, env, run.started)
+    await wait_in_log(log, READY_LINE, worker)
+    return worker
+
+
+async def wait_in_log(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while text not in log.read_text(errors="replace"):
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit(f"screenshots.py: {log} never said {text!r}")
+        await asyncio.sleep(0.1)
+
+
+async def stopped(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl+C process and wait for it to end."""
+    process.send_signal(signal.SIGINT)
+    await asyncio.to_thread(process.wait, TIMEOUT)
+
+
 def log_excerpt(log: str) -> list[str]:
     """The worker's log from its start into the DEV wave, then the last lines of the release."""
     lines = log.splitlines()
@@ -499,6 +555,7 @@ async def photograph(
     await run.succeeded(soaking)
     await shoot_train_schedules(run)
     await shoot_search_prod(run)
+    await shoot_nondeterminism(run, scratch)
 
 
 def main() -> int:
