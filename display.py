@@ -250,9 +250,14 @@ def format_deploys(deploys: list[FoundDeploy], asked: str, width: int | None = N
     if not deploys:
         return f"No deploy {asked} on this server."
     rows = [
-        [d.release_key, time_words(d.started) if d.started else "?", d.environment, d.component]
-        + [d.ending]
-        + [d.release_outcome]
+        [
+            d.release_key,
+            time_words(d.started) if d.started else "?",
+            d.environment,
+            d.component,
+            d.ending,
+            d.release_outcome,
+        ]
         for d in deploys
     ]
     header = ["RELEASE", "STARTED", "ENV", "COMPONENT", "DEPLOY", "RELEASE ENDED"]

@@ -46,7 +46,7 @@ DETAIL_CHARACTERS = 200
 # history a workflow already has (a step added without workflow.patched, say). The core fails
 # the workflow's task, or a query, with it; the failure's message, in its record's fields:
 NONDETERMINISM = "[TMPRL1100]"
-_NONDETERMINISM = re.compile(r'message: "(\[TMPRL1100\][^"]*)"')
+_NONDETERMINISM = re.compile(r'message: "(' + re.escape(NONDETERMINISM) + r'[^"]*)"')
 # What a user reads instead, once per workflow run (and once per query failure): what happened,
 # that nothing is lost, and what to do.
 STUCK = (

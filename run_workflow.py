@@ -144,7 +144,7 @@ async def main(argv: list[str]) -> int:
             print(format_environments())
             return 0
         if args.history and (args.env or args.component):
-            print(await deploy_history(await connect(), args.env, args.component))
+            print(await deploy_history(args.env, args.component))
             return 0
         if args.history:
             print(format_history())
@@ -623,17 +623,16 @@ async def _no_answer(handle: ReleaseHandle) -> StarterError:
 DEPLOY_HISTORY_ROWS = 20
 
 
-async def deploy_history(client: Client, env: Environment | None, component: str | None) -> str:
+async def deploy_history(env: Environment | None, component: str | None) -> str:
     """The latest deploys to env and/or of component, found by their search attributes: the
     same answer the Web UI's list gives, filtered by DeployEnvironment and DeployComponent."""
     components = list(release_management.load_catalog().components)
     if component is not None and component not in components:
         raise StarterError(f"No component {component!r} in the catalog: use one of {components}")
     asked = " ".join(
-        part
-        for part in (f"of {component}" if component else "", f"to {env.value}" if env else "")
-        if part
+        ([f"of {component}"] if component else []) + ([f"to {env.value}"] if env else [])
     )
+    client = await connect()
     try:
         found = await search_attributes.find_deploys(client, env, component, DEPLOY_HISTORY_ROWS)
     except RPCError as err:

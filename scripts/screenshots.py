@@ -234,11 +234,7 @@ class Run:
         return self.worker_log.read_text(errors="replace")
 
     async def wait_for_log(self, text: str) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while text not in self.log_text():
-            if time.monotonic() > deadline or self.worker.poll() is not None:
-                raise SystemExit(f"screenshots.py: the worker never logged {text!r}")
-            await asyncio.sleep(0.1)
+        await wait_in_log(self.worker_log, text, self.worker)
 
     def starter(self, *args: str) -> subprocess.Popen[bytes]:
         """run_workflow.py with args, as typed in a terminal; its output goes to a log."""
@@ -432,6 +428,7 @@ async def code_worker(run: Run, code: Path, env: dict[str, str]) -> subprocess.P
 
 
 async def wait_in_log(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until log holds text; exit if process ends first, or TIMEOUT passes."""
     deadline = time.monotonic() + TIMEOUT
     while text not in log.read_text(errors="replace"):
         if time.monotonic() > deadline or process.poll() is not None:

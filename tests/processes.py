@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -262,6 +263,14 @@ async def starter_at(
             status = await status_saying(script_env, key, text)
             assert text in status.stdout, status.stdout
             yield starter, status
+
+
+def workflow_count(address: str, query: str) -> str:
+    """What `temporal workflow count --query QUERY` prints against the server at address, as a
+    user types it (demos.md, "Find any release"): "Total: N"."""
+    command = [temporal_cli(), "workflow", "count", "--address", address, "--query", query]
+    counted = subprocess.run(command, capture_output=True, text=True, timeout=QUICK_TIMEOUT)
+    return counted.stdout.strip()
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ import temporalio.bridge
 from temporalio.client import Client
 
 import utils
-from processes import free_port, temporal_cli
+from processes import free_port, workflow_count
 from scripts import code_states
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -283,8 +283,10 @@ def test_make_demo_on_a_terminal_keeps_the_web_ui_up_until_ctrl_c(tmp_path: Path
         with urllib.request.urlopen(url[1], timeout=10) as page:
             assert page.status == 200
         # demos.md, "Find any release": the queries answer on the server make demo started.
-        assert count(port, "DeployEnvironment='PROD'") == "Total: 4"  # 3 deploys and a lock
-        assert count(port, "ReleaseOutcome='SUCCESS'") == "Total: 1"
+        assert (
+            workflow_count(f"localhost:{port}", "DeployEnvironment='PROD'") == "Total: 4"
+        )  # 3 deploys and a lock
+        assert workflow_count(f"localhost:{port}", "ReleaseOutcome='SUCCESS'") == "Total: 1"
         subprocess.run([*tmux, "send-keys", "C-c"], check=True)
         deadline = time.monotonic() + DEMO_TIMEOUT
         while not status.exists() and time.monotonic() < deadline:
@@ -295,14 +297,6 @@ def test_make_demo_on_a_terminal_keeps_the_web_ui_up_until_ctrl_c(tmp_path: Path
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
         kill_left_over(demo_root)
-
-
-def count(port: int, query: str) -> str:
-    """What `temporal workflow count --query QUERY` prints, against the server on port."""
-    command = [temporal_cli(), "workflow", "count", "--address", f"localhost:{port}"]
-    return subprocess.run(
-        [*command, "--query", query], capture_output=True, text=True, timeout=10
-    ).stdout.strip()
 
 
 async def test_every_query_the_docs_show_is_one_the_server_accepts(client: Client) -> None:

@@ -14,13 +14,12 @@ from handles import wait_for_status
 from mocked import DEV, KEY, TEST, Mocked, make_release
 from processes import (
     free_port,
-    run_command,
     run_starter,
     running_worker,
     start_dev_server,
     stop,
-    temporal_cli,
     terminal_env,
+    workflow_count,
 )
 from search_attributes import deploys_query, server_flags
 from shared import Environment, Outcome, RejectInput
@@ -116,15 +115,12 @@ async def test_on_a_plain_dev_server_the_worker_registers_them_and_every_query_a
 
 
 async def _answers_from_the_server(address: str, script_env: dict[str, str]) -> None:
-    async def count(query: str) -> str:
-        cli = temporal_cli()
-        found = await run_command(cli, "workflow", "count", "--address", address, "-q", query)
-        return found.stdout.strip()
-
-    assert await count("ReleaseOutcome='ROLLED BACK'") == "Total: 1"
-    assert await count("DeployEnvironment='QC' AND WorkflowType='DeployWorkflow'") == "Total: 3"
-    assert await count("DeployEnvironment='PROD' AND WorkflowType='DeployWorkflow'") == "Total: 0"
-    assert await count("DeployEnvironment='PROD'") == "Total: 1"  # its lock: taken, not used
+    deploys = "WorkflowType='DeployWorkflow'"
+    assert workflow_count(address, "ReleaseOutcome='ROLLED BACK'") == "Total: 1"
+    assert workflow_count(address, f"DeployEnvironment='QC' AND {deploys}") == "Total: 3"
+    assert workflow_count(address, f"DeployEnvironment='PROD' AND {deploys}") == "Total: 0"
+    # Its PROD lock: taken with the others when the release started, never used.
+    assert workflow_count(address, "DeployEnvironment='PROD'") == "Total: 1"
     history = await run_starter(script_env, "--history", "--component", "sbstore")
     assert history.code == 0, history.stderr
     rows = [re.split(r"\s{2,}", line) for line in history.stdout.splitlines()[2:]]

@@ -13,9 +13,8 @@ today's code finishes it, announcing only from the point it had not yet reached.
 import asyncio
 import json
 import shutil
-import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -26,12 +25,12 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowHistory,
-    WorkflowQueryFailedError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
+from handles import wait_for_status
 from locks import EnvironmentLockWorkflow
 from processes import (
     PROJECT_DIR,
@@ -148,19 +147,6 @@ def worker_of(code: Path, script_env: dict[str, str]) -> AbstractAsyncContextMan
     return running(str(code / "run_worker.py"), script_env, ready=READY_LINE)
 
 
-async def reach_gate(handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult]) -> None:
-    deadline = time.monotonic() + RELEASE_TIMEOUT
-    while await status_of(handle) != "waiting for approval before PROD":
-        assert time.monotonic() < deadline, f"{BETA} never reached its PROD gate"
-        await asyncio.sleep(0.05)
-
-
-async def status_of(handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult]) -> str:
-    with suppress(WorkflowQueryFailedError):
-        return await handle.query(ReleaseWorkflow.status)
-    return ""
-
-
 def workflow_task_failures(history: WorkflowHistory) -> list[str]:
     """The cause and message of each failed workflow task the history records."""
     return [
@@ -191,7 +177,7 @@ async def beta_at_its_gate(
         task_queue=script_env["DEMO_TASK_QUEUE"],
         task_timeout=WORKFLOW_TASK_TIMEOUT,
     )
-    await reach_gate(handle)
+    await wait_for_status(handle, "waiting for approval before PROD")
     return handle
 
 
