@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, get_type_hints
 
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 import release_management
@@ -201,11 +201,18 @@ record_release = _activity(release_management.record_release, "record")
 # --- Activities that ask Temporal, not the release system --------------------------------------
 
 
+# How long a release that finds a lock whose holder has ended waits for it to close: a lock
+# closes at once unless its release's deploys are still finishing their change.
+ORPHAN_CLOSE_SECONDS = 3.0
+
+
 @activity.defn
 async def find_lock_holder(request: LockHolderInput) -> str:
     """Name the release that holds an environment lock (the lock workflow's parent), or "" if
-    the lock is free by now. A lock whose release has ended is terminated first: a reset leaves
-    the replaced run's locks running, since Temporal applies no parent close policy then."""
+    the lock is free by now. A lock whose release has ended (a reset leaves the replaced run's
+    locks running, as Temporal applies no parent close policy then) is asked to cancel: it
+    closes once that release's deploys into its environment have closed, and until then the
+    environment is still that release's."""
     client = activity.client()
     lock = await client.get_workflow_handle(request.lock_workflow_id).describe()
     if lock.status != WorkflowExecutionStatus.RUNNING:
@@ -213,22 +220,34 @@ async def find_lock_holder(request: LockHolderInput) -> str:
     holder = lock.parent_id or ""
     if holder and await _is_running(holder):
         return holder
-    await client.get_workflow_handle(lock.id, run_id=lock.run_id).terminate(
-        reason=f"its release {holder or '?'} has ended"
-    )
+    orphan = client.get_workflow_handle(lock.id, run_id=lock.run_id)
+    await orphan.cancel()
+    try:
+        await asyncio.wait_for(orphan.result(), ORPHAN_CLOSE_SECONDS)
+    except TimeoutError:
+        return holder  # its release's deploys are still finishing
+    except WorkflowFailureError:
+        pass  # ended some other way: free all the same
     return ""
+
+
+@activity.defn
+async def is_running(request: WorkflowRef) -> bool:
+    """Whether a workflow (that run of it, or its latest) is still running."""
+    return await _is_running(request.workflow_id, request.run_id)
 
 
 @activity.defn
 async def wait_until_closed(request: WorkflowRef) -> None:
     """Wait until a workflow has closed (a deploy the run that a reset replaced left running)."""
-    while await _is_running(request.workflow_id):
+    while await _is_running(request.workflow_id, request.run_id):
         activity.heartbeat()
         await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
-async def _is_running(workflow_id: str) -> bool:
-    description = await activity.client().get_workflow_handle(workflow_id).describe()
+async def _is_running(workflow_id: str, run_id: str = "") -> bool:
+    handle = activity.client().get_workflow_handle(workflow_id, run_id=run_id or None)
+    description = await handle.describe()
     return description.status == WorkflowExecutionStatus.RUNNING
 
 
@@ -246,5 +265,6 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     notify,
     record_release,
     find_lock_holder,
+    is_running,
     wait_until_closed,
 ]

@@ -6,7 +6,7 @@ The person answers with an Update (ReleaseWorkflow.approve or reject, sent by
 it enters the release's history.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -26,8 +26,13 @@ class ApprovalGates:
 
     def __init__(self) -> None:
         self.open: Environment | None = None
-        self.expires: str | None = None  # when the open gate expires (ISO 8601), if it does
         self.decisions: list[Decision] = []
+        self._expires_at: datetime | None = None  # when the open gate expires, if it does
+
+    @property
+    def expires(self) -> str | None:
+        """When the open gate expires (ISO 8601), if it does."""
+        return self._expires_at.isoformat() if self._expires_at else None
 
     async def wait(self, release: Release, env: Environment) -> Decision:
         """Open the gate before env and wait until a person decides, or until the release's
@@ -43,7 +48,7 @@ class ApprovalGates:
         )
         workflow.logger.info(f"{release.key}: waiting for approval before {env.value}: {how}")
         if limit:
-            self.expires = (workflow.now() + timedelta(seconds=limit)).isoformat()
+            self._expires_at = workflow.now() + timedelta(seconds=limit)
         try:
             await workflow.wait_condition(
                 lambda: self.open is None,
@@ -55,7 +60,7 @@ class ApprovalGates:
         except TimeoutError:
             self._decided(env, approved=False, by="", reason=f"approval expired after {limit} s")
         finally:  # decided, expired or cancelled: no countdown is shown any more
-            self.expires = None
+            self._expires_at = None
         workflow.set_current_details("")
         decision = self.decisions[-1]
         verdict = "approved" if decision.approved else f"rejected ({decision.reason})"
@@ -74,6 +79,15 @@ class ApprovalGates:
         """
         if self.open is None:
             raise ValueError(f"Release {release_key} is not waiting for approval ({status})")
+        if self._expires_at and workflow.now() >= self._expires_at:
+            # Decided by the workflow's clock, in one place: the worker may see the expiry timer
+            # and a late decision in either order (one was paused, say), and the gate must say
+            # the same either way.
+            raise ValueError(
+                f"Release {release_key}: the approval before {self.open.value} expired at "
+                f"{self._expires_at:%H:%M:%S} UTC, before this decision reached it; the release "
+                "ends REJECTED. Run it again to deploy it"
+            )
         if gate is not self.open:
             raise ValueError(
                 f"Release {release_key} waits for approval before {self.open.value}, "
@@ -85,7 +99,7 @@ class ApprovalGates:
 
     def decide(self, release_key: str, approved: bool, by: str, reason: str) -> str:
         """Close the open gate with a person's decision (checked by check); say what was done."""
-        assert self.open is not None  # the validator checked
+        assert self.open is not None  # the validator checked, at this same workflow time
         gate = self.open
         self._decided(gate, approved, by, reason)
         verdict = "approved" if approved else "rejected"

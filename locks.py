@@ -1,13 +1,26 @@
-"""Environment locks: two releases never deploy into one environment at once.
+"""Environment locks: two releases never change one environment at once.
 
-A lock is a workflow (EnvironmentLockWorkflow) whose ID names the environment. Temporal runs one
-workflow per ID at a time, so starting it is taking the lock, and it ends when its release
-unlocks it. It is the release's child, terminated with it (the parent close policy), so a lock
-never outlives the release that holds it, whatever happens to workers. (A reset is the one
-exception, as Temporal applies no parent close policy then: find_lock_holder ends such a lock.)
+The rule: an environment is held from the moment a release takes it until every deploy of that
+release into it has closed, however the release ends, and only the release that holds it lets it
+go. A lock is a workflow (EnvironmentLockWorkflow) whose ID names the environment: Temporal runs
+one workflow per ID at a time, so starting it is taking the lock. How the rule holds at each door
+Temporal opens:
+- the release unlocks it with a signal that names the release; an unlock naming anyone else (a
+  stray `temporal workflow signal`, another release's late unlock) is ignored;
+- the release is terminated: the lock is its child, asked to cancel then (the parent close
+  policy), and ends only once the release's deploys into the environment, which finish the
+  change in flight, have closed;
+- a person cancels the lock while its release runs: refused, it goes on holding;
+- a person terminates the lock, or forges its release's unlock: the release notices at once,
+  starts nothing more, and fails (LockLost), saying why in its record;
+- a reset: Temporal applies no parent close policy then, so the replaced run's locks stay; the
+  new run adopts them, and a release that finds one whose holder has ended asks it to cancel.
+The lock's scope (which set of environments) is the release's task queue, which the worker
+decides: a caller cannot name another.
 """
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -16,48 +29,119 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities import find_lock_holder
+    from activities import find_lock_holder, is_running, wait_until_closed
     from search_attributes import for_lock
     from shared import (
+        DEFAULT_TASK_QUEUE,
         WORKFLOW_TASK_TIMEOUT,
         Environment,
         EnvironmentLock,
         ErrorType,
         LockHolderInput,
         Release,
+        UnlockInput,
+        WorkflowRef,
+        deploy_workflow_id,
+        root_message,
     )
 
-# Asking the server who holds a lock is one quick call.
+# Asking the server about a workflow is one quick call.
 LOOKUP_TIMEOUT = timedelta(seconds=30)
+# Waiting for a release's deploys to close: they finish at most a few paced steps.
+CLOSE_TIMEOUT = timedelta(minutes=10)
+# The patch that brought the rules above: a lock started before it let anyone unlock it.
+LOCK_RULES_PATCH = "lock-rules"
 
 
 @workflow.defn
 class EnvironmentLockWorkflow:
-    """Holds one environment for one release until the release unlocks it."""
+    """Holds one environment for one release (its parent) until the release unlocks it, or has
+    ended and its deploys into the environment have closed."""
 
-    def __init__(self) -> None:
-        self._unlocked = False
+    @workflow.init
+    def __init__(self, lock: EnvironmentLock) -> None:
+        parent = workflow.info().parent
+        # The release that holds it; a lock started by hand, not by a release (as tests hold
+        # one), is held for its release key.
+        self._holder = parent.workflow_id if parent else lock.release_key
+        self._unlocked_by: UnlockInput | None = None
 
     @workflow.run
     async def run(self, lock: EnvironmentLock) -> None:
-        await workflow.wait_condition(lambda: self._unlocked)
+        if not workflow.patched(LOCK_RULES_PATCH):
+            await workflow.wait_condition(lambda: self._unlocked_by is not None)
+            return
+        holder = workflow.info().parent
+        while not await self._unlocked_or_cancelled():
+            # Cancelled: its release has ended (terminated), or a person asked.
+            if holder is None or not await _ask_is_running(holder.workflow_id, holder.run_id):
+                break
+            workflow.logger.warning(
+                f"{workflow.info().workflow_id}: cancel refused: release {holder.workflow_id} "
+                "holds it, and only that release lets it go"
+            )
+        unlocked_by = self._unlocked_by
+        if unlocked_by is None or holder is None or unlocked_by.release_run_id != holder.run_id:
+            # Its release ended without unlocking it, or a later run of it (a reset) unlocked
+            # it: deploys of the run that took it may still be finishing their change.
+            await _all_closed(lock.deploys)
+
+    async def _unlocked_or_cancelled(self) -> bool:
+        """Wait for the holder's unlock (True) or a cancel request (False)."""
+        try:
+            await workflow.wait_condition(lambda: self._unlocked_by is not None)
+        except asyncio.CancelledError:
+            return False
+        return True
 
     @workflow.signal
-    def unlock(self) -> None:
-        self._unlocked = True
+    def unlock(self, request: UnlockInput | None = None) -> None:
+        """The release that holds the lock lets it go; anyone else's unlock is ignored."""
+        if request is None or request.release_workflow_id != self._holder:
+            if workflow.patched(LOCK_RULES_PATCH):
+                workflow.logger.warning(
+                    f"{workflow.info().workflow_id}: unlock ignored: it is held by "
+                    f"{self._holder}, and only that release lets it go"
+                )
+                return
+        self._unlocked_by = request or UnlockInput()
+
+
+async def _ask_is_running(workflow_id: str, run_id: str = "") -> bool:
+    return await workflow.execute_activity(
+        is_running,
+        WorkflowRef(workflow_id=workflow_id, run_id=run_id),
+        summary=f"ask whether {workflow_id} still runs",
+        start_to_close_timeout=LOOKUP_TIMEOUT,
+    )
+
+
+async def _all_closed(workflow_ids: list[str]) -> None:
+    """Wait until each workflow (the latest run of each ID) has closed."""
+    await asyncio.gather(
+        *(
+            workflow.execute_activity(
+                wait_until_closed,
+                WorkflowRef(workflow_id=workflow_id),
+                summary=f"wait for {workflow_id} to close",
+                start_to_close_timeout=CLOSE_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=5),
+            )
+            for workflow_id in workflow_ids
+        )
+    )
 
 
 class EnvironmentLocks:
-    """The locks one release holds.
+    """The locks one release holds, and whether it lost one (lost: why, else None)."""
 
-    scope: which set of environments the locks guard ("" for the demo's own; tests and
-    benchmarks give each demo root its own, so they never lock one another out)."""
-
-    def __init__(self, scope: str) -> None:
-        self._scope = scope
+    def __init__(self) -> None:
         # Each lock held (None: one the run that a reset replaced started, adopted by this run).
         self._held: dict[Environment, workflow.ChildWorkflowHandle | None] = {}
         self.unlocked_after_use: list[Environment] = []
+        self.lost: str | None = None
+        # Called once when a lock is lost: the release stops what it is doing.
+        self.on_lost: Callable[[], object] = lambda: None
 
     async def take_all(self, release: Release) -> None:
         """Lock every environment the release deploys to or is fed from, or refuse the release.
@@ -109,25 +193,54 @@ class EnvironmentLocks:
     async def _lock(
         self, release: Release, env: Environment
     ) -> workflow.ChildWorkflowHandle | None:
-        """Take the environment's lock; None if another release holds it."""
+        """Take the environment's lock, and watch it; None if another release holds it."""
+        release_id = workflow.info().workflow_id
+        deploys = [deploy_workflow_id(release_id, env, c) for c in release.versions]
         try:
-            return await workflow.start_child_workflow(
+            lock = await workflow.start_child_workflow(
                 EnvironmentLockWorkflow.run,
-                EnvironmentLock(release_key=release.key, environment=env),
+                EnvironmentLock(
+                    release_key=release.key,
+                    environment=env,
+                    deploys=deploys if env in release.environments else [],
+                ),
                 id=self.lock_id(env),
                 static_summary=f"hold {env.value} for {release.key}",
                 search_attributes=for_lock(release.key, env),
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
-                # A lock is free again once its holder closed it, and dies with its release.
+                # A lock is free again once its holder closed it.
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                parent_close_policy=ParentClosePolicy.TERMINATE,
+                # Were the release terminated, the lock would hold on until its deploys closed.
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             )
         except WorkflowAlreadyStartedError:
             return None
+        asyncio.create_task(self._watch(env, lock))
+        return lock
+
+    async def _watch(self, env: Environment, lock: workflow.ChildWorkflowHandle) -> None:
+        """Notice the lock ending while the release still holds it: someone else ended it."""
+        how = "unlocked by someone else"
+        try:
+            await lock
+        except Exception as err:  # the lock was terminated (or failed): the cause says which
+            how = f"ended by someone else ({root_message(err)})"
+        if self._held.get(env) is not lock or self.lost:
+            return  # let go of by the release itself (or a loss is being handled already)
+        del self._held[env]
+        self.lost = (
+            f"{env.value} was taken from it: its lock {self.lock_id(env)} was {how} while the "
+            "release held it; the release started nothing more"
+        )
+        workflow.logger.error(f"{workflow.info().workflow_id}: {self.lost}")
+        self.on_lost()
 
     def lock_id(self, env: Environment) -> str:
-        """The lock's workflow ID: lock.QC, or lock.QC.<scope>."""
-        return f"lock.{env.value}{'.' + self._scope if self._scope else ''}"
+        """The lock's workflow ID: lock.QC on the demo's task queue, lock.QC.<queue> on another
+        (tests and benchmarks give each demo root a queue of its own, so they never lock one
+        another out)."""
+        queue = workflow.info().task_queue
+        return f"lock.{env.value}{'' if queue == DEFAULT_TASK_QUEUE else '.' + queue}"
 
     async def unlock_after_use(self, env: Environment | None) -> None:
         """Unlock env, which the release no longer needs, if it holds it."""
@@ -139,18 +252,22 @@ class EnvironmentLocks:
         await self.unlock(*self._held)
 
     async def unlock(self, *envs: Environment) -> None:
-        """Unlock environments, and see the locks this run started end. (The signal goes by
-        workflow ID, so it also reaches a lock that a run replaced by a reset started.)"""
+        """Unlock environments, and see the locks this run started end."""
         locks = {env: self._held.pop(env) for env in list(envs)}
-        await asyncio.gather(
-            *(
-                workflow.get_external_workflow_handle(self.lock_id(env)).signal(
-                    EnvironmentLockWorkflow.unlock
-                )
-                for env in locks
-            )
-        )
-        await asyncio.gather(*(lock for lock in locks.values() if lock))
+        await asyncio.gather(*(self._unlock(env, lock) for env, lock in locks.items()))
+
+    async def _unlock(self, env: Environment, lock: workflow.ChildWorkflowHandle | None) -> None:
+        info = workflow.info()
+        unlock = UnlockInput(release_workflow_id=info.workflow_id, release_run_id=info.run_id)
+        # By run ID where this run knows it: the unlock reaches that lock, not a later holder's.
+        run_id = lock.first_execution_run_id if lock else None
+        target = workflow.get_external_workflow_handle(self.lock_id(env), run_id=run_id)
+        try:
+            await target.signal(EnvironmentLockWorkflow.unlock, unlock)
+            if lock:
+                await lock
+        except Exception as err:  # ended already: by someone else, noticed by _watch
+            workflow.logger.warning(f"{info.workflow_id}: {self.lock_id(env)} had ended: {err}")
 
 
 def _refusal(release: Release, held: list[tuple[Environment, str]]) -> ApplicationError:
@@ -158,7 +275,7 @@ def _refusal(release: Release, held: list[tuple[Environment, str]]) -> Applicati
     names = ", ".join(env.value for env, _ in held)
     holder = held[0][1]
     in_use = (
-        f"in use by release {holder}, which is still running. Run {release.key} again "
+        f"in use by release {holder}, which has not let it go yet. Run {release.key} again "
         f"once {holder} has finished."
         if holder
         else f"in use a moment ago. Run {release.key} again."

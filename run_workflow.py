@@ -504,9 +504,31 @@ async def _release_handle(client: Client, key: str, must_run: bool = True) -> Re
         if err.status == RPCStatusCode.NOT_FOUND:
             raise StarterError(f"Release {key} has never run on this server") from None
         raise
+    started_for = await _release_key_of(client, handle)
+    if started_for != key:
+        # Started by hand under an ID that names another release: refused at its start since,
+        # but not by workflow code from before (workflows.py), nor a release to act on.
+        raise StarterError(
+            f"Workflow {handle.id} runs release {shown(started_for)!r}, not {key}: it was "
+            f"started by hand under another release's key, so nothing was sent to it. Start "
+            f"{key} with `python run_workflow.py {key}` once it has ended"
+        )
     if must_run and description.status != WorkflowExecutionStatus.RUNNING:
         raise StarterError(f"Release {key} is not running: {await _how_it_ended(handle)}")
     return handle
+
+
+async def _release_key_of(client: Client, handle: ReleaseHandle) -> str:
+    """The release key a release workflow was started with (its input, as the server recorded
+    it); "" if its input is not a release's."""
+    async for event in handle.fetch_history_events(page_size=1):
+        payloads = event.workflow_execution_started_event_attributes.input.payloads
+        try:
+            (request,) = await client.data_converter.decode(payloads, [ReleaseInput])
+        except (ValueError, TypeError):  # not a ReleaseInput at all
+            return ""
+        return str(request.release_key)
+    return ""
 
 
 async def _how_it_ended(handle: ReleaseHandle) -> str:

@@ -25,7 +25,8 @@ from pydantic import (
 
 # The task queue the worker polls and the starter sends to. DEMO_TASK_QUEUE overrides it, so a
 # test (or a second person on the same server) can run its own worker without stealing tasks.
-TASK_QUEUE = os.environ.get("DEMO_TASK_QUEUE", "release-orchestration")
+DEFAULT_TASK_QUEUE = "release-orchestration"
+TASK_QUEUE = os.environ.get("DEMO_TASK_QUEUE", DEFAULT_TASK_QUEUE)
 
 # A workflow task handed to a worker that died goes to another one after this long (the
 # server's default is 10 s); the release's workflow tasks take milliseconds.
@@ -141,6 +142,8 @@ class ErrorType(StrEnum):
     ENVIRONMENT_BUSY = "EnvironmentBusy"  # another release holds an environment: refused
     WRONG_DEMO_ROOT = "WrongDemoRoot"  # the worker serves another demo root than the release's
     PAYLOAD_TOO_LARGE = "PayloadTooLarge"  # a result over Temporal's payload limit
+    LOCK_LOST = "LockLost"  # a lock the release held was ended by someone else: it stopped
+    WRONG_WORKFLOW_ID = "WrongWorkflowId"  # a release started under an ID that is not its key
 
 
 class Outcome(StrEnum):
@@ -273,14 +276,13 @@ class Release(FrozenModel):
 class ReleaseInput(FrozenModel):
     """Input of ReleaseWorkflow, and of its first activity, gather_release."""
 
+    # Fields it no longer has are ignored rather than refused: a release started with an older
+    # input (lock_scope, which the worker now decides: locks.py) still decodes and runs.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
     # A plain string, not a ReleaseKey: a malformed key must reach the catalog, which refuses
     # it with a message listing the valid keys, rather than fail to decode in the workflow.
     release_key: str
-    # Which set of environments the release's locks guard. Empty for the demo's own environments;
-    # tests and benchmarks give each demo root a scope of its own, so they never lock one another
-    # out. Left out of the payload when empty: a user's release input in the Web UI does not show
-    # it.
-    lock_scope: str = Field(default="", exclude_if=lambda scope: not scope)
     # The demo root the release was started for (the starter's DEMO_ROOT, resolved). Every step
     # refuses to run on a worker that serves another one. Empty: not checked.
     demo_root: str = ""
@@ -312,10 +314,19 @@ class Deployment(FrozenModel):
 
 
 class EnvironmentLock(FrozenModel):
-    """Input of EnvironmentLockWorkflow: which release holds which environment."""
+    """Input of EnvironmentLockWorkflow: which release holds which environment, and the deploys
+    (workflow IDs) it runs into it, which the lock outlives."""
 
     release_key: ReleaseKey
     environment: Environment
+    deploys: list[str] = []
+
+
+class UnlockInput(FrozenModel):
+    """Signal EnvironmentLockWorkflow.unlock: the release run that lets the lock go."""
+
+    release_workflow_id: str = ""
+    release_run_id: str = ""
 
 
 def approve_command(release_key: str, env: Environment) -> str:
@@ -379,6 +390,7 @@ class LockHolderInput(FrozenModel):
 
 class WorkflowRef(FrozenModel):
     workflow_id: str
+    run_id: str = ""  # "": the latest run
 
 
 class ApproveInput(FrozenModel):

@@ -79,7 +79,7 @@ def moment(text: str) -> datetime:
 
 
 async def schedule_release(
-    client: Client, release: Release, when: When, task_queue: str = TASK_QUEUE, lock_scope: str = ""
+    client: Client, release: Release, when: When, task_queue: str = TASK_QUEUE
 ) -> Train:
     """Create release's train, starting it with the input the starter gives; raise TrainError
     if the release has one already."""
@@ -87,7 +87,6 @@ async def schedule_release(
         ReleaseWorkflow.run,
         ReleaseInput(
             release_key=release.key,
-            lock_scope=lock_scope,
             demo_root=str(release_management.demo_root().resolve()),
         ),
         id=release.key,  # each run's ID is this and the time it was due

@@ -12,7 +12,7 @@ locks are in locks.py and the approval gates in gates.py.
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -99,25 +99,34 @@ class ReleaseWorkflow:
         self._status = "starting"
         self._cells: dict[Environment, dict[str, Cell]] = {}
         self._before: EnvironmentVersions = {}  # what the environments held before the release
-        self._locks = EnvironmentLocks(scope="")
+        self._locks = EnvironmentLocks()
         self._gates = ApprovalGates()
         self._soak: Soak | None = None  # the environment soaking now, if any
         self._skipped_soaks: list[SkippedSoak] = []
 
     @workflow.run
     async def run(self, request: ReleaseInput) -> ReleaseResult:
+        _refuse_a_workflow_id_of_another_key(request.release_key)
         started = workflow.now().isoformat()
         self._request = request
         self._show_outcome(RUNNING)
-        self._locks = EnvironmentLocks(scope=request.lock_scope)
         summary = f"gather {request.release_key} from the catalog"
         release = await _start_activity(gather_release, request, summary)
         self._release = release
         self._cells = {env: {c: Cell() for c in release.versions} for env in release.environments}
+        # The plan runs as a task of its own, so a lock taken from the release stops it where
+        # it stands, as a cancel would (locks.py).
+        plan = asyncio.create_task(self._promote_all(release))
+        self._locks.on_lost = plan.cancel
         try:
-            result = await self._promote_all(release)
+            result = await plan
         except (Exception, asyncio.CancelledError) as err:
-            await self._close(release, started, self._result_of(release, err))
+            ending = self._result_of(release, err)
+            await self._close(release, started, ending)
+            if ending.outcome is Outcome.FAILED and self._locks.lost:
+                raise ApplicationError(
+                    ending.detail, type=ErrorType.LOCK_LOST, non_retryable=True
+                ) from None
             raise
         await self._close(release, started, result)
         return result
@@ -134,10 +143,11 @@ class ReleaseWorkflow:
             f"check that {release.key} can be promoted",
         )
         for env in release.environments:
-            _stop_if_cancelled()
+            self._stop_if_told()
             if env in release.gates() and not (decision := await self._approval(env)).approved:
                 who = f"by {decision.by}: " if decision.by else ""  # "": the gate expired
                 return _result(release, Outcome.REJECTED, f"{who}{decision.reason}")
+            self._stop_if_told()  # a cancel that came with the approval
             rollbacks = await self._promote(release, env)
             if rollbacks:
                 return _result(release, Outcome.ROLLED_BACK, "; ".join(rollbacks))
@@ -251,6 +261,7 @@ class ReleaseWorkflow:
         keep (a person may end it early: skip_soak)."""
         if not seconds:
             return
+        self._stop_if_told()  # the announcement before it may have finished despite a cancel
         ends = workflow.now() + timedelta(seconds=seconds)
         self._soak = Soak(environment=env, ends=ends.isoformat())
         self._status = f"soaking {env.value} for {seconds} s"
@@ -279,14 +290,26 @@ class ReleaseWorkflow:
 
     def _result_of(self, release: Release, err: BaseException) -> ReleaseResult:
         """How a release that raised err ended."""
-        if is_cancelled_exception(err) and workflow.cancellation_reason() is not None:
+        cancelled = workflow.cancellation_reason() is not None
+        if self._locks.lost and not cancelled:
+            return _result(release, Outcome.FAILED, self._locks.lost)
+        if is_cancelled_exception(err) and cancelled:
             # The reason comes from whoever cancelled, unchecked: keep it one printable line.
             reason = shown(workflow.cancellation_reason() or "")[:MAX_REASON_LENGTH]
             return _result(release, Outcome.CANCELLED, reason)
         return _result(release, Outcome.FAILED, root_message(err))
 
     async def _close(self, release: Release, started: str, result: ReleaseResult) -> None:
-        """Record how the release ended, then unlock what it still holds."""
+        """Record how the release ended, then unlock what it still holds. Once begun, it runs to
+        its end: a cancel that arrives meanwhile changes neither the record nor the result."""
+        await _finish_even_if_cancelled(
+            self._record_and_unlock(release, started, result),
+            cancel_log=f"{release.key}: cancel requested while it closes; it closes as {result}",
+        )
+
+    async def _record_and_unlock(
+        self, release: Release, started: str, result: ReleaseResult
+    ) -> None:
         self._status = "recording"
         workflow.set_current_details("")
         self._gates.open = None
@@ -330,6 +353,13 @@ class ReleaseWorkflow:
                     row[component] = Cell(state=CellState.NOT_REACHED)
         return {env: {c: cell.state for c, cell in row.items()} for env, row in self._cells.items()}
 
+    def _stop_if_told(self) -> None:
+        """Start nothing new once the release is cancelled or has lost a lock (see
+        _stop_if_cancelled: a step that finished despite the cancel absorbed it)."""
+        _stop_if_cancelled()
+        if self._locks.lost:
+            raise asyncio.CancelledError()
+
     def _mark(self, env: Environment, cell: Cell, component: str | None = None) -> None:
         for name in [component] if component else list(self._cells.get(env, {})):
             self._cells[env][name] = cell
@@ -367,9 +397,14 @@ class ReleaseWorkflow:
 
     @skip_soak.validator
     def _validate_skip_soak(self, request: SkipSoakInput) -> None:
+        key = self._request.release_key
         if self._soak is None:
-            key = self._request.release_key
             raise ValueError(f"Release {key} is not soaking an environment ({self._status})")
+        if workflow.now() >= datetime.fromisoformat(self._soak.ends):
+            # As at a gate: decided by the workflow's clock, whatever the order the worker sees
+            # the soak's timer and this Update in.
+            env = self._soak.environment.value
+            raise ValueError(f"Release {key}: the soak of {env} has ended already; nothing to skip")
         check_shown_text("--by", request.by, MAX_NAME_LENGTH, blank="say who: --by NAME")
 
     @workflow.query
@@ -488,6 +523,23 @@ def _start_activity(
         heartbeat_timeout=HEARTBEAT_TIMEOUT,
         retry_policy=RETRY_POLICY,
         cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    )
+
+
+def _refuse_a_workflow_id_of_another_key(release_key: str) -> None:
+    """A release answers to its own key only: its workflow ID is its key, or its key, a dash and
+    a suffix (a train's run: KEY-<time>). Else `--status ID` or `--approve ID` would reach a
+    release other than the one they name, so it is refused before anything runs."""
+    workflow_id = workflow.info().workflow_id
+    if workflow_id == release_key or workflow_id.startswith(f"{release_key}-"):
+        return
+    key, given = shown(release_key)[:MAX_NAME_LENGTH], shown(workflow_id)[:MAX_NAME_LENGTH]
+    raise ApplicationError(
+        f"Workflow ID {given!r} does not name release {key!r}: a release runs under its key as "
+        f"workflow ID (or its key followed by a dash and a suffix). Start it again with "
+        f"workflow ID {key!r}",
+        type=ErrorType.WRONG_WORKFLOW_ID,
+        non_retryable=True,
     )
 
 

@@ -299,10 +299,11 @@ def new_id(label: str) -> str:
 async def start_release(
     client: Client, queue: str, key: str, workflow_id: str
 ) -> WorkflowHandle[Any, ReleaseResult]:
-    # As run_workflow.py starts it; the lock scope keeps runs from locking one another out.
+    # As run_workflow.py starts it, under an ID that begins with its key (a release refuses
+    # any other); each queue is a lock scope of its own (locks.py).
     return await client.start_workflow(
         ReleaseWorkflow.run,
-        ReleaseInput(release_key=key, lock_scope=workflow_id),
+        ReleaseInput(release_key=key),
         id=workflow_id,
         task_queue=queue,
         task_timeout=WORKFLOW_TASK_TIMEOUT,
@@ -323,7 +324,7 @@ async def finished(
 async def release(client: Client, queue: str, key: str = RELEASE) -> tuple[RunStats, Histories]:
     """Run a release of the catalog to its end: the real one, or its skeleton if the queue's
     worker serves the skeleton's activities."""
-    handle = await start_release(client, queue, key, new_id(key.lower()))
+    handle = await start_release(client, queue, key, f"{key}-{new_id('run')}")
     return await finished(client, handle)
 
 
@@ -500,7 +501,7 @@ async def paced_release(client: Client, env: dict[str, str], kill_at: float | No
     seconds after the start and a new one started at once."""
     queue = env["DEMO_TASK_QUEUE"]
     async with worker_processes(env, 1) as started:
-        handle = await start_release(client, queue, RELEASE, new_id("recovery"))
+        handle = await start_release(client, queue, RELEASE, f"{RELEASE}-{new_id('recovery')}")
         restart = None
         if kill_at is not None:
             await asyncio.sleep(kill_at)

@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.worker import Worker
 
+from activities import is_running, wait_until_closed
 from locks import EnvironmentLockWorkflow
 from run_worker import HEARTBEAT_THROTTLE
 from shared import (
@@ -39,7 +40,6 @@ from shared import (
     UpdateConfigInput,
     VerifyInput,
     VerifyRollbackInput,
-    WorkflowRef,
 )
 from workflows import DeployWorkflow, ReleaseWorkflow
 
@@ -157,10 +157,6 @@ class Steps:
         await self._run("find_lock_holder", request)
         return self.lock_holder
 
-    @activity.defn(name="wait_until_closed")
-    async def wait_until_closed(self, request: WorkflowRef) -> None:
-        await self._run("wait_until_closed", request)
-
     @activity.defn(name="check_promotion")
     async def check_promotion(self, request: CheckPromotionInput) -> EnvironmentVersions:
         await self._run("check_promotion", request)
@@ -218,7 +214,9 @@ class Steps:
         return [
             self.gather_release,
             self.find_lock_holder,
-            self.wait_until_closed,
+            # The real ones: they ask the server about workflows.
+            is_running,
+            wait_until_closed,
             self.check_promotion,
             self.build_artifact,
             self.fetch_artifact,
@@ -247,8 +245,8 @@ class Mocked:
     async def start(self, workflow_id: str = "") -> ReleaseHandle:
         return await self.client.start_workflow(
             ReleaseWorkflow.run,
-            # The queue is the lock scope too: no other test's release holds these locks.
-            ReleaseInput(release_key=KEY, lock_scope=self.task_queue),
+            # The queue is the lock scope too (locks.py): no other test's release holds these locks.
+            ReleaseInput(release_key=KEY),
             id=workflow_id or f"{KEY}-{uuid.uuid4().hex[:8]}",
             task_queue=self.task_queue,
             execution_timeout=timedelta(minutes=1),

@@ -18,6 +18,7 @@ from shared import (
     LockHolderInput,
     Outcome,
     RejectInput,
+    UnlockInput,
 )
 from workflows import ReleaseWorkflow
 
@@ -25,11 +26,14 @@ RUNNING = WorkflowExecutionStatus.RUNNING
 COMPLETED = WorkflowExecutionStatus.COMPLETED
 
 
-async def hold(mocked: Mocked, env: Environment) -> WorkflowHandle[EnvironmentLockWorkflow, None]:
-    """Hold env's lock in this test's scope, as another release would."""
+async def hold(
+    mocked: Mocked, env: Environment, holder: str = "RELEASE-OTHER"
+) -> WorkflowHandle[EnvironmentLockWorkflow, None]:
+    """Hold env's lock in this test's scope, as release holder would (started by hand, the lock
+    is held for the release its input names)."""
     return await mocked.client.start_workflow(
         EnvironmentLockWorkflow.run,
-        EnvironmentLock(release_key="RELEASE-OTHER", environment=env),
+        EnvironmentLock(release_key=holder, environment=env),
         id=mocked.lock_id(env),
         task_queue=mocked.task_queue,
     )
@@ -46,7 +50,7 @@ async def lock_statuses(mocked: Mocked, *envs: Environment) -> list[WorkflowExec
     [
         (
             "RELEASE-OTHER-1234",
-            "in use by release RELEASE-OTHER-1234, which is still running. "
+            "in use by release RELEASE-OTHER-1234, which has not let it go yet. "
             f"Run {KEY} again once RELEASE-OTHER-1234 has finished.",
         ),
         ("", f"in use a moment ago. Run {KEY} again."),
@@ -71,15 +75,17 @@ async def test_a_release_finding_an_environment_held_is_refused_naming_the_holde
     assert (record.result.outcome, record.result.detail) == (Outcome.FAILED, error.message)
     # The lock it had taken is let go; the other release's is not touched.
     assert await lock_statuses(mocked, DEV, TEST) == [COMPLETED, RUNNING]
-    await other.signal(EnvironmentLockWorkflow.unlock)
+    await other.signal(
+        EnvironmentLockWorkflow.unlock, UnlockInput(release_workflow_id="RELEASE-OTHER")
+    )
 
 
 async def test_a_lock_left_by_an_earlier_run_of_the_same_release_is_taken_over(
     mocked: Mocked,
 ) -> None:
     # A reset leaves the replaced run's locks running; find_lock_holder names the release.
-    orphan = await hold(mocked, DEV)
-    workflow_id = f"{KEY}-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"{KEY}-{uuid.uuid4().hex[:8].upper()}"
+    orphan = await hold(mocked, DEV, holder=workflow_id)
     mocked.steps.lock_holder = workflow_id
 
     release = await mocked.start(workflow_id)

@@ -49,7 +49,7 @@ async def run(client: Client, task_queue: str, key: str) -> tuple[str, str]:
     workflow_id = f"{key}-{uuid.uuid4().hex[:8]}"
     result = await client.execute_workflow(
         ReleaseWorkflow.run,
-        ReleaseInput(release_key=key, lock_scope=task_queue),
+        ReleaseInput(release_key=key),
         id=workflow_id,
         task_queue=task_queue,
         execution_timeout=timedelta(minutes=5),
@@ -260,7 +260,7 @@ async def test_out_of_order_promotion_fails_fast_and_changes_nothing(
 async def _start(client: Client, task_queue: str, key: str) -> WorkflowHandle:
     return await client.start_workflow(
         ReleaseWorkflow.run,
-        ReleaseInput(release_key=key, lock_scope=task_queue),
+        ReleaseInput(release_key=key),
         id=f"{key}-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
         execution_timeout=timedelta(minutes=5),
@@ -386,7 +386,7 @@ async def test_the_starter_grid_shows_the_steps_each_running_deploy_is_at(
     monkeypatch.setenv("DEMO_STEP_SECONDS", "0.3")  # long enough to be seen in flight
     release = await client.start_workflow(
         ReleaseWorkflow.run,
-        ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-DEV", lock_scope=task_queue),
+        ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-DEV"),
         id=f"RELEASE-JAN-24-ALPHA-DEV-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
     )
@@ -410,7 +410,7 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
     async with create_worker(client, queue):
         release = await client.start_workflow(
             ReleaseWorkflow.run,
-            ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-DEV", lock_scope=queue),
+            ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-DEV"),
             id=workflow_id,
             task_queue=queue,
         )

@@ -8,17 +8,27 @@ to workflows.py that would break releases in flight (a step added, removed or re
 started differently) makes the replay non-deterministic and fails here, not in production.
 """
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import (
+    Interceptor,
+    Replayer,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 
 from locks import EnvironmentLockWorkflow
 from scripts.record_histories import HISTORIES_DIR, REFUSED_RUN, recorded_names
+from shared import DEFAULT_TASK_QUEUE
 from workflows import DeployWorkflow, ReleaseWorkflow
 
 RECORDED = recorded_names()
@@ -46,6 +56,41 @@ async def each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistor
         yield history
 
 
+def replayer_of(
+    histories: list[WorkflowHistory], *workflows: type, queue: str = "", **config: Any
+) -> Replayer:
+    """A Replayer of workflows for histories recorded on one task queue, which it replays them
+    on (or on queue): the Replayer names a queue of its own, and a release's locks are named by
+    its queue (locks.py), as they are when a worker of that queue replays it."""
+    started = histories[0].events[0].workflow_execution_started_event_attributes
+    return Replayer(
+        workflows=list(workflows),
+        data_converter=pydantic_data_converter,
+        interceptors=[_OnTaskQueue(queue or started.task_queue.name)],
+        **config,
+    )
+
+
+class _OnTaskQueue(Interceptor):
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        queue = self.queue
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def info(self) -> workflow.Info:
+                return dataclasses.replace(super().info(), task_queue=queue)
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+        return Inbound
+
+
 def test_every_recorded_run_is_there_and_nothing_else() -> None:
     assert sorted(path.stem for path in HISTORIES_DIR.glob("*.json")) == sorted(RECORDED)
 
@@ -61,16 +106,23 @@ async def test_recorded_run_replays(name: str) -> None:
     assert await replay_failures(histories) == {}
 
 
-async def replay_failures(histories: list[WorkflowHistory]) -> dict[str, str]:
-    """Replay histories through today's workflows: the failure of each that failed."""
-    replayer = Replayer(
-        workflows=[ReleaseWorkflow, DeployWorkflow, EnvironmentLockWorkflow],
-        data_converter=pydantic_data_converter,
-    )
+async def replay_failures(histories: list[WorkflowHistory], queue: str = "") -> dict[str, str]:
+    """Replay histories through today's workflows (on queue, if given): the failure of each that
+    failed."""
+    workflows = (ReleaseWorkflow, DeployWorkflow, EnvironmentLockWorkflow)
+    replayer = replayer_of(histories, *workflows, queue=queue)
     results = await replayer.replay_workflows(each(histories), raise_on_replay_failure=False)
     failed = {h.workflow_id: results.replay_failures.get(h.run_id) for h in histories}
     return {wid: str(err) for wid, err in failed.items() if err}
 
 
 async def test_a_release_recorded_before_announcements_replays_without_them() -> None:
-    assert await replay_failures(load(BEFORE_NOTIFICATIONS)) == {}
+    histories = load(BEFORE_NOTIFICATIONS)
+    assert await replay_failures(histories, queue=queue_of(BEFORE_NOTIFICATIONS)) == {}
+
+
+def queue_of(path: Path) -> str:
+    """The queue to replay the histories in path on: the one recorded, but for the release kept
+    from before the announcements, recorded when a release named its locks lock.QC whatever its
+    queue, as one on the demo's own queue still does: replayed as a release of that queue."""
+    return DEFAULT_TASK_QUEUE if path == BEFORE_NOTIFICATIONS else ""

@@ -68,12 +68,10 @@ async def eventually(ask: Callable[[], Awaitable[T]], done: Callable[[T], bool])
 
 
 async def train_of(client: Client, key: str, task_queue: str) -> ScheduleHandle:
-    """A train of release key that starts its runs on this test's task queue, with this test's
-    locks, and would run next in an hour at the earliest."""
+    """A train of release key that starts its runs on this test's task queue (so with this
+    test's locks), and would run next in an hour at the earliest."""
     release = rm.load_release(key)
-    train = await trains.schedule_release(
-        client, release, timedelta(hours=1), task_queue, task_queue
-    )
+    train = await trains.schedule_release(client, release, timedelta(hours=1), task_queue)
     assert train.schedule_id == f"train.{key}" and train.last_run is None
     assert train.next_runs and train.next_runs[0] > datetime.now(UTC)
     return client.get_schedule_handle(train.schedule_id)
@@ -265,7 +263,7 @@ async def test_a_train_run_that_finds_an_environment_held_is_refused_naming_the_
     refused = client.get_workflow_handle_for(ReleaseWorkflow.run, refused_run)
     with pytest.raises(WorkflowFailureError) as failure:
         await refused.result()
-    assert f"PROD in use by release {holding}, which is still running" in root_message(
+    assert f"PROD in use by release {holding}, which has not let it go yet" in root_message(
         failure.value
     )
     assert rm.release_history(1)[0]["result"].startswith(f"Release {PROD_ONLY}: FAILED")

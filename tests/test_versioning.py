@@ -26,9 +26,8 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowHistory,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from handles import wait_for_status
 from locks import EnvironmentLockWorkflow
@@ -60,7 +59,7 @@ from scripts.code_states import (
 from scripts.record_histories import IN_FLIGHT_FILE, IN_FLIGHT_RUN
 from shared import WORKFLOW_TASK_TIMEOUT, ReleaseInput, ReleaseResult
 from test_replay import BEFORE_NOTIFICATIONS as COMPLETE_BEFORE
-from test_replay import each, load, replay_failures
+from test_replay import each, load, queue_of, replay_failures, replayer_of
 from workflows import ReleaseWorkflow
 
 BETA = IN_FLIGHT_RUN
@@ -87,11 +86,16 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModuleType]:
     return {state: workflows_of(state, tmp_path_factory.mktemp(state)) for state in CODE_STATES}
 
 
-async def replay_through(code: ModuleType, histories: list[WorkflowHistory]) -> dict[str, str]:
-    """Replay histories through the workflows of code: the failure of each that failed."""
-    replayer = Replayer(
-        workflows=[code.ReleaseWorkflow, code.DeployWorkflow, EnvironmentLockWorkflow],
-        data_converter=pydantic_data_converter,
+async def replay_through(code: ModuleType, path: Path) -> dict[str, str]:
+    """Replay the histories in path through the workflows of code: the failure of each that
+    failed."""
+    histories = load(path)
+    replayer = replayer_of(
+        histories,
+        code.ReleaseWorkflow,
+        code.DeployWorkflow,
+        EnvironmentLockWorkflow,
+        queue=queue_of(path),
         workflow_runner=UnsandboxedWorkflowRunner(),  # see scripts/code_states.workflows_of
     )
     results = await replayer.replay_workflows(each(histories), raise_on_replay_failure=False)
@@ -115,7 +119,7 @@ async def test_today_s_code_replays_the_release_in_flight() -> None:
 
 
 async def test_the_code_it_was_recorded_with_replays_it(code: dict[str, ModuleType]) -> None:
-    assert await replay_through(code[BEFORE_NOTIFICATIONS], load(IN_FLIGHT_FILE)) == {}
+    assert await replay_through(code[BEFORE_NOTIFICATIONS], IN_FLIGHT_FILE) == {}
 
 
 @pytest.mark.parametrize("recorded", RECORDED_BEFORE)
@@ -124,7 +128,7 @@ async def test_the_announcements_without_the_patch_fail_to_replay_a_release_from
 ) -> None:
     """The scenario's failure is real: the release itself meets a notify step its history does
     not have; its deploys and locks, which the change did not touch, replay."""
-    failures = await replay_through(code[UNPATCHED], load(RECORDED_BEFORE[recorded]))
+    failures = await replay_through(code[UNPATCHED], RECORDED_BEFORE[recorded])
     assert list(failures) == [BETA]
     assert "[TMPRL1100] Nondeterminism error" in failures[BETA]
 

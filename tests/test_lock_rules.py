@@ -1,0 +1,424 @@
+"""Issue 20, the doors around environment locks: a lock holds its environment while any change to
+it can still run, only its own release lets it go (a terminated lock fails the release at once),
+and what a release is (its key, its lock scope) is not up to whoever starts it.
+
+Real dev server, real workflows, mocked steps (tests/mocked.py). The doors a user opens without
+the project's code (a signal, a terminate) are opened with the `temporal` CLI, as they would be.
+These tests fail on the code the issue was filed against; each says what the issue expects."""
+
+import asyncio
+import shlex
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.worker import Worker
+
+from activities import find_lock_holder
+from handles import wait_for_status
+from mocked import (
+    DEV,
+    KEY,
+    QC,
+    TEST,
+    WAIT_SECONDS,
+    WORKFLOWS,
+    Mocked,
+    ReleaseHandle,
+    Steps,
+    answer_to_cancel,
+    failure_of,
+    make_release,
+)
+from processes import (
+    Finished,
+    assert_one_line_without_traceback,
+    finish_release,
+    run_command,
+    run_starter,
+    temporal_cli,
+    terminal_env,
+)
+from run_worker import HEARTBEAT_THROTTLE
+from shared import (
+    ApproveInput,
+    Deployment,
+    Environment,
+    ErrorType,
+    Outcome,
+    ReleaseInput,
+    ReleaseResult,
+    deploy_workflow_id,
+)
+from test_locks import hold, lock_statuses
+from workflows import ReleaseWorkflow
+
+RUNNING = WorkflowExecutionStatus.RUNNING
+COMPLETED = WorkflowExecutionStatus.COMPLETED
+FRONTEND_IN_DEV = ("frontend", DEV)
+# The error types issue 20 asks for (shared.ErrorType has neither yet).
+LOCK_LOST = "LockLost"
+WRONG_WORKFLOW_ID = "WrongWorkflowId"
+
+
+@pytest.fixture
+async def lookup(client: Client) -> AsyncIterator[Mocked]:
+    """The mocked harness with the real find_lock_holder: who holds a lock is asked of the
+    server, as in production (a mock would name whoever the test says)."""
+    steps = Steps()
+    mocks = [step for step in steps.activities() if step.__name__ != "find_lock_holder"]
+    queue = f"mocked-{uuid.uuid4()}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=WORKFLOWS,
+        activities=[*mocks, find_lock_holder],
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+    ):
+        yield Mocked(client, queue, steps)
+
+
+async def cli(client: Client, *args: str) -> Finished:
+    """`temporal ARGS` against the session's dev server, as a user types it; it must succeed."""
+    address = client.service_client.config.target_host
+    done = await run_command(temporal_cli(), *args, "--address", address)
+    assert done.code == 0, f"temporal {' '.join(args)}: {done.stderr}"
+    return done
+
+
+async def signal_unlock(client: Client, lock_id: str, *cli_input: str) -> None:
+    """`temporal workflow signal --name unlock` to lock_id (its latest run), then wait until
+    the lock has handled it: a workflow task completed after the signal."""
+    signal = ("workflow", "signal", "--workflow-id", lock_id, "--name", "unlock", *cli_input)
+    await cli(client, *signal)
+    signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    answered = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        history = await client.get_workflow_handle(lock_id).fetch_history()
+        types = [event.event_type for event in history.events]
+        last_signal = max((i for i, t in enumerate(types) if t == signaled), default=None)
+        if last_signal is not None and answered in types[last_signal:]:
+            return
+        assert time.monotonic() < deadline, f"{lock_id} never handled the unlock signal"
+        await asyncio.sleep(0.05)
+
+
+async def closed(handle: WorkflowHandle[Any, Any], what: str) -> WorkflowExecutionStatus:
+    """How the workflow of handle (its latest run, unless handle names one) closed, once it has,
+    within WAIT_SECONDS; what names it in the failure."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (status := (await handle.describe()).status) == RUNNING:
+        assert time.monotonic() < deadline, f"{what} is still running after {WAIT_SECONDS:g} s"
+        await asyncio.sleep(0.05)
+    assert status is not None
+    return status
+
+
+def deploy_steps(steps: Steps, release: ReleaseHandle, env: Environment) -> list[str]:
+    """The deploy steps that this run of the release ran in env (other releases' left out)."""
+    ran = []
+    for call in steps.calls:
+        if call.where and call.where[1] is env:
+            request = call.request
+            deployment = request if isinstance(request, Deployment) else request.deployment
+            if deployment.release_run_id == release.result_run_id:
+                ran.append(call.step)
+    return ran
+
+
+async def at_gate(mocked: Mocked) -> ReleaseHandle:
+    """A release from TEST to QC waiting at its gate before QC: it holds TEST and QC."""
+    mocked.steps.release = make_release((TEST, QC), approval_before=(QC,))
+    release = await mocked.start()
+    await wait_for_status(release, "waiting for approval before QC")
+    return release
+
+
+# --- 1. A terminate frees the lock while deploys still change the environment ----------------
+
+
+async def terminated_mid_deploy(mocked: Mocked) -> tuple[ReleaseHandle, str]:
+    """A release of DEV terminated (with the CLI) while its frontend deploy is held in
+    deploy_artifact, once that deploy has answered the cancel its parent's end asked for:
+    the release's handle and that deploy's workflow ID."""
+    mocked.steps.release = make_release((DEV,))
+    mocked.steps.hold("deploy_artifact", FRONTEND_IN_DEV)
+    release = await mocked.start()
+    await mocked.steps.called("deploy_artifact", FRONTEND_IN_DEV)
+    await cli(mocked.client, "workflow", "terminate", "--workflow-id", release.id)
+    deploy = deploy_workflow_id(release.id, DEV, "frontend")
+    # The server applies the parent close policies (the deploys', the lock's) together.
+    await answer_to_cancel(mocked.client, deploy)
+    return release, deploy
+
+
+async def test_a_terminated_release_s_lock_holds_until_its_deploys_close_then_ends(
+    lookup: Mocked,
+) -> None:
+    """The lock of a terminated release holds DEV until its deploys there close, then ends."""
+    release, deploy = await terminated_mid_deploy(lookup)
+
+    assert await lock_statuses(lookup, DEV) == [RUNNING], (
+        f"{lookup.lock_id(DEV)} ended with its release while {deploy} still changes DEV"
+    )
+    lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV).set()
+    for component in ("frontend", "sbstore"):
+        deploy_id = deploy_workflow_id(release.id, DEV, component)
+        await closed(lookup.client.get_workflow_handle(deploy_id), deploy_id)
+    assert "verify_deploy" in deploy_steps(lookup.steps, release, DEV)  # finished its change
+    lock = lookup.client.get_workflow_handle(lookup.lock_id(DEV))
+    assert await closed(lock, f"{lock.id}, once every deploy of DEV closed,") == COMPLETED
+
+
+async def test_a_release_is_refused_an_environment_a_terminated_release_still_deploys_to(
+    lookup: Mocked,
+) -> None:
+    """While a terminated release's deploy still changes DEV, another release is refused DEV."""
+    first, deploy = await terminated_mid_deploy(lookup)
+    try:
+        second = await lookup.start()
+        deadline = time.monotonic() + WAIT_SECONDS
+        while (await second.describe()).status == RUNNING:
+            ran = deploy_steps(lookup.steps, second, DEV)
+            assert not ran, f"{second.id} ran {ran} in DEV while {deploy} was still open"
+            assert time.monotonic() < deadline, f"{second.id} is still running"
+            await asyncio.sleep(0.05)
+        error = await failure_of(second)
+        assert (error.type, error.non_retryable) == (ErrorType.ENVIRONMENT_BUSY, True)
+        assert first.id in error.message, error.message
+    finally:
+        lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV).set()
+
+
+# --- 2. An unlock meant for one release's lock frees another's --------------------------------
+
+
+async def one_release_after_another(mocked: Mocked) -> tuple[ReleaseHandle, str, ReleaseHandle]:
+    """Release X ran DEV and TEST and let go; release Y now holds DEV and TEST, waiting at its
+    gate before TEST: X's handle, the run ID of X's lock of DEV, Y's handle."""
+    first = await mocked.start()
+    assert str(await first.result()) == f"Release {KEY}: SUCCESS"
+    first_lock = await mocked.client.get_workflow_handle(mocked.lock_id(DEV)).describe()
+    mocked.steps.release = make_release((DEV, TEST), approval_before=(TEST,))
+    second = await mocked.start()
+    await wait_for_status(second, "waiting for approval before TEST")
+    return first, first_lock.run_id, second
+
+
+async def assert_finishes(release: ReleaseHandle) -> None:
+    """The release, waiting at its gate before TEST, is approved and ends SUCCESS."""
+    await release.execute_update(ReleaseWorkflow.approve, ApproveInput(gate=TEST, by="Grace"))
+    assert str(await asyncio.wait_for(release.result(), WAIT_SECONDS)) == f"Release {KEY}: SUCCESS"
+
+
+async def test_an_unlock_naming_an_earlier_lock_s_run_leaves_the_holder_s_lock_held(
+    mocked: Mocked,
+) -> None:
+    """An unlock carrying the run ID of X's ended lock does not free Y's lock of the same ID."""
+    _, first_lock_run, second = await one_release_after_another(mocked)
+
+    unlock = f'{{"lock_run_id": "{first_lock_run}"}}'
+    await signal_unlock(mocked.client, mocked.lock_id(DEV), "--input", unlock)
+
+    assert await lock_statuses(mocked, DEV) == [RUNNING], (
+        f"an unlock naming X's lock run {first_lock_run} freed Y's lock of DEV"
+    )
+    await assert_finishes(second)
+
+
+async def reset_after_locking(client: Client, release: ReleaseHandle, lock_id: str) -> str:
+    """Reset the release to the workflow task after its lock lock_id started; the new run's ID."""
+    history = await release.fetch_history()
+    started = EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
+    (lock_started,) = [
+        event.event_id
+        for event in history.events
+        if event.event_type == started
+        and event.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id
+        == lock_id
+    ]
+    completed = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    after = [e.event_id for e in history.events if e.event_type == completed]
+    response = await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(
+                workflow_id=release.id, run_id=(await release.describe()).run_id
+            ),
+            reason="test: reset to just after the lock started",
+            workflow_task_finish_event_id=min(i for i in after if i > lock_started),
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    return response.run_id
+
+
+async def test_a_reset_release_does_not_end_the_lock_another_release_now_holds(
+    mocked: Mocked,
+) -> None:
+    """X reset to just after it locked DEV, while Y holds DEV: X's new run leaves Y's lock be."""
+    first, _, second = await one_release_after_another(mocked)
+
+    new_run = await reset_after_locking(mocked.client, first, mocked.lock_id(DEV))
+    replayed = mocked.client.get_workflow_handle(first.id, run_id=new_run)
+    await closed(replayed, f"{first.id}'s run after the reset")
+
+    assert await lock_statuses(mocked, DEV, TEST) == [RUNNING, RUNNING], (
+        "X's run after the reset ended Y's locks"
+    )
+    await assert_finishes(second)
+
+
+# --- 3. Anyone can free a lock -----------------------------------------------------------------
+
+STRAY_UNLOCKS = {
+    "no input": [],
+    "an empty object": ["--input", "{}"],
+    "a string": ["--input", '"x"'],
+}
+
+
+@pytest.mark.parametrize("stray", list(STRAY_UNLOCKS.values()), ids=list(STRAY_UNLOCKS))
+async def test_an_unlock_that_does_not_name_the_lock_s_own_run_is_ignored(
+    mocked: Mocked, stray: list[str]
+) -> None:
+    """An unlock from the CLI that does not name the lock's own run ID leaves the lock held."""
+    await at_gate(mocked)
+
+    await signal_unlock(mocked.client, mocked.lock_id(QC), *stray)
+
+    command = shlex.join(["temporal", "workflow", "signal", "--name", "unlock", *stray])
+    assert await lock_statuses(mocked, QC) == [RUNNING], f"`{command}` freed QC"
+
+
+async def test_a_release_whose_lock_is_terminated_fails_at_once_saying_so(mocked: Mocked) -> None:
+    """A release at its gate whose QC lock someone terminates fails LockLost at once."""
+    release = await at_gate(mocked)
+    before = len(mocked.steps.calls)
+
+    await cli(mocked.client, "workflow", "terminate", "--workflow-id", mocked.lock_id(QC))
+
+    await closed(release, "a release whose lock of QC was terminated")
+    error = await failure_of(release)
+    assert (error.type, error.non_retryable) == (LOCK_LOST, True)
+    assert QC.value in error.message and "someone else" in error.message, error.message
+    record = mocked.steps.record()
+    assert (record.result.outcome, record.result.detail) == (Outcome.FAILED, error.message)
+    assert mocked.steps.ran_in(QC) == []
+    # It started nothing more: it recorded how it ended, and announced it.
+    assert {call.step for call in mocked.steps.calls[before:]} <= {"record_release", "notify"}
+
+
+# --- 4. A forged input skips the locks ---------------------------------------------------------
+
+FORGED_SCOPES = {
+    "a scope of its own": "x",
+    "a path": "../../lock.DEV",
+    "spaces": "two words\tand a tab",
+    "escape codes": "\x1b[31mred\x1b[0m\r\n",
+}
+
+
+@pytest.mark.parametrize("scope", list(FORGED_SCOPES.values()), ids=list(FORGED_SCOPES))
+async def test_a_lock_scope_in_the_input_is_ignored(mocked: Mocked, scope: str) -> None:
+    """A start whose input names a lock scope is refused an environment held on its queue."""
+    other = await hold(mocked, DEV)
+    release: ReleaseHandle = await mocked.client.start_workflow(
+        "ReleaseWorkflow",
+        {"release_key": KEY, "lock_scope": scope},
+        id=f"{KEY}-{uuid.uuid4().hex[:8]}",
+        task_queue=mocked.task_queue,
+        execution_timeout=timedelta(minutes=1),
+        result_type=ReleaseResult,
+    )
+
+    await closed(release, f"a release started with lock_scope {scope!r}")
+    assert mocked.steps.ran_in(DEV) == [], (
+        f"lock_scope {scope!r} let the release deploy to DEV while {other.id} held it"
+    )
+    error = await failure_of(release)
+    assert (error.type, error.non_retryable) == (ErrorType.ENVIRONMENT_BUSY, True)
+    assert await lock_statuses(mocked, DEV) == [RUNNING]
+    await other.terminate()
+
+
+# --- 8. A workflow ID that names another release -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "workflow_id", ["RELEASE-JAN-24-ALPHA-DEV", "RELEASE-JAN-24-ALPHA-DEV-1a2b3c4d", f"{KEY}X"]
+)
+async def test_a_release_under_a_workflow_id_that_is_not_its_key_fails_at_once(
+    mocked: Mocked, workflow_id: str
+) -> None:
+    """A release whose workflow ID is not its key (nor KEY-...) fails before any step runs."""
+    release = await mocked.start(workflow_id)
+
+    await closed(release, f"release {KEY} started as {workflow_id}")
+    ran = mocked.steps.names()
+    assert not ran, f"release {KEY} ran {len(ran)} steps ({ran[0]} first) as {workflow_id}"
+    error = await failure_of(release)
+    assert (error.type, error.non_retryable) == (WRONG_WORKFLOW_ID, True)
+    assert workflow_id in error.message and KEY in error.message, error.message
+
+
+async def at_gate_or_ended(release: WorkflowHandle[Any, Any], gate: Environment) -> None:
+    """Wait until the release waits at its gate before gate, or has ended."""
+    deadline = time.monotonic() + 3 * WAIT_SECONDS
+    while (await release.describe()).status == RUNNING:
+        try:
+            if await release.query(ReleaseWorkflow.status) == f"waiting for approval before {gate}":
+                return
+        except WorkflowQueryFailedError:
+            pass  # not started by the worker yet
+        assert time.monotonic() < deadline, f"{release.id} neither reached its gate nor ended"
+        await asyncio.sleep(0.1)
+
+
+NAMED, RUNS = "RELEASE-JAN-24-ALPHA-DEV", "RELEASE-FEB-24-BETA"  # BETA waits before PROD
+ASKED = {
+    "status": ["--status", NAMED],
+    "approve": ["--approve", NAMED, "--gate", "PROD", "--by", "Grace"],
+}
+
+
+@pytest.mark.parametrize("args", list(ASKED.values()), ids=list(ASKED))
+async def test_the_starter_refuses_a_release_whose_workflow_id_names_another(
+    client: Client, task_queue: str, demo_root: Path, args: list[str]
+) -> None:
+    """The starter refuses, naming both keys, to act on workflow X when it runs another key."""
+    release = await client.start_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(release_key=RUNS, lock_scope=task_queue),
+        id=NAMED,
+        task_queue=task_queue,
+        execution_timeout=timedelta(minutes=1),
+    )
+    try:
+        await at_gate_or_ended(release, Environment.PROD)
+        user = terminal_env(client.service_client.config.target_host, demo_root)
+
+        told = await run_starter(user, *args)
+
+        assert told.code != 0, f"run_workflow.py {shlex.join(args)} answered:\n{told.stdout}"
+        assert_one_line_without_traceback(told.stderr)
+        assert NAMED in told.stderr and RUNS in told.stderr, told.stderr
+        history = await release.fetch_history()
+        accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        assert accepted not in [event.event_type for event in history.events]
+    finally:
+        await finish_release(client, NAMED)
