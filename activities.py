@@ -28,7 +28,8 @@ from release_management import (
     Unhealthy,
     VerificationError,
 )
-from shared import ErrorType, LockHolderInput, WorkflowRef
+from search_attributes import running_deploys_query
+from shared import DeploysInFlightInput, ErrorType, LockHolderInput, WorkflowRef
 from utils import step_seconds
 
 # The attempt of verify_deploy from which a failed health check is final: the deploy rolls back.
@@ -232,6 +233,17 @@ async def find_lock_holder(request: LockHolderInput) -> str:
 
 
 @activity.defn
+async def find_deploys_in_flight(request: DeploysInFlightInput) -> list[str]:
+    """The workflow IDs of other releases' deploys still running into the environments (the
+    server's visibility, by the deploys' search attributes): a release whose lock a person ended
+    while it deployed finishes the change in flight, with no lock to say so."""
+    query = running_deploys_query(request.environments, request.task_queue)
+    own = f"{request.release_workflow_id}."
+    found = [execution.id async for execution in activity.client().list_workflows(query)]
+    return sorted(workflow_id for workflow_id in found if not workflow_id.startswith(own))
+
+
+@activity.defn
 async def is_running(request: WorkflowRef) -> bool:
     """Whether a workflow (that run of it, or its latest) is still running."""
     return await _is_running(request.workflow_id, request.run_id)
@@ -265,6 +277,7 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     notify,
     record_release,
     find_lock_holder,
+    find_deploys_in_flight,
     is_running,
     wait_until_closed,
 ]

@@ -29,11 +29,17 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities import find_lock_holder, is_running, wait_until_closed
+    from activities import (
+        find_deploys_in_flight,
+        find_lock_holder,
+        is_running,
+        wait_until_closed,
+    )
     from search_attributes import for_lock
     from shared import (
         DEFAULT_TASK_QUEUE,
         WORKFLOW_TASK_TIMEOUT,
+        DeploysInFlightInput,
         Environment,
         EnvironmentLock,
         ErrorType,
@@ -163,6 +169,36 @@ class EnvironmentLocks:
         if held_by_others:
             await self.unlock(*self._held)
             raise _refusal(release, held_by_others)
+
+    async def refuse_if_others_deploy(self, release: Release) -> None:
+        """Refuse the release if another release's deploy still changes one of its environments
+        (one whose lock a person terminated while it deployed finishes that change).
+
+        Raises:
+            ApplicationError: EnvironmentBusy, non-retryable.
+        """
+        if not workflow.patched(LOCK_RULES_PATCH):
+            return  # a release started before the rules: it replays without the lookup
+        info = workflow.info()
+        in_flight = await workflow.execute_activity(
+            find_deploys_in_flight,
+            DeploysInFlightInput(
+                environments=release.environments,
+                task_queue=info.task_queue,
+                release_workflow_id=info.workflow_id,
+            ),
+            summary=f"find deploys of other releases into {release.route()}",
+            start_to_close_timeout=LOOKUP_TIMEOUT,
+        )
+        if in_flight:
+            message = (
+                f"Release {release.key} was refused: {', '.join(in_flight)} still "
+                f"{'changes' if len(in_flight) == 1 else 'change'} its environments, though "
+                f"no release holds them (a lock was ended by hand). Run {release.key} again "
+                "once they have closed."
+            )
+            workflow.logger.warning(message)
+            raise ApplicationError(message, type=ErrorType.ENVIRONMENT_BUSY, non_retryable=True)
 
     async def _take_busy(
         self, release: Release, busy: list[Environment]

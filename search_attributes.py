@@ -66,6 +66,16 @@ def deploys_query(env: Environment | None, component: str | None) -> str:
     return " AND ".join(clauses)
 
 
+def running_deploys_query(environments: list[Environment], task_queue: str) -> str:
+    """The visibility query for the deploys still running into any of environments on task_queue
+    (the releases of one lock scope: locks.py)."""
+    names = ", ".join(f"'{env.value}'" for env in environments)
+    return (
+        f"{deploys_query(None, None)} AND ExecutionStatus='Running' AND "
+        f"TaskQueue='{_quoted(task_queue)}' AND {DEPLOY_ENVIRONMENT.name} IN ({names})"
+    )
+
+
 def _quoted(value: str) -> str:
     """value inside a query's single quotes."""
     return value.replace("\\", "\\\\").replace("'", "\\'")

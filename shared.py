@@ -388,6 +388,15 @@ class LockHolderInput(FrozenModel):
     lock_workflow_id: str
 
 
+class DeploysInFlightInput(FrozenModel):
+    """Which deploys find_deploys_in_flight looks for: those into environments, on task_queue,
+    of any release but release_workflow_id."""
+
+    environments: list[Environment]
+    task_queue: str
+    release_workflow_id: str
+
+
 class WorkflowRef(FrozenModel):
     workflow_id: str
     run_id: str = ""  # "": the latest run

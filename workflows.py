@@ -137,10 +137,13 @@ class ReleaseWorkflow:
         # Validate before any change: a promotion out of order fails here, non-retryably. The
         # environments are held by now, so what is checked cannot change under the release.
         self._status = "checking the promotion"
-        self._before = await _start_activity(
-            check_promotion,
-            CheckPromotionInput(release=release, demo_root=self._request.demo_root),
-            f"check that {release.key} can be promoted",
+        self._before, _ = await _all(
+            _start_activity(
+                check_promotion,
+                CheckPromotionInput(release=release, demo_root=self._request.demo_root),
+                f"check that {release.key} can be promoted",
+            ),
+            self._locks.refuse_if_others_deploy(release),
         )
         for env in release.environments:
             self._stop_if_told()

@@ -69,9 +69,6 @@ from workflows import ReleaseWorkflow
 RUNNING = WorkflowExecutionStatus.RUNNING
 COMPLETED = WorkflowExecutionStatus.COMPLETED
 FRONTEND_IN_DEV = ("frontend", DEV)
-# The error types issue 20 asks for (shared.ErrorType has neither yet).
-LOCK_LOST = "LockLost"
-WRONG_WORKFLOW_ID = "WrongWorkflowId"
 
 
 @pytest.fixture
@@ -204,6 +201,29 @@ async def test_a_release_is_refused_an_environment_a_terminated_release_still_de
         lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV).set()
 
 
+async def test_a_release_is_refused_an_environment_whose_lock_was_terminated_mid_deploy(
+    lookup: Mocked,
+) -> None:
+    """A lock terminated by hand while its release deploys frees nothing: the next release is
+    refused while that deploy runs, and the first fails LockLost once its change is done."""
+    lookup.steps.release = make_release((DEV,))
+    lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV)
+    first = await lookup.start()
+    await lookup.steps.called("deploy_artifact", FRONTEND_IN_DEV)
+    await cli(lookup.client, "workflow", "terminate", "--workflow-id", lookup.lock_id(DEV))
+    try:
+        second = await lookup.start()
+        error = await failure_of(second)
+        assert (error.type, error.non_retryable) == (ErrorType.ENVIRONMENT_BUSY, True)
+        assert deploy_workflow_id(first.id, DEV, "frontend") in error.message, error.message
+        assert deploy_steps(lookup.steps, second, DEV) == []
+    finally:
+        lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV).set()
+    lost = await failure_of(first)
+    assert (lost.type, lost.non_retryable) == (ErrorType.LOCK_LOST, True)
+    assert "verify_deploy" in deploy_steps(lookup.steps, first, DEV)  # its change finished
+
+
 # --- 2. An unlock meant for one release's lock frees another's --------------------------------
 
 
@@ -314,7 +334,7 @@ async def test_a_release_whose_lock_is_terminated_fails_at_once_saying_so(mocked
 
     await closed(release, "a release whose lock of QC was terminated")
     error = await failure_of(release)
-    assert (error.type, error.non_retryable) == (LOCK_LOST, True)
+    assert (error.type, error.non_retryable) == (ErrorType.LOCK_LOST, True)
     assert QC.value in error.message and "someone else" in error.message, error.message
     record = mocked.steps.record()
     assert (record.result.outcome, record.result.detail) == (Outcome.FAILED, error.message)
@@ -372,7 +392,7 @@ async def test_a_release_under_a_workflow_id_that_is_not_its_key_fails_at_once(
     ran = mocked.steps.names()
     assert not ran, f"release {KEY} ran {len(ran)} steps ({ran[0]} first) as {workflow_id}"
     error = await failure_of(release)
-    assert (error.type, error.non_retryable) == (WRONG_WORKFLOW_ID, True)
+    assert (error.type, error.non_retryable) == (ErrorType.WRONG_WORKFLOW_ID, True)
     assert workflow_id in error.message and KEY in error.message, error.message
 
 
