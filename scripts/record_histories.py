@@ -105,6 +105,10 @@ FAILED_WAVE_RUN = f"{EVENTFUL_RELEASE}-failed-wave"
 EXPIRED_RUN = "RELEASE-FEB-24-BETA-expired"
 EXPIRY_SECONDS = 2
 SOAK_SKIPPED_RUN = "RELEASE-FEB-24-BETA-soak-skipped"
+LOCK_LOST_RUN = "RELEASE-FEB-24-BETA-lock-lost"
+CANCELLED_CLOSING_RUN = "RELEASE-JAN-24-ALPHA-DEV-cancelled-while-recording"
+# Started under this ID with another release's key (BETA's): refused before anything runs.
+WRONG_KEY_RUN = "RELEASE-JAN-24-ALPHA-DEV-wrong-key"
 # Long enough per step for the cancel or the catalog edit to land mid-wave.
 MID_WAVE_STEP_SECONDS = "0.3"
 # A release recorded in flight, at its PROD gate, with the code from before the announcements
@@ -502,6 +506,28 @@ async def skip_the_soak(client: Client, name: str) -> None:
     await finish(handle)
 
 
+async def lose_a_lock_at_the_gate(client: Client, name: str) -> None:
+    # A person terminates the PROD lock while the release waits before PROD: it fails at once.
+    handle = await start_release(client, "RELEASE-FEB-24-BETA", name)
+    await reach_gate(handle, Environment.PROD)
+    await client.get_workflow_handle(f"lock.PROD.{TASK_QUEUE}").terminate(reason="recorded")
+    await finish_raising(handle, "LockLost")
+
+
+async def cancel_while_recording(client: Client, name: str) -> None:
+    # The plan has succeeded; a cancel while the record is written changes nothing.
+    with demo_settings(DEMO_STEP_SECONDS=MID_WAVE_STEP_SECONDS):
+        handle = await start_release(client, "RELEASE-JAN-24-ALPHA-DEV", name)
+        await reach_status(handle, "recording")
+        await handle.cancel(reason="recorded cancel, too late")
+        await finish(handle)
+
+
+async def refuse_another_key(client: Client, name: str) -> None:
+    handle = await start_release(client, "RELEASE-FEB-24-BETA", name)
+    await finish_raising(handle, "WrongWorkflowId")
+
+
 async def fail_one_deploy_of_a_wave(client: Client, name: str) -> None:
     catalog = project_catalog()
     write_catalog(catalog)
@@ -526,6 +552,9 @@ ENDINGS: dict[str, Callable[[Client, str], Awaitable[None]]] = {
     FAILED_WAVE_RUN: fail_one_deploy_of_a_wave,
     EXPIRED_RUN: let_the_gate_expire,
     SOAK_SKIPPED_RUN: skip_the_soak,
+    LOCK_LOST_RUN: lose_a_lock_at_the_gate,
+    CANCELLED_CLOSING_RUN: cancel_while_recording,
+    WRONG_KEY_RUN: refuse_another_key,
 }
 
 
