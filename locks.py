@@ -57,6 +57,8 @@ LOOKUP_TIMEOUT = timedelta(seconds=30)
 CLOSE_TIMEOUT = timedelta(minutes=10)
 # The patch that brought the rules above: a lock started before it let anyone unlock it.
 LOCK_RULES_PATCH = "lock-rules"
+# The patches (one per environment: lock-check-DEV, ...) of EnvironmentLocks.confirm_after_reset.
+RESET_CHECK_PATCH = "lock-check"
 
 
 @workflow.defn
@@ -170,6 +172,31 @@ class EnvironmentLocks:
             await self.unlock(*self._held)
             raise _refusal(release, held_by_others)
 
+    async def confirm_after_reset(self, env: Environment) -> None:
+        """In a run that a reset made, before the wave into env: confirm that the locks it needs
+        (env's, and its source's if held) are still this release's. The run replaced may have
+        let them go before it ended, and another release taken them; such a lock is lost.
+
+        The check is taken once per environment, behind a patch of its own: the part of the
+        history the reset copied, made by a run that was not reset, replays without it."""
+        info = workflow.info()
+        if info.run_id == info.first_execution_run_id:
+            return  # not reset: the release has held its locks throughout
+        if not workflow.patched(f"{RESET_CHECK_PATCH}-{env.value}"):
+            return  # replaying what the run that the reset replaced did
+        for needed in [env, env.previous()]:
+            if needed in self._held and not self.lost:
+                holder = await workflow.execute_activity(
+                    find_lock_holder,
+                    LockHolderInput(lock_workflow_id=self.lock_id(needed)),
+                    summary=f"confirm that {info.workflow_id} still holds {needed.value}",
+                    start_to_close_timeout=LOOKUP_TIMEOUT,
+                )
+                if holder != info.workflow_id:
+                    now = f"is held by {holder} now" if holder else "is free now"
+                    how = f"was let go by the run that a reset replaced, and {now}"
+                    self._lose(needed, how)
+
     async def refuse_if_others_deploy(self, release: Release) -> None:
         """Refuse the release if another release's deploy still changes one of its environments
         (one whose lock a person terminated while it deployed finishes that change).
@@ -256,20 +283,24 @@ class EnvironmentLocks:
 
     async def _watch(self, env: Environment, lock: workflow.ChildWorkflowHandle) -> None:
         """Notice the lock ending while the release still holds it: someone else ended it."""
-        how = "unlocked by someone else"
+        how = "was unlocked by someone else while the release held it"
         try:
             await lock
         except Exception as err:  # the lock was terminated (or failed): the cause says which
-            how = f"ended by someone else ({root_message(err)})"
-        if self._held.get(env) is not lock or self.lost:
-            return  # let go of by the release itself (or a loss is being handled already)
+            how = f"was ended by someone else while the release held it ({root_message(err)})"
+        if self._held.get(env) is lock and not self.lost:
+            self._lose(env, how)
+            self.on_lost()
+        # Else: let go of by the release itself (or a loss is being handled already).
+
+    def _lose(self, env: Environment, how: str) -> None:
+        """Say that the release lost env's lock (how: what happened to it), and let it be."""
         del self._held[env]
         self.lost = (
-            f"{env.value} was taken from it: its lock {self.lock_id(env)} was {how} while the "
-            "release held it; the release started nothing more"
+            f"{env.value} was lost: its lock {self.lock_id(env)} {how}. The release started "
+            "nothing more; run it again to finish it"
         )
         workflow.logger.error(f"{workflow.info().workflow_id}: {self.lost}")
-        self.on_lost()
 
     def lock_id(self, env: Environment) -> str:
         """The lock's workflow ID: lock.QC on the demo's task queue, lock.QC.<queue> on another

@@ -150,7 +150,8 @@ class ReleaseWorkflow:
             if env in release.gates() and not (decision := await self._approval(env)).approved:
                 who = f"by {decision.by}: " if decision.by else ""  # "": the gate expired
                 return _result(release, Outcome.REJECTED, f"{who}{decision.reason}")
-            self._stop_if_told()  # a cancel that came with the approval
+            await self._locks.confirm_after_reset(env)
+            self._stop_if_told()  # a cancel that came with the approval, or a lock lost
             rollbacks = await self._promote(release, env)
             if rollbacks:
                 return _result(release, Outcome.ROLLED_BACK, "; ".join(rollbacks))

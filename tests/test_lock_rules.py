@@ -227,16 +227,15 @@ async def test_a_release_is_refused_an_environment_whose_lock_was_terminated_mid
 # --- 2. An unlock meant for one release's lock frees another's --------------------------------
 
 
-async def one_release_after_another(mocked: Mocked) -> tuple[ReleaseHandle, str, ReleaseHandle]:
+async def one_release_after_another(mocked: Mocked) -> tuple[ReleaseHandle, ReleaseHandle]:
     """Release X ran DEV and TEST and let go; release Y now holds DEV and TEST, waiting at its
-    gate before TEST: X's handle, the run ID of X's lock of DEV, Y's handle."""
+    gate before TEST: X's handle, Y's handle."""
     first = await mocked.start()
     assert str(await first.result()) == f"Release {KEY}: SUCCESS"
-    first_lock = await mocked.client.get_workflow_handle(mocked.lock_id(DEV)).describe()
     mocked.steps.release = make_release((DEV, TEST), approval_before=(TEST,))
     second = await mocked.start()
     await wait_for_status(second, "waiting for approval before TEST")
-    return first, first_lock.run_id, second
+    return first, second
 
 
 async def assert_finishes(release: ReleaseHandle) -> None:
@@ -245,17 +244,17 @@ async def assert_finishes(release: ReleaseHandle) -> None:
     assert str(await asyncio.wait_for(release.result(), WAIT_SECONDS)) == f"Release {KEY}: SUCCESS"
 
 
-async def test_an_unlock_naming_an_earlier_lock_s_run_leaves_the_holder_s_lock_held(
+async def test_an_unlock_naming_an_earlier_holder_leaves_the_holder_s_lock_held(
     mocked: Mocked,
 ) -> None:
-    """An unlock carrying the run ID of X's ended lock does not free Y's lock of the same ID."""
-    _, first_lock_run, second = await one_release_after_another(mocked)
+    """An unlock naming X, which held DEV before Y, does not free Y's lock of DEV."""
+    first, second = await one_release_after_another(mocked)
 
-    unlock = f'{{"lock_run_id": "{first_lock_run}"}}'
+    unlock = f'{{"release_workflow_id": "{first.id}"}}'
     await signal_unlock(mocked.client, mocked.lock_id(DEV), "--input", unlock)
 
     assert await lock_statuses(mocked, DEV) == [RUNNING], (
-        f"an unlock naming X's lock run {first_lock_run} freed Y's lock of DEV"
+        f"an unlock naming X ({first.id}), which held DEV before, freed Y's lock of DEV"
     )
     await assert_finishes(second)
 
@@ -288,18 +287,24 @@ async def reset_after_locking(client: Client, release: ReleaseHandle, lock_id: s
 
 
 async def test_a_reset_release_does_not_end_the_lock_another_release_now_holds(
-    mocked: Mocked,
+    lookup: Mocked,
 ) -> None:
-    """X reset to just after it locked DEV, while Y holds DEV: X's new run leaves Y's lock be."""
-    first, _, second = await one_release_after_another(mocked)
+    """X reset to just after it locked DEV, while Y holds DEV: X's new run leaves Y's lock be,
+    deploys nothing and fails LockLost."""
+    first, second = await one_release_after_another(lookup)
 
-    new_run = await reset_after_locking(mocked.client, first, mocked.lock_id(DEV))
-    replayed = mocked.client.get_workflow_handle(first.id, run_id=new_run)
+    new_run = await reset_after_locking(lookup.client, first, lookup.lock_id(DEV))
+    replayed = lookup.client.get_workflow_handle(first.id, run_id=new_run)
     await closed(replayed, f"{first.id}'s run after the reset")
 
-    assert await lock_statuses(mocked, DEV, TEST) == [RUNNING, RUNNING], (
+    assert await lock_statuses(lookup, DEV, TEST) == [RUNNING, RUNNING], (
         "X's run after the reset ended Y's locks"
     )
+    # X's new run noticed that its lock of DEV is Y's now: it deployed nothing and says why.
+    assert deploy_steps(lookup.steps, replayed, DEV) == []
+    lost = await failure_of(replayed)
+    assert (lost.type, lost.non_retryable) == (ErrorType.LOCK_LOST, True)
+    assert f"held by {second.id} now" in lost.message, lost.message
     await assert_finishes(second)
 
 
@@ -316,7 +321,7 @@ STRAY_UNLOCKS = {
 async def test_an_unlock_that_does_not_name_the_lock_s_own_run_is_ignored(
     mocked: Mocked, stray: list[str]
 ) -> None:
-    """An unlock from the CLI that does not name the lock's own run ID leaves the lock held."""
+    """An unlock from the CLI that does not name the release holding the lock leaves it held."""
     await at_gate(mocked)
 
     await signal_unlock(mocked.client, mocked.lock_id(QC), *stray)
