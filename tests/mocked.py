@@ -272,20 +272,28 @@ async def failure_of(release: ReleaseHandle) -> ApplicationError:
     return cause
 
 
-async def answer_to_cancel(client: Client, workflow_id: str) -> list["EventType.ValueType"]:
-    """The event types of workflow_id's history from its cancel request to the end of the
-    workflow task that answered it (waits for that task): what it did about the cancel."""
-    requested = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+async def answer_to(
+    client: Client, workflow_id: str, asked: "EventType.ValueType"
+) -> list["EventType.ValueType"]:
+    """The event types of workflow_id's history from its last event of type asked (a cancel
+    request, a signal) to the end of the workflow task that answered it (waits for that task):
+    what it did about it."""
     answered = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         types = [event.event_type for event in history.events]
-        since = types[types.index(requested) :] if requested in types else []
-        if answered in since:
-            return since
-        assert time.monotonic() < deadline, f"{workflow_id} never answered a cancel request"
+        last = max((i for i, kind in enumerate(types) if kind == asked), default=len(types))
+        if answered in types[last:]:
+            return types[last:]
+        assert time.monotonic() < deadline, f"{workflow_id} never answered {EventType.Name(asked)}"
         await asyncio.sleep(0.05)
+
+
+async def answer_to_cancel(client: Client, workflow_id: str) -> list["EventType.ValueType"]:
+    """What workflow_id did about its cancel request (see answer_to)."""
+    requested = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+    return await answer_to(client, workflow_id, requested)
 
 
 @asynccontextmanager

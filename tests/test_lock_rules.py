@@ -39,6 +39,7 @@ from mocked import (
     Mocked,
     ReleaseHandle,
     Steps,
+    answer_to,
     answer_to_cancel,
     failure_of,
     make_release,
@@ -101,17 +102,7 @@ async def signal_unlock(client: Client, lock_id: str, *cli_input: str) -> None:
     the lock has handled it: a workflow task completed after the signal."""
     signal = ("workflow", "signal", "--workflow-id", lock_id, "--name", "unlock", *cli_input)
     await cli(client, *signal)
-    signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-    answered = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        history = await client.get_workflow_handle(lock_id).fetch_history()
-        types = [event.event_type for event in history.events]
-        last_signal = max((i for i, t in enumerate(types) if t == signaled), default=None)
-        if last_signal is not None and answered in types[last_signal:]:
-            return
-        assert time.monotonic() < deadline, f"{lock_id} never handled the unlock signal"
-        await asyncio.sleep(0.05)
+    await answer_to(client, lock_id, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
 
 
 async def closed(handle: WorkflowHandle[Any, Any], what: str) -> WorkflowExecutionStatus:
