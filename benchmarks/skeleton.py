@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         CheckPromotionInput,
         DeployArtifactInput,
         Deployment,
+        DeploysInFlightInput,
         EnvironmentVersions,
         LockHolderInput,
         NotifyInput,
@@ -151,6 +152,16 @@ async def find_lock_holder(request: LockHolderInput) -> str:
 @_noop("wait_until_closed")
 async def wait_until_closed(request: WorkflowRef) -> None:
     return None
+
+
+@_noop("is_running")
+async def is_running(request: WorkflowRef) -> bool:
+    return False
+
+
+@_noop("find_deploys_in_flight")
+async def find_deploys_in_flight(request: DeploysInFlightInput) -> list[str]:
+    return []
 
 
 @activity.defn(name="bench_noop")

@@ -2,6 +2,7 @@
 and benchmarks/)."""
 
 import ast
+import importlib
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -46,3 +47,9 @@ def test_release_management_knows_nothing_of_temporal() -> None:
         "run_worker",
         "run_workflow",
     }
+
+
+def test_the_benchmarks_skeleton_has_a_no_op_for_every_activity() -> None:
+    """benchmarks/skeleton.py refuses to import while an activity of activities.py has no no-op
+    there (the skeleton's release would wait for it forever): `make bench` would fail at once."""
+    importlib.import_module("benchmarks.skeleton")
