@@ -13,12 +13,14 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, get_type_hints
 
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.service import RPCError, RPCStatusCode
 
 import release_management
 from release_management import (
@@ -29,7 +31,7 @@ from release_management import (
     VerificationError,
 )
 from search_attributes import running_deploys_query
-from shared import DeploysInFlightInput, ErrorType, LockHolderInput, WorkflowRef
+from shared import DeploysInFlightInput, ErrorType, LaterRunInput, LockHolderInput, WorkflowRef
 from utils import step_seconds
 
 # The attempt of verify_deploy from which a failed health check is final: the deploy rolls back.
@@ -250,6 +252,22 @@ async def is_running(request: WorkflowRef) -> bool:
 
 
 @activity.defn
+async def is_later_run(request: LaterRunInput) -> bool:
+    """Whether a run is a run of the workflow that started at or after a time: a later run of a
+    release (a reset makes one), not a forged run ID or an older run."""
+    client = activity.client()
+    handle = client.get_workflow_handle(request.workflow_id, run_id=request.run_id or None)
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return False  # no such run
+        raise
+    since = datetime.fromisoformat(request.since)
+    return bool(request.run_id) and description.start_time >= since
+
+
+@activity.defn
 async def wait_until_closed(request: WorkflowRef) -> None:
     """Wait until a workflow has closed (a deploy the run that a reset replaced left running)."""
     while await _is_running(request.workflow_id, request.run_id):
@@ -258,8 +276,14 @@ async def wait_until_closed(request: WorkflowRef) -> None:
 
 
 async def _is_running(workflow_id: str, run_id: str = "") -> bool:
+    """Whether the workflow (that run, or its latest) runs; one never started does not."""
     handle = activity.client().get_workflow_handle(workflow_id, run_id=run_id or None)
-    description = await handle.describe()
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:  # a deploy its release never reached
+            return False
+        raise
     return description.status == WorkflowExecutionStatus.RUNNING
 
 
@@ -279,5 +303,6 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     find_lock_holder,
     find_deploys_in_flight,
     is_running,
+    is_later_run,
     wait_until_closed,
 ]

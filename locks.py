@@ -22,6 +22,7 @@ decides: a caller cannot name another.
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
+from enum import Enum
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import (
         find_deploys_in_flight,
         find_lock_holder,
+        is_later_run,
         is_running,
         wait_until_closed,
     )
@@ -43,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         Environment,
         EnvironmentLock,
         ErrorType,
+        LaterRunInput,
         LockHolderInput,
         Release,
         UnlockInput,
@@ -61,6 +64,14 @@ LOCK_RULES_PATCH = "lock-rules"
 RESET_CHECK_PATCH = "lock-check"
 
 
+class _Verdict(Enum):
+    """What an unlock or a cancel means to a lock."""
+
+    NOW = "its release let go, its deploys there closed: the lock ends now"
+    AFTER_ITS_DEPLOYS = "the lock ends once its release's deploys there have closed"
+    HOLD = "refused: the lock goes on holding"
+
+
 @workflow.defn
 class EnvironmentLockWorkflow:
     """Holds one environment for one release (its parent) until the release unlocks it, or has
@@ -72,39 +83,48 @@ class EnvironmentLockWorkflow:
         # The release that holds it; a lock started by hand, not by a release (as tests hold
         # one), is held for its release key.
         self._holder = parent.workflow_id if parent else lock.release_key
-        self._unlocked_by: UnlockInput | None = None
+        self._unlocks: list[UnlockInput] = []  # received, in order, not yet judged
 
     @workflow.run
     async def run(self, lock: EnvironmentLock) -> None:
         if not workflow.patched(LOCK_RULES_PATCH):
-            await workflow.wait_condition(lambda: self._unlocked_by is not None)
+            await workflow.wait_condition(lambda: bool(self._unlocks))
             return
-        holder = workflow.info().parent
-        while not await self._unlocked_or_cancelled():
-            # Cancelled: its release has ended (terminated), or a person asked.
-            if holder is None or not await _ask_is_running(holder.workflow_id, holder.run_id):
-                break
-            workflow.logger.warning(
-                f"{workflow.info().workflow_id}: cancel refused: release {holder.workflow_id} "
-                "holds it, and only that release lets it go"
-            )
-        unlocked_by = self._unlocked_by
-        if unlocked_by is None or holder is None or unlocked_by.release_run_id != holder.run_id:
-            # Its release ended without unlocking it, or a later run of it (a reset) unlocked
-            # it: deploys of the run that took it may still be finishing their change.
+        while (verdict := await self._asked_to_let_go()) is _Verdict.HOLD:
+            pass
+        if verdict is _Verdict.AFTER_ITS_DEPLOYS:
             await _all_closed(lock.deploys)
 
+    async def _asked_to_let_go(self) -> "_Verdict":
+        """Wait for the next unlock or a cancel, and judge it."""
+        parent = workflow.info().parent
+        if await self._unlocked_or_cancelled():
+            run_id = self._unlocks.pop(0).release_run_id
+            if parent is None or run_id == parent.run_id:
+                return _Verdict.NOW
+            # Another run of its release, or a forged unlock: only a run of it that started after
+            # the lock did (as a reset makes) may let it go.
+            if await _ask_is_later_run(self._holder, run_id):
+                return _Verdict.AFTER_ITS_DEPLOYS
+            refusal = f"unlock ignored: {run_id or '(no run)'} is no later run of {self._holder}"
+        elif not await _ask_is_running(self._holder):
+            return _Verdict.AFTER_ITS_DEPLOYS  # cancelled once its release had ended (terminated)
+        else:
+            refusal = f"cancel refused: release {self._holder} holds it, and only it lets go"
+        workflow.logger.warning(f"{workflow.info().workflow_id}: {refusal}")
+        return _Verdict.HOLD
+
     async def _unlocked_or_cancelled(self) -> bool:
-        """Wait for the holder's unlock (True) or a cancel request (False)."""
+        """Wait for an unlock that names the holder (True) or a cancel request (False)."""
         try:
-            await workflow.wait_condition(lambda: self._unlocked_by is not None)
+            await workflow.wait_condition(lambda: bool(self._unlocks))
         except asyncio.CancelledError:
             return False
         return True
 
     @workflow.signal
     def unlock(self, request: UnlockInput | None = None) -> None:
-        """The release that holds the lock lets it go; anyone else's unlock is ignored."""
+        """The release that holds the lock lets it go; an unlock naming anyone else is ignored."""
         if request is None or request.release_workflow_id != self._holder:
             if workflow.patched(LOCK_RULES_PATCH):
                 workflow.logger.warning(
@@ -112,14 +132,24 @@ class EnvironmentLockWorkflow:
                     f"{self._holder}, and only that release lets it go"
                 )
                 return
-        self._unlocked_by = request or UnlockInput()
+        self._unlocks.append(request or UnlockInput())
 
 
-async def _ask_is_running(workflow_id: str, run_id: str = "") -> bool:
+async def _ask_is_running(workflow_id: str) -> bool:
     return await workflow.execute_activity(
         is_running,
-        WorkflowRef(workflow_id=workflow_id, run_id=run_id),
+        WorkflowRef(workflow_id=workflow_id),
         summary=f"ask whether {workflow_id} still runs",
+        start_to_close_timeout=LOOKUP_TIMEOUT,
+    )
+
+
+async def _ask_is_later_run(workflow_id: str, run_id: str) -> bool:
+    since = workflow.info().start_time.isoformat()
+    return await workflow.execute_activity(
+        is_later_run,
+        LaterRunInput(workflow_id=workflow_id, run_id=run_id, since=since),
+        summary=f"ask whether run {run_id} of {workflow_id} started after this lock",
         start_to_close_timeout=LOOKUP_TIMEOUT,
     )
 
@@ -161,8 +191,7 @@ class EnvironmentLocks:
         Raises:
             ApplicationError: EnvironmentBusy, non-retryable; the release holds nothing then.
         """
-        source = release.environments[0].previous()
-        needed = [source, *release.environments] if source else [*release.environments]
+        needed = _needed(release)
         locks = await asyncio.gather(*(self._lock(release, env) for env in needed))
         self._held = {env: lock for env, lock in zip(needed, locks, strict=True) if lock}
         held_by_others = await self._take_busy(
@@ -198,8 +227,9 @@ class EnvironmentLocks:
                     self._lose(needed, how)
 
     async def refuse_if_others_deploy(self, release: Release) -> None:
-        """Refuse the release if another release's deploy still changes one of its environments
-        (one whose lock a person terminated while it deployed finishes that change).
+        """Refuse the release if another release's deploy still changes one of the environments
+        it holds, the one it is fed from included (a deploy whose lock a person terminated
+        finishes its change).
 
         Raises:
             ApplicationError: EnvironmentBusy, non-retryable.
@@ -210,11 +240,11 @@ class EnvironmentLocks:
         in_flight = await workflow.execute_activity(
             find_deploys_in_flight,
             DeploysInFlightInput(
-                environments=release.environments,
+                environments=_needed(release),
                 task_queue=info.task_queue,
                 release_workflow_id=info.workflow_id,
             ),
-            summary=f"find deploys of other releases into {release.route()}",
+            summary=f"find deploys of other releases into what {release.key} holds",
             start_to_close_timeout=LOOKUP_TIMEOUT,
         )
         if in_flight:
@@ -283,7 +313,12 @@ class EnvironmentLocks:
 
     async def _watch(self, env: Environment, lock: workflow.ChildWorkflowHandle) -> None:
         """Notice the lock ending while the release still holds it: someone else ended it."""
-        how = "was unlocked by someone else while the release held it"
+        info = workflow.info()
+        how = (
+            "was let go by the run that a reset replaced"
+            if info.run_id != info.first_execution_run_id  # the server told this run of it
+            else "was unlocked by someone else while the release held it"
+        )
         try:
             await lock
         except Exception as err:  # the lock was terminated (or failed): the cause says which
@@ -335,6 +370,12 @@ class EnvironmentLocks:
                 await lock
         except Exception as err:  # ended already: by someone else, noticed by _watch
             workflow.logger.warning(f"{info.workflow_id}: {self.lock_id(env)} had ended: {err}")
+
+
+def _needed(release: Release) -> list[Environment]:
+    """The environments a release holds: those it deploys to, and the one it is fed from."""
+    source = release.environments[0].previous()
+    return [source, *release.environments] if source else [*release.environments]
 
 
 def _refusal(release: Release, held: list[tuple[Environment, str]]) -> ApplicationError:

@@ -208,6 +208,7 @@ async def _start_or_attach(
         print(f"Started release {release_key}.", flush=True)
     except WorkflowAlreadyStartedError:
         handle = client.get_workflow_handle_for(ReleaseWorkflow.run, workflow_id)
+        await _refuse_another_release(client, handle, release_key)
         print(f"Release {release_key} is already running: waiting for it.", flush=True)
     return handle
 
@@ -504,18 +505,23 @@ async def _release_handle(client: Client, key: str, must_run: bool = True) -> Re
         if err.status == RPCStatusCode.NOT_FOUND:
             raise StarterError(f"Release {key} has never run on this server") from None
         raise
+    await _refuse_another_release(client, handle, key)
+    if must_run and description.status != WorkflowExecutionStatus.RUNNING:
+        raise StarterError(f"Release {key} is not running: {await _how_it_ended(handle)}")
+    return handle
+
+
+async def _refuse_another_release(client: Client, handle: ReleaseHandle, key: str) -> None:
+    """Raise a StarterError unless the release workflow of handle was started for key: one
+    started by hand under an ID that names another release is no release to act on or wait for
+    (workflows.py refuses it at its start, but its key may be one that ID begins with)."""
     started_for = await _release_key_of(client, handle)
     if started_for != key:
-        # Started by hand under an ID that names another release: refused at its start since,
-        # but not by workflow code from before (workflows.py), nor a release to act on.
         raise StarterError(
             f"Workflow {handle.id} runs release {shown(started_for)!r}, not {key}: it was "
             f"started by hand under another release's key, so nothing was sent to it. Start "
             f"{key} with `python run_workflow.py {key}` once it has ended"
         )
-    if must_run and description.status != WorkflowExecutionStatus.RUNNING:
-        raise StarterError(f"Release {key} is not running: {await _how_it_ended(handle)}")
-    return handle
 
 
 async def _release_key_of(client: Client, handle: ReleaseHandle) -> str:

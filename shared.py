@@ -397,6 +397,14 @@ class DeploysInFlightInput(FrozenModel):
     release_workflow_id: str
 
 
+class LaterRunInput(FrozenModel):
+    """Activity is_later_run: is run_id a run of workflow_id started at or after since?"""
+
+    workflow_id: str
+    run_id: str
+    since: str  # ISO 8601
+
+
 class WorkflowRef(FrozenModel):
     workflow_id: str
     run_id: str = ""  # "": the latest run

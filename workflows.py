@@ -120,6 +120,8 @@ class ReleaseWorkflow:
         self._locks.on_lost = plan.cancel
         try:
             result = await plan
+            if self._locks.lost:  # lost as the plan ended: its last steps ran without the lock
+                raise asyncio.CancelledError()
         except (Exception, asyncio.CancelledError) as err:
             ending = self._result_of(release, err)
             await self._close(release, started, ending)

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         Deployment,
         DeploysInFlightInput,
         EnvironmentVersions,
+        LaterRunInput,
         LockHolderInput,
         NotifyInput,
         RecordReleaseInput,
@@ -156,6 +157,11 @@ async def wait_until_closed(request: WorkflowRef) -> None:
 
 @_noop("is_running")
 async def is_running(request: WorkflowRef) -> bool:
+    return False
+
+
+@_noop("is_later_run")
+async def is_later_run(request: LaterRunInput) -> bool:
     return False
 
 

@@ -7,6 +7,7 @@ the project's code (a signal, a terminate) are opened with the `temporal` CLI, a
 These tests fail on the code the issue was filed against; each says what the issue expects."""
 
 import asyncio
+import json
 import shlex
 import time
 import uuid
@@ -45,6 +46,7 @@ from mocked import (
     make_release,
 )
 from processes import (
+    PROJECT_DIR,
     Finished,
     assert_one_line_without_traceback,
     finish_release,
@@ -60,10 +62,12 @@ from shared import (
     Environment,
     ErrorType,
     Outcome,
+    Release,
     ReleaseInput,
     ReleaseResult,
     deploy_workflow_id,
 )
+from test_endings import reset
 from test_locks import hold, lock_statuses
 from workflows import ReleaseWorkflow
 
@@ -139,11 +143,13 @@ async def at_gate(mocked: Mocked) -> ReleaseHandle:
 # --- 1. A terminate frees the lock while deploys still change the environment ----------------
 
 
-async def terminated_mid_deploy(mocked: Mocked) -> tuple[ReleaseHandle, str]:
-    """A release of DEV terminated (with the CLI) while its frontend deploy is held in
-    deploy_artifact, once that deploy has answered the cancel its parent's end asked for:
-    the release's handle and that deploy's workflow ID."""
-    mocked.steps.release = make_release((DEV,))
+async def terminated_mid_deploy(
+    mocked: Mocked, environments: tuple[Environment, ...] = (DEV,)
+) -> tuple[ReleaseHandle, str]:
+    """A release of environments terminated (with the CLI) while its frontend deploy to DEV is
+    held in deploy_artifact, once that deploy has answered the cancel its parent's end asked
+    for: the release's handle and that deploy's workflow ID."""
+    mocked.steps.release = make_release(environments)
     mocked.steps.hold("deploy_artifact", FRONTEND_IN_DEV)
     release = await mocked.start()
     await mocked.steps.called("deploy_artifact", FRONTEND_IN_DEV)
@@ -172,6 +178,18 @@ async def test_a_terminated_release_s_lock_holds_until_its_deploys_close_then_en
     assert await closed(lock, f"{lock.id}, once every deploy of DEV closed,") == COMPLETED
 
 
+async def test_a_terminated_release_s_lock_of_an_environment_it_never_reached_ends(
+    mocked: Mocked,
+) -> None:
+    """A release of DEV and TEST terminated in its DEV wave: its lock of TEST, where no deploy
+    ever started, ends too once the DEV wave has closed (it does not wait for them forever)."""
+    await terminated_mid_deploy(mocked, (DEV, TEST))
+    mocked.steps.hold("deploy_artifact", FRONTEND_IN_DEV).set()
+    for env in (DEV, TEST):
+        lock = mocked.client.get_workflow_handle(mocked.lock_id(env))
+        assert await closed(lock, f"{lock.id} of a terminated release") == COMPLETED
+
+
 async def test_a_release_is_refused_an_environment_a_terminated_release_still_deploys_to(
     lookup: Mocked,
 ) -> None:
@@ -192,27 +210,40 @@ async def test_a_release_is_refused_an_environment_a_terminated_release_still_de
         lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV).set()
 
 
+# The first release deploys frontend to where, and a person terminates its lock mid-deploy; the
+# second release needs where: to deploy to it, or to be fed from it.
+TERMINATED_MID_DEPLOY = {
+    "to deploy to": (make_release((DEV,)), DEV, make_release((DEV,))),
+    "to be fed from": (make_release((DEV, TEST)), TEST, make_release((QC,))),
+}
+
+
+@pytest.mark.parametrize(
+    ("first_release", "where", "second_release"),
+    list(TERMINATED_MID_DEPLOY.values()),
+    ids=list(TERMINATED_MID_DEPLOY),
+)
 async def test_a_release_is_refused_an_environment_whose_lock_was_terminated_mid_deploy(
-    lookup: Mocked,
+    lookup: Mocked, first_release: Release, where: Environment, second_release: Release
 ) -> None:
-    """A lock terminated by hand while its release deploys frees nothing: the next release is
-    refused while that deploy runs, and the first fails LockLost once its change is done."""
-    lookup.steps.release = make_release((DEV,))
-    lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV)
+    """A lock terminated by hand while its release deploys frees nothing: the next release that
+    needs the environment is refused while that deploy runs, and the first fails LockLost once
+    its change is done."""
+    lookup.steps.release = first_release
+    held = lookup.steps.hold("deploy_artifact", ("frontend", where))
     first = await lookup.start()
-    await lookup.steps.called("deploy_artifact", FRONTEND_IN_DEV)
-    await cli(lookup.client, "workflow", "terminate", "--workflow-id", lookup.lock_id(DEV))
+    await lookup.steps.called("deploy_artifact", ("frontend", where))
+    await cli(lookup.client, "workflow", "terminate", "--workflow-id", lookup.lock_id(where))
     try:
-        second = await lookup.start()
-        error = await failure_of(second)
+        lookup.steps.release = second_release
+        error = await failure_of(await lookup.start())
         assert (error.type, error.non_retryable) == (ErrorType.ENVIRONMENT_BUSY, True)
-        assert deploy_workflow_id(first.id, DEV, "frontend") in error.message, error.message
-        assert deploy_steps(lookup.steps, second, DEV) == []
+        assert deploy_workflow_id(first.id, where, "frontend") in error.message, error.message
     finally:
-        lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV).set()
+        held.set()
     lost = await failure_of(first)
     assert (lost.type, lost.non_retryable) == (ErrorType.LOCK_LOST, True)
-    assert "verify_deploy" in deploy_steps(lookup.steps, first, DEV)  # its change finished
+    assert "verify_deploy" in deploy_steps(lookup.steps, first, where)  # its change finished
 
 
 # --- 2. An unlock meant for one release's lock frees another's --------------------------------
@@ -321,6 +352,56 @@ async def test_an_unlock_that_does_not_name_the_lock_s_own_run_is_ignored(
     assert await lock_statuses(mocked, QC) == [RUNNING], f"`{command}` freed QC"
 
 
+# No run ID; one that is not a run ID at all; one that is, but of no run of the release.
+NOT_A_LATER_RUN = ["", "not-a-run-id", "0193e4b2-8a51-7c3e-9b7d-2f6a1c0d4e58"]
+
+
+@pytest.mark.parametrize("run_id", NOT_A_LATER_RUN, ids=["none", "no run ID", "no run of it"])
+async def test_an_unlock_naming_the_holder_but_none_of_its_later_runs_is_ignored(
+    mocked: Mocked, run_id: str
+) -> None:
+    """An unlock that names the release holding the lock, but with no run ID, or one that is no
+    run of it, leaves the lock held: the release is approved and ends SUCCESS."""
+    release = await at_gate(mocked)
+    unlock = json.dumps({"release_workflow_id": release.id, "release_run_id": run_id})
+
+    await signal_unlock(mocked.client, mocked.lock_id(QC), "--input", unlock)
+    # The lock asks the server about the run named, then judges it.
+    completed = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+    await answer_to(mocked.client, mocked.lock_id(QC), completed)
+
+    assert await lock_statuses(mocked, QC) == [RUNNING], f"{unlock} freed QC"
+    await release.execute_update(ReleaseWorkflow.approve, ApproveInput(gate=QC, by="Grace"))
+    assert str(await asyncio.wait_for(release.result(), WAIT_SECONDS)) == f"Release {KEY}: SUCCESS"
+
+
+async def test_a_cancel_of_a_lock_is_refused_while_its_reset_release_runs(lookup: Mocked) -> None:
+    """After a reset, the lock's release runs on in a new run: a cancel of the lock is still
+    refused, and the new run, approved, lets it go and ends SUCCESS."""
+    release = await at_gate(lookup)
+    new_run = await reset(lookup.client, release, "last")
+    new = lookup.client.get_workflow_handle(release.id, run_id=new_run, result_type=ReleaseResult)
+    await wait_for_status(new, "waiting for approval before QC")
+
+    await cli(lookup.client, "workflow", "cancel", "--workflow-id", lookup.lock_id(QC))
+    await answer_to_cancel(lookup.client, lookup.lock_id(QC))
+    completed = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED  # it asked whether its release runs
+    await answer_to(lookup.client, lookup.lock_id(QC), completed)
+
+    assert await lock_statuses(lookup, QC) == [RUNNING]
+    history = await lookup.client.get_workflow_handle(lookup.lock_id(QC)).fetch_history()
+    scheduled = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    asked = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.event_type == scheduled
+    ]
+    assert asked == ["is_running"], f"{lookup.lock_id(QC)} took the cancel: it ran {asked}"
+    await new.execute_update(ReleaseWorkflow.approve, ApproveInput(gate=QC, by="Grace"))
+    assert str(await asyncio.wait_for(new.result(), WAIT_SECONDS)) == f"Release {KEY}: SUCCESS"
+    assert await lock_statuses(lookup, TEST, QC) == [COMPLETED, COMPLETED]
+
+
 async def test_a_release_whose_lock_is_terminated_fails_at_once_saying_so(mocked: Mocked) -> None:
     """A release at its gate whose QC lock someone terminates fails LockLost at once."""
     release = await at_gate(mocked)
@@ -405,34 +486,50 @@ async def at_gate_or_ended(release: WorkflowHandle[Any, Any], gate: Environment)
         await asyncio.sleep(0.1)
 
 
-NAMED, RUNS = "RELEASE-JAN-24-ALPHA-DEV", "RELEASE-FEB-24-BETA"  # BETA waits before PROD
+# A release of the catalog, and one whose key it begins with (added to the demo root's catalog):
+# RUNS's workflow ID may be NAMED (its key, a dash and a suffix), which names another release.
+NAMED, RUNS = "RELEASE-JAN-24-ALPHA-DEV", "RELEASE-JAN-24-ALPHA"
 ASKED = {
+    "run": [NAMED],
     "status": ["--status", NAMED],
     "approve": ["--approve", NAMED, "--gate", "PROD", "--by", "Grace"],
 }
+
+
+def catalog_with_runs(demo_root: Path) -> None:
+    """The demo root's own catalog, with RUNS: BETA's plan (it waits before PROD) under a key
+    that NAMED begins with."""
+    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    (beta,) = [entry for entry in catalog["releases"] if entry["key"] == "RELEASE-FEB-24-BETA"]
+    catalog["releases"].append({**beta, "key": RUNS, "soak_seconds": {}})
+    (demo_root / "database").mkdir()
+    (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
 
 
 @pytest.mark.parametrize("args", list(ASKED.values()), ids=list(ASKED))
 async def test_the_starter_refuses_a_release_whose_workflow_id_names_another(
     client: Client, task_queue: str, demo_root: Path, args: list[str]
 ) -> None:
-    """The starter refuses, naming both keys, to act on workflow X when it runs another key."""
+    """The starter refuses, naming both keys, to wait for or act on workflow NAMED while it runs
+    release RUNS (which the workflow accepts: NAMED begins with RUNS and a dash)."""
+    catalog_with_runs(demo_root)
     release = await client.start_workflow(
         ReleaseWorkflow.run,
-        ReleaseInput(release_key=RUNS, lock_scope=task_queue),
+        ReleaseInput(release_key=RUNS),
         id=NAMED,
         task_queue=task_queue,
         execution_timeout=timedelta(minutes=1),
     )
     try:
         await at_gate_or_ended(release, Environment.PROD)
+        assert (await release.describe()).status == RUNNING
         user = terminal_env(client.service_client.config.target_host, demo_root)
 
         told = await run_starter(user, *args)
 
         assert told.code != 0, f"run_workflow.py {shlex.join(args)} answered:\n{told.stdout}"
         assert_one_line_without_traceback(told.stderr)
-        assert NAMED in told.stderr and RUNS in told.stderr, told.stderr
+        assert f"{NAMED} runs release '{RUNS}'" in told.stderr, told.stderr
         history = await release.fetch_history()
         accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
         assert accepted not in [event.event_type for event in history.events]
