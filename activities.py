@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, get_type_hints
 
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHistoryEventFilterType,
+)
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -31,7 +35,18 @@ from release_management import (
     VerificationError,
 )
 from search_attributes import running_deploys_query
-from shared import DeploysInFlightInput, ErrorType, LaterRunInput, LockHolderInput, WorkflowRef
+from shared import (
+    MAX_NAME_LENGTH,
+    MAX_REASON_LENGTH,
+    DeploysInFlightInput,
+    Ending,
+    EndingInput,
+    ErrorType,
+    LaterRunInput,
+    LockHolderInput,
+    WorkflowRef,
+    shown,
+)
 from utils import step_seconds
 
 # The attempt of verify_deploy from which a failed health check is final: the deploy rolls back.
@@ -246,6 +261,34 @@ async def find_deploys_in_flight(request: DeploysInFlightInput) -> list[str]:
 
 
 @activity.defn
+async def record_ending(request: EndingInput) -> str:
+    """Record how a release run that wrote no record ended (terminated, timed out), as the
+    server tells it: its lock runs this once the release's deploys have closed."""
+    handle = activity.client().get_workflow_handle(
+        request.release_workflow_id, run_id=request.release_run_id
+    )
+    described = await handle.describe()
+    detail = ""
+    async for event in handle.fetch_history_events(
+        event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
+    ):
+        if event.HasField("workflow_execution_terminated_event_attributes"):
+            terminated = event.workflow_execution_terminated_event_attributes
+            reason = shown(terminated.reason)[:MAX_REASON_LENGTH] or "no reason given"
+            detail = f"{reason} (by {shown(terminated.identity)[:MAX_NAME_LENGTH] or '?'})"
+    status = described.status.name.replace("_", " ") if described.status else "CLOSED"
+    ending = Ending(
+        release_key=request.release_key,
+        release_run_id=request.release_run_id,
+        how=status,
+        detail=detail,
+        started=described.start_time.isoformat(),
+        finished=(described.close_time or described.start_time).isoformat(),
+    )
+    return await _run(release_management.record_ending, ending, "record its ending", False)
+
+
+@activity.defn
 async def is_running(request: WorkflowRef) -> bool:
     """Whether a workflow (that run of it, or its latest) is still running."""
     return await _is_running(request.workflow_id, request.run_id)
@@ -302,6 +345,7 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     record_release,
     find_lock_holder,
     find_deploys_in_flight,
+    record_ending,
     is_running,
     is_later_run,
     wait_until_closed,

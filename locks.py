@@ -7,9 +7,10 @@ one workflow per ID at a time, so starting it is taking the lock. How the rule h
 Temporal opens:
 - the release unlocks it with a signal that names the release; an unlock naming anyone else (a
   stray `temporal workflow signal`, another release's late unlock) is ignored;
-- the release is terminated: the lock is its child, asked to cancel then (the parent close
-  policy), and ends only once the release's deploys into the environment, which finish the
-  change in flight, have closed;
+- the release is terminated (or times out): the lock is its child, asked to cancel then (the
+  parent close policy), and ends only once the release's deploys into the environment, which
+  finish the change in flight, have closed; then it writes the release's record, as the
+  release runs no code of its own after a terminate;
 - a person cancels the lock while its release runs: refused, it goes on holding;
 - a person terminates the lock, or forges its release's unlock: the release notices at once,
   starts nothing more, and fails (LockLost), saying why in its record;
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         find_lock_holder,
         is_later_run,
         is_running,
+        record_ending,
         wait_until_closed,
     )
     from search_attributes import for_lock
@@ -42,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         DEFAULT_TASK_QUEUE,
         WORKFLOW_TASK_TIMEOUT,
         DeploysInFlightInput,
+        EndingInput,
         Environment,
         EnvironmentLock,
         ErrorType,
@@ -69,6 +72,7 @@ class _Verdict(Enum):
 
     NOW = "its release let go, its deploys there closed: the lock ends now"
     AFTER_ITS_DEPLOYS = "the lock ends once its release's deploys there have closed"
+    ITS_RELEASE_ENDED = "terminated or timed out: the same, then the lock records the ending"
     HOLD = "refused: the lock goes on holding"
 
 
@@ -92,8 +96,21 @@ class EnvironmentLockWorkflow:
             return
         while (verdict := await self._asked_to_let_go()) is _Verdict.HOLD:
             pass
-        if verdict is _Verdict.AFTER_ITS_DEPLOYS:
+        if verdict is not _Verdict.NOW:
             await _all_closed(lock.deploys)
+        parent = workflow.info().parent
+        if verdict is _Verdict.ITS_RELEASE_ENDED and parent:
+            # Its release ran no code of its own to record how it ended: the lock does.
+            await workflow.execute_activity(
+                record_ending,
+                EndingInput(
+                    release_key=lock.release_key,
+                    release_workflow_id=parent.workflow_id,
+                    release_run_id=parent.run_id,
+                ),
+                summary=f"record how {lock.release_key} ended",
+                start_to_close_timeout=LOOKUP_TIMEOUT,
+            )
 
     async def _asked_to_let_go(self) -> "_Verdict":
         """Wait for the next unlock or a cancel, and judge it."""
@@ -108,7 +125,7 @@ class EnvironmentLockWorkflow:
                 return _Verdict.AFTER_ITS_DEPLOYS
             refusal = f"unlock ignored: {run_id or '(no run)'} is no later run of {self._holder}"
         elif not await _ask_is_running(self._holder):
-            return _Verdict.AFTER_ITS_DEPLOYS  # cancelled once its release had ended (terminated)
+            return _Verdict.ITS_RELEASE_ENDED  # cancelled once its release had ended
         else:
             refusal = f"cancel refused: release {self._holder} holds it, and only it lets go"
         workflow.logger.warning(f"{workflow.info().workflow_id}: {refusal}")

@@ -50,6 +50,7 @@ from shared import (
     ComponentName,
     DeployArtifactInput,
     Deployment,
+    Ending,
     Environment,
     EnvironmentVersions,
     NotifyInput,
@@ -539,6 +540,38 @@ def record_release(request: RecordReleaseInput) -> str:
         _atomic_write(path, json.dumps(record, indent=2) + "\n")
         _inject(isErrorNever, f"after recording {release.key}")
     _log.info("%s: recorded in %s", release.key, path.name)
+    return path.name
+
+
+def record_ending(ending: Ending) -> str:
+    """Write the record of a release run that closed without writing one itself: terminated or
+    timed out, it ran none of its code after that, so one of its locks writes this once the
+    release's deploys have closed. The record says how and when it ended and why (a terminate's
+    reason and who asked); the decisions at its gates and what it deployed are in its history
+    and in what the environments hold (--envs). A record already there, the release's own or one
+    another of its locks wrote, is left as it is.
+
+    Returns:
+        The record's file name.
+
+    Raises:
+        ReleaseError: the record is a symbolic link or lies in a linked folder.
+    """
+    path = records_dir() / f"{ending.release_key}-{ending.release_run_id}.json"
+    if _read_json(path) is None:
+        detail = f": {ending.detail}" if ending.detail else ""
+        record = {
+            "release_key": ending.release_key,
+            "run_id": ending.release_run_id,
+            "result": f"Release {ending.release_key}: {ending.how}{detail}",
+            "outcome": ending.how,
+            "started": ending.started,
+            "finished": ending.finished,
+            "decisions": [],
+            "skipped_soaks": [],
+        }
+        _atomic_write(path, json.dumps(record, indent=2) + "\n")
+    _log.info("%s: recorded in %s", ending.release_key, path.name)
     return path.name
 
 

@@ -268,14 +268,15 @@ async def _after_termination(
     client: Client, handle: ReleaseHandle, release_key: str
 ) -> ReleaseHandle:
     """The run to wait for after the one followed was terminated: the new run a reset made, or
-    none (a terminate ends a release where it stands, with no record)."""
+    none (a terminate ends a release where it stands; its locks record it)."""
     latest = await client.get_workflow_handle(handle.id).describe()
     if latest.run_id != handle.result_run_id and latest.status == WorkflowExecutionStatus.RUNNING:
         return client.get_workflow_handle_for(ReleaseWorkflow.run, handle.id, run_id=latest.run_id)
     raise StarterError(
-        f"Release {release_key} was terminated: Temporal ran none of its code after that, so it "
-        "wrote no record and its steps in flight were asked to cancel. Run it again to finish "
-        "it; see --envs for what the environments hold."
+        f"Release {release_key} was terminated: Temporal ran none of its code after that. Its "
+        "steps in flight finish the change they started, then its environment locks record "
+        "how it ended (--history). Run it again to finish it; see --envs for what the "
+        "environments hold."
     )
 
 

@@ -384,6 +384,30 @@ class ReleaseProgress(FrozenModel):
 # --- Activity inputs and results ----------------------------------------------------------
 
 
+class EndingInput(FrozenModel):
+    """Activity record_ending: the release run that closed without writing its record."""
+
+    release_key: ReleaseKey
+    release_workflow_id: str
+    release_run_id: str
+
+
+class Ending(FrozenModel):
+    """How a release run that wrote no record ended, as the server tells it (release_management's
+    record_ending writes it down)."""
+
+    release_key: ReleaseKey
+    release_run_id: str
+    how: str  # "TERMINATED", "TIMED OUT"
+    detail: str  # a terminate's reason, and who asked for it
+    started: str
+    finished: str
+    demo_root: str = ""  # "": this worker's (see ReleaseInput.demo_root)
+
+    def story(self, step: str) -> str:
+        return f"{self.release_key}: {step}"
+
+
 class LockHolderInput(FrozenModel):
     lock_workflow_id: str
 

@@ -90,8 +90,8 @@ class ReleaseWorkflow:
     """Promote one release from the catalog through its environments, as a set.
 
     However it ends (SUCCESS, REJECTED, ROLLED BACK, FAILED or CANCELLED), it waits for every
-    deploy it started to close, writes the release record and unlocks its environments. Only a
-    terminate skips that: Temporal runs no workflow code then."""
+    deploy it started to close, writes the release record and unlocks its environments. A
+    terminate skips that, as Temporal runs no workflow code then: its locks record it."""
 
     def __init__(self) -> None:
         self._request = ReleaseInput(release_key="")

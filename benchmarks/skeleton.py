@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         DeployArtifactInput,
         Deployment,
         DeploysInFlightInput,
+        EndingInput,
         EnvironmentVersions,
         LaterRunInput,
         LockHolderInput,
@@ -158,6 +159,11 @@ async def wait_until_closed(request: WorkflowRef) -> None:
 @_noop("is_running")
 async def is_running(request: WorkflowRef) -> bool:
     return False
+
+
+@_noop("record_ending")
+async def record_ending(request: EndingInput) -> str:
+    return "record.json"
 
 
 @_noop("is_later_run")

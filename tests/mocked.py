@@ -29,6 +29,7 @@ from shared import (
     CheckPromotionInput,
     DeployArtifactInput,
     Deployment,
+    EndingInput,
     Environment,
     EnvironmentVersions,
     LockHolderInput,
@@ -157,6 +158,11 @@ class Steps:
         await self._run("find_lock_holder", request)
         return self.lock_holder
 
+    @activity.defn(name="record_ending")
+    async def record_ending(self, request: EndingInput) -> str:
+        await self._run("record_ending", request)
+        return "record.json"
+
     @activity.defn(name="check_promotion")
     async def check_promotion(self, request: CheckPromotionInput) -> EnvironmentVersions:
         await self._run("check_promotion", request)
@@ -214,6 +220,7 @@ class Steps:
         return [
             self.gather_release,
             self.find_lock_holder,
+            self.record_ending,
             # The real ones: they ask the server about workflows.
             find_deploys_in_flight,
             is_later_run,

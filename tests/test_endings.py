@@ -237,6 +237,24 @@ async def test_a_lock_whose_release_has_ended_does_not_hold_its_environment(
     assert ended.status == WorkflowExecutionStatus.COMPLETED
 
 
+async def test_a_terminated_release_is_recorded_by_its_locks_once_its_deploys_have_closed(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.2")
+    release = await _start(client, task_queue, "RELEASE-NOV-23-INITIAL")
+    await _pending_step(client, f"{release.id}.DEV.frontend", "deploy_artifact", 1)
+
+    await release.terminate(reason="wrong day")
+
+    # The deploys finish the change in flight, the locks hold DEV..PROD until then, then end.
+    await assert_nothing_left_running(client, release.id, task_queue)
+    assert_each_component_consistent(demo_root)
+    (record,) = rm.release_history(10)
+    by = f"by {client.identity}"
+    assert (record["run_id"], record["outcome"]) == (release.result_run_id, "TERMINATED")
+    assert record["result"] == f"Release RELEASE-NOV-23-INITIAL: TERMINATED: wrong day ({by})"
+
+
 async def test_a_worker_serving_another_demo_root_refuses_the_release_s_steps(
     client: Client, task_queue: str, demo_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -59,6 +59,7 @@ from run_worker import HEARTBEAT_THROTTLE
 from shared import (
     ApproveInput,
     Deployment,
+    EndingInput,
     Environment,
     ErrorType,
     Outcome,
@@ -176,6 +177,13 @@ async def test_a_terminated_release_s_lock_holds_until_its_deploys_close_then_en
     assert "verify_deploy" in deploy_steps(lookup.steps, release, DEV)  # finished its change
     lock = lookup.client.get_workflow_handle(lookup.lock_id(DEV))
     assert await closed(lock, f"{lock.id}, once every deploy of DEV closed,") == COMPLETED
+    # Then it recorded how the release ended, which the release, terminated, could not.
+    ending = EndingInput(
+        release_key=KEY, release_workflow_id=release.id, release_run_id=release.result_run_id
+    )
+    steps = [call.step for call in lookup.steps.calls]
+    assert [call.request for call in lookup.steps.calls[-1:]] == [ending]
+    assert steps.count("record_ending") == 1 and steps.index("verify_deploy") < len(steps) - 1
 
 
 async def test_a_terminated_release_s_lock_of_an_environment_it_never_reached_ends(
