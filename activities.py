@@ -256,7 +256,15 @@ async def find_deploys_in_flight(request: DeploysInFlightInput) -> list[str]:
     while it deployed finishes the change in flight, with no lock to say so."""
     query = running_deploys_query(request.environments, request.task_queue)
     own = f"{request.release_workflow_id}."
-    found = [execution.id async for execution in activity.client().list_workflows(query)]
+    try:
+        found = [execution.id async for execution in activity.client().list_workflows(query)]
+    except RPCError as err:
+        if err.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        # The namespace lacks the deploys' search attributes, which the worker said at its
+        # start: without them this check cannot be made, and retrying would not help.
+        activity.logger.warning(f"deploys in flight not checked: {err.message}")
+        return []
     return sorted(workflow_id for workflow_id in found if not workflow_id.startswith(own))
 
 

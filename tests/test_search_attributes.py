@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
+from activities import find_deploys_in_flight
 from handles import wait_for_status
 from mocked import DEV, KEY, TEST, Mocked, make_release
 from processes import (
@@ -22,7 +24,7 @@ from processes import (
     workflow_count,
 )
 from search_attributes import deploys_query, server_flags
-from shared import Environment, Outcome, RejectInput
+from shared import DeploysInFlightInput, Environment, Outcome, RejectInput
 from workflows import ReleaseWorkflow
 
 # Visibility (the list the Web UI shows) follows a workflow's history within moments.
@@ -103,6 +105,13 @@ async def test_on_a_plain_dev_server_the_worker_registers_them_and_every_query_a
     try:
         early = await run_starter(script_env, "--history", "--env", "PROD")
         assert early.code == 1 and "start the worker (python run_worker.py) once" in early.stderr
+        # Without the attributes, a release's check for other releases' deploys in flight is
+        # skipped, with a warning, rather than retried for ever.
+        unregistered = ActivityEnvironment(client=await Client.connect(address))
+        in_flight = DeploysInFlightInput(
+            environments=[Environment.DEV], task_queue="q", release_workflow_id="R"
+        )
+        assert await unregistered.run(find_deploys_in_flight, in_flight) == []
         async with running_worker(script_env) as worker:
             assert "Registered the search attributes ReleaseKey, ReleaseOutcome, Deploy" in (
                 worker.text
