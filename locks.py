@@ -15,7 +15,9 @@ Temporal opens:
 - a person terminates the lock, or forges its release's unlock: the release notices at once,
   starts nothing more, and fails (LockLost), saying why in its record;
 - a reset: Temporal applies no parent close policy then, so the replaced run's locks stay; the
-  new run adopts them, and a release that finds one whose holder has ended asks it to cancel.
+  new run adopts them, and before each wave confirms that the locks it needs are still its own
+  (the run it replaced may have let one go); a release that finds a lock whose holder has
+  ended asks it to cancel.
 The lock's scope (which set of environments) is the release's task queue, which the worker
 decides: a caller cannot name another.
 """
@@ -94,23 +96,13 @@ class EnvironmentLockWorkflow:
         if not workflow.patched(LOCK_RULES_PATCH):
             await workflow.wait_condition(lambda: bool(self._unlocks))
             return
-        while (verdict := await self._asked_to_let_go()) is _Verdict.HOLD:
-            pass
+        verdict = await self._asked_to_let_go()
+        while verdict is _Verdict.HOLD:
+            verdict = await self._asked_to_let_go()
         if verdict is not _Verdict.NOW:
             await _all_closed(lock.deploys)
-        parent = workflow.info().parent
-        if verdict is _Verdict.ITS_RELEASE_ENDED and parent:
-            # Its release ran no code of its own to record how it ended: the lock does.
-            await workflow.execute_activity(
-                record_ending,
-                EndingInput(
-                    release_key=lock.release_key,
-                    release_workflow_id=parent.workflow_id,
-                    release_run_id=parent.run_id,
-                ),
-                summary=f"record how {lock.release_key} ended",
-                start_to_close_timeout=LOOKUP_TIMEOUT,
-            )
+        if verdict is _Verdict.ITS_RELEASE_ENDED:
+            await _record_ending(lock)  # its release ran no code of its own to record it
 
     async def _asked_to_let_go(self) -> "_Verdict":
         """Wait for the next unlock or a cancel, and judge it."""
@@ -150,6 +142,22 @@ class EnvironmentLockWorkflow:
                 )
                 return
         self._unlocks.append(request or UnlockInput())
+
+
+async def _record_ending(lock: EnvironmentLock) -> None:
+    parent = workflow.info().parent
+    if parent is None:
+        return  # a lock started by hand: no release to record
+    await workflow.execute_activity(
+        record_ending,
+        EndingInput(
+            release_key=lock.release_key,
+            release_workflow_id=parent.workflow_id,
+            release_run_id=parent.run_id,
+        ),
+        summary=f"record how {lock.release_key} ended",
+        start_to_close_timeout=LOOKUP_TIMEOUT,
+    )
 
 
 async def _ask_is_running(workflow_id: str) -> bool:
