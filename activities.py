@@ -13,12 +13,12 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, get_type_hints
 
 from temporalio import activity
 from temporalio.client import (
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHistoryEventFilterType,
@@ -42,8 +42,8 @@ from shared import (
     Ending,
     EndingInput,
     ErrorType,
-    LaterRunInput,
     LockHolderInput,
+    RunsInput,
     WorkflowRef,
     shown,
 )
@@ -227,16 +227,16 @@ ORPHAN_CLOSE_SECONDS = 3.0
 @activity.defn
 async def find_lock_holder(request: LockHolderInput) -> str:
     """Name the release that holds an environment lock (the lock workflow's parent), or "" if
-    the lock is free by now. A lock whose release has ended (a reset leaves the replaced run's
-    locks running, as Temporal applies no parent close policy then) is asked to cancel: it
-    closes once that release's deploys into its environment have closed, and until then the
-    environment is still that release's."""
+    the lock is free by now. A lock whose release no longer runs (terminated, or reset: Temporal
+    applies no parent close policy then) is asked to cancel: it closes once that release's
+    deploys into its environment have closed, and until then the environment is still that
+    release's. (A release started again under the same ID is another release.)"""
     client = activity.client()
     lock = await client.get_workflow_handle(request.lock_workflow_id).describe()
     if lock.status != WorkflowExecutionStatus.RUNNING:
         return ""
     holder = lock.parent_id or ""
-    if holder and await _is_running(holder):
+    if holder and await _release_run_now(holder, lock.parent_run_id or ""):
         return holder
     orphan = client.get_workflow_handle(lock.id, run_id=lock.run_id)
     await orphan.cancel()
@@ -297,25 +297,50 @@ async def record_ending(request: EndingInput) -> str:
 
 
 @activity.defn
-async def is_running(request: WorkflowRef) -> bool:
-    """Whether a workflow (that run of it, or its latest) is still running."""
-    return await _is_running(request.workflow_id, request.run_id)
+async def release_run_now(request: WorkflowRef) -> str:
+    """The run of the release that request's run is a run of that runs now: that run, or a later
+    one a reset made of it; "" if none runs (it ended, or another release runs under its ID)."""
+    return await _release_run_now(request.workflow_id, request.run_id)
 
 
 @activity.defn
-async def is_later_run(request: LaterRunInput) -> bool:
-    """Whether a run is a run of the workflow that started at or after a time: a later run of a
-    release (a reset makes one), not a forged run ID or an older run."""
-    client = activity.client()
-    handle = client.get_workflow_handle(request.workflow_id, run_id=request.run_id or None)
+async def is_run_of_release(request: RunsInput) -> bool:
+    """Whether run_id is a run of the same release as of_run_id (a reset keeps the first run of
+    the chain), not a made-up run ID or a run of another release under the same workflow ID."""
+    first = await _first_run(request.workflow_id, request.run_id) if request.run_id else None
+    return first is not None and first == await _first_run(request.workflow_id, request.of_run_id)
+
+
+async def _release_run_now(workflow_id: str, run_id: str) -> str:
+    latest = await _described(workflow_id, "")
+    if latest is None or latest.status != WorkflowExecutionStatus.RUNNING:
+        return ""
+    if latest.run_id == run_id or _first_run_of(latest) == await _first_run(workflow_id, run_id):
+        return latest.run_id
+    return ""
+
+
+async def _first_run(workflow_id: str, run_id: str) -> str | None:
+    """The first run of the chain that run belongs to (a reset's new run keeps its chain's);
+    None if there is no such run."""
+    described = await _described(workflow_id, run_id)
+    return _first_run_of(described) if described else None
+
+
+def _first_run_of(described: WorkflowExecutionDescription) -> str:
+    return described.raw_description.workflow_execution_info.first_run_id or described.run_id
+
+
+async def _described(workflow_id: str, run_id: str) -> WorkflowExecutionDescription | None:
+    """The workflow's run run_id ("": its latest), as the server describes it; None if there is
+    no such run (or run_id is no run ID at all: a forged unlock's)."""
+    handle = activity.client().get_workflow_handle(workflow_id, run_id=run_id or None)
     try:
-        description = await handle.describe()
+        return await handle.describe()
     except RPCError as err:
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            return False  # no such run
+            return None
         raise
-    since = datetime.fromisoformat(request.since)
-    return bool(request.run_id) and description.start_time >= since
 
 
 @activity.defn
@@ -354,7 +379,7 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     find_lock_holder,
     find_deploys_in_flight,
     record_ending,
-    is_running,
-    is_later_run,
+    release_run_now,
+    is_run_of_release,
     wait_until_closed,
 ]

@@ -36,9 +36,9 @@ with workflow.unsafe.imports_passed_through():
     from activities import (
         find_deploys_in_flight,
         find_lock_holder,
-        is_later_run,
-        is_running,
+        is_run_of_release,
         record_ending,
+        release_run_now,
         wait_until_closed,
     )
     from search_attributes import for_lock
@@ -50,9 +50,9 @@ with workflow.unsafe.imports_passed_through():
         Environment,
         EnvironmentLock,
         ErrorType,
-        LaterRunInput,
         LockHolderInput,
         Release,
+        RunsInput,
         UnlockInput,
         WorkflowRef,
         deploy_workflow_id,
@@ -111,12 +111,11 @@ class EnvironmentLockWorkflow:
             run_id = self._unlocks.pop(0).release_run_id
             if parent is None or run_id == parent.run_id:
                 return _Verdict.NOW
-            # Another run of its release, or a forged unlock: only a run of it that started after
-            # the lock did (as a reset makes) may let it go.
-            if await _ask_is_later_run(self._holder, run_id):
+            # Another run of its release (a reset makes one), or a forged unlock.
+            if await _ask_is_run_of_release(self._holder, run_id, parent.run_id):
                 return _Verdict.AFTER_ITS_DEPLOYS
-            refusal = f"unlock ignored: {run_id or '(no run)'} is no later run of {self._holder}"
-        elif not await _ask_is_running(self._holder):
+            refusal = f"unlock ignored: {run_id or '(no run)'} is no run of {self._holder}"
+        elif parent is None or not await _ask_release_run_now(self._holder, parent.run_id):
             return _Verdict.ITS_RELEASE_ENDED  # cancelled once its release had ended
         else:
             refusal = f"cancel refused: release {self._holder} holds it, and only it lets go"
@@ -160,21 +159,20 @@ async def _record_ending(lock: EnvironmentLock) -> None:
     )
 
 
-async def _ask_is_running(workflow_id: str) -> bool:
+async def _ask_release_run_now(workflow_id: str, run_id: str) -> str:
     return await workflow.execute_activity(
-        is_running,
-        WorkflowRef(workflow_id=workflow_id),
+        release_run_now,
+        WorkflowRef(workflow_id=workflow_id, run_id=run_id),
         summary=f"ask whether {workflow_id} still runs",
         start_to_close_timeout=LOOKUP_TIMEOUT,
     )
 
 
-async def _ask_is_later_run(workflow_id: str, run_id: str) -> bool:
-    since = workflow.info().start_time.isoformat()
+async def _ask_is_run_of_release(workflow_id: str, run_id: str, of_run_id: str) -> bool:
     return await workflow.execute_activity(
-        is_later_run,
-        LaterRunInput(workflow_id=workflow_id, run_id=run_id, since=since),
-        summary=f"ask whether run {run_id} of {workflow_id} started after this lock",
+        is_run_of_release,
+        RunsInput(workflow_id=workflow_id, run_id=run_id, of_run_id=of_run_id),
+        summary=f"ask whether run {run_id} is one of {workflow_id}'s",
         start_to_close_timeout=LOOKUP_TIMEOUT,
     )
 
@@ -300,7 +298,8 @@ class EnvironmentLocks:
         )
         held_by_others = []
         for env, holder in zip(busy, holders, strict=True):
-            if holder == workflow.info().workflow_id:
+            info = workflow.info()
+            if holder == info.workflow_id and info.run_id != info.first_execution_run_id:
                 self._held[env] = None  # held by the run of this release that a reset replaced
             elif not holder and (lock := await self._lock(release, env)):
                 self._held[env] = lock  # free again by now
@@ -407,12 +406,18 @@ def _refusal(release: Release, held: list[tuple[Environment, str]]) -> Applicati
     """The error that refuses release, naming the environments in use and their holder."""
     names = ", ".join(env.value for env, _ in held)
     holder = held[0][1]
-    in_use = (
-        f"in use by release {holder}, which has not let it go yet. Run {release.key} again "
-        f"once {holder} has finished."
-        if holder
-        else f"in use a moment ago. Run {release.key} again."
-    )
+    if holder == workflow.info().workflow_id:  # a run of it that ended, not the run a reset left
+        in_use = (
+            f"in use by an earlier run of {release.key}, which ended while its deploys were "
+            f"changing them: they finish that change first. Run {release.key} again in a moment."
+        )
+    elif holder:
+        in_use = (
+            f"in use by release {holder}, which has not let it go yet. Run {release.key} again "
+            f"once {holder} has finished."
+        )
+    else:
+        in_use = f"in use a moment ago. Run {release.key} again."
     workflow.logger.warning(f"{release.key}: refused: {names} {in_use}")
     return ApplicationError(
         f"Release {release.key} was refused: {names} {in_use}",

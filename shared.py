@@ -421,12 +421,12 @@ class DeploysInFlightInput(FrozenModel):
     release_workflow_id: str
 
 
-class LaterRunInput(FrozenModel):
-    """Activity is_later_run: is run_id a run of workflow_id started at or after since?"""
+class RunsInput(FrozenModel):
+    """Activity is_run_of_release: are run_id and of_run_id runs of one release (workflow_id)?"""
 
     workflow_id: str
     run_id: str
-    since: str  # ISO 8601
+    of_run_id: str
 
 
 class WorkflowRef(FrozenModel):

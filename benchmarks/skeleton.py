@@ -43,12 +43,12 @@ with workflow.unsafe.imports_passed_through():
         DeploysInFlightInput,
         EndingInput,
         EnvironmentVersions,
-        LaterRunInput,
         LockHolderInput,
         NotifyInput,
         RecordReleaseInput,
         Release,
         ReleaseInput,
+        RunsInput,
         UpdateConfigInput,
         VerifyInput,
         VerifyRollbackInput,
@@ -156,9 +156,9 @@ async def wait_until_closed(request: WorkflowRef) -> None:
     return None
 
 
-@_noop("is_running")
-async def is_running(request: WorkflowRef) -> bool:
-    return False
+@_noop("release_run_now")
+async def release_run_now(request: WorkflowRef) -> str:
+    return ""
 
 
 @_noop("record_ending")
@@ -166,8 +166,8 @@ async def record_ending(request: EndingInput) -> str:
     return "record.json"
 
 
-@_noop("is_later_run")
-async def is_later_run(request: LaterRunInput) -> bool:
+@_noop("is_run_of_release")
+async def is_run_of_release(request: RunsInput) -> bool:
     return False
 
 

@@ -21,7 +21,12 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.worker import Worker
 
-from activities import find_deploys_in_flight, is_later_run, is_running, wait_until_closed
+from activities import (
+    find_deploys_in_flight,
+    is_run_of_release,
+    release_run_now,
+    wait_until_closed,
+)
 from locks import EnvironmentLockWorkflow
 from run_worker import HEARTBEAT_THROTTLE
 from shared import (
@@ -223,8 +228,8 @@ class Steps:
             self.record_ending,
             # The real ones: they ask the server about workflows.
             find_deploys_in_flight,
-            is_later_run,
-            is_running,
+            is_run_of_release,
+            release_run_now,
             wait_until_closed,
             self.check_promotion,
             self.build_artifact,

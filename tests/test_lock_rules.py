@@ -218,6 +218,27 @@ async def test_a_release_is_refused_an_environment_a_terminated_release_still_de
         lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV).set()
 
 
+async def test_a_release_started_again_after_a_terminate_does_not_adopt_its_ended_run_s_lock(
+    lookup: Mocked,
+) -> None:
+    """Terminated mid-deploy and started again at once under the same ID, a release is another
+    release: it is refused, not handed the lock its ended run holds while that run's deploy
+    finishes; that lock then records the ended run, ends, and the release runs."""
+    release, _ = await terminated_mid_deploy(lookup)
+
+    error = await failure_of(await lookup.start(release.id))
+
+    assert (error.type, error.non_retryable) == (ErrorType.ENVIRONMENT_BUSY, True)
+    assert f"in use by an earlier run of {KEY}" in error.message, error.message
+    lookup.steps.hold("deploy_artifact", FRONTEND_IN_DEV).set()
+    lock = lookup.client.get_workflow_handle(lookup.lock_id(DEV))
+    assert await closed(lock, f"{lock.id} of the terminated run") == COMPLETED
+    (ending,) = [call.request for call in lookup.steps.calls if call.step == "record_ending"]
+    assert ending.release_run_id == release.result_run_id
+    again = await lookup.start(release.id)
+    assert str(await asyncio.wait_for(again.result(), WAIT_SECONDS)) == f"Release {KEY}: SUCCESS"
+
+
 # The first release deploys frontend to where, and a person terminates its lock mid-deploy; the
 # second release needs where: to deploy to it, or to be fed from it.
 TERMINATED_MID_DEPLOY = {
@@ -404,7 +425,7 @@ async def test_a_cancel_of_a_lock_is_refused_while_its_reset_release_runs(lookup
         for event in history.events
         if event.event_type == scheduled
     ]
-    assert asked == ["is_running"], f"{lookup.lock_id(QC)} took the cancel: it ran {asked}"
+    assert asked == ["release_run_now"], f"{lookup.lock_id(QC)} took the cancel: it ran {asked}"
     await new.execute_update(ReleaseWorkflow.approve, ApproveInput(gate=QC, by="Grace"))
     assert str(await asyncio.wait_for(new.result(), WAIT_SECONDS)) == f"Release {KEY}: SUCCESS"
     assert await lock_statuses(lookup, TEST, QC) == [COMPLETED, COMPLETED]

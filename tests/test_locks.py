@@ -2,7 +2,6 @@
 ReleaseWorkflow, with mocked steps (tests/mocked.py); find_lock_holder is mocked. The lock
 logic is to move from workflows.py to locks.py."""
 
-import asyncio
 import uuid
 
 import pytest
@@ -10,7 +9,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from handles import wait_for_status
 from locks import EnvironmentLockWorkflow
-from mocked import DEV, KEY, QC, TEST, WAIT_SECONDS, Mocked, failure_of, make_release
+from mocked import DEV, KEY, QC, TEST, Mocked, failure_of, make_release
 from shared import (
     Environment,
     EnvironmentLock,
@@ -80,21 +79,28 @@ async def test_a_release_finding_an_environment_held_is_refused_naming_the_holde
     )
 
 
-async def test_a_lock_left_by_an_earlier_run_of_the_same_release_is_taken_over(
+async def test_a_lock_an_ended_run_of_the_same_release_still_holds_is_not_taken_over(
     mocked: Mocked,
 ) -> None:
-    # A reset leaves the replaced run's locks running; find_lock_holder names the release.
+    """Started again under its ID, a release is another release: a lock that its terminated run
+    still holds (its deploys finish their change) is not its to adopt, as a reset's run would
+    (test_endings, test_lock_rules): it is refused, told to run again in a moment."""
     workflow_id = f"{KEY}-{uuid.uuid4().hex[:8].upper()}"
     orphan = await hold(mocked, DEV, holder=workflow_id)
     mocked.steps.lock_holder = workflow_id
 
-    release = await mocked.start(workflow_id)
+    error = await failure_of(await mocked.start(workflow_id))
 
-    assert str(await release.result()) == f"Release {KEY}: SUCCESS"
-    assert mocked.steps.ran("find_lock_holder") == [None]
-    assert mocked.steps.record().unlocked_after_use == [DEV]
-    # The release let go of it by its workflow ID, as of a lock it had taken itself: it ends.
-    await asyncio.wait_for(orphan.result(), WAIT_SECONDS)
+    assert (error.type, error.non_retryable) == (ErrorType.ENVIRONMENT_BUSY, True)
+    assert error.message == (
+        f"Release {KEY} was refused: DEV in use by an earlier run of {KEY}, which ended while "
+        f"its deploys were changing them: they finish that change first. Run {KEY} again in a "
+        "moment."
+    )
+    assert await lock_statuses(mocked, DEV) == [RUNNING]
+    await orphan.signal(
+        EnvironmentLockWorkflow.unlock, UnlockInput(release_workflow_id=workflow_id)
+    )
 
 
 async def test_a_release_holds_the_environment_it_is_fed_from_and_lets_go_once_deployed(
