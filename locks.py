@@ -23,12 +23,12 @@ decides: a caller cannot name another.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from enum import Enum
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import RawValue, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -57,12 +57,15 @@ with workflow.unsafe.imports_passed_through():
         WorkflowRef,
         deploy_workflow_id,
         root_message,
+        shown,
     )
 
 # Asking the server about a workflow is one quick call.
 LOOKUP_TIMEOUT = timedelta(seconds=30)
 # Waiting for a release's deploys to close: they finish at most a few paced steps.
 CLOSE_TIMEOUT = timedelta(minutes=10)
+# The signal a release lets its lock go with.
+UNLOCK = "unlock"
 # The patch that brought the rules above: a lock started before it let anyone unlock it.
 LOCK_RULES_PATCH = "lock-rules"
 # The patches (one per environment: lock-check-DEV, ...) of EnvironmentLocks.confirm_after_reset.
@@ -130,17 +133,30 @@ class EnvironmentLockWorkflow:
             return False
         return True
 
-    @workflow.signal
-    def unlock(self, request: UnlockInput | None = None) -> None:
-        """The release that holds the lock lets it go; an unlock naming anyone else is ignored."""
+    @workflow.signal(dynamic=True)
+    def signalled(self, name: str, args: Sequence[RawValue]) -> None:
+        """A signal, whatever its name and input: anyone can send one to a lock, so the lock
+        reads it itself rather than have the SDK log a traceback for an input it cannot decode.
+        UNLOCK from the release that holds the lock lets it go; anything else is ignored."""
+        request = _unlock_in(name, args)
         if request is None or request.release_workflow_id != self._holder:
             if workflow.patched(LOCK_RULES_PATCH):
                 workflow.logger.warning(
-                    f"{workflow.info().workflow_id}: unlock ignored: it is held by "
+                    f"{workflow.info().workflow_id}: {shown(name)[:40]} ignored: it is held by "
                     f"{self._holder}, and only that release lets it go"
                 )
                 return
         self._unlocks.append(request or UnlockInput())
+
+
+def _unlock_in(name: str, args: Sequence[RawValue]) -> UnlockInput | None:
+    """The unlock a signal asks for; None if it is not an unlock of the right shape."""
+    if name != UNLOCK or len(args) != 1:
+        return None
+    try:
+        return workflow.payload_converter().from_payload(args[0].payload, UnlockInput)
+    except Exception:  # any input at all: a string, a number, a forged object
+        return None
 
 
 async def _record_ending(lock: EnvironmentLock) -> None:
@@ -389,7 +405,7 @@ class EnvironmentLocks:
         run_id = lock.first_execution_run_id if lock else None
         target = workflow.get_external_workflow_handle(self.lock_id(env), run_id=run_id)
         try:
-            await target.signal(EnvironmentLockWorkflow.unlock, unlock)
+            await target.signal(UNLOCK, unlock)
             if lock:
                 await lock
         except Exception as err:  # ended already: by someone else, noticed by _watch

@@ -323,7 +323,8 @@ class EnvironmentLock(FrozenModel):
 
 
 class UnlockInput(FrozenModel):
-    """Signal EnvironmentLockWorkflow.unlock: the release run that lets the lock go."""
+    """Signal "unlock" to an EnvironmentLockWorkflow (locks.UNLOCK): the release run that lets
+    the lock go."""
 
     release_workflow_id: str = ""
     release_run_id: str = ""

@@ -370,15 +370,19 @@ STRAY_UNLOCKS = {
 
 @pytest.mark.parametrize("stray", list(STRAY_UNLOCKS.values()), ids=list(STRAY_UNLOCKS))
 async def test_an_unlock_that_does_not_name_the_lock_s_own_run_is_ignored(
-    mocked: Mocked, stray: list[str]
+    mocked: Mocked, stray: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An unlock from the CLI that does not name the release holding the lock leaves it held."""
+    """An unlock from the CLI that does not name the release holding the lock leaves it held,
+    and the worker says so in one line (no traceback for an input it cannot decode)."""
     await at_gate(mocked)
 
     await signal_unlock(mocked.client, mocked.lock_id(QC), *stray)
 
     command = shlex.join(["temporal", "workflow", "signal", "--name", "unlock", *stray])
     assert await lock_statuses(mocked, QC) == [RUNNING], f"`{command}` freed QC"
+    told = [r.getMessage() for r in caplog.records if mocked.lock_id(QC) in r.getMessage()]
+    assert any("unlock ignored: it is held by" in line for line in told), told
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
 
 # No run ID; one that is not a run ID at all; one that is, but of no run of the release.

@@ -8,7 +8,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from handles import wait_for_status
-from locks import EnvironmentLockWorkflow
+from locks import UNLOCK, EnvironmentLockWorkflow
 from mocked import DEV, KEY, QC, TEST, Mocked, failure_of, make_release
 from shared import (
     Environment,
@@ -74,9 +74,7 @@ async def test_a_release_finding_an_environment_held_is_refused_naming_the_holde
     assert (record.result.outcome, record.result.detail) == (Outcome.FAILED, error.message)
     # The lock it had taken is let go; the other release's is not touched.
     assert await lock_statuses(mocked, DEV, TEST) == [COMPLETED, RUNNING]
-    await other.signal(
-        EnvironmentLockWorkflow.unlock, UnlockInput(release_workflow_id="RELEASE-OTHER")
-    )
+    await other.signal(UNLOCK, UnlockInput(release_workflow_id="RELEASE-OTHER"))
 
 
 async def test_a_lock_an_ended_run_of_the_same_release_still_holds_is_not_taken_over(
@@ -98,9 +96,7 @@ async def test_a_lock_an_ended_run_of_the_same_release_still_holds_is_not_taken_
         "moment."
     )
     assert await lock_statuses(mocked, DEV) == [RUNNING]
-    await orphan.signal(
-        EnvironmentLockWorkflow.unlock, UnlockInput(release_workflow_id=workflow_id)
-    )
+    await orphan.signal(UNLOCK, UnlockInput(release_workflow_id=workflow_id))
 
 
 async def test_a_release_holds_the_environment_it_is_fed_from_and_lets_go_once_deployed(
