@@ -30,7 +30,7 @@ test: install lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Re-record tests/histories/ (replayed by tests/test_replay.py) after a deliberate change to
-# workflows.py: runs twenty-one releases on a throwaway dev server, and one in flight with the code
+# workflows.py: runs twenty-two releases on a throwaway dev server, and one in flight with the code
 # from before the announcements (patches/; tests/test_versioning.py), a little over a minute.
 record-histories: install
 	$(BIN)/python scripts/record_histories.py

@@ -106,6 +106,7 @@ EXPIRED_RUN = "RELEASE-FEB-24-BETA-expired"
 EXPIRY_SECONDS = 2
 SOAK_SKIPPED_RUN = "RELEASE-FEB-24-BETA-soak-skipped"
 LOCK_LOST_RUN = "RELEASE-FEB-24-BETA-lock-lost"
+TERMINATED_RUN = f"{EVENTFUL_RELEASE}-terminated"
 CANCELLED_CLOSING_RUN = "RELEASE-JAN-24-ALPHA-DEV-cancelled-while-recording"
 # Started under this ID with another release's key (BETA's): refused before anything runs.
 WRONG_KEY_RUN = "RELEASE-JAN-24-ALPHA-DEV-wrong-key"
@@ -514,6 +515,19 @@ async def lose_a_lock_at_the_gate(client: Client, name: str) -> None:
     await finish_raising(handle, "LockLost")
 
 
+async def terminate_mid_wave(client: Client, name: str) -> None:
+    # The deploys finish the change in flight; the locks hold until then, record it, and end.
+    with demo_settings(DEMO_STEP_SECONDS=MID_WAVE_STEP_SECONDS):
+        handle = await start_release(client, EVENTFUL_RELEASE, name)
+        await wait_for_step(
+            client, deploy_workflow_id(name, Environment.DEV, "frontend"), "deploy_artifact"
+        )
+        await handle.terminate(reason="recorded terminate")
+        await finish_raising(handle, "TerminatedError")
+        # Its deploys and locks go on, in this demo root and at this pace: see them closed here.
+        await fetch_run(client, name)
+
+
 async def cancel_while_recording(client: Client, name: str) -> None:
     # The plan has succeeded; a cancel while the record is written changes nothing.
     with demo_settings(DEMO_STEP_SECONDS=MID_WAVE_STEP_SECONDS):
@@ -553,6 +567,7 @@ ENDINGS: dict[str, Callable[[Client, str], Awaitable[None]]] = {
     EXPIRED_RUN: let_the_gate_expire,
     SOAK_SKIPPED_RUN: skip_the_soak,
     LOCK_LOST_RUN: lose_a_lock_at_the_gate,
+    TERMINATED_RUN: terminate_mid_wave,
     CANCELLED_CLOSING_RUN: cancel_while_recording,
     WRONG_KEY_RUN: refuse_another_key,
 }

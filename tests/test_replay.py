@@ -3,10 +3,10 @@
 tests/histories/ holds, per release run, the history of its ReleaseWorkflow and of every child
 workflow it started, as recorded by scripts/record_histories.py (`make record-histories`): the
 catalog releases, one run with injected failures, one whose worker was killed, and one per other
-ending (rejected, rolled back, refused, cancelled, failed, a lock lost, a cancel while closing).
-Replaying needs no server. A change to workflows.py that would break releases in flight (a step
-added, removed or reordered, a child started differently) makes the replay non-deterministic and
-fails here, not in production.
+ending (rejected, rolled back, refused, cancelled, failed, terminated, a lock lost, a cancel while
+closing). Replaying needs no server. A change to workflows.py that would break releases in flight
+(a step added, removed or reordered, a child started differently) makes the replay
+non-deterministic and fails here, not in production.
 """
 
 import dataclasses
