@@ -484,8 +484,9 @@ def verify_rollback(request: VerifyRollbackInput) -> None:
 def notify(request: NotifyInput) -> bool:
     """Announce an event of a release run: append it to database/notifications.jsonl, once.
 
-    A real system would post it to a chat or a webhook, with the same key (the run and the
-    event) as an idempotency key, so that a retried announcement is not announced twice.
+    A real system would post it to a chat or a webhook, with the same key (the release's first
+    run, which a reset's runs share, and the event) as an idempotency key, so that neither a
+    retried announcement nor a reset announces twice.
 
     Returns:
         True if it announced the event, False if this run had announced it already.

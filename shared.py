@@ -539,7 +539,7 @@ class DeployResult(FrozenModel):
 class NotifyInput(ReleaseStepInput):
     """An event of a release run to announce: "promoted to QC", "ended SUCCESS"."""
 
-    release_run_id: str
+    release_run_id: str  # its first run: a reset's runs share it
     event: str
     message: str
 

@@ -255,7 +255,9 @@ class ReleaseWorkflow:
             return
         announcement = NotifyInput(
             release=release,
-            release_run_id=workflow.info().run_id,
+            # Keyed by the release's first run, which a reset's new run shares: the new run
+            # does not announce again what the run it replaced had announced.
+            release_run_id=workflow.info().first_execution_run_id,
             event=event,
             message=message,
             demo_root=self._request.demo_root,

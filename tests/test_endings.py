@@ -217,6 +217,10 @@ async def test_a_reset_release_ends_right_with_nothing_done_twice(
     await assert_nothing_left_running(client, release.id, task_queue)
     records = [r for r in rm.release_history(100) if r["result"].endswith("SUCCESS")]
     assert [r["run_id"] for r in records] == [new_run]
+    # Nor announced twice: the new run's announcements are the release's, not a new run's.
+    lines = rm.notifications_path().read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert sorted(events) == sorted({*events}), events
 
 
 async def test_a_lock_whose_release_has_ended_does_not_hold_its_environment(
