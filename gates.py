@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         Environment,
         Release,
         approve_command,
+        visible,
     )
 
 
@@ -117,7 +118,7 @@ class ApprovalGates:
 def check_shown_text(flag: str, text: str, limit: int, blank: str) -> None:
     """Refuse text a person gave with flag that is blank (saying blank) or that a terminal or the
     Web UI would not show as one plain line (an Update validator's check)."""
-    if not text.strip():
+    if not visible(text):  # blank, or drawn as nothing (fillers, zero-width characters)
         raise ValueError(blank)
     if len(text) > limit or not text.isprintable():
         raise ValueError(

@@ -87,6 +87,7 @@ from shared import (
     deploy_workflow_id,
     root_message,
     shown,
+    visible,
 )
 from utils import check_demo_root, check_task_queue
 from workflows import ReleaseWorkflow
@@ -811,8 +812,8 @@ def _text(limit: int) -> Callable[[str], str]:
     (an escape code or a line break in it would redraw a terminal or forge a line)."""
 
     def text(value: str) -> str:
-        if not value.strip():
-            raise argparse.ArgumentTypeError("cannot be empty")
+        if not visible(value):
+            raise argparse.ArgumentTypeError("cannot be empty or invisible")
         if not value.isprintable():
             raise argparse.ArgumentTypeError(
                 "printable characters only: no escape codes, tabs or line breaks"

@@ -6,6 +6,7 @@ catalog) is a pydantic model, carried by the pydantic data converter.
 
 import os
 import re
+import unicodedata
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -121,6 +122,28 @@ def root_message(err: BaseException) -> str:
     while err.__cause__ is not None:
         err = err.__cause__
     return getattr(err, "message", None) or str(err)
+
+
+# Characters a terminal or the Web UI draws as nothing, by Unicode category: controls, formats
+# (zero-width space, joiners, bidi marks), separators, marks with nothing to mark, unassigned;
+# and letters and symbols drawn blank (Hangul fillers, the blank Braille pattern).
+INVISIBLE_CATEGORIES = {"Cc", "Cf", "Cn", "Co", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"}
+BLANK_LOOKING = set("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")
+
+
+def visible(text: str) -> bool:
+    """Whether text holds something a person can see: a name "by" two Hangul fillers, or a
+    reason of one blank Braille pattern, looks empty."""
+    return any(
+        unicodedata.category(char) not in INVISIBLE_CATEGORIES and char not in BLANK_LOOKING
+        for char in text
+    )
+
+
+def person_text(text: str) -> str:
+    """A name or reason a person gave, as it is stored: stripped, and in one Unicode form (NFC),
+    so that two spellings of one name are one name."""
+    return unicodedata.normalize("NFC", text.strip())
 
 
 def shown(text: str) -> str:

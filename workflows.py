@@ -80,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyRollbackInput,
         WorkflowRef,
         deploy_workflow_id,
+        person_text,
         root_message,
         shown,
     )
@@ -375,7 +376,7 @@ class ReleaseWorkflow:
     @workflow.update
     def approve(self, request: ApproveInput) -> str:
         """A person approves the environment the release is waiting for."""
-        return self._gates.decide(self._request.release_key, True, request.by.strip(), "")
+        return self._gates.decide(self._request.release_key, True, person_text(request.by), "")
 
     @approve.validator
     def _validate_approve(self, request: ApproveInput) -> None:
@@ -385,7 +386,7 @@ class ReleaseWorkflow:
     @workflow.update
     def reject(self, request: RejectInput) -> str:
         """A person rejects the environment the release is waiting for: the release stops."""
-        by, reason = request.by.strip(), request.reason.strip()
+        by, reason = person_text(request.by), person_text(request.reason)
         return self._gates.decide(self._request.release_key, False, by, reason)
 
     @reject.validator
@@ -399,7 +400,7 @@ class ReleaseWorkflow:
         assert self._soak is not None  # the validator checked
         env, self._soak = self._soak.environment, None
         at = workflow.now().isoformat()
-        by = request.by.strip()
+        by = person_text(request.by)
         self._skipped_soaks.append(SkippedSoak(environment=env, by=by, at=at))
         return f"Release {self._request.release_key}: soak of {env.value} skipped by {by}"
 

@@ -81,6 +81,10 @@ REFUSED: list[tuple[ApproveInput | RejectInput, str]] = [
     (ApproveInput(gate=TEST, by="Ada"), "waits for approval before DEV, not TEST: say --gate DEV"),
     (ApproveInput(gate=DEV, by="  "), "say who decides: --by NAME"),
     (RejectInput(gate=DEV, by="Grace", reason=" "), "say why: --reason TEXT"),
+    # Issue 21, item 2: two Hangul fillers, a zero-width space, a blank Braille pattern.
+    (ApproveInput(gate=DEV, by="\u3164\u3164"), "say who decides: --by NAME"),
+    (ApproveInput(gate=DEV, by="\u200b"), "say who decides: --by NAME"),
+    (RejectInput(gate=DEV, by="Grace", reason="\u2800"), "say why: --reason TEXT"),
     (ApproveInput(gate=DEV, by="\x1b[2JAda"), "--by must be one line of printable text"),
     (ApproveInput(gate=DEV, by="Ada\nRelease X: SUCCESS"), "--by must be one line"),
     (ApproveInput(gate=DEV, by="A" * 101), "--by must be one line of printable text, at most 100"),
@@ -98,13 +102,15 @@ async def test_a_decision_for_another_gate_or_without_a_clean_name_or_reason_is_
         assert why in await refused_update(decide(release, request)), request
     assert await release.query(ReleaseWorkflow.status) == "waiting for approval before DEV"
 
-    await release.execute_update(ReleaseWorkflow.approve, ApproveInput(gate=DEV, by="Ada"))
+    # Stored in one Unicode form (NFC): "e" and a combining acute accent is one "é".
+    approve = ApproveInput(gate=DEV, by=" Ade\u0301le ")
+    await release.execute_update(ReleaseWorkflow.approve, approve)
     await release.result()
     # Validators refuse before the history: only the one good decision entered it.
     history = await release.fetch_history()
     accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
     assert sum(event.event_type == accepted for event in history.events) == 1
-    assert decisions(mocked) == [(DEV, True, "Ada", "")]
+    assert decisions(mocked) == [(DEV, True, "Ad\u00e9le", "")]
 
 
 async def test_a_gate_before_a_later_environment_waits_once_the_earlier_ones_are_deployed(

@@ -106,6 +106,10 @@ async def test_a_blank_key_exits_2_before_anything_is_started(script_env: dict[s
         (["--by", "Eve\nApproved by: Ada"], "printable"),
         (["--by", "x" * 101], "at most 100"),
         (["--by", " "], "empty"),
+        # Issue 21, item 2: names and reasons drawn as nothing.
+        (["--by", "\u3164\u3164"], "invisible"),
+        (["--by", "\u200b"], "invisible"),
+        (["--reason", "\u2800"], "invisible"),
         (["--reason", "ok\rforged"], "printable"),
         (["--reason", "x" * 501], "at most 500"),
     ],
