@@ -141,12 +141,20 @@ async def test_a_release_waiting_before_prod_holds_only_qc_and_prod_and_cancels_
     assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
 
 
-async def test_cancel_mid_wave_leaves_every_component_whole_and_the_files_quiet(
-    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def deploying_dev(
+    client: Client, task_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> WorkflowHandle[Any, Any]:
+    """RELEASE-NOV-23-INITIAL, paced, once its DEV deploy of frontend is at deploy_artifact."""
     monkeypatch.setenv("DEMO_STEP_SECONDS", "0.3")
     release = await _start(client, task_queue, "RELEASE-NOV-23-INITIAL")
     await _pending_step(client, f"{release.id}.DEV.frontend", "deploy_artifact", 1)
+    return release
+
+
+async def test_cancel_mid_wave_leaves_every_component_whole_and_the_files_quiet(
+    client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = await deploying_dev(client, task_queue, monkeypatch)
 
     await release.cancel()
     with pytest.raises(WorkflowFailureError) as ended:
@@ -244,9 +252,7 @@ async def test_a_lock_whose_release_has_ended_does_not_hold_its_environment(
 async def test_a_terminated_release_is_recorded_by_its_locks_once_its_deploys_have_closed(
     client: Client, task_queue: str, demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.2")
-    release = await _start(client, task_queue, "RELEASE-NOV-23-INITIAL")
-    await _pending_step(client, f"{release.id}.DEV.frontend", "deploy_artifact", 1)
+    release = await deploying_dev(client, task_queue, monkeypatch)
 
     await release.terminate(reason="wrong day")
 

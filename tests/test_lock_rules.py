@@ -64,12 +64,12 @@ from shared import (
     ErrorType,
     Outcome,
     Release,
-    ReleaseInput,
     ReleaseResult,
     deploy_workflow_id,
 )
 from test_endings import reset
 from test_locks import hold, lock_statuses
+from test_releases import _start
 from workflows import ReleaseWorkflow
 
 RUNNING = WorkflowExecutionStatus.RUNNING
@@ -546,13 +546,7 @@ async def test_the_starter_refuses_a_release_whose_workflow_id_names_another(
     """The starter refuses, naming both keys, to wait for or act on workflow NAMED while it runs
     release RUNS (which the workflow accepts: NAMED begins with RUNS and a dash)."""
     catalog_with_runs(demo_root)
-    release = await client.start_workflow(
-        ReleaseWorkflow.run,
-        ReleaseInput(release_key=RUNS),
-        id=NAMED,
-        task_queue=task_queue,
-        execution_timeout=timedelta(minutes=1),
-    )
+    release = await _start(client, task_queue, RUNS, workflow_id=NAMED)
     try:
         await at_gate_or_ended(release, Environment.PROD)
         assert (await release.describe()).status == RUNNING

@@ -257,11 +257,14 @@ async def test_out_of_order_promotion_fails_fast_and_changes_nothing(
     assert refused["environments"]["PROD"]["frontend"]["outcome"] == "not reached"
 
 
-async def _start(client: Client, task_queue: str, key: str) -> WorkflowHandle:
+async def _start(
+    client: Client, task_queue: str, key: str, workflow_id: str = ""
+) -> WorkflowHandle:
+    """Start release key (as workflow_id, by default its key and a suffix of its own)."""
     return await client.start_workflow(
         ReleaseWorkflow.run,
         ReleaseInput(release_key=key),
-        id=f"{key}-{uuid.uuid4().hex[:8]}",
+        id=workflow_id or f"{key}-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
         execution_timeout=timedelta(minutes=5),
     )
