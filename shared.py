@@ -4,12 +4,13 @@ Everything that crosses Temporal (workflow and activity inputs, the release load
 catalog) is a pydantic model, carried by the pydantic data converter.
 """
 
+import json
 import os
 import re
 import unicodedata
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -305,10 +306,22 @@ class ReleaseInput(FrozenModel):
 
     # A plain string, not a ReleaseKey: a malformed key must reach the catalog, which refuses
     # it with a message listing the valid keys, rather than fail to decode in the workflow.
-    release_key: str
+    release_key: str = ""
     # The demo root the release was started for (the starter's DEMO_ROOT, resolved). Every step
     # refuses to run on a worker that serves another one. Empty: not checked.
     demo_root: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_anything(cls, given: Any) -> Any:
+        """Any input decodes, so that the release refuses a wrong one at once, saying why, where
+        its workflow task would fail to decode it again and again: a string is taken for the
+        key, a field that is not text is read as its JSON text, anything else names no key."""
+        if isinstance(given, str):
+            return {"release_key": given}
+        if not isinstance(given, dict):
+            return {}
+        return {name: v if isinstance(v, str) else json.dumps(v) for name, v in given.items()}
 
     def story(self, step: str) -> str:
         """How the worker's log names a step of the release before it is gathered."""

@@ -106,7 +106,8 @@ class ReleaseWorkflow:
         self._skipped_soaks: list[SkippedSoak] = []
 
     @workflow.run
-    async def run(self, request: ReleaseInput) -> ReleaseResult:
+    async def run(self, request: ReleaseInput | None = None) -> ReleaseResult:
+        request = request or ReleaseInput()  # started with no input, or null: no key
         _refuse_a_workflow_id_of_another_key(request.release_key)
         started = workflow.now().isoformat()
         self._request = request
@@ -540,8 +541,8 @@ def _refuse_a_workflow_id_of_another_key(release_key: str) -> None:
     a suffix (a train's run: KEY-<time>). Else `--status ID` or `--approve ID` would reach a
     release other than the one they name, so it is refused before anything runs."""
     workflow_id = workflow.info().workflow_id
-    if workflow_id == release_key or workflow_id.startswith(f"{release_key}-"):
-        return
+    if not release_key or workflow_id == release_key or workflow_id.startswith(f"{release_key}-"):
+        return  # (no key at all: the catalog refuses it, listing the keys)
     key, given = shown(release_key)[:MAX_NAME_LENGTH], shown(workflow_id)[:MAX_NAME_LENGTH]
     raise ApplicationError(
         f"Workflow ID {given!r} does not name release {key!r}: a release runs under its key as "

@@ -489,8 +489,10 @@ async def test_a_lock_scope_in_the_input_is_ignored(mocked: Mocked, scope: str) 
 # --- 8. A workflow ID that names another release -----------------------------------------------
 
 
+# Another release's key (one no other test runs: IDs of the catalog's are test_scripts'), such a
+# key and a suffix, and KEY with more letters (KEY and a dash would be KEY's own).
 @pytest.mark.parametrize(
-    "workflow_id", ["RELEASE-JAN-24-ALPHA-DEV", "RELEASE-JAN-24-ALPHA-DEV-1a2b3c4d", f"{KEY}X"]
+    "workflow_id", ["RELEASE-RULES-OTHER", "RELEASE-RULES-OTHER-1a2b3c4d", f"{KEY}X"]
 )
 async def test_a_release_under_a_workflow_id_that_is_not_its_key_fails_at_once(
     mocked: Mocked, workflow_id: str
@@ -519,9 +521,10 @@ async def at_gate_or_ended(release: WorkflowHandle[Any, Any], gate: Environment)
         await asyncio.sleep(0.1)
 
 
-# A release of the catalog, and one whose key it begins with (added to the demo root's catalog):
-# RUNS's workflow ID may be NAMED (its key, a dash and a suffix), which names another release.
-NAMED, RUNS = "RELEASE-JAN-24-ALPHA-DEV", "RELEASE-JAN-24-ALPHA"
+# Two releases of the demo root's own catalog, one's key the other's and a dash (no test elsewhere
+# runs them, so their workflow IDs are this file's): RUNS's workflow ID may be NAMED (its key, a
+# dash and a suffix), which names the other release.
+NAMED, RUNS = "RELEASE-RULES-DEV", "RELEASE-RULES"
 ASKED = {
     "run": [NAMED],
     "status": ["--status", NAMED],
@@ -530,11 +533,10 @@ ASKED = {
 
 
 def catalog_with_runs(demo_root: Path) -> None:
-    """The demo root's own catalog, with RUNS: BETA's plan (it waits before PROD) under a key
-    that NAMED begins with."""
+    """The demo root's own catalog, with NAMED and RUNS: BETA's plan (it waits before PROD)."""
     catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
     (beta,) = [entry for entry in catalog["releases"] if entry["key"] == "RELEASE-FEB-24-BETA"]
-    catalog["releases"].append({**beta, "key": RUNS, "soak_seconds": {}})
+    catalog["releases"] += [{**beta, "key": key, "soak_seconds": {}} for key in (NAMED, RUNS)]
     (demo_root / "database").mkdir()
     (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
 

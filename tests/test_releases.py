@@ -230,6 +230,41 @@ async def test_unknown_key_fails_fast_and_changes_nothing(
     assert [p for p in demo_root.rglob("*") if p.is_file()] == []
 
 
+# Issue 21, item 5: inputs a person can start ReleaseWorkflow with (the CLI's --input, the Web
+# UI's form) that are no release's, and what the release says of each.
+NOT_A_RELEASE_INPUT = {
+    "a number for the key": ([{"release_key": 123}], "does not name release '123'"),
+    "null": ([None], "Unknown release key ''"),
+    "a list": ([[1, 2]], "Unknown release key ''"),
+    "no input at all": ([], "Unknown release key ''"),
+    "a bare string, taken for the key": (["RELEASE-NOPE"], "does not name release"),
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"), list(NOT_A_RELEASE_INPUT.values()), ids=list(NOT_A_RELEASE_INPUT)
+)
+async def test_a_release_started_with_an_input_that_is_no_release_s_fails_at_once(
+    client: Client, task_queue: str, demo_root: Path, args: list[Any], says: str
+) -> None:
+    """Its workflow task failed to decode such an input every 10 s, for ever, with a traceback
+    in the worker's log each time; now it fails at once, non-retryably, saying why."""
+    release = await client.start_workflow(
+        "ReleaseWorkflow",
+        args=args,
+        id=f"RELEASE-ODD-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+    )
+    with pytest.raises(WorkflowFailureError) as caught:
+        await asyncio.wait_for(release.result(), 10)
+    cause: BaseException | None = caught.value.cause
+    if isinstance(cause, ActivityError):  # refused by gather_release, rather than the workflow
+        cause = cause.cause
+    assert isinstance(cause, ApplicationError) and cause.non_retryable
+    assert says in cause.message, cause.message
+    assert [p for p in demo_root.rglob("*") if p.is_file()] == []
+
+
 async def test_out_of_order_promotion_fails_fast_and_changes_nothing(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
