@@ -352,15 +352,10 @@ async def wait_until_closed(request: WorkflowRef) -> None:
 
 
 async def _is_running(workflow_id: str, run_id: str = "") -> bool:
-    """Whether the workflow (that run, or its latest) runs; one never started does not."""
-    handle = activity.client().get_workflow_handle(workflow_id, run_id=run_id or None)
-    try:
-        description = await handle.describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:  # a deploy its release never reached
-            return False
-        raise
-    return description.status == WorkflowExecutionStatus.RUNNING
+    """Whether the workflow (that run, or its latest) runs; one never started (a deploy its
+    release never reached) does not."""
+    described = await _described(workflow_id, run_id)
+    return described is not None and described.status == WorkflowExecutionStatus.RUNNING
 
 
 ALL_ACTIVITIES: list[Callable[..., Any]] = [

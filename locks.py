@@ -137,21 +137,23 @@ class EnvironmentLockWorkflow:
     def signalled(self, name: str, args: Sequence[RawValue]) -> None:
         """A signal, whatever its name and input: anyone can send one to a lock, so the lock
         reads it itself rather than have the SDK log a traceback for an input it cannot decode.
-        UNLOCK from the release that holds the lock lets it go; anything else is ignored."""
-        request = _unlock_in(name, args)
-        if request is None or request.release_workflow_id != self._holder:
-            if workflow.patched(LOCK_RULES_PATCH):
-                workflow.logger.warning(
-                    f"{workflow.info().workflow_id}: {shown(name)[:40]} ignored: it is held by "
-                    f"{self._holder}, and only that release lets it go"
-                )
-                return
-        self._unlocks.append(request or UnlockInput())
+        UNLOCK from the release that holds the lock lets it go; anything else is ignored. (A
+        lock started before the rules takes any UNLOCK, as it did then.)"""
+        request = _unlock_in(args) if name == UNLOCK else None
+        if name == UNLOCK and not workflow.patched(LOCK_RULES_PATCH):
+            self._unlocks.append(request or UnlockInput())
+        elif request is not None and request.release_workflow_id == self._holder:
+            self._unlocks.append(request)
+        else:
+            workflow.logger.warning(
+                f"{workflow.info().workflow_id}: {shown(name)[:40]} ignored: it is held by "
+                f"{self._holder}, and only that release lets it go"
+            )
 
 
-def _unlock_in(name: str, args: Sequence[RawValue]) -> UnlockInput | None:
-    """The unlock a signal asks for; None if it is not an unlock of the right shape."""
-    if name != UNLOCK or len(args) != 1:
+def _unlock_in(args: Sequence[RawValue]) -> UnlockInput | None:
+    """The unlock a signal's input asks for; None if it is not an unlock of the right shape."""
+    if len(args) != 1:
         return None
     try:
         return workflow.payload_converter().from_payload(args[0].payload, UnlockInput)
@@ -247,20 +249,20 @@ class EnvironmentLocks:
 
         The check is taken once per environment, behind a patch of its own: the part of the
         history the reset copied, made by a run that was not reset, replays without it."""
-        info = workflow.info()
-        if info.run_id == info.first_execution_run_id:
-            return  # not reset: the release has held its locks throughout
+        if not _is_reset_run():
+            return  # the release has held its locks throughout
         if not workflow.patched(f"{RESET_CHECK_PATCH}-{env.value}"):
             return  # replaying what the run that the reset replaced did
+        release_id = workflow.info().workflow_id
         for needed in [env, env.previous()]:
             if needed in self._held and not self.lost:
                 holder = await workflow.execute_activity(
                     find_lock_holder,
                     LockHolderInput(lock_workflow_id=self.lock_id(needed)),
-                    summary=f"confirm that {info.workflow_id} still holds {needed.value}",
+                    summary=f"confirm that {release_id} still holds {needed.value}",
                     start_to_close_timeout=LOOKUP_TIMEOUT,
                 )
-                if holder != info.workflow_id:
+                if holder != release_id:
                     now = f"is held by {holder} now" if holder else "is free now"
                     how = f"was let go by the run that a reset replaced, and {now}"
                     self._lose(needed, how)
@@ -314,8 +316,7 @@ class EnvironmentLocks:
         )
         held_by_others = []
         for env, holder in zip(busy, holders, strict=True):
-            info = workflow.info()
-            if holder == info.workflow_id and info.run_id != info.first_execution_run_id:
+            if holder == workflow.info().workflow_id and _is_reset_run():
                 self._held[env] = None  # held by the run of this release that a reset replaced
             elif not holder and (lock := await self._lock(release, env)):
                 self._held[env] = lock  # free again by now
@@ -353,10 +354,9 @@ class EnvironmentLocks:
 
     async def _watch(self, env: Environment, lock: workflow.ChildWorkflowHandle) -> None:
         """Notice the lock ending while the release still holds it: someone else ended it."""
-        info = workflow.info()
         how = (
-            "was let go by the run that a reset replaced"
-            if info.run_id != info.first_execution_run_id  # the server told this run of it
+            "was let go by the run that a reset replaced"  # the server told this run of it
+            if _is_reset_run()
             else "was unlocked by someone else while the release held it"
         )
         try:
@@ -410,6 +410,12 @@ class EnvironmentLocks:
                 await lock
         except Exception as err:  # ended already: by someone else, noticed by _watch
             workflow.logger.warning(f"{info.workflow_id}: {self.lock_id(env)} had ended: {err}")
+
+
+def _is_reset_run() -> bool:
+    """Whether this run of the release is one a reset made (a reset keeps the first run)."""
+    info = workflow.info()
+    return info.run_id != info.first_execution_run_id
 
 
 def _needed(release: Release) -> list[Environment]:

@@ -523,7 +523,7 @@ def record_release(request: RecordReleaseInput) -> str:
     """
     raise_planted_bug("record")
     release = request.release
-    path = records_dir() / f"{release.key}-{request.release_run_id}.json"
+    path = record_path(release.key, request.release_run_id)
     record = {
         "release_key": release.key,
         "run_id": request.release_run_id,
@@ -558,7 +558,7 @@ def record_ending(ending: Ending) -> str:
     Raises:
         ReleaseError: the record is a symbolic link or lies in a linked folder.
     """
-    path = records_dir() / f"{ending.release_key}-{ending.release_run_id}.json"
+    path = record_path(ending.release_key, ending.release_run_id)
     if _read_json(path) is None:
         detail = f": {ending.detail}" if ending.detail else ""
         record = {
@@ -1151,6 +1151,11 @@ def ledger_path() -> Path:
 def records_dir() -> Path:
     """Where one record per finished release run is kept."""
     return demo_root() / "database" / "releases"
+
+
+def record_path(release_key: str, run_id: str) -> Path:
+    """The record of one release run: written by the release, or by its lock (record_ending)."""
+    return records_dir() / f"{release_key}-{run_id}.json"
 
 
 def _artifact_source(deployment: Deployment) -> Path:
