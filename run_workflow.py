@@ -813,7 +813,7 @@ def _text(limit: int) -> Callable[[str], str]:
 
     def text(value: str) -> str:
         if not visible(value):
-            raise argparse.ArgumentTypeError("cannot be empty or invisible")
+            raise argparse.ArgumentTypeError("empty or invisible")
         if not value.isprintable():
             raise argparse.ArgumentTypeError(
                 "printable characters only: no escape codes, tabs or line breaks"
