@@ -144,6 +144,14 @@ def test_a_non_determinism_error_is_told_once_in_words() -> None:
     assert told(reporter, another) == [STUCK % ("The workflow of run 01b3", NONDETERMINISM_ERROR)]
 
 
+async def until_listed(client: Client, query: str) -> None:
+    """Wait (within QUICK_TIMEOUT) until the server's visibility lists a workflow for query."""
+    deadline = time.monotonic() + QUICK_TIMEOUT
+    while not [found async for found in client.list_workflows(query, limit=1)]:
+        assert time.monotonic() < deadline, f"nothing listed for {query}"
+        await asyncio.sleep(0.1)
+
+
 async def test_a_stuck_workflow_is_named_by_its_workflow_id(
     client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -154,6 +162,9 @@ async def test_a_stuck_workflow_is_named_by_its_workflow_id(
     handle = await client.start_workflow("RELEASE-STUCK", id=queue, task_queue=queue)
     try:
         run_id = handle.result_run_id or ""
+        # As a workflow whose task keeps failing has been: listed by the server's visibility,
+        # which on a busy server follows a start by a moment.
+        await until_listed(client, f"RunId = '{run_id}'")
         failed = core_record("Failing workflow task", run_id=run_id, failure=NONDETERMINISM_FAILURE)
         assert told(reporter, failed) == []  # told once the server has named it
         await until_logged(caplog, f"{queue} is stuck, not lost")
