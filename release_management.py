@@ -331,7 +331,7 @@ def _keep_previous(env: Environment, component: str, replaced: list[str]) -> Non
         stale.unlink()
     config = _read_text(config_path(env, component))
     if config is not None:
-        _atomic_write(keep / f"{component}.config.json", config)
+        _atomic_write(_kept_config(env, component), config)
     for old in replaced:
         os.replace(deployed_path(env, component, old), keep / f"{component}-{old}.txt")
 
@@ -419,37 +419,71 @@ def rollback_deploy(deployment: Deployment) -> str | None:
     d = deployment
     with _exclusive(d.environment.value, d.component):
         previous = previous_version(d.environment, d.component)
-        kept = previous_dir(d.environment)
-        config = _read_text(kept / f"{d.component}.config.json") if previous else None
+        kept = _kept_for_rollback(d, previous) if previous else None
         if held_versions(d.environment, d.component) != ([previous] if previous else []) or (
-            _read_text(config_path(d.environment, d.component)) != config
+            _read_text(config_path(d.environment, d.component)) != (kept[1] if kept else None)
         ):
             where = f"{d.component} {d.version} in {d.environment.value}"
             _inject(isErrorRarely, f"before rolling back {where}")
-            _put_back(d, previous, config)
+            _put_back(d, previous, kept)
             _inject(isErrorRarely, f"after rolling back {where}")
     _log.warning("%s: rolled back to %s", d.story("rollback"), previous or "nothing (removed)")
     return previous
 
 
-def _put_back(deployment: Deployment, previous: str | None, config: str | None) -> None:
-    """Make the environment hold previous (with its config) and no other version of the
-    component, or nothing of it if previous is None; record the change in the ledger."""
+def _kept_for_rollback(deployment: Deployment, previous: str) -> tuple[str, str]:
+    """The artifact and the config kept aside for putting previous back, once checked to be
+    exactly what the build of previous made and the config of previous in this environment.
+
+    Raises:
+        ReleaseError: either is missing or is not that; the message names the file, and the
+            environment is left as it is (a tampered copy is never put back).
+    """
+    env, component = deployment.environment, deployment.component
+    artifact, config = (
+        previous_dir(env) / f"{component}-{previous}.txt",
+        _kept_config(env, component),
+    )
+    content, text = _read_text(artifact), _read_text(config)
+    fields = _json_or_none(text) if text else None
+    wanted = {"component": component, "version": previous, "environment": env.value}
+    what = f"{component} {previous}"
+    if content is None or _sha256(content) != built_digest(component, previous):
+        wrong = f"{artifact.relative_to(demo_root())} is not what the build of {what} makes"
+    elif not isinstance(fields, dict) or {k: fields.get(k) for k in wanted} != wanted:
+        wrong = f"{config.relative_to(demo_root())} is not the {env.value} config of {what}"
+    else:
+        return content, text or ""
+    held = "+".join(held_versions(env, component)) or "nothing"
+    raise ReleaseError(
+        f"{wrong} (it was changed or removed after it was kept for a rollback), so it is not put "
+        f"back: {env.value} still holds {component} {held}. Put {component} {previous} back with "
+        f"a release of it that starts in DEV."
+    )
+
+
+def _kept_config(env: Environment, component: str) -> Path:
+    """Where a deploy keeps the config of the version it replaced, for a rollback."""
+    return previous_dir(env) / f"{component}.config.json"
+
+
+def _put_back(deployment: Deployment, previous: str | None, kept: tuple[str, str] | None) -> None:
+    """Make the environment hold previous (kept: its checked content and config) and no other
+    version of the component, or nothing of it if previous is None; record it in the ledger."""
     env, component = deployment.environment, deployment.component
     # A rollback's line names the version it puts back (None: removed) and the one it replaced.
     line = _ledger_line(deployment, "rollback") | {
         "version": previous,
         "replaced": deployment.version,
     }
-    if previous:
-        content = _read_text(previous_dir(env) / f"{component}-{previous}.txt") or ""
+    if previous and kept:
+        content, config = kept
         target = deployed_path(env, component, previous)
         if _read_text(target) != content:
             _commit(target, content, line)
         else:  # put back by an attempt that crashed before it wrote the config
             _append_ledger(line)
-        if config is not None:
-            _atomic_write(config_path(env, component), config)
+        _atomic_write(config_path(env, component), config)
     else:
         config_file = _no_links(config_path(env, component))
         _append_ledger(line)
@@ -473,8 +507,13 @@ def verify_rollback(request: VerifyRollbackInput) -> None:
         isErrorRarely, f"while verifying the rollback of {d.component} in {d.environment.value}"
     )
     _check_holds(d.environment, d.component, [previous] if previous else [], "after the rollback ")
-    config = _read_json(config_path(d.environment, d.component))
-    if (config or {}).get("version") != previous:
+    if previous:
+        path = deployed_path(d.environment, d.component, previous)
+        _check_provenance(path, _read_text(path), d.component, previous)
+    config = _read_json(config_path(d.environment, d.component)) or {}
+    if (config.get("version"), config.get("environment")) != (
+        (previous, d.environment.value) if previous else (None, None)
+    ):
         raise VerificationError(
             f"after the rollback the {d.environment.value} config of {d.component} is wrong"
         )

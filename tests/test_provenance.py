@@ -1,6 +1,7 @@
 """Provenance: what an environment runs is byte for byte what the build made for that component
 and version. A copy changed anywhere on the promotion path stops the release, naming the file."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from temporalio.client import Client
 import release_management as rm
 from deployments import artifact, at, deploy_all_steps
 from release_management import ReleaseError
-from shared import Environment, VerifyInput
+from shared import Environment, VerifyInput, VerifyRollbackInput
 from test_releases import _failure_of, env_files, run
 
 DEV, TEST = Environment.DEV, Environment.TEST
@@ -69,3 +70,43 @@ async def test_a_release_fed_from_a_tampered_environment_fails_before_any_change
     assert env_files(demo_root) == before  # TEST and QC untouched
     (record,) = [r for r in rm.release_history() if r["release_key"].endswith("ALPHA-QC")]
     assert record["result"].startswith("Release RELEASE-JAN-24-ALPHA-QC: FAILED: ")
+
+
+def _replaced_by_an_unhealthy_deploy(kept: str) -> Path:
+    """DEV ran frontend 1.0 (with its config); 1.1 replaced it. Returns the kept file named."""
+    deploy_all_steps("frontend", "1.0", DEV)
+    deploy_all_steps("frontend", "1.1", DEV)
+    names = {"artifact": "frontend-1.0.txt", "config": "frontend.config.json"}
+    return rm.previous_dir(DEV) / names[kept]
+
+
+@pytest.mark.parametrize("kept", ["artifact", "config"])
+def test_a_tampered_rollback_copy_is_not_put_back(demo_root: Path, kept: str) -> None:
+    path = _replaced_by_an_unhealthy_deploy(kept)
+    if kept == "config":  # a config that belongs to another environment and version
+        path.write_text(json.dumps({"component": "frontend", "version": "1.0"}))
+    else:
+        tamper(path)
+    before, ledger = env_files(demo_root), rm.read_ledger()
+
+    with pytest.raises(ReleaseError) as refused:
+        rm.rollback_deploy(at("frontend", "1.1", DEV))
+
+    assert f"environments/.previous/DEV/{path.name} is not" in str(refused.value)
+    assert "not put back: DEV still holds frontend 1.1" in str(refused.value)
+    assert env_files(demo_root) == before and rm.read_ledger() == ledger
+
+
+def test_a_rollback_that_put_back_a_changed_copy_fails_its_verification(demo_root: Path) -> None:
+    _replaced_by_an_unhealthy_deploy("artifact")
+    assert rm.rollback_deploy(at("frontend", "1.1", DEV)) == "1.0"
+    tamper(rm.deployed_path(DEV, "frontend", "1.0"))
+
+    with pytest.raises(ReleaseError) as failed:
+        rm.verify_rollback(
+            VerifyRollbackInput(deployment=at("frontend", "1.1", DEV), previous="1.0")
+        )
+
+    assert "environments/DEV/frontend-1.0.txt is not what the build of frontend 1.0" in str(
+        failed.value
+    )
