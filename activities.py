@@ -213,6 +213,8 @@ rollback_deploy = _activity(release_management.rollback_deploy, "rollback")
 verify_rollback = _activity(release_management.verify_rollback, "verify rollback")
 # An announcement changes nothing the release is about: it is not paced.
 notify = _activity(release_management.notify, "notify", paced=False)
+# Nor does the record of a run that had no release to run.
+record_unstarted = _activity(release_management.record_unstarted, "record", paced=False)
 record_release = _activity(release_management.record_release, "record")
 
 
@@ -371,6 +373,7 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     verify_rollback,
     notify,
     record_release,
+    record_unstarted,
     find_lock_holder,
     find_deploys_in_flight,
     record_ending,

@@ -280,10 +280,17 @@ class Train:
     next_runs: list[datetime]
     last_run: tuple[datetime, str] | None  # when the latest run started and how it ended
     skipped: int  # runs skipped because the previous one still ran
+    in_catalog: bool = True  # False: its release was removed from the catalog since
+
+    def missed(self) -> bool:
+        """A one-shot train whose time went by without a run: the server was down then, for
+        longer than the catch-up window (trains.CATCHUP). Temporal will not run it late."""
+        return isinstance(self.when, datetime) and not self.next_runs and self.last_run is None
 
 
 def format_trains(trains: list[Train], width: int | None = None) -> str:
-    """The release trains, one row each (width: as _table_text's)."""
+    """The release trains, one row each (width: as _table_text's), and a line for each train
+    that will not run its release as it stands."""
     if not trains:
         return "No release train: python run_workflow.py --schedule KEY --every 1d makes one."
     rows = [
@@ -291,12 +298,32 @@ def format_trains(trains: list[Train], width: int | None = None) -> str:
             train.schedule_id,
             train.release_key,
             when_words(train.when),
-            time_words(train.next_runs[0]) if train.next_runs else "-",
+            _next_run_words(train),
             _last_run_words(train),
         ]
         for train in trains
     ]
-    return _table_text(["SCHEDULE", "RELEASE", "RUNS", "NEXT RUN", "LAST RUN"], rows, width)
+    table = _table_text(["SCHEDULE", "RELEASE", "RUNS", "NEXT RUN", "LAST RUN"], rows, width)
+    return "\n".join([table, *filter(None, map(_train_warning, trains))])
+
+
+def _train_warning(train: Train) -> str:
+    """Why a train will not run its release as it stands ("": it will)."""
+    removes = f"--unschedule {train.release_key} removes it."
+    if not train.in_catalog:
+        return f"{train.release_key} is not in the catalog: its train's runs fail. {removes}"
+    if train.missed():
+        return (
+            f"{train.schedule_id} missed its time (the server was down then) and will not run: "
+            f"{removes}"
+        )
+    return ""
+
+
+def _next_run_words(train: Train) -> str:
+    if train.missed():
+        return "missed"
+    return time_words(train.next_runs[0]) if train.next_runs else "-"
 
 
 def _last_run_words(train: Train) -> str:

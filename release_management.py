@@ -583,6 +583,21 @@ def record_release(request: RecordReleaseInput) -> str:
     return path.name
 
 
+def record_unstarted(ending: Ending) -> str:
+    """Write the record of a release run that ended before it had a release to run: its key
+    is not in the catalog (a train that outlived its release, or a start by hand), or the catalog
+    is invalid, or it was cancelled while it gathered the release. The record says how and why;
+    one already there is left as it is.
+
+    Returns:
+        The record's file name.
+
+    Raises:
+        ReleaseError: the record is a symbolic link or lies in a linked folder.
+    """
+    return record_ending(ending)
+
+
 def record_ending(ending: Ending) -> str:
     """Write the record of a release run that closed without writing one itself: terminated or
     timed out, it ran none of its code after that, so one of its locks writes this once the

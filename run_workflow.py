@@ -558,7 +558,8 @@ async def train_command(args: argparse.Namespace) -> int:
     """Create, list or delete release trains (Temporal Schedules that start a release)."""
     keys = release_management.load_catalog().release_keys()
     key = args.schedule or args.unschedule
-    if key is not None and key not in keys:
+    # A train is removed whatever the catalog says now: its release may have left it since.
+    if args.schedule is not None and key not in keys:
         raise StarterError(f"Unknown release key {key!r}. Valid keys: {', '.join(keys)}")
     client = await connect()
     try:

@@ -58,7 +58,10 @@ RELEASE_KEY_PATTERN = r"[A-Z0-9][A-Z0-9-]*"
 COMPONENT_PATTERN = r"[a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*"
 VERSION_PATTERN = r"[0-9][0-9A-Za-z]*(?:[.-][0-9A-Za-z]+)*"
 
-ReleaseKey = Annotated[str, StringConstraints(pattern=f"^{RELEASE_KEY_PATTERN}$", max_length=80)]
+MAX_KEY_LENGTH = 80
+ReleaseKey = Annotated[
+    str, StringConstraints(pattern=f"^{RELEASE_KEY_PATTERN}$", max_length=MAX_KEY_LENGTH)
+]
 ComponentName = Annotated[str, StringConstraints(pattern=f"^{COMPONENT_PATTERN}$", max_length=60)]
 Version = Annotated[str, StringConstraints(pattern=f"^{VERSION_PATTERN}$", max_length=40)]
 
@@ -115,6 +118,11 @@ MAX_COMPONENTS_PER_RELEASE = 1000
 # one printable line each, bounded.
 MAX_NAME_LENGTH = 100
 MAX_REASON_LENGTH = 500
+
+
+def is_release_key(text: str) -> bool:
+    """Whether text has the form of a release key (ReleaseKey), in the catalog or not."""
+    return len(text) <= MAX_KEY_LENGTH and re.fullmatch(RELEASE_KEY_PATTERN, text) is not None
 
 
 def root_message(err: BaseException) -> str:

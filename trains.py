@@ -10,6 +10,7 @@ previous run still runs is skipped (the overlap policy SKIP), and counted in the
 """
 
 import asyncio
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,7 @@ from temporalio.client import (
     ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
     ScheduleDescription,
+    ScheduleHandle,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -32,14 +34,22 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 import release_management
-from display import Train, When
+from display import Train, When, when_words
 from shared import TASK_QUEUE, WORKFLOW_TASK_TIMEOUT, Release, ReleaseInput
 from workflows import ReleaseWorkflow
 
-# How late a missed run may still start (Temporal's default is a year).
+# How late a missed run may still start (Temporal's default is a year). A one-shot train missed
+# by more (the server was down at the time) never runs: --schedules says so.
 CATCHUP = timedelta(minutes=1)
-# The units --every takes, as timedelta names them.
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# The units --every takes, with their length in seconds.
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The longest --every: a train runs at least once a year (--at makes a single run).
+LONGEST_INTERVAL = timedelta(days=366)
+# The last year Temporal's calendar schedules run in, and how soon an --at time may be: the train
+# is made before it is due.
+LAST_YEAR, SOONEST = 2100, timedelta(seconds=10)
+# The workflow type a train starts.
+RELEASE_WORKFLOW = "ReleaseWorkflow"
 
 
 class TrainError(Exception):
@@ -59,7 +69,13 @@ def interval(text: str) -> timedelta:
     found = re.fullmatch(r"([1-9][0-9]*)([smhd])", text)
     if not found:
         raise ValueError(f"a whole number and a unit, like 30s, 10m, 1h or 1d, not {text!r}")
-    return timedelta(**{UNITS[found[2]]: int(found[1])})
+    seconds = int(found[1]) * UNITS[found[2]]
+    if seconds > LONGEST_INTERVAL.total_seconds():
+        raise ValueError(
+            f"at most {LONGEST_INTERVAL.days}d, not {text!r}: a train runs at least "
+            "once a year (--at TIME makes a single run)"
+        )
+    return timedelta(seconds=seconds)
 
 
 def moment(text: str) -> datetime:
@@ -70,9 +86,20 @@ def moment(text: str) -> datetime:
         raise ValueError(f"an ISO 8601 time like 2026-12-01T09:00:00Z, not {text!r}") from None
     if at.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone: add one, e.g. Z for UTC")
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:  # past the year 9999 in UTC
+        at = datetime.max.replace(tzinfo=UTC)
+    if at.year > LAST_YEAR:
+        raise ValueError(f"{text!r} is too far ahead: Temporal runs schedules until {LAST_YEAR}")
     if at <= datetime.now(UTC):
         raise ValueError(f"{text!r} is in the past: a train runs at a time to come")
-    return at.astimezone(UTC).replace(microsecond=0)
+    if at < datetime.now(UTC) + SOONEST:
+        raise ValueError(
+            f"{text!r} is too soon: give a time at least {SOONEST.seconds} seconds ahead, so "
+            "that the train is made before it is due"
+        )
+    return at.replace(microsecond=0)
 
 
 # --- Create, list and delete trains --------------------------------------------------------------
@@ -104,23 +131,47 @@ async def schedule_release(
     try:
         handle = await client.create_schedule(train_id(release.key), schedule)
     except ScheduleAlreadyRunningError:
+        await _train_of(client, release.key)  # raises TrainError if it is no train
         raise TrainError(
             f"release {release.key} has a train already, {train_id(release.key)}: "
             f"--schedules shows it, --unschedule {release.key} removes it"
         ) from None
-    return await _train(client, await handle.describe())
+    return await _would_run(client, handle, when)
+
+
+async def _would_run(client: Client, handle: ScheduleHandle, when: When) -> Train:
+    """The train just made, unless Temporal finds no time to run it (its time went by while it
+    was made, or its first run would be after LAST_YEAR): then it is deleted (TrainError)."""
+    described = await handle.describe()
+    info = described.info
+    if info.next_action_times or info.recent_actions or info.running_actions:
+        return await _train(client, described, in_catalog=True)
+    await handle.delete()
+    raise TrainError(
+        f"the train {handle.id} would never run, {when_words(when)}: Temporal finds no time to "
+        "run it, so it was not made"
+    )
 
 
 async def trains(client: Client, keys: list[str]) -> list[Train]:
-    """The trains of the releases keys, in their order (asked one by one: a schedule just made
-    may be missing from the server's list of schedules for a moment)."""
-    described = await asyncio.gather(*(_describe(client, train_id(key)) for key in keys))
-    return [await _train(client, d) for d in described if d is not None]
+    """Every release train on the server, whatever the catalog says: the trains of the catalog's
+    releases (keys) first, in their order, then the others. A schedule named like a train that
+    does not start its release is none. (The catalog's are asked for one by one too: a schedule
+    just made may be missing from the server's list of schedules for a moment.)"""
+    listed = [s.id async for s in await client.list_schedules() if s.id.startswith(train_id(""))]
+    ids = dict.fromkeys([*map(train_id, keys), *sorted(listed)])
+    described = await asyncio.gather(*map(functools.partial(_describe, client), ids))
+    return [
+        await _train(client, d, in_catalog=d.id in map(train_id, keys))
+        for d in described
+        if d is not None and await _is_train(client, d)
+    ]
 
 
 async def unschedule(client: Client, key: str) -> str:
-    """Delete release key's train; say so, and what its running run does (it goes on)."""
-    if await _describe(client, train_id(key)) is None:
+    """Delete release key's train, in the catalog or not; say so, and what its running run does
+    (it goes on). A schedule named like its train that is none is left alone (TrainError)."""
+    if await _train_of(client, key) is None:
         raise TrainError(f"release {key} has no train: --schedules lists the trains")
     await client.get_schedule_handle(train_id(key)).delete()
     deleted = f"Deleted train {train_id(key)}: it starts no more runs of {key}."
@@ -128,6 +179,37 @@ async def unschedule(client: Client, key: str) -> str:
     if running is None:
         return deleted
     return f"{deleted} Its run {running} goes on (--cancel {key} stops it)."
+
+
+async def _train_of(client: Client, key: str) -> ScheduleDescription | None:
+    """Release key's train, if it has one.
+
+    Raises:
+        TrainError: a schedule has its train's ID but does not start release key.
+    """
+    described = await _describe(client, train_id(key))
+    if described is None or await _is_train(client, described):
+        return described
+    raise TrainError(
+        f"schedule {described.id} is not a train of {key}: it does not start release {key}, "
+        f"so it is left alone (temporal schedule delete --schedule-id {described.id} removes it)"
+    )
+
+
+async def _is_train(client: Client, described: ScheduleDescription) -> bool:
+    """Whether a schedule named train.KEY is release KEY's train: it starts ReleaseWorkflow,
+    under the workflow ID KEY, with an input that names KEY (as --schedule makes it)."""
+    key = described.id.removeprefix(train_id(""))
+    action = described.schedule.action
+    if not isinstance(action, ScheduleActionStartWorkflow) or len(action.args) != 1:
+        return False
+    if (action.workflow, action.id) != (RELEASE_WORKFLOW, key):
+        return False
+    try:
+        (request,) = await client.data_converter.decode(list(action.args), [ReleaseInput])
+    except Exception:  # an input that decodes as none (ReleaseInput takes any JSON) is no train's
+        return False
+    return isinstance(request, ReleaseInput) and request.release_key == key
 
 
 async def _describe(client: Client, schedule_id: str) -> ScheduleDescription | None:
@@ -139,7 +221,7 @@ async def _describe(client: Client, schedule_id: str) -> ScheduleDescription | N
         raise
 
 
-async def _train(client: Client, described: ScheduleDescription) -> Train:
+async def _train(client: Client, described: ScheduleDescription, in_catalog: bool) -> Train:
     """A train as --schedules shows it."""
     info = described.info
     return Train(
@@ -149,6 +231,7 @@ async def _train(client: Client, described: ScheduleDescription) -> Train:
         next_runs=list(info.next_action_times),
         last_run=await _last_run(client, described),
         skipped=info.num_actions_skipped_overlap,
+        in_catalog=in_catalog,
     )
 
 
@@ -212,12 +295,16 @@ async def running_train_run(client: Client, key: str) -> str | None:
 
 async def _train_run(client: Client, key: str, running: bool) -> str | None:
     """The latest run (with running, the running run) of release key's train, if any: Temporal
-    marks each run a schedule starts with its ID, and lists the latest first."""
-    query = f"TemporalScheduledById = '{train_id(key)}'"
+    marks each run a schedule starts with its ID, and lists the latest first. Only a release run
+    under the ID KEY-<time> is one: a schedule named like the train may start anything."""
+    schedule = await _describe(client, train_id(key))
+    if schedule is not None and not await _is_train(client, schedule):
+        return None  # (a deleted train's runs are still found)
+    query = f"TemporalScheduledById = '{train_id(key)}' AND WorkflowType = '{RELEASE_WORKFLOW}'"
     if running:
         query += " AND ExecutionStatus = 'Running'"
     async for execution in client.list_workflows(query, limit=1):
-        return execution.id
+        return execution.id if execution.id.startswith(f"{key}-") else None
     return None
 
 

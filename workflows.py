@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         gather_release,
         notify,
         record_release,
+        record_unstarted,
         rollback_deploy,
         update_config,
         verify_deploy,
@@ -61,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         DeployArtifactInput,
         Deployment,
         DeployResult,
+        Ending,
         Environment,
         EnvironmentVersions,
         ErrorType,
@@ -80,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyRollbackInput,
         WorkflowRef,
         deploy_workflow_id,
+        is_release_key,
         person_text,
         root_message,
         shown,
@@ -113,7 +116,11 @@ class ReleaseWorkflow:
         self._request = request
         self._show_outcome(RUNNING)
         summary = f"gather {request.release_key} from the catalog"
-        release = await _start_activity(gather_release, request, summary)
+        try:
+            release = await _start_activity(gather_release, request, summary)
+        except (ActivityError, asyncio.CancelledError) as err:
+            await self._record_unstarted(started, err)
+            raise
         self._release = release
         self._cells = {env: {c: Cell() for c in release.versions} for env in release.environments}
         # The plan runs as a task of its own, so a lock taken from the release stops it where
@@ -125,7 +132,7 @@ class ReleaseWorkflow:
             if self._locks.lost:  # lost as the plan ended: its last steps ran without the lock
                 raise asyncio.CancelledError()
         except (Exception, asyncio.CancelledError) as err:
-            ending = self._result_of(release, err)
+            ending = self._result_of(release.key, err)
             await self._close(release, started, ending)
             if ending.outcome is Outcome.FAILED and self._locks.lost:
                 raise ApplicationError(
@@ -298,16 +305,42 @@ class ReleaseWorkflow:
         self._mark(env, Cell(state=CellState.PENDING if decision.approved else CellState.REJECTED))
         return decision
 
-    def _result_of(self, release: Release, err: BaseException) -> ReleaseResult:
+    def _result_of(self, release_key: str, err: BaseException) -> ReleaseResult:
         """How a release that raised err ended."""
         cancelled = workflow.cancellation_reason() is not None
         if self._locks.lost and not cancelled:
-            return _result(release, Outcome.FAILED, self._locks.lost)
-        if is_cancelled_exception(err) and cancelled:
+            outcome, detail = Outcome.FAILED, self._locks.lost
+        elif is_cancelled_exception(err) and cancelled:
             # The reason comes from whoever cancelled, unchecked: keep it one printable line.
-            reason = shown(workflow.cancellation_reason() or "")[:MAX_REASON_LENGTH]
-            return _result(release, Outcome.CANCELLED, reason)
-        return _result(release, Outcome.FAILED, root_message(err))
+            outcome = Outcome.CANCELLED
+            detail = shown(workflow.cancellation_reason() or "")[:MAX_REASON_LENGTH]
+        else:
+            outcome, detail = Outcome.FAILED, root_message(err)
+        return ReleaseResult(release_key=release_key, outcome=outcome, detail=detail)
+
+    async def _record_unstarted(self, started: str, err: BaseException) -> None:
+        """Record a run that ended before it had a release to run: its key is not in the
+        catalog (a train that outlived its release), or it was cancelled meanwhile. A run with
+        no key a record can be named by records nothing (its failure says why). Behind a
+        patch: a run from before it replays without the record."""
+        key = self._request.release_key
+        if not is_release_key(key) or not workflow.patched(UNSTARTED_RECORD_PATCH):
+            return
+        result = self._result_of(key, err)
+        ending = Ending(
+            release_key=key,
+            release_run_id=workflow.info().run_id,
+            how=result.outcome.value,
+            detail=result.detail,
+            started=started,
+            finished=workflow.now().isoformat(),
+            demo_root=self._request.demo_root,
+        )
+        await _finish_even_if_cancelled(
+            _start_activity(record_unstarted, ending, f"record how {key} ended"),
+            cancel_log=f"{key}: cancel requested while it records; it records first",
+        )
+        self._show_outcome(result.outcome)
 
     async def _close(self, release: Release, started: str, result: ReleaseResult) -> None:
         """Record how the release ended, then unlock what it still holds. Once begun, it runs to
@@ -509,6 +542,8 @@ RETRY_POLICY = RetryPolicy(
 NOTIFICATIONS_PATCH = "notifications"
 # The patch that made releases set their search attributes: see _show_outcome.
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+# The patch that made a run with no release to run record how it ended: see _record_unstarted.
+UNSTARTED_RECORD_PATCH = "record-unstarted"
 # An activity whose worker died is retried 1 s after its last heartbeat.
 HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 # The longest an activity may take, pace included (DEMO_STEP_SECONDS <= 60).

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         DeployArtifactInput,
         Deployment,
         DeploysInFlightInput,
+        Ending,
         EndingInput,
         EnvironmentVersions,
         LockHolderInput,
@@ -163,6 +164,11 @@ async def release_run_now(request: WorkflowRef) -> str:
 
 @_noop("record_ending")
 async def record_ending(request: EndingInput) -> str:
+    return "record.json"
+
+
+@_noop("record_unstarted")
+async def record_unstarted(request: Ending) -> str:
     return "record.json"
 
 

@@ -34,6 +34,7 @@ from shared import (
     CheckPromotionInput,
     DeployArtifactInput,
     Deployment,
+    Ending,
     EndingInput,
     Environment,
     EnvironmentVersions,
@@ -168,6 +169,11 @@ class Steps:
         await self._run("record_ending", request)
         return "record.json"
 
+    @activity.defn(name="record_unstarted")
+    async def record_unstarted(self, request: Ending) -> str:
+        await self._run("record_unstarted", request)
+        return "record.json"
+
     @activity.defn(name="check_promotion")
     async def check_promotion(self, request: CheckPromotionInput) -> EnvironmentVersions:
         await self._run("check_promotion", request)
@@ -226,6 +232,7 @@ class Steps:
             self.gather_release,
             self.find_lock_holder,
             self.record_ending,
+            self.record_unstarted,
             # The real ones: they ask the server about workflows.
             find_deploys_in_flight,
             is_run_of_release,

@@ -17,8 +17,12 @@ from typing import TypeVar
 import pytest
 from temporalio.client import (
     Client,
+    Schedule,
     ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
     ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
     WorkflowFailureError,
 )
 from temporalio.service import RPCError
@@ -26,10 +30,10 @@ from temporalio.service import RPCError
 import release_management as rm
 import run_workflow
 import trains
-from display import format_trains
+from display import Train, format_trains
 from handles import wait_for_status
 from processes import QUICK_TIMEOUT, assert_one_line_without_traceback, run_starter
-from shared import Environment, Outcome, root_message
+from shared import Environment, Outcome, ReleaseInput, root_message
 from workflows import ReleaseWorkflow
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -43,10 +47,12 @@ T = TypeVar("T")
 
 @pytest.fixture(autouse=True)
 async def no_train_left(client: Client) -> AsyncIterator[None]:
-    """Delete the trains a test made, and end the runs they started."""
+    """Delete the trains a test made (and schedules named like one), and end the runs they
+    started. (The trains of KEYS are asked for by name: the list may lag a moment behind.)"""
     yield
-    for key in KEYS:
-        train = client.get_schedule_handle(trains.train_id(key))
+    listed = [s.id async for s in await client.list_schedules() if s.id.startswith("train.")]
+    for schedule_id in {*map(trains.train_id, KEYS), *listed}:
+        train = client.get_schedule_handle(schedule_id)
         try:
             running = (await train.describe()).info.running_actions
         except RPCError:
@@ -269,3 +275,136 @@ async def test_a_train_run_that_finds_an_environment_held_is_refused_naming_the_
     assert rm.release_history(1)[0]["result"].startswith(f"Release {PROD_ONLY}: FAILED")
     listed = format_trains(await trains.trains(client, [PROD_ONLY]), 200)
     assert listed.splitlines()[1].endswith(" failed")
+
+
+def drop_from_catalog(key: str, demo_root: Path) -> None:
+    """Remove release key from the demo root's catalog, as a person editing it would."""
+    path = demo_root / "database" / "catalog.json"
+    catalog = json.loads(path.read_text())
+    catalog["releases"] = [r for r in catalog["releases"] if r["key"] != key]
+    path.write_text(json.dumps(catalog))
+
+
+async def test_a_train_that_outlives_its_release_is_listed_recorded_and_removable(
+    client: Client,
+    task_queue: str,
+    demo_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gone = never_run_copy_of(FAST, demo_root)
+    train = await train_of(client, gone, task_queue)
+    drop_from_catalog(gone, demo_root)
+    await train.trigger()
+    run = client.get_workflow_handle(await first_run(train))
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run.result()
+    assert f"Unknown release key {gone!r}" in root_message(failure.value)
+    (record,) = [r for r in rm.release_history() if r["release_key"] == gone]
+    assert record["outcome"] == "FAILED" and f"Unknown release key {gone!r}" in record["result"]
+
+    async def connected() -> Client:
+        return client
+
+    monkeypatch.setattr(run_workflow, "connect", connected)
+    assert await run_workflow.main(["--schedules"]) == 0
+    listed = capsys.readouterr().out
+    assert f"train.{gone}" in listed and f"{gone} is not in the catalog" in listed
+    assert await run_workflow.main(["--unschedule", gone]) == 0
+    assert capsys.readouterr().out.startswith(f"Deleted train train.{gone}")
+    assert train.id not in [t.schedule_id for t in await trains.trains(client, [])]
+
+
+@pytest.mark.parametrize("starts", ["another workflow type", "a release of another key"])
+async def test_a_schedule_named_like_a_train_is_not_taken_for_one(
+    client: Client,
+    task_queue: str,
+    demo_root: Path,
+    starts: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = never_run_copy_of(FAST, demo_root)
+    if starts == "another workflow type":  # on a queue no worker polls: its run waits for ever
+        action = ScheduleActionStartWorkflow(
+            "EnvironmentLockWorkflow", id="lock.DEV", task_queue=f"{task_queue}-nobody"
+        )
+    else:
+        action = ScheduleActionStartWorkflow(
+            ReleaseWorkflow.run, ReleaseInput(release_key=FAST), id=key, task_queue=task_queue
+        )
+    schedule = Schedule(
+        action=action, spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))])
+    )
+    handle = await client.create_schedule(trains.train_id(key), schedule)
+    await handle.trigger()
+    await first_run(handle)
+    assert handle.id not in [train.schedule_id for train in await trains.trains(client, [key])]
+    assert await run_workflow._train_run_to_attach(client, rm.load_release(key)) is None
+    assert await trains.release_workflow_id(client, key) == key
+
+    async def connected() -> Client:
+        return client
+
+    monkeypatch.setattr(run_workflow, "connect", connected)
+    for argv in (["--unschedule", key], ["--schedule", key, "--every", "1d"]):
+        assert await run_workflow.main(argv) == 1
+        refusal = capsys.readouterr().err
+        assert_one_line_without_traceback(refusal)
+        assert f"schedule train.{key} is not a train of {key}" in refusal
+    assert (await handle.describe()).id == trains.train_id(key)  # left alone
+
+
+@pytest.mark.parametrize(
+    "when",
+    [timedelta(days=999999), datetime.now(UTC) - timedelta(minutes=1)],
+    ids=["every-999999d", "at-a-time-gone-by"],
+)
+async def test_a_train_that_would_never_run_is_not_made(
+    client: Client, task_queue: str, demo_root: Path, when: timedelta | datetime
+) -> None:
+    key = never_run_copy_of(FAST, demo_root)
+    with pytest.raises(trains.TrainError, match="would never run"):
+        await trains.schedule_release(client, rm.load_release(key), when, task_queue)
+    with pytest.raises(RPCError):
+        await client.get_schedule_handle(trains.train_id(key)).describe()
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--every", "1000000000d"], "at most 366d"),
+        (["--every", "99999999999999h"], "at most 366d"),
+        (["--every", "367d"], "at most 366d"),
+        (["--at", "9999-12-31T23:59:59-01:00"], "Temporal runs schedules until 2100"),
+        (["--at", "2101-01-01T00:00:00Z"], "Temporal runs schedules until 2100"),
+    ],
+)
+def test_a_train_too_far_out_is_refused_in_one_line(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        run_workflow.parse_args(["--schedule", GATED, *argv])
+    assert exit_.value.code == 2
+    stderr = capsys.readouterr().err
+    assert_one_line_without_traceback(stderr)
+    assert says in stderr
+
+
+def test_a_time_too_soon_to_make_a_train_for_is_refused() -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    with pytest.raises(ValueError, match="at least 10 seconds ahead"):
+        trains.moment(soon.isoformat())
+
+
+def test_a_one_shot_train_missed_while_the_server_was_down_says_so() -> None:
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    missed = Train(
+        schedule_id="train.R", release_key="R", when=at, next_runs=[], last_run=None, skipped=0
+    )
+    lines = format_trains([missed], 200).splitlines()
+    assert lines[1].split()[-2:] == ["missed", "-"]  # NEXT RUN, LAST RUN
+    assert lines[-1] == (
+        "train.R missed its time (the server was down then) and will not run: "
+        "--unschedule R removes it."
+    )
