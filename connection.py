@@ -4,6 +4,7 @@ temporal.toml profile (setup.md), each mistake refused in one line, and the Web 
 
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -164,6 +165,21 @@ def exit_now(status: int) -> None:
     (sdk-python issue 300, "PyGILState_Release"), turning a success into exit status 134 or
     139. Everything worth keeping is printed by now, so flush and leave at once.
     """
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        status = output_closed()
     sys.stderr.flush()
     os._exit(status)
+
+
+# The status of a command whose reader went away (`... | head -1`): 128 + SIGPIPE, as a tool
+# the closed pipe killed would end.
+CLOSED_PIPE_STATUS = 128 + signal.SIGPIPE
+
+
+def output_closed() -> int:
+    """Stop writing to a standard output whose reader went away: point it at /dev/null, so that
+    nothing more fails (and no traceback is printed), and return the status to exit with."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return CLOSED_PIPE_STATUS

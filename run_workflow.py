@@ -52,7 +52,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 import release_management
 import search_attributes
 import trains
-from connection import TemporalUnreachable, connect, exit_now, web_ui_url
+from connection import TemporalUnreachable, connect, exit_now, output_closed, web_ui_url
 from display import (
     LiveGrid,
     ProgressLog,
@@ -852,4 +852,6 @@ if __name__ == "__main__":
             file=sys.stderr,
         )
         code = 130
+    except BrokenPipeError:  # what it printed goes into a pipe nobody reads any more
+        code = output_closed()
     exit_now(code)

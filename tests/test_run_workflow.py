@@ -5,14 +5,24 @@ refusal is exit status 2 and one line on stderr, before anything is started; and
 answers, a result or a failure, is printed escaped. Argument handling is tested by calling it,
 what a user sees by running the script."""
 
+import asyncio
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 import run_workflow
 from bad_input import KEY, tampered
-from processes import QUICK_TIMEOUT, assert_one_line_without_traceback, run_starter
+from processes import (
+    PROJECT_DIR,
+    QUICK_TIMEOUT,
+    assert_one_line_without_traceback,
+    run_starter,
+    terminal_env,
+)
 from shared import Outcome, ReleaseResult
 
 
@@ -177,3 +187,26 @@ async def test_a_failure_from_the_server_is_one_escaped_line(
     stderr = capsys.readouterr().err
     assert_one_line_without_traceback(stderr)
     assert not tampered(stderr)
+
+
+@pytest.mark.parametrize("command", ["--list", "--envs", "--history", "--schedules"])
+async def test_output_into_a_pipe_closed_early_ends_quietly(
+    command: str, env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    script_env = terminal_env(env.client.service_client.config.target_host, tmp_path)
+    # `| head -0` closes the pipe before the starter writes: its next write fails (EPIPE).
+    pipeline = f"{shlex.quote(sys.executable)} run_workflow.py {command} | head -0"
+    shell = await asyncio.create_subprocess_exec(
+        "bash",
+        "-o",
+        "pipefail",
+        "-c",
+        pipeline,
+        cwd=PROJECT_DIR,
+        env=script_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(shell.communicate(), QUICK_TIMEOUT)
+    assert stderr.decode() == ""  # no BrokenPipeError traceback
+    assert shell.returncode == 141  # 128 + SIGPIPE: as a tool killed by the closed pipe
