@@ -22,7 +22,7 @@ from activities import ALL_ACTIVITIES, MAX_CONCURRENT_ACTIVITIES
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
 from locks import EnvironmentLockWorkflow
 from release_management import ReleaseError
-from search_attributes import SearchAttributesMissing, register_missing
+from search_attributes import SearchAttributesUnusable, register_missing
 from shared import TASK_QUEUE
 from utils import (
     check_demo_settings,
@@ -105,7 +105,7 @@ async def main() -> int:
     try:
         client = await connect()
         registered = await register_missing(client)
-    except (TemporalUnreachable, SearchAttributesMissing) as err:
+    except (TemporalUnreachable, SearchAttributesUnusable) as err:
         print(f"run_worker.py: {err}", file=sys.stderr)
         return 1
     if registered:

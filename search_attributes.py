@@ -86,27 +86,32 @@ def server_flags() -> list[str]:
     return [flag for key in ALL for flag in ("--search-attribute", f"{key.name}=Keyword")]
 
 
-class SearchAttributesMissing(Exception):
-    """The namespace lacks attributes and they could not be added: the message says why, and
-    what to run instead."""
+class SearchAttributesUnusable(Exception):
+    """The namespace lacks attributes and they could not be added, or has one of another type
+    than Keyword: the message says why, and what to run instead."""
 
 
 async def register_missing(client: Client) -> list[str]:
     """Register the attributes the client's namespace lacks; return their names.
 
     Raises:
-        SearchAttributesMissing: some are missing and the server refuses to add them (Temporal
-            Cloud adds them only through its own tools).
+        SearchAttributesUnusable: some are missing and the server refuses to add them (Temporal
+            Cloud adds them only through its own tools), or one is registered with another type
+            (a workflow that set it would fail every workflow task).
     """
     namespace = client.namespace
+    keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     try:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)
         )
-        known = {*listed.custom_attributes, *listed.system_attributes}
-        missing = [key.name for key in ALL if key.name not in known]
+        registered = {**listed.custom_attributes, **listed.system_attributes}
+        if wrong := {
+            k.name: registered[k.name] for k in ALL if registered.get(k.name, keyword) != keyword
+        }:
+            raise SearchAttributesUnusable(_wrong_types(namespace, wrong))
+        missing = [key.name for key in ALL if key.name not in registered]
         if missing:
-            keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
             await client.operator_service.add_search_attributes(
                 AddSearchAttributesRequest(
                     namespace=namespace, search_attributes={name: keyword for name in missing}
@@ -114,11 +119,27 @@ async def register_missing(client: Client) -> list[str]:
             )
     except RPCError as err:
         if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
-            raise SearchAttributesMissing(_what_to_run(namespace, [k.name for k in ALL])) from None
-        raise SearchAttributesMissing(
+            raise SearchAttributesUnusable(_what_to_run(namespace, [k.name for k in ALL])) from None
+        raise SearchAttributesUnusable(
             f"could not register the search attributes in namespace {namespace!r}: {err.message}"
         ) from None
     return missing
+
+
+def _wrong_types(namespace: str, wrong: dict[str, IndexedValueType.ValueType]) -> str:
+    """One line: which attributes have another type than Keyword, and how to make them Keywords."""
+    kinds = ", ".join(f"{name} is {_type_name(value)}" for name, value in wrong.items())
+    names = " ".join(f"--name {name}" for name in wrong)
+    return (
+        f"the demo needs its search attributes to be of type Keyword, and in namespace "
+        f"{namespace!r} {kinds}: remove them (`temporal operator search-attribute remove "
+        f"{names}`), then start the worker again: it registers them as Keywords"
+    )
+
+
+def _type_name(value: IndexedValueType.ValueType) -> str:
+    """A search attribute type as the CLI spells it: Int, Text, KeywordList..."""
+    return IndexedValueType.Name(value).removeprefix("INDEXED_VALUE_TYPE_").title().replace("_", "")
 
 
 def _what_to_run(namespace: str, names: list[str]) -> str:

@@ -15,11 +15,16 @@ from activities import find_deploys_in_flight
 from handles import wait_for_status
 from mocked import DEV, KEY, TEST, Mocked, make_release
 from processes import (
+    QUICK_TIMEOUT,
+    assert_one_line_without_traceback,
     free_port,
+    run_command,
+    run_script,
     run_starter,
     running_worker,
     start_dev_server,
     stop,
+    temporal_cli,
     terminal_env,
     workflow_count,
 )
@@ -112,6 +117,7 @@ async def test_on_a_plain_dev_server_the_worker_registers_them_and_every_query_a
             environments=[Environment.DEV], task_queue="q", release_workflow_id="R"
         )
         assert await unregistered.run(find_deploys_in_flight, in_flight) == []
+        await _a_worker_refuses_attributes_of_another_type(address, script_env)
         async with running_worker(script_env) as worker:
             assert "Registered the search attributes ReleaseKey, ReleaseOutcome, Deploy" in (
                 worker.text
@@ -121,6 +127,28 @@ async def test_on_a_plain_dev_server_the_worker_registers_them_and_every_query_a
             await _answers_from_the_server(address, script_env)
     finally:
         await stop(server, signal.SIGTERM)
+
+
+async def _a_worker_refuses_attributes_of_another_type(
+    address: str, script_env: dict[str, str]
+) -> None:
+    """Registered as Int and Text by someone else, the attributes would fail every workflow task
+    that sets them: the worker refuses to start, in one line saying what to run; once they are
+    removed, it registers them as it should."""
+    cli = [temporal_cli(), "operator", "search-attribute"]
+    for name, kind in [("ReleaseKey", "Int"), ("ReleaseOutcome", "Text")]:
+        made = await run_command(
+            *cli, "create", "--name", name, "--type", kind, "--address", address
+        )
+        assert made.code == 0, made.stderr
+    refused = await run_script("run_worker.py", script_env, timeout=QUICK_TIMEOUT)
+    assert refused.code == 1 and refused.stdout == ""
+    assert_one_line_without_traceback(refused.stderr)
+    assert "in namespace 'default' ReleaseKey is Int, ReleaseOutcome is Text" in refused.stderr
+    assert "search-attribute remove --name ReleaseKey --name ReleaseOutcome`" in refused.stderr
+    names = ["--name", "ReleaseKey", "--name", "ReleaseOutcome"]
+    removed = await run_command(*cli, "remove", *names, "--yes", "--address", address)
+    assert removed.code == 0, removed.stderr
 
 
 async def _answers_from_the_server(address: str, script_env: dict[str, str]) -> None:
