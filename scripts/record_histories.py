@@ -21,6 +21,8 @@ Starts a throwaway dev server and, with the demo's state in a temp folder, runs:
   TEST deploy fails, the rest of the TEST wave finishes and the release fails;
   RELEASE-FEB-24-BETA-expired: nobody decides at its PROD gate, which expires (REJECTED);
   RELEASE-FEB-24-BETA-soak-skipped: its QC soak (600 s here) is ended early with skip_soak.
+  RELEASE-GONE-not-in-catalog: started for a key the catalog does not hold (a train whose
+  release left it): FAILED at gather, with a record.
 (RELEASE-FEB-24-BETA itself soaks QC for the catalog's 3 s before its PROD gate.)
 Each run is written to tests/histories/<workflow ID>.json as {workflow ID: history} for the
 release and every child workflow it started. And one release in flight: RELEASE-FEB-24-BETA as
@@ -110,6 +112,9 @@ TERMINATED_RUN = f"{EVENTFUL_RELEASE}-terminated"
 CANCELLED_CLOSING_RUN = "RELEASE-JAN-24-ALPHA-DEV-cancelled-while-recording"
 # Started under this ID with another release's key (BETA's): refused before anything runs.
 WRONG_KEY_RUN = "RELEASE-JAN-24-ALPHA-DEV-wrong-key"
+# Started for a key the catalog does not hold (as a train whose release left the catalog):
+# fails at gather, with a FAILED record.
+UNKNOWN_KEY_RUN = "RELEASE-GONE-not-in-catalog"
 # Long enough per step for the cancel or the catalog edit to land mid-wave.
 MID_WAVE_STEP_SECONDS = "0.3"
 # A release recorded in flight, at its PROD gate, with the code from before the announcements
@@ -542,6 +547,11 @@ async def refuse_another_key(client: Client, name: str) -> None:
     await finish_raising(handle, "WrongWorkflowId")
 
 
+async def fail_on_a_key_not_in_the_catalog(client: Client, name: str) -> None:
+    handle = await start_release(client, "RELEASE-GONE", name)
+    await finish_raising(handle, "ActivityError")
+
+
 async def fail_one_deploy_of_a_wave(client: Client, name: str) -> None:
     catalog = project_catalog()
     write_catalog(catalog)
@@ -570,6 +580,7 @@ ENDINGS: dict[str, Callable[[Client, str], Awaitable[None]]] = {
     TERMINATED_RUN: terminate_mid_wave,
     CANCELLED_CLOSING_RUN: cancel_while_recording,
     WRONG_KEY_RUN: refuse_another_key,
+    UNKNOWN_KEY_RUN: fail_on_a_key_not_in_the_catalog,
 }
 
 
