@@ -219,7 +219,13 @@ async def _failure_of(client: Client, task_queue: str, key: str) -> tuple[Applic
     return cause, elapsed
 
 
-async def test_unknown_key_fails_fast_and_changes_nothing(
+def files_but_records(demo_root: Path) -> list[Path]:
+    """The files under the demo root, but for the release records (database/releases)."""
+    records = rm.records_dir()
+    return [p for p in demo_root.rglob("*") if p.is_file() and p.parent != records]
+
+
+async def test_unknown_key_fails_fast_and_changes_nothing_but_its_record(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
     error, elapsed = await _failure_of(client, task_queue, "RELEASE-NOPE")
@@ -227,7 +233,11 @@ async def test_unknown_key_fails_fast_and_changes_nothing(
     assert "'RELEASE-NOPE'" in error.message
     assert "RELEASE-NOV-23-INITIAL" in error.message
     assert elapsed < 2
-    assert [p for p in demo_root.rglob("*") if p.is_file()] == []
+    assert files_but_records(demo_root) == []
+    # A run whose key is not in the catalog (a train's, whose release left it) is on record.
+    (record,) = rm.release_history()
+    assert record["release_key"] == "RELEASE-NOPE" and record["outcome"] == "FAILED"
+    assert record["result"] == f"Release RELEASE-NOPE: FAILED: {error.message}"
 
 
 # Issue 21, item 5: inputs a person can start ReleaseWorkflow with (the CLI's --input, the Web
@@ -540,7 +550,8 @@ async def test_a_bad_catalog_is_refused_before_any_change_and_the_worker_keeps_s
         assert str(catalog_file) in error.message, name
         assert expected[name] in error.message, name
         assert elapsed < 2, name
-        assert [p for p in demo_root.rglob("*") if p.is_file()] == [catalog_file], name
+        assert files_but_records(demo_root) == [catalog_file], name
+        assert rm.release_history(1)[0]["result"].endswith(error.message), name
 
     # The same worker serves the next release as soon as the catalog is put right.
     catalog_file.unlink()
