@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.padding import Padding
@@ -26,6 +27,7 @@ from shared import (
     ENVIRONMENT_ORDER,
     Cell,
     CellState,
+    Environment,
     FoundDeploy,
     ReleaseProgress,
     approve_command,
@@ -177,17 +179,28 @@ def _cell_text(cell: Cell) -> str:
 
 
 def format_catalog(width: int | None = None) -> str:
-    """The catalog's releases, one row each, in catalog order (width: as _table_text's)."""
+    """The catalog's releases, one row each, in catalog order, with the version of each component
+    they promote (width: as _table_text's); an invalid release is named below the table."""
     catalog = release_management.load_catalog()  # read and validated once, not once a release
-    rows = []
+    components = list(catalog.components)
+    rows, invalid = [], []
     for key in catalog.release_keys():
         try:
             release = release_management.load_release(key, catalog=catalog)
         except ReleaseError as err:
-            rows.append([key, "INVALID", str(err), ""])
+            rows.append([key, *("-" for _ in components), "INVALID", "-"])
+            invalid.append(f"{key} is invalid: {err}")
             continue
-        rows.append([key, str(release.release_date), release.plan(), release.route()])
-    return _table_text(["RELEASE", "DATE", "VERSIONS", "ENVIRONMENTS"], rows, width)
+        versions = [release.versions.get(component, "-") for component in components]
+        rows.append([key, *versions, _route(release.environments), str(release.release_date)])
+    header = ["RELEASE", *components, "ENVIRONMENTS", "DATE"]
+    return _table_text(header, rows, width, give_way=["DATE"], notes=invalid)
+
+
+def _route(environments: list[Environment]) -> str:
+    """A release's environments, first to last ("DEV to PROD"): it cannot skip one between."""
+    first, last = environments[0].value, environments[-1].value
+    return first if first == last else f"{first} to {last}"
 
 
 def format_environments(width: int | None = None) -> str:
@@ -200,16 +213,20 @@ def format_environments(width: int | None = None) -> str:
     return "\n".join(_plain(view, _table_width(width)))
 
 
-def format_history(limit: int = 10, width: int | None = None) -> str:
-    """The latest release runs, newest first (width: as _table_text's)."""
-    rows = [_history_row(record) for record in release_management.release_history(limit)]
-    if not rows:
+def format_history(limit: int = 20, width: int | None = None) -> str:
+    """The latest limit release runs, newest first (width: as _table_text's)."""
+    records = release_management.release_history(limit + 1)
+    if not records:
         return "No release has finished yet."
-    return _table_text(["RELEASE", "STARTED", "FINISHED", "DECISIONS", "RESULT"], rows, width)
+    short = _fits_a_terminal(width)
+    rows = [_history_row(record, short) for record in records[:limit]]
+    header = ["RELEASE", "FINISHED", "RESULT", "DECISIONS", "STARTED"]
+    older = [f"Older runs: --limit {2 * limit} shows more."] if len(records) > limit else []
+    return _table_text(header, rows, width, give_way=["STARTED", "DECISIONS"], notes=older)
 
 
-def _history_row(record: dict[str, Any]) -> list[str]:
-    """A release record as the history shows it: who decided at its gates, and how it ended."""
+def _history_row(record: dict[str, Any], short: bool) -> list[str]:
+    """A release record as the history shows it: how it ended, who decided at its gates."""
     decisions = ", ".join(
         f"{d['environment']} {'approved' if d['approved'] else 'rejected'} by {d['by']}"
         if d["by"]
@@ -218,41 +235,109 @@ def _history_row(record: dict[str, Any]) -> list[str]:
     )
     return [
         record["release_key"],
-        record["started"][:19],
-        record["finished"][:19],
-        decisions or "-",
+        _recorded_time(record["finished"], short),
         # The record keeps the outcome but not its detail (who rejected, why it failed) apart.
         record["result"].removeprefix(f"Release {record['release_key']}: "),
+        decisions or "-",
+        _recorded_time(record["started"], short),
     ]
 
 
-def _table_text(header: list[str], rows: list[list[str]], width: int | None = None) -> str:
-    """A table with a header, as plain lines of at most width columns (by default the
-    terminal's; when the output is not a terminal, as wide as it needs, one line a row for a log
-    or grep). Too narrow, rich wraps the widest cells onto more lines."""
-    return "\n".join(_plain(_table(header, rows), _table_width(width)))
+def _recorded_time(text: str, short: bool) -> str:
+    """A time a record holds (ISO 8601; UTC if it names no zone), as a table shows it."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text  # a hand-edited record: shown as it is
+    return table_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC), short)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> Table:
+def table_time(moment: datetime, short: bool) -> str:
+    """A time in a table: in full, or (short, for a terminal) the time of day if it is today in
+    UTC, else the day and the minute."""
+    moment = moment.astimezone(UTC)
+    if not short:
+        return time_words(moment)
+    if moment.date() == datetime.now(UTC).date():
+        return f"{moment:%H:%M:%S}"
+    return f"{moment:%Y-%m-%d %H:%M}"
+
+
+def _table_text(
+    header: list[str],
+    rows: list[list[str]],
+    width: int | None = None,
+    give_way: list[str] | None = None,
+    notes: list[str] | None = None,
+) -> str:
+    """A table with a header, a row to a line, and notes below it. Fitted to width (by default
+    the terminal's): while it is too wide, the columns named in give_way are left out, in that
+    order; then the widest cells but the first column's (a key, to be read and copied) are cut
+    with an ellipsis, and a last line says how to see them whole. When the output is not a
+    terminal, every column in full, for a log or grep."""
+    fit = width or terminal_width()
+    if fit is None:
+        return "\n".join([*_plain(_table(header, rows), UNBOUNDED), *map(shown, notes or [])])
+    for title in give_way or []:
+        if _natural_width(header, rows) <= fit:
+            break
+        drop = header.index(title)
+        header = header[:drop] + header[drop + 1 :]
+        rows = [row[:drop] + row[drop + 1 :] for row in rows]
+    lines = _plain(_table(header, rows, cut=True), fit)
+    if _natural_width(header, rows, with_header=False) > fit:  # not only a title is cut
+        lines.append("(Cut to fit the terminal: add | cat to the command to see every cell whole.)")
+    return "\n".join(lines + [_cut_line(note, fit) for note in notes or []])
+
+
+def _natural_width(header: list[str], rows: list[list[str]], with_header: bool = True) -> int:
+    """How wide the table is with no cell cut (with_header: no title cut either)."""
+    columns = zip(*([header] if with_header else []), *rows, strict=True)
+    return sum(max(cell_len(shown(cell)) for cell in column) for column in columns) + 2 * (
+        len(header) - 1
+    )
+
+
+def _cut_line(text: str, width: int) -> str:
+    return _plain(_cut(text), width)[0]
+
+
+def _fits_a_terminal(width: int | None) -> bool:
+    """Whether a table is fitted to a width (given, or the terminal's): its times are short."""
+    return (width or terminal_width()) is not None
+
+
+def _table(header: list[str], rows: list[list[str]], cut: bool = False) -> Table:
+    """rows under header. The first column names the row (a release key, an environment): it
+    is kept whole. cut: the other columns may be cut with an ellipsis, else folded."""
     table = Table(box=None, pad_edge=False)
-    # The first column names the row (a release key, an environment): it is kept whole.
     table.add_column(Text(shown(header[0])), no_wrap=True)
     for title in header[1:]:
-        table.add_column(Text(shown(title)), overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(shown(cell)) for cell in row))
+        table.add_column(_cut(title) if cut else Text(shown(title)), overflow="fold")
+    for first, *others in rows:
+        table.add_row(Text(shown(first)), *(_cut(c) if cut else Text(shown(c)) for c in others))
     return table
 
 
-def format_deploys(deploys: list[FoundDeploy], asked: str, width: int | None = None) -> str:
-    """The deploys the server found for asked ("to PROD", "of sbstore"), newest first (width:
-    as _table_text's)."""
+def format_deploys(
+    deploys: list[FoundDeploy],
+    env: Environment | None,
+    component: str | None,
+    width: int | None = None,
+    more: bool = False,
+) -> str:
+    """The deploys the server found to env and/or of component, newest first (width: as
+    _table_text's); more: there are older ones too."""
+    asked = " ".join(
+        ([f"of {component}"] if component else []) + ([f"to {env.value}"] if env else [])
+    )
     if not deploys:
         return f"No deploy {asked} on this server."
+    short = _fits_a_terminal(width)
     rows = [
         [
             d.release_key,
-            time_words(d.started) if d.started else "?",
+            table_time(d.started, short) if d.started else "?",
             d.environment,
             d.component,
             d.ending,
@@ -261,7 +346,11 @@ def format_deploys(deploys: list[FoundDeploy], asked: str, width: int | None = N
         for d in deploys
     ]
     header = ["RELEASE", "STARTED", "ENV", "COMPONENT", "DEPLOY", "RELEASE ENDED"]
-    return f"Deploys {asked}, newest first:\n{_table_text(header, rows, width)}"
+    # The column every row has the same value in, as asked, goes first when it does not fit.
+    same = [title for title, wanted in (("ENV", env), ("COMPONENT", component)) if wanted]
+    table = _table_text(header, rows, width, give_way=[*same, "RELEASE ENDED"])
+    older = [f"Older deploys {asked}: --limit {2 * len(deploys)} shows more."] if more else []
+    return "\n".join([f"Deploys {asked}, newest first:", table, *older])
 
 
 # --- Release trains ------------------------------------------------------------------------------
@@ -293,18 +382,21 @@ def format_trains(trains: list[Train], width: int | None = None) -> str:
     that will not run its release as it stands."""
     if not trains:
         return "No release train: python run_workflow.py --schedule KEY --every 1d makes one."
+    short = _fits_a_terminal(width)
     rows = [
         [
             train.schedule_id,
             train.release_key,
-            when_words(train.when),
-            _next_run_words(train),
-            _last_run_words(train),
+            # A terminal has the time of a one-shot train under NEXT RUN (or LAST RUN).
+            "once" if short and isinstance(train.when, datetime) else when_words(train.when),
+            _next_run_words(train, short),
+            _last_run_words(train, short),
         ]
         for train in trains
     ]
-    table = _table_text(["SCHEDULE", "RELEASE", "RUNS", "NEXT RUN", "LAST RUN"], rows, width)
-    return "\n".join([table, *filter(None, map(_train_warning, trains))])
+    header = ["SCHEDULE", "RELEASE", "RUNS", "NEXT RUN", "LAST RUN"]
+    notes = [note for note in map(_train_warning, trains) if note]
+    return _table_text(header, rows, width, give_way=["SCHEDULE"], notes=notes)
 
 
 def _train_warning(train: Train) -> str:
@@ -320,19 +412,19 @@ def _train_warning(train: Train) -> str:
     return ""
 
 
-def _next_run_words(train: Train) -> str:
+def _next_run_words(train: Train, short: bool) -> str:
     if train.missed():
         return "missed"
-    return time_words(train.next_runs[0]) if train.next_runs else "-"
+    return table_time(train.next_runs[0], short) if train.next_runs else "-"
 
 
-def _last_run_words(train: Train) -> str:
+def _last_run_words(train: Train, short: bool) -> str:
     """When the train's latest run started and how it ended, and how many runs it skipped."""
     skipped = f" ({train.skipped} skipped)" if train.skipped else ""
     if train.last_run is None:
         return f"-{skipped}"
     started, ending = train.last_run
-    return f"{time_words(started)} {ending}{skipped}"
+    return f"{table_time(started, short)} {ending}{skipped}"
 
 
 def when_words(when: When | None) -> str:

@@ -145,10 +145,10 @@ async def main(argv: list[str]) -> int:
             print(format_environments())
             return 0
         if args.history and (args.env or args.component):
-            print(await deploy_history(args.env, args.component))
+            print(await deploy_history(args.env, args.component, args.limit or HISTORY_ROWS))
             return 0
         if args.history:
-            print(format_history())
+            print(format_history(args.limit or HISTORY_ROWS))
             return 0
         if (key := _command_key(args)) is not None:
             return await release_command(args, key)
@@ -650,22 +650,16 @@ async def _no_answer(handle: ReleaseHandle) -> StarterError:
 
 # --- The history, from the server ---------------------------------------------------------------
 
-# How many deploys --history --env/--component shows.
-DEPLOY_HISTORY_ROWS = 20
 
-
-async def deploy_history(env: Environment | None, component: str | None) -> str:
+async def deploy_history(env: Environment | None, component: str | None, limit: int) -> str:
     """The latest deploys to env and/or of component, found by their search attributes: the
     same answer the Web UI's list gives, filtered by DeployEnvironment and DeployComponent."""
     components = list(release_management.load_catalog().components)
     if component is not None and component not in components:
         raise StarterError(f"No component {component!r} in the catalog: use one of {components}")
-    asked = " ".join(
-        ([f"of {component}"] if component else []) + ([f"to {env.value}"] if env else [])
-    )
     client = await connect()
     try:
-        found = await search_attributes.find_deploys(client, env, component, DEPLOY_HISTORY_ROWS)
+        found = await search_attributes.find_deploys(client, env, component, limit + 1)
     except RPCError as err:
         if err.status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in err.message:
             raise StarterError(
@@ -673,7 +667,7 @@ async def deploy_history(env: Environment | None, component: str | None) -> str:
                 "yet; start the worker (python run_worker.py) once, and it will"
             ) from None
         raise StarterError(f"Temporal did not answer as expected: {err.message}") from None
-    return format_deploys(found, asked)
+    return format_deploys(found[:limit], env, component, more=len(found) > limit)
 
 
 # --- The command line ---------------------------------------------------------------------------
@@ -700,6 +694,7 @@ QUALIFIES = {
     "at": ("schedule",),
     "env": ("history",),
     "component": ("history",),
+    "limit": ("history",),
 }
 
 
@@ -725,7 +720,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_train_arguments(parser, one)
     parser.add_argument(
         "--gate",
-        type=Environment,
+        type=_environment,
         choices=list(Environment),
         help="the environment whose approval gate you decide",
     )
@@ -749,9 +744,15 @@ def _add_history_arguments(parser: argparse.ArgumentParser) -> None:
     """--history's options: with one, it asks the server instead of reading the records."""
     parser.add_argument(
         "--env",
-        type=Environment,
+        type=_environment,
         choices=list(Environment),
         help="with --history: the deploys to this environment, from the server",
+    )
+    parser.add_argument(
+        "--limit",
+        metavar="N",
+        type=_typed(_limit),
+        help=f"with --history: how many rows, newest first (default {HISTORY_ROWS})",
     )
     parser.add_argument(
         "--component",
@@ -787,6 +788,26 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+# How many rows --history shows unless --limit says otherwise, and the most it may ask for.
+HISTORY_ROWS, MAX_HISTORY_ROWS = 20, 1000
+
+
+def _limit(text: str) -> int:
+    """--limit's N: a whole number of rows, 1 to MAX_HISTORY_ROWS."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_HISTORY_ROWS:
+        raise ValueError(f"a whole number from 1 to {MAX_HISTORY_ROWS}, not {text!r}")
+    return int(text)
+
+
+def _environment(text: str) -> Environment:
+    """An environment argument, in any case: prod is PROD."""
+    try:
+        return Environment(text.upper())
+    except ValueError:
+        names = ", ".join(env.value for env in Environment)
+        raise argparse.ArgumentTypeError(f"one of {names}, not {text!r}") from None
 
 
 def _key(text: str) -> str:

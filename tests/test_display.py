@@ -74,16 +74,16 @@ def _release_of_its_own(demo_root: Path) -> str:
 async def _starter_in_tmux(
     tmp_path: Path, script_env: dict[str, str], key: str, width: int, height: int
 ) -> tuple[str, str, str]:
-    """Run the starter of release key in a tmux terminal of width x height until it exits;
-    return the screen (plain, then with its colours) and all the terminal printed, wrapped lines
-    joined."""
+    """Run the starter with key (a release key, or options) in a tmux terminal of width x height
+    until it exits; return the screen (plain, then with its colours) and all the terminal
+    printed, wrapped lines joined."""
     socket = tmp_path / "tmux.sock"
     config = tmp_path / "tmux.conf"
     config.write_text("set -g status off\nset -g default-shell /bin/sh\n")
     # A terminal's environment: no COLUMNS or LINES to hide its real size.
     terminal = {k: v for k, v in script_env.items() if k not in ("COLUMNS", "LINES")}
     starter = f"{shlex.quote(sys.executable)} run_workflow.py {key}"
-    session = f"grid-{width}x{height}-{key}"
+    session = f"grid-{width}x{height}-{uuid.uuid4().hex[:8]}"
     try:
         await _tmux(
             socket,
@@ -282,6 +282,38 @@ def test_the_catalog_environments_and_history_fit_80_columns(demo_root: Path) ->
     assert tables["history"].splitlines()[1].startswith("RELEASE-FEB-24-BETA  2026-11-29")
 
 
+@needs_tmux
+async def test_in_a_terminal_of_80_columns_each_table_keeps_a_row_to_a_line(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
+    demo_root = Path(script_env["DEMO_ROOT"])
+    keys = _catalog_and_a_record(demo_root)
+    refused = {
+        "release_key": "RELEASE-JAN-24-ALPHA-QC",
+        "started": "2026-11-30T10:00:00+00:00",
+        "finished": "2026-11-30T10:00:01+00:00",
+        "decisions": [],
+        "result": "Release RELEASE-JAN-24-ALPHA-QC: FAILED: TEST is fed by DEV, which does not "
+        "hold frontend 1.2, sbstore 1.8 (it holds nothing): run RELEASE-JAN-24-ALPHA-DEV first",
+    }
+    (demo_root / "database" / "releases" / "refused.json").write_text(json.dumps(refused))
+    commands = f"--list; {shlex.quote(sys.executable)} run_workflow.py --history"
+    _, _, printed = await _starter_in_tmux(tmp_path, script_env, commands, 80, 24)
+    lines = printed.splitlines()
+    assert all(len(line) <= 80 for line in lines), printed  # nothing the terminal wrapped
+    listing = lines[: 1 + len(keys)]
+    assert [line.split()[0] for line in listing] == ["RELEASE", *keys]
+    beta = listing[-1].split()
+    assert beta == ["RELEASE-FEB-24-BETA", "1.3", "1.9", "1.9", "DEV", "to", "PROD"], printed
+    # The history's least needed columns give way, and a long result is cut, not folded.
+    history = lines[1 + len(keys) : 1 + len(keys) + 4]
+    assert history[0].split() == ["RELEASE", "FINISHED", "RESULT"]
+    assert history[1].startswith("RELEASE-JAN-24-ALPHA-QC  2026-11-30 10:00  FAILED: TEST is fed")
+    assert history[1].endswith("…") and len(history[1]) == 80
+    assert history[2].endswith("2026-11-29 10:01  REJECTED by Grace: load test first")
+    assert history[3].startswith("(Cut to fit the terminal: add | cat")
+
+
 def test_the_tables_keep_a_row_to_a_line_when_the_output_is_not_a_terminal(
     demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -289,11 +321,12 @@ def test_the_tables_keep_a_row_to_a_line_when_the_output_is_not_a_terminal(
     keys = _catalog_and_a_record(demo_root)
     assert len(display.format_catalog().splitlines()) == 1 + len(keys)
     history = display.format_history().splitlines()
-    assert history[0].split() == ["RELEASE", "STARTED", "FINISHED", "DECISIONS", "RESULT"]
+    assert history[0].split() == ["RELEASE", "FINISHED", "RESULT", "DECISIONS", "STARTED"]
     assert history[1].split("  ")[0] == "RELEASE-FEB-24-BETA"
+    # Every column in full, times too.
     assert history[1].endswith(
-        "  TEST approved by Ada Lovelace, PROD rejected by Grace  "
-        "REJECTED by Grace: load test first"
+        "  2026-11-29 10:01:00 UTC  REJECTED by Grace: load test first  "
+        "TEST approved by Ada Lovelace, PROD rejected by Grace  2026-11-29 10:00:00 UTC"
     )
 
 
