@@ -7,9 +7,13 @@ or forge a line; rich draws the tables, and rich.text.Text keeps its markup out 
 """
 
 import io
+import logging
 import math
+import re
 import shutil
 import sys
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
@@ -25,6 +29,7 @@ import release_management
 from release_management import ReleaseError
 from shared import (
     ENVIRONMENT_ORDER,
+    RELEASE_KEY_PATTERN,
     Cell,
     CellState,
     Environment,
@@ -445,6 +450,44 @@ TIME_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 
 def time_words(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+# --- The worker's log on a terminal -------------------------------------------------------------
+
+# A line of the worker's log about a release starts with its key: "KEY DEV frontend: ..." (a
+# step's), "KEY: ..." (the release's). Only a key has a dash; an environment's name has none.
+ABOUT_A_RELEASE = re.compile(rf"(?P<key>{RELEASE_KEY_PATTERN})(?::? )(?P<rest>.*)", re.DOTALL)
+# Under the time: where a wrapped line's next lines start.
+LOG_INDENT = " " * len("13:21:16 ")
+
+
+class TerminalLog(logging.Formatter):
+    """The worker's log on a terminal as wide as width() says: the key of the release a line is
+    about (long, and the same for most lines in a row) on a line of its own when it changes,
+    then the lines without it; a line still too wide wrapped between words, under its text. (In
+    a file or a pipe the worker logs a line as it is, key and all, for grep.)"""
+
+    def __init__(self, width: Callable[[], int]) -> None:
+        super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        self._width = width
+        self._release: str | None = None  # the release of the lines above, if any
+
+    def format(self, record: logging.LogRecord) -> str:
+        found = ABOUT_A_RELEASE.fullmatch(record.getMessage())
+        if found is None or "-" not in found["key"] or record.exc_info or record.stack_info:
+            self._release = None
+            return super().format(record)
+        lines = [found["key"]] if found["key"] != self._release else []
+        self._release = found["key"]
+        text = f"{self.formatTime(record, self.datefmt)} {found['rest']}"
+        lines += textwrap.wrap(
+            text,
+            max(self._width(), 40),
+            subsequent_indent=LOG_INDENT,
+            break_long_words=False,  # a file name or a link stays whole
+            break_on_hyphens=False,  # so does a release key
+        ) or [text]
+        return "\n".join(lines)
 
 
 # --- Drawing ------------------------------------------------------------------------------------

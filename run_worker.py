@@ -7,8 +7,10 @@ Kill it (Ctrl+C, or kill -9) in the middle of a release and start it again: the 
 carries on from where it was.
 """
 
+import argparse
 import asyncio
 import logging
+import shutil
 import signal
 import sys
 from datetime import timedelta
@@ -20,6 +22,7 @@ from temporalio.worker import Worker
 import release_management
 from activities import ALL_ACTIVITIES, MAX_CONCURRENT_ACTIVITIES
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
+from display import TerminalLog
 from locks import EnvironmentLockWorkflow
 from release_management import ReleaseError
 from search_attributes import SearchAttributesUnusable, register_missing
@@ -88,11 +91,26 @@ def configure_logging() -> None:
     release, environment and component they are about. Called before connect(), so the lines
     it logs about the connection (outages.OutageReporter) come in the same format."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if sys.stderr.isatty():  # lines that fit the terminal (a log file keeps them whole)
+        terminal = TerminalLog(lambda: shutil.get_terminal_size().columns)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(terminal)
     # The SDK's own line on shutdown ("Beginning worker shutdown, will wait 0:00:03 ..."): main
     # says the same in the project's words. Its warnings and errors still show.
     logging.getLogger("temporalio.worker._worker").setLevel(logging.WARNING)
     activity.logger.activity_info_on_message = False
     workflow.logger.workflow_info_on_message = False
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The worker's command line: nothing but --help yet (settings are DEMO_* variables)."""
+    parser = argparse.ArgumentParser(
+        prog="run_worker.py",
+        description="Terminal 2: runs the release workflows and their steps until Ctrl+C. "
+        "Settings (DEMO_FAILURES, DEMO_STEP_SECONDS, ...) are environment variables: see "
+        "README.md, 'Settings'.",
+    )
+    return parser.parse_args(argv)
 
 
 async def main() -> int:
@@ -137,4 +155,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    parse_args(sys.argv[1:])  # --help prints the usage and exits; so does a mistake
     exit_now(asyncio.run(main()))

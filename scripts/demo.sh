@@ -48,7 +48,8 @@ elif [[ ! ($HOST == localhost || $HOST == 127.0.0.1) || ! $PORT =~ ^[0-9]+$ ]]; 
   exit 1
 else
   UI="http://$HOST:$((PORT + 1000))"
-  echo "Starting a Temporal dev server (history in $STATE/dev.sqlite, Web UI $UI)."
+  echo "Starting a Temporal dev server (its history: $STATE/dev.sqlite)."
+  echo "Its Web UI: $UI"
   # Precise timers: retries wait as long as the retry policy says, not at least a second. The
   # search attributes (search_attributes.py) let the Web UI find releases by key and outcome.
   "$BIN/temporal" server start-dev --db-filename "$STATE/dev.sqlite" --log-level error \
@@ -74,8 +75,9 @@ status=$?
 [ -t 1 ] || exit "$status"
 # On a terminal: leave the release to look at, and the worker to run more, until Ctrl+C.
 if [ -n "${UI:-}" ]; then
-  echo "Web UI at $UI/namespaces/${TEMPORAL_NAMESPACE:-default}/workflows/RELEASE-NOV-23-INITIAL" \
-    "stays up; press Ctrl+C to stop the server and the worker."
+  # The link on a line of its own: it fits 80 columns and is whole to copy.
+  echo "The Web UI stays up; press Ctrl+C to stop the server and the worker:"
+  echo "  $UI/namespaces/${TEMPORAL_NAMESPACE:-default}/workflows/RELEASE-NOV-23-INITIAL"
 else
   echo "The worker stays up to run more releases; press Ctrl+C to stop it."
 fi

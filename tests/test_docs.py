@@ -32,7 +32,7 @@ NUMBERS = {word: n for n, word in enumerate("zero one two three four five six se
 DEMO_TIMEOUT = 60.0
 DEMO_SETTINGS = ("TEMPORAL_ADDRESS", "DEMO_ROOT", "DEMO_STEP_SECONDS", "DEMO_FAILURES")
 RESULT_LINE = "Result: Release RELEASE-NOV-23-INITIAL: SUCCESS"
-STAYS_UP = "stays up; press Ctrl+C to stop the server and the worker"
+STAYS_UP = "stays up; press Ctrl+C to stop the server and the worker:"
 
 
 def read(doc: str) -> str:
@@ -277,8 +277,11 @@ def test_make_demo_on_a_terminal_keeps_the_web_ui_up_until_ctrl_c(tmp_path: Path
         check=True,
     )
     try:
-        screen = wait_for_screen(tmux, STAYS_UP)
-        url = re.search(r"Web UI at (\S+) stays up", screen)
+        screen = wait_for_screen(tmux, "/workflows/RELEASE-NOV-23-INITIAL")
+        # Each line fits 80 columns, but for a path of the test's temp folder.
+        wide = [line for line in screen.splitlines() if len(line) > 80]
+        assert all(str(demo_root) in line for line in wide), screen
+        url = re.search(rf"{STAYS_UP}\n  (\S+)", screen)
         assert url and url[1].startswith(f"http://localhost:{port + 1000}/"), screen
         with urllib.request.urlopen(url[1], timeout=10) as page:
             assert page.status == 200
