@@ -473,13 +473,16 @@ class TerminalLog(logging.Formatter):
         self._release: str | None = None  # the release of the lines above, if any
 
     def format(self, record: logging.LogRecord) -> str:
-        found = ABOUT_A_RELEASE.fullmatch(record.getMessage())
-        if found is None or "-" not in found["key"] or record.exc_info or record.stack_info:
+        if record.exc_info or record.stack_info:  # a traceback: as it is
             self._release = None
             return super().format(record)
-        lines = [found["key"]] if found["key"] != self._release else []
-        self._release = found["key"]
-        text = f"{self.formatTime(record, self.datefmt)} {found['rest']}"
+        message = record.getMessage()
+        found = ABOUT_A_RELEASE.fullmatch(message)
+        key = found["key"] if found and "-" in found["key"] else None
+        lines = [key] if key and key != self._release else []
+        self._release = key
+        said = found["rest"] if found and key else message
+        text = f"{self.formatTime(record, self.datefmt)} {said}"
         lines += textwrap.wrap(
             text,
             max(self._width(), 40),

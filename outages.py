@@ -6,11 +6,13 @@ worker's code cannot replay, told once in words.
 import asyncio
 import logging
 import re
+import sys
 import threading
 import time
 from contextlib import suppress
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.runtime import (
@@ -153,6 +155,11 @@ class OutageReporter(logging.Filter):
         CONNECTION_LOG.warning(STUCK, shown(name), shown(error))
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop of the client watched, once there is one."""
+        return self._loop
+
+    @property
     def _at(self) -> str:
         return self._client.service_client.config.target_host if self._client else "?"
 
@@ -176,6 +183,29 @@ class OutageReporter(logging.Filter):
 OUTAGES = OutageReporter()
 
 
+class _ToStderr(logging.StreamHandler):
+    """Writes each line to sys.stderr as it is then: while the starter's live grid is drawn,
+    that is the grid's, which prints the line above the grid (a stream kept from before would
+    write over the grid, and the grid over the line). A line logged on the core's thread is
+    written on the event loop's (the main thread), where the grid is drawn, not in between."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        loop = OUTAGES.loop
+        if loop is not None and threading.current_thread() is not threading.main_thread():
+            with suppress(RuntimeError):  # the loop has closed: written here
+                loop.call_soon_threadsafe(super().emit, record)
+                return
+        super().emit(record)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass  # (StreamHandler sets it; it is always sys.stderr)
+
+
 @cache
 def sdk_runtime() -> Runtime:
     """The process's one SDK runtime, its core's log lines sent to CONNECTION_LOG. A script that
@@ -183,7 +213,7 @@ def sdk_runtime() -> Runtime:
     CONNECTION_LOG.addFilter(OUTAGES)
     CONNECTION_LOG.setLevel(logging.INFO)
     if not CONNECTION_LOG.hasHandlers():
-        handler = logging.StreamHandler()
+        handler = _ToStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         CONNECTION_LOG.addHandler(handler)
         CONNECTION_LOG.propagate = False

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 import release_management
@@ -36,6 +37,7 @@ from utils import (
 )
 from workflows import DeployWorkflow, ReleaseWorkflow
 
+_log = logging.getLogger("run_worker")
 # The worker's last line on start-up: once it is printed, the worker polls (scripts and tests wait
 # for it).
 READY_LINE = "Press Ctrl+C to stop."
@@ -49,6 +51,8 @@ STOPPING = (
 )
 # A dead worker's sticky queue hands its workflows' tasks back to the shared queue after this.
 STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=200)
+# How often the worker checks that the server has the search attributes it sets.
+ATTRIBUTES_CHECK_SECONDS = 5.0
 # The SDK sends an activity's heartbeats at most this often: half of the heartbeat timeout.
 HEARTBEAT_THROTTLE = timedelta(milliseconds=500)
 
@@ -113,6 +117,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+async def keep_search_attributes(client: Client) -> None:
+    """Register the search attributes again whenever the server lacks them: a server started
+    afresh under a running worker (demos.md, "Start over") has none, and every release would
+    fail its first workflow task until they are back. A problem is said once."""
+    said = ""
+    while True:
+        await asyncio.sleep(ATTRIBUTES_CHECK_SECONDS)
+        try:
+            registered = await register_missing(client)
+        except RPCError:
+            continue  # Temporal is away: outages.py says so, and when it is back
+        except SearchAttributesUnusable as err:
+            if str(err) != said:
+                _log.error("%s", err)
+            said = str(err)
+            continue
+        if registered:
+            _log.info(
+                "The server had none of the search attributes %s (started afresh?): registered "
+                "them again.",
+                ", ".join(registered),
+            )
+        said = ""
+
+
 async def main() -> int:
     try:
         check_settings()
@@ -125,6 +154,9 @@ async def main() -> int:
         registered = await register_missing(client)
     except (TemporalUnreachable, SearchAttributesUnusable) as err:
         print(f"run_worker.py: {err}", file=sys.stderr)
+        return 1
+    except RPCError as err:  # it went away since it answered
+        print(f"run_worker.py: Temporal stopped answering: {err.message}", file=sys.stderr)
         return 1
     if registered:
         print(f"Registered the search attributes {', '.join(registered)} (search_attributes.py).")
@@ -148,7 +180,9 @@ async def main() -> int:
         flush=True,
     )
     async with worker:
+        watch = asyncio.create_task(keep_search_attributes(client))
         await stop.wait()
+        watch.cancel()
         print(STOPPING, flush=True)
     print("Worker stopped.", flush=True)
     return 0

@@ -32,8 +32,7 @@ import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn, TypeAlias, TypeVar
 
 from temporalio.client import (
@@ -66,7 +65,7 @@ from display import (
     time_words,
     when_words,
 )
-from outages import NONDETERMINISM
+from outages import DETAIL_CHARACTERS, NONDETERMINISM
 from release_management import ReleaseError
 from shared import (
     MAX_NAME_LENGTH,
@@ -122,12 +121,14 @@ class StarterError(Exception):
 
 
 class ReleaseCannotRun(StarterError):
-    """A worker runs, but cannot run the release's code: it does not replay the release's
-    history (a non-determinism error). failing: the release's workflow task fails already."""
+    """A worker runs, but cannot run the release: its code does not replay the release's history
+    (a non-determinism error), or the release's workflow task fails already (failing), for the
+    reason why says."""
 
-    def __init__(self, message: str, failing: bool) -> None:
+    def __init__(self, message: str, failing: bool, why: str = "") -> None:
         super().__init__(message)
         self.failing = failing
+        self.why = why
 
 
 async def main(argv: list[str]) -> int:
@@ -301,19 +302,40 @@ async def _report_progress(client: Client, handle: ReleaseHandle) -> None:
 async def _progress_updates(
     client: Client, handle: ReleaseHandle
 ) -> AsyncIterator[ReleaseProgress]:
-    """The release's progress every STATUS_SECONDS; while the worker cannot replay the release,
-    the last progress, saying so."""
-    last: ReleaseProgress | None = None
+    """The release's progress every STATUS_SECONDS. When it cannot be known (no worker answers,
+    the worker cannot run the release, Temporal does not answer), the last progress, saying
+    why and as of when, and offering nothing to do: nothing happens until that changes."""
+    last, as_of = ReleaseProgress(release_key=handle.id, status="starting"), _clock()
     while True:
         await asyncio.sleep(STATUS_SECONDS)
         try:
-            last = await read_progress(client, handle)
+            progress = await _ask(handle, ReleaseWorkflow.progress)
+            last, as_of = await read_progress(client, handle, progress), _clock()
             yield last
-        except WorkflowQueryFailedError as err:
-            if NONDETERMINISM in str(err) and last is not None:
-                yield last.model_copy(update={"status": CANNOT_REPLAY})
-        except RPCError:
-            continue  # not started by a worker yet, or the server is away: try again later
+        except (StarterError, RPCError) as err:
+            yield _stale(last, _why_unknown(err), as_of)
+
+
+def _why_unknown(err: Exception) -> str:
+    """Why the progress of a release cannot be known now, from what asking for it raised."""
+    if isinstance(err, ReleaseCannotRun):
+        return CANNOT_REPLAY if not err.failing else f"stuck, not lost: {err.why}"
+    if isinstance(err, RPCError):
+        return "Temporal does not answer (see above)"
+    return f"waiting for a worker: none answers on task queue {TASK_QUEUE!r} (python run_worker.py)"
+
+
+def _stale(progress: ReleaseProgress, why: str, as_of: str) -> ReleaseProgress:
+    """progress, as of a time, with why it is not newer; without the gate or soak to act on."""
+    grid = f" The grid is as it was at {as_of}." if progress.components else ""
+    return progress.model_copy(
+        update={
+            "status": f"{why}.{grid}",
+            "gate": None,
+            "gate_expires": None,
+            "soak": None,
+        }
+    )
 
 
 # The status the starter shows while the worker's code cannot replay the release it follows.
@@ -321,6 +343,10 @@ CANNOT_REPLAY = (
     "stuck, not lost: the worker's code cannot replay this release (a non-determinism error; "
     "the worker's terminal says more)"
 )
+
+
+def _clock() -> str:
+    return f"{datetime.now(UTC):%H:%M:%S} UTC"
 
 
 async def _progress_as_it_ended(client: Client, handle: ReleaseHandle) -> ReleaseProgress | None:
@@ -631,21 +657,39 @@ async def _ask(handle: ReleaseHandle, query: Callable[[ReleaseWorkflow], T]) -> 
 
 async def _no_answer(handle: ReleaseHandle) -> StarterError:
     """Why a query got no answer: no worker, or a workflow task that keeps failing (a query
-    waits for it)."""
-    with suppress(RPCError):
+    waits for it). Raises RPCError (UNAVAILABLE) when Temporal itself does not answer."""
+    try:
         description = await handle.describe(rpc_timeout=timedelta(seconds=ANSWER_SECONDS))
         failed = description.raw_description.pending_workflow_task.attempt - 1
         if failed > 0:
-            return ReleaseCannotRun(
-                f"Release {handle.id} cannot run on the worker's code: its workflow task has "
-                f"failed {failed} time{'s' if failed > 1 else ''} (the Web UI shows why). It "
-                "stays Running, nothing lost, until a worker runs code that can run it",
-                failing=True,
+            why = (
+                f"its workflow task has failed {failed} time{'s' if failed > 1 else ''}"
+                f"{await _why_its_task_fails(handle)}"
             )
+            return ReleaseCannotRun(
+                f"Release {handle.id} cannot run: {why}. It stays Running, nothing lost, until a "
+                "worker can run it",
+                failing=True,
+                why=why,
+            )
+    except RPCError as err:
+        if err.status == RPCStatusCode.UNAVAILABLE:
+            raise
     return StarterError(
         f"no worker answered for release {handle.id}: is `python run_worker.py` running (task "
         f"queue {TASK_QUEUE})? Start it and try again"
     )
+
+
+async def _why_its_task_fails(handle: ReleaseHandle) -> str:
+    """A colon and why the release's workflow task failed, as its history says (the first failure
+    of a run of them; the others are not written down); "" if it does not say."""
+    why = ""
+    async for event in handle.fetch_history_events(rpc_timeout=timedelta(seconds=ANSWER_SECONDS)):
+        if event.HasField("workflow_task_failed_event_attributes"):
+            failure = event.workflow_task_failed_event_attributes.failure
+            why = shown(failure.message)[:DETAIL_CHARACTERS]
+    return f": {why}" if why else ""
 
 
 # --- The history, from the server ---------------------------------------------------------------

@@ -95,6 +95,7 @@ async def register_missing(client: Client) -> list[str]:
     """Register the attributes the client's namespace lacks; return their names.
 
     Raises:
+        RPCError: Temporal does not answer (UNAVAILABLE).
         SearchAttributesUnusable: some are missing and the server refuses to add them (Temporal
             Cloud adds them only through its own tools), or one is registered with another type
             (a workflow that set it would fail every workflow task).
@@ -118,6 +119,8 @@ async def register_missing(client: Client) -> list[str]:
                 )
             )
     except RPCError as err:
+        if err.status == RPCStatusCode.UNAVAILABLE:
+            raise  # Temporal is away: outages.py says so
         if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
             raise SearchAttributesUnusable(_what_to_run(namespace, [k.name for k in ALL])) from None
         raise SearchAttributesUnusable(

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import display
 import release_management
+import run_workflow
 from bad_input import KEY, tampered
 from processes import (
     PROJECT_DIR,
@@ -244,6 +245,20 @@ def test_a_gate_that_expires_and_a_soak_count_down_their_seconds() -> None:
     lines = display.format_progress(soaking, width=100)
     skip = "python run_workflow.py --skip-soak RELEASE-NOV-23-INITIAL --by NAME"
     assert lines[-2:] == ["  QC soaks for 10 s more. To end the soak now, type:", f"  {skip}"]
+
+
+def test_a_grid_that_cannot_be_known_says_why_and_since_when_and_offers_nothing() -> None:
+    in_10_s = (datetime.now(UTC) + timedelta(seconds=10)).isoformat()
+    soak = Soak(environment=Environment.QC, ends=in_10_s)
+    waiting = _progress().model_copy(
+        update={"gate": Environment.PROD, "gate_expires": in_10_s, "soak": soak}
+    )
+    why = "waiting for a worker: none answers on task queue 'q' (python run_worker.py)"
+    lines = display.format_progress(run_workflow._stale(waiting, why, "09:00:00 UTC"), 80)
+    assert " ".join(lines[:3]).startswith(f"RELEASE-NOV-23-INITIAL: {why}. The grid is as it")
+    assert "09:00:00 UTC." in " ".join(lines[:3])
+    offered = ("--approve", "--skip-soak", "expires", "soaks")  # nothing can act on it now
+    assert not [line for line in lines if any(word in line for word in offered)]
 
 
 def _catalog_and_a_record(demo_root: Path) -> list[str]:

@@ -372,6 +372,20 @@ async def test_commands_answer_within_seconds_when_no_worker_runs(
     assert "cancel of release RELEASE-JAN-24-ALPHA-QC requested" in answers[-1].stderr
 
 
+async def test_the_starter_says_while_no_worker_runs_and_goes_on_once_one_does(
+    env: WorkflowEnvironment, script_env: dict[str, str]
+) -> None:
+    key = "RELEASE-JAN-24-ALPHA-DEV"
+    waiting = f"waiting for a worker: none answers on task queue '{script_env['DEMO_TASK_QUEUE']}'"
+    async with no_run_left_open(env, key):
+        async with running("run_workflow.py", script_env, key, ready=waiting) as starter:
+            async with running_worker(script_env):
+                code = await asyncio.wait_for(starter.process.wait(), RELEASE_TIMEOUT)
+    assert code == 0, starter.text
+    assert f"Result: Release {key}: SUCCESS" in starter.text
+    assert "To approve" not in starter.text
+
+
 async def test_cancel_from_the_command_line_ends_the_release_cancelled(
     env: WorkflowEnvironment, script_env: dict[str, str]
 ) -> None:

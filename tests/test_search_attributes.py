@@ -26,9 +26,11 @@ from processes import (
     stop,
     temporal_cli,
     terminal_env,
+    wait_for_output,
     workflow_count,
 )
-from search_attributes import deploys_query, server_flags
+from run_worker import ATTRIBUTES_CHECK_SECONDS
+from search_attributes import ALL, deploys_query, server_flags
 from shared import DeploysInFlightInput, Environment, Outcome, RejectInput
 from workflows import ReleaseWorkflow
 
@@ -122,6 +124,13 @@ async def test_on_a_plain_dev_server_the_worker_registers_them_and_every_query_a
             assert "Registered the search attributes ReleaseKey, ReleaseOutcome, Deploy" in (
                 worker.text
             )
+            # Gone under the running worker (a server started afresh: demos.md, "Start over"),
+            # they are registered again before a release needs them.
+            names = [flag for key in ALL for flag in ("--name", key.name)]
+            cli = [temporal_cli(), "operator", "search-attribute", "remove", "--yes"]
+            removed = await run_command(*cli, *names, "--address", address)
+            assert removed.code == 0, removed.stderr
+            await wait_for_output(worker, "registered them again", 2 * ATTRIBUTES_CHECK_SECONDS)
             ran = await run_starter(script_env, "RELEASE-NOV-23-INITIAL")
             assert "ROLLED BACK sbstore in QC" in ran.stdout, ran.stdout + ran.stderr
             await _answers_from_the_server(address, script_env)
