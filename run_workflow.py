@@ -29,7 +29,9 @@ This file holds the command line and the calls to Temporal; display.py draws wha
 
 import argparse
 import asyncio
+import shutil
 import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -118,6 +120,18 @@ ArgT = TypeVar("ArgT")  # an Update's input
 
 class StarterError(Exception):
     """A reason to stop that the user can act on: printed as one line, exit status 1."""
+
+
+class ReleaseFailed(StarterError):
+    """The release failed, for reason."""
+
+    def __init__(self, release_key: str, reason: str) -> None:
+        super().__init__(f"Release {release_key} failed: {reason}")
+        self.release_key, self.reason = release_key, reason
+
+    def shorter(self) -> StarterError:
+        """The failure, said where its reason is shown already."""
+        return StarterError(f"Release {self.release_key} failed (why: above).")
 
 
 class ReleaseCannotRun(StarterError):
@@ -229,14 +243,20 @@ async def _wait_for_result(
     """Wait for the release's result, riding out a server restart and following a reset, and
     say what it is doing."""
     while True:
-        reporter = asyncio.create_task(_report_progress(client, handle))
+        drawn: list[ReleaseProgress] = []  # what the progress showed, the last last
+        reporter = asyncio.create_task(_report_progress(client, handle, drawn))
+        failed = None
         try:
             return await _result(client, handle, release_key)
         except RunReset as reset:
             handle = reset.handle
+        except ReleaseFailed as failure:
+            failed = failure
         finally:
             reporter.cancel()
             await asyncio.wait([reporter])
+        if failed is not None:  # said once: where the progress shows why, not again below it
+            raise failed.shorter() if drawn and failed.reason in drawn[-1].status else failed
         # Below the grid of the replaced run; the new run's grid is drawn afresh under it.
         print(f"Release {release_key} was reset: following its new run {handle.result_run_id}.")
 
@@ -252,7 +272,7 @@ async def _result(client: Client, handle: ReleaseHandle, release_key: str) -> Re
                 return ReleaseResult(release_key=release_key, outcome=Outcome.CANCELLED)
             if isinstance(err.cause, TerminatedError):
                 raise RunReset(await _after_termination(client, handle, release_key)) from None
-            raise StarterError(f"Release {release_key} failed: {root_message(err)}") from None
+            raise ReleaseFailed(release_key, root_message(err)) from None
         except RPCError:
             # The connection is lost: outages.OutageReporter says so once, and once it is back.
             now = time.monotonic()
@@ -282,21 +302,27 @@ async def _after_termination(
     )
 
 
-async def _report_progress(client: Client, handle: ReleaseHandle) -> None:
-    """Show the release's progress while it runs: on a terminal, the grid redrawn in place (once
-    the release ends and this task is cancelled, drawn a last time as it ended and left on
-    screen); else one plain line per change."""
+async def _report_progress(
+    client: Client, handle: ReleaseHandle, drawn: list[ReleaseProgress]
+) -> None:
+    """Show the release's progress while it runs, each in drawn too: on a terminal, the grid
+    redrawn in place (once the release ends and this task is cancelled, drawn a last time as it
+    ended and left on screen); else one plain line per change."""
     if not sys.stdout.isatty():
         log = ProgressLog()
         async for progress in _progress_updates(client, handle):
             log.show(progress)
+            drawn.append(progress)
         return
     grid = LiveGrid()
     try:
         async for progress in _progress_updates(client, handle):
             grid.show(progress)
+            drawn.append(progress)
     finally:
-        grid.close(await _progress_as_it_ended(client, handle))
+        last = await _progress_as_it_ended(client, handle)
+        grid.close(last)
+        drawn.extend([last] if last else [])
 
 
 async def _progress_updates(
@@ -903,8 +929,13 @@ def _check_settings(args: argparse.Namespace) -> None:
 
 
 def _refuse(err: Exception, status: int) -> int:
-    """Say why in one line on stderr, whatever the message holds; return status."""
-    print(f"run_workflow.py: {shown(str(err))}", file=sys.stderr)
+    """Say why in one line on stderr, whatever the message holds (on a terminal, wrapped
+    between words to its width); return status."""
+    line = f"run_workflow.py: {shown(str(err))}"
+    if sys.stderr.isatty():
+        width = shutil.get_terminal_size().columns
+        line = textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+    print(line, file=sys.stderr)
     return status
 
 
