@@ -277,11 +277,12 @@ def test_make_demo_on_a_terminal_keeps_the_web_ui_up_until_ctrl_c(tmp_path: Path
         check=True,
     )
     try:
-        screen = wait_for_screen(tmux, "/workflows/RELEASE-NOV-23-INITIAL")
+        wait_for_screen(tmux, STAYS_UP)
+        screen = wait_for_screen(tmux, f"{STAYS_UP}\n  http")
         # Each line fits 80 columns, but for a path of the test's temp folder.
         wide = [line for line in screen.splitlines() if len(line) > 80]
         assert all(str(demo_root) in line for line in wide), screen
-        url = re.search(rf"{STAYS_UP}\n  (\S+)", screen)
+        url = re.search(rf"{re.escape(STAYS_UP)}\n  (\S+)", screen)
         assert url and url[1].startswith(f"http://localhost:{port + 1000}/"), screen
         with urllib.request.urlopen(url[1], timeout=10) as page:
             assert page.status == 200
