@@ -364,6 +364,11 @@ def format_deploys(
 When: TypeAlias = timedelta | datetime
 
 
+# How long after its time a one-shot train without a run is missed: its run would have started
+# by then (trains.CATCHUP, the most a run may start late, is as long).
+MISSED_AFTER = timedelta(minutes=1)
+
+
 @dataclass(frozen=True)
 class Train:
     """A release train as --schedules shows it (trains.py asks Temporal)."""
@@ -377,9 +382,12 @@ class Train:
     in_catalog: bool = True  # False: its release was removed from the catalog since
 
     def missed(self) -> bool:
-        """A one-shot train whose time went by without a run: the server was down then, for
-        longer than the catch-up window (trains.CATCHUP). Temporal will not run it late."""
-        return isinstance(self.when, datetime) and not self.next_runs and self.last_run is None
+        """A one-shot train whose time went by, a minute ago or more, without a run: the server
+        was down then, for longer than the catch-up window (trains.CATCHUP), and will not run it
+        late (though it may still list that time among its next runs)."""
+        if not isinstance(self.when, datetime) or self.last_run is not None:
+            return False
+        return self.when + MISSED_AFTER < datetime.now(UTC)
 
 
 def format_trains(trains: list[Train], width: int | None = None) -> str:
@@ -420,7 +428,8 @@ def _train_warning(train: Train) -> str:
 def _next_run_words(train: Train, short: bool) -> str:
     if train.missed():
         return "missed"
-    return table_time(train.next_runs[0], short) if train.next_runs else "-"
+    coming = [moment for moment in train.next_runs if moment > datetime.now(UTC)]
+    return table_time(coming[0], short) if coming else "-"
 
 
 def _last_run_words(train: Train, short: bool) -> str:

@@ -291,7 +291,7 @@ def deploy_artifact(request: DeployArtifactInput) -> bool:
         content = _gathered_content(request)
         if current != content:  # else only the replaced version is left to move aside
             target = deployed_path(d.environment, d.component, d.version)
-            _commit(target, content, _ledger_line(d, "deploy"))
+            _commit(target, content, _ledger_line(d, "deploy") | _replacing(d, others))
         _keep_previous(d.environment, d.component, others)
         _inject(isErrorSometimes, f"after deploying {where}")
         return _report(d, "deploy", "deployed")
@@ -314,6 +314,19 @@ def _gathered_content(request: DeployArtifactInput) -> str:
             f"{request.deployment.environment.value}; run the release again"
         )
     return content
+
+
+def _replacing(deployment: Deployment, others: list[str]) -> dict[str, str | None]:
+    """What a deploy replaces, for its ledger line: the version a rollback would put back (the
+    one previous_version will find kept) and the SHA-256 of the config the environment has now.
+    A rollback checks what it puts back against them (see _kept_for_rollback)."""
+    component = deployment.component
+    config = _read_text(config_path(deployment.environment, component))
+    return {
+        # The order of their file names, as previous_version's.
+        "replaced": max(others, key=lambda version: f"{component}-{version}.txt", default=None),
+        "replaced_config": _sha256(config) if config is not None else None,
+    }
 
 
 def _keep_previous(env: Environment, component: str, replaced: list[str]) -> None:
@@ -418,8 +431,8 @@ def rollback_deploy(deployment: Deployment) -> str | None:
     raise_planted_bug("rollback")
     d = deployment
     with _exclusive(d.environment.value, d.component):
-        previous = previous_version(d.environment, d.component)
-        kept = _kept_for_rollback(d, previous) if previous else None
+        previous, config_sha256 = _replaced_by(d)
+        kept = _kept_for_rollback(d, previous, config_sha256) if previous else None
         if held_versions(d.environment, d.component) != ([previous] if previous else []) or (
             _read_text(config_path(d.environment, d.component)) != (kept[1] if kept else None)
         ):
@@ -431,9 +444,29 @@ def rollback_deploy(deployment: Deployment) -> str | None:
     return previous
 
 
-def _kept_for_rollback(deployment: Deployment, previous: str) -> tuple[str, str]:
+def _replaced_by(deployment: Deployment) -> tuple[str | None, str | None]:
+    """What the deploy replaced, as its ledger line says: the version to put back (None: none)
+    and the SHA-256 of its config then. A deploy that changed nothing (or was made before its
+    line said so) has none: then the version kept in .previous, and no digest."""
+    d = deployment
+    ours = (d.release_key, d.release_run_id, d.environment.value, d.component, d.version, "deploy")
+    for line in reversed(read_ledger()):
+        if tuple(line.get(field) for field in _SAME_CHANGE) == ours and "replaced" in line:
+            replaced, config = line["replaced"], line.get("replaced_config")
+            return (
+                replaced if isinstance(replaced, str) else None,
+                config if isinstance(config, str) else None,
+            )
+    return previous_version(d.environment, d.component), None
+
+
+def _kept_for_rollback(
+    deployment: Deployment, previous: str, config_sha256: str | None
+) -> tuple[str, str]:
     """The artifact and the config kept aside for putting previous back, once checked to be
-    exactly what the build of previous made and the config of previous in this environment.
+    exactly what the build of previous made and the config the environment had with it (its
+    SHA-256, if the deploy's ledger line gives it; else a config of previous in this
+    environment).
 
     Raises:
         ReleaseError: either is missing or is not that; the message names the file, and the
@@ -450,7 +483,11 @@ def _kept_for_rollback(deployment: Deployment, previous: str) -> tuple[str, str]
     what = f"{component} {previous}"
     if content is None or _sha256(content) != built_digest(component, previous):
         wrong = f"{artifact.relative_to(demo_root())} is not what the build of {what} makes"
-    elif not isinstance(fields, dict) or {k: fields.get(k) for k in wanted} != wanted:
+    elif (
+        not isinstance(fields, dict)
+        or {k: fields.get(k) for k in wanted} != wanted
+        or (config_sha256 is not None and _sha256(text or "") != config_sha256)
+    ):
         wrong = f"{config.relative_to(demo_root())} is not the {env.value} config of {what}"
     else:
         return content, text or ""

@@ -2,6 +2,7 @@
 and version. A copy changed anywhere on the promotion path stops the release, naming the file."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -80,13 +81,30 @@ def _replaced_by_an_unhealthy_deploy(kept: str) -> Path:
     return rm.previous_dir(DEV) / names[kept]
 
 
-@pytest.mark.parametrize("kept", ["artifact", "config"])
-def test_a_tampered_rollback_copy_is_not_put_back(demo_root: Path, kept: str) -> None:
+def _change_a_setting(path: Path) -> None:
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps(config | {"replicas": 9}))
+
+
+# How a copy kept for a rollback is tampered with: each is refused.
+TAMPERINGS = {
+    "artifact changed": ("artifact", tamper),
+    "artifact removed": ("artifact", Path.unlink),
+    "config of another place": (
+        "config",
+        lambda path: path.write_text(json.dumps({"component": "frontend", "version": "1.0"})),
+    ),
+    "config setting changed": ("config", _change_a_setting),
+    "config removed": ("config", Path.unlink),
+}
+
+
+@pytest.mark.parametrize(("kept", "change"), TAMPERINGS.values(), ids=list(TAMPERINGS))
+def test_a_tampered_rollback_copy_is_not_put_back(
+    demo_root: Path, kept: str, change: Callable[[Path], object]
+) -> None:
     path = _replaced_by_an_unhealthy_deploy(kept)
-    if kept == "config":  # a config that belongs to another environment and version
-        path.write_text(json.dumps({"component": "frontend", "version": "1.0"}))
-    else:
-        tamper(path)
+    change(path)
     before, ledger = env_files(demo_root), rm.read_ledger()
 
     with pytest.raises(ReleaseError) as refused:
