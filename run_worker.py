@@ -14,11 +14,19 @@ import shutil
 import signal
 import sys
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
 import release_management
 from activities import ALL_ACTIVITIES, MAX_CONCURRENT_ACTIVITIES
@@ -27,7 +35,7 @@ from display import TerminalLog
 from locks import EnvironmentLockWorkflow
 from release_management import ReleaseError
 from search_attributes import SearchAttributesUnusable, register_missing
-from shared import TASK_QUEUE
+from shared import TASK_QUEUE, ErrorType
 from utils import (
     check_demo_settings,
     failure_mode,
@@ -64,12 +72,37 @@ def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
         task_queue=task_queue,
         workflows=[ReleaseWorkflow, DeployWorkflow, EnvironmentLockWorkflow],
         activities=ALL_ACTIVITIES,
+        interceptors=[OneInputEach()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         # More at once would let their heartbeats lapse before they start; the rest wait, Scheduled.
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
     )
+
+
+class OneInputEach(Interceptor):
+    """Each of the demo's workflows takes one input. One started with more (the CLI's --input
+    given twice, say) fails at once, saying so: else Python refuses the call with a TypeError,
+    which fails its workflow task again and again, a traceback each time."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _RefuseMoreThanOneInput
+
+
+class _RefuseMoreThanOneInput(WorkflowInboundInterceptor):
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        if len(input.args) > 1:
+            kind = workflow.info().workflow_type
+            raise ApplicationError(
+                f"{kind} takes one input, not {len(input.args)}: start it again with one "
+                '(a release\'s is {"release_key": "KEY"})',
+                type=ErrorType.RELEASE_ERROR,
+                non_retryable=True,
+            )
+        return await super().execute_workflow(input)
 
 
 def check_settings() -> None:

@@ -122,6 +122,14 @@ class StarterError(Exception):
     """A reason to stop that the user can act on: printed as one line, exit status 1."""
 
 
+class NoWorker(StarterError):
+    """No worker answered for the release, whose workflows run on task_queue."""
+
+    def __init__(self, message: str, task_queue: str) -> None:
+        super().__init__(message)
+        self.task_queue = task_queue
+
+
 class ReleaseFailed(StarterError):
     """The release failed, for reason."""
 
@@ -348,7 +356,8 @@ def _why_unknown(err: Exception) -> str:
         return CANNOT_REPLAY if not err.failing else f"stuck, not lost: {err.why}"
     if isinstance(err, RPCError):
         return "Temporal does not answer (see above)"
-    return f"waiting for a worker: none answers on task queue {TASK_QUEUE!r} (python run_worker.py)"
+    queue = err.task_queue if isinstance(err, NoWorker) else TASK_QUEUE
+    return f"waiting for a worker: none answers on task queue {queue!r} (python run_worker.py)"
 
 
 def _stale(progress: ReleaseProgress, why: str, as_of: str) -> ReleaseProgress:
@@ -570,6 +579,12 @@ async def _refuse_another_release(client: Client, handle: ReleaseHandle, key: st
     started by hand under an ID that names another release is no release to act on or wait for
     (workflows.py refuses it at its start, but its key may be one that ID begins with)."""
     started_for = await _release_key_of(client, handle)
+    if started_for is None:
+        raise StarterError(
+            f"Workflow {handle.id} is no release: it runs another workflow type under release "
+            f"{key}'s ID, so nothing was sent to it, and {key} cannot start until it has ended "
+            f"(temporal workflow describe --workflow-id {handle.id} says what it is)"
+        )
     if started_for != key:
         raise StarterError(
             f"Workflow {handle.id} runs release {shown(started_for)!r}, not {key}: it was "
@@ -578,14 +593,18 @@ async def _refuse_another_release(client: Client, handle: ReleaseHandle, key: st
         )
 
 
-async def _release_key_of(client: Client, handle: ReleaseHandle) -> str:
+async def _release_key_of(client: Client, handle: ReleaseHandle) -> str | None:
     """The release key a release workflow was started with (its input, as the server recorded
-    it); "" if its input is not a release's."""
+    it); "" if its input is not a release's; None if the workflow is no release at all."""
     async for event in handle.fetch_history_events(page_size=1):
-        payloads = event.workflow_execution_started_event_attributes.input.payloads
+        started = event.workflow_execution_started_event_attributes
+        if started.workflow_type.name != trains.RELEASE_WORKFLOW:
+            return None
+        if len(started.input.payloads) != 1:
+            return ""
         try:
-            (request,) = await client.data_converter.decode(payloads, [ReleaseInput])
-        except (ValueError, TypeError):  # not a ReleaseInput at all
+            (request,) = await client.data_converter.decode(started.input.payloads, [ReleaseInput])
+        except Exception:  # an input the converter cannot read, whatever it raises, is no key
             return ""
         return str(request.release_key)
     return ""
@@ -684,8 +703,10 @@ async def _ask(handle: ReleaseHandle, query: Callable[[ReleaseWorkflow], T]) -> 
 async def _no_answer(handle: ReleaseHandle) -> StarterError:
     """Why a query got no answer: no worker, or a workflow task that keeps failing (a query
     waits for it). Raises RPCError (UNAVAILABLE) when Temporal itself does not answer."""
+    queue = TASK_QUEUE
     try:
         description = await handle.describe(rpc_timeout=timedelta(seconds=ANSWER_SECONDS))
+        queue = description.task_queue
         failed = description.raw_description.pending_workflow_task.attempt - 1
         if failed > 0:
             why = (
@@ -701,9 +722,10 @@ async def _no_answer(handle: ReleaseHandle) -> StarterError:
     except RPCError as err:
         if err.status == RPCStatusCode.UNAVAILABLE:
             raise
-    return StarterError(
+    return NoWorker(
         f"no worker answered for release {handle.id}: is `python run_worker.py` running (task "
-        f"queue {TASK_QUEUE})? Start it and try again"
+        f"queue {queue})? Start it and try again",
+        queue,
     )
 
 

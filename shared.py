@@ -135,9 +135,10 @@ def root_message(err: BaseException) -> str:
 
 # Characters a terminal or the Web UI draws as nothing, by Unicode category: controls, formats
 # (zero-width space, joiners, bidi marks), separators, marks with nothing to mark, unassigned;
-# and letters and symbols drawn blank (Hangul fillers, the blank Braille pattern).
+# and letters and symbols drawn blank (Hangul fillers, the blank Braille pattern, the null
+# notehead).
 INVISIBLE_CATEGORIES = {"Cc", "Cf", "Cn", "Co", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"}
-BLANK_LOOKING = set("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")
+BLANK_LOOKING = set("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5\U0001d159")
 
 
 def visible(text: str) -> bool:

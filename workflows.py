@@ -576,8 +576,10 @@ def _refuse_a_workflow_id_of_another_key(release_key: str) -> None:
     a suffix (a train's run: KEY-<time>). Else `--status ID` or `--approve ID` would reach a
     release other than the one they name, so it is refused before anything runs."""
     workflow_id = workflow.info().workflow_id
-    if not release_key or workflow_id == release_key or workflow_id.startswith(f"{release_key}-"):
-        return  # (no key at all: the catalog refuses it, listing the keys)
+    if workflow_id == release_key or workflow_id.startswith(f"{release_key}-"):
+        return
+    if not is_release_key(release_key):
+        return  # no key at all, or none of a key's form: the catalog refuses it, listing the keys
     key, given = shown(release_key)[:MAX_NAME_LENGTH], shown(workflow_id)[:MAX_NAME_LENGTH]
     raise ApplicationError(
         f"Workflow ID {given!r} does not name release {key!r}: a release runs under its key as "

@@ -248,6 +248,8 @@ NOT_A_RELEASE_INPUT = {
     "a list": ([[1, 2]], "Unknown release key ''"),
     "no input at all": ([], "Unknown release key ''"),
     "a bare string, taken for the key": (["RELEASE-NOPE"], "does not name release"),
+    "a key that is no key's form": ([{"release_key": "../x"}], "Unknown release key '../x'"),
+    "two inputs": ([{"release_key": "RELEASE-NOPE"}, {"x": 1}], "takes one input, not 2"),
 }
 
 

@@ -120,6 +120,7 @@ async def test_a_blank_key_exits_2_before_anything_is_started(script_env: dict[s
         (["--by", "\u3164\u3164"], "invisible"),
         (["--by", "\u200b"], "invisible"),
         (["--reason", "\u2800"], "invisible"),
+        (["--by", "\U0001d159\U0001d159"], "invisible"),
         (["--reason", "ok\rforged"], "printable"),
         (["--reason", "x" * 501], "at most 500"),
     ],

@@ -386,6 +386,24 @@ async def test_the_starter_says_while_no_worker_runs_and_goes_on_once_one_does(
     assert "To approve" not in starter.text
 
 
+async def test_a_workflow_of_another_type_under_a_release_s_id_is_not_taken_for_it(
+    env: WorkflowEnvironment, script_env: dict[str, str]
+) -> None:
+    key = "RELEASE-JAN-24-ALPHA-PROD"
+    # Started by hand with no input, on a queue nobody polls: it stays Running.
+    await env.client.start_workflow("SomethingElse", id=key, task_queue="nobody")
+    async with no_run_left_open(env, key):
+        answers = await asyncio.gather(
+            run_starter(script_env, key, timeout=QUICK_TIMEOUT),
+            run_starter(script_env, "--status", key, timeout=QUICK_TIMEOUT),
+            run_starter(script_env, "--cancel", key, timeout=QUICK_TIMEOUT),
+        )
+    for answer in answers:
+        assert answer.code == 1, answer.stderr
+        assert_one_line_without_traceback(answer.stderr)
+        assert f"Workflow {key} is no release" in answer.stderr
+
+
 async def test_cancel_from_the_command_line_ends_the_release_cancelled(
     env: WorkflowEnvironment, script_env: dict[str, str]
 ) -> None:
