@@ -175,6 +175,24 @@ async def keep_search_attributes(client: Client) -> None:
         said = ""
 
 
+def _say_ready(client: Client) -> None:
+    """Where the worker polls, how it behaves, and how to stop it (READY_LINE, last)."""
+    failures = failure_mode() or "each step's own injector (utils.py)"
+    bug = (
+        f"\nPlanted bug (DEMO_BUG): the {planted_bug()} step fails every time."
+        if planted_bug()
+        else ""
+    )
+    print(
+        f"Worker connected to {client.service_client.config.target_host}, "
+        f"namespace {client.namespace!r},\npolling task queue {TASK_QUEUE!r}.\n"
+        f"Failures: {failures}. Step pace: {step_seconds():g} s.{bug}\n"
+        f"Web UI: {web_ui_url(client)}\n"
+        f"{READY_LINE}",
+        flush=True,
+    )
+
+
 async def main() -> int:
     try:
         check_settings()
@@ -198,20 +216,7 @@ async def main() -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    failures = failure_mode() or "each step's own injector (utils.py)"
-    bug = (
-        f"\nPlanted bug (DEMO_BUG): the {planted_bug()} step fails every time."
-        if planted_bug()
-        else ""
-    )
-    print(
-        f"Worker connected to {client.service_client.config.target_host}, "
-        f"namespace {client.namespace!r}, task queue {TASK_QUEUE!r}.\n"
-        f"Failures: {failures}. Step pace: {step_seconds():g} s.{bug}\n"
-        f"Web UI: {web_ui_url(client)}\n"
-        f"{READY_LINE}",
-        flush=True,
-    )
+    _say_ready(client)
     async with worker:
         watch = asyncio.create_task(keep_search_attributes(client))
         await stop.wait()
