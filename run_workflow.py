@@ -361,8 +361,9 @@ def _why_unknown(err: Exception) -> str:
 
 
 def _stale(progress: ReleaseProgress, why: str, as_of: str) -> ReleaseProgress:
-    """progress, as of a time, with why it is not newer; without the gate or soak to act on."""
-    grid = f" The grid is as it was at {as_of}." if progress.components else ""
+    """progress as it was (as_of: "at 09:00:00 UTC"), with why it is not newer; without the
+    gate or soak to act on."""
+    grid = f" The grid is as it was {as_of}." if progress.components else ""
     return progress.model_copy(
         update={
             "status": f"{why}.{grid}",
@@ -381,7 +382,7 @@ CANNOT_REPLAY = (
 
 
 def _clock() -> str:
-    return f"{datetime.now(UTC):%H:%M:%S} UTC"
+    return f"at {datetime.now(UTC):%H:%M:%S} UTC"
 
 
 async def _progress_as_it_ended(client: Client, handle: ReleaseHandle) -> ReleaseProgress | None:
@@ -484,9 +485,18 @@ async def _answer(client: Client, args: argparse.Namespace, key: str) -> int:
 
 async def status_of(client: Client, key: str) -> list[str]:
     """The progress grid of release key, running or finished (a worker answers the query)."""
-    handle = await _release_handle(client, key, must_run=False)
-    progress = await _ask(handle, ReleaseWorkflow.progress)
-    return format_progress(await read_progress(client, handle, progress))
+    return await status_lines(client, await _release_handle(client, key, must_run=False))
+
+
+async def status_lines(client: Client, handle: ReleaseHandle) -> list[str]:
+    """The progress grid of the release of handle, as --status prints it."""
+    progress = await read_progress(client, handle, await _ask(handle, ReleaseWorkflow.progress))
+    closed = (await handle.describe()).status
+    if closed in (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT):
+        # It ran none of its code after that: its own status is of before, and it takes nothing.
+        ended = await _how_it_ended(handle)
+        progress = _stale(progress, ended[0].upper() + ended[1:], "when it ended")
+    return format_progress(progress)
 
 
 async def decide(client: Client, key: str, gate: Environment, by: str, reason: str | None) -> str:

@@ -254,7 +254,7 @@ def test_a_grid_that_cannot_be_known_says_why_and_since_when_and_offers_nothing(
         update={"gate": Environment.PROD, "gate_expires": in_10_s, "soak": soak}
     )
     why = "waiting for a worker: none answers on task queue 'q' (python run_worker.py)"
-    lines = display.format_progress(run_workflow._stale(waiting, why, "09:00:00 UTC"), 80)
+    lines = display.format_progress(run_workflow._stale(waiting, why, "at 09:00:00 UTC"), 80)
     assert " ".join(lines[:3]).startswith(f"RELEASE-NOV-23-INITIAL: {why}. The grid is as it")
     assert "09:00:00 UTC." in " ".join(lines[:3])
     offered = ("--approve", "--skip-soak", "expires", "soaks")  # nothing can act on it now
