@@ -60,12 +60,13 @@ STATUS_WIDTH = 100
 # --- A release's progress -----------------------------------------------------------------------
 
 
-def progress_view(progress: ReleaseProgress) -> Group:
-    """The release's status; its component x environment grid; the latest error of each step
-    being retried, in full; and while a gate is open, the command that approves it."""
+def progress_view(progress: ReleaseProgress, width: int) -> Group:
+    """The release's status; its component x environment grid, width columns at most; the latest
+    error of each step being retried, in full; and while a gate is open, the command that
+    approves it."""
     parts: list[RenderableType] = [Text(shown(f"{progress.release_key}: {progress.status}"))]
     if progress.components:
-        parts.append(_indented(_grid(progress)))
+        parts.append(_indented(_grid(progress, width - INDENT)))
     parts += [
         _indented(Text(shown(f"{env.value} {component}: {_cell_text(cell)}"), style="yellow"))
         for env, row in progress.cells.items()
@@ -99,7 +100,8 @@ def _seconds_left(until: str) -> int:
 def format_progress(progress: ReleaseProgress, width: int | None = None) -> list[str]:
     """The progress view as plain lines of at most width columns (by default the terminal's,
     or STATUS_WIDTH when the output is not a terminal)."""
-    return _plain(progress_view(progress), width or terminal_width() or STATUS_WIDTH)
+    width = width or terminal_width() or STATUS_WIDTH
+    return _plain(progress_view(progress, width), width)
 
 
 class LiveGrid:
@@ -110,14 +112,15 @@ class LiveGrid:
         self._live = Live(console=Console(), auto_refresh=False)
 
     def show(self, progress: ReleaseProgress) -> None:
-        self._live.update(progress_view(progress), refresh=self._live.is_started)
+        view = progress_view(progress, self._live.console.width)
+        self._live.update(view, refresh=self._live.is_started)
         self._live.start(refresh=True)  # draws the first grid; does nothing after that
 
     def close(self, last: ReleaseProgress | None) -> None:
         """Draw the grid a last time (as last says, when known) and leave it on screen, above
         what is printed next."""
         if last is not None:
-            self._live.update(progress_view(last))
+            self._live.update(progress_view(last, self._live.console.width))
             self._live.start()
         self._live.stop()
 
@@ -142,20 +145,35 @@ class ProgressLog:
         self._seen = now
 
 
-def _grid(progress: ReleaseProgress) -> Table:
-    """One row per component, one column per environment. Too wide, the widest columns shrink
-    first and their cells are cut with an ellipsis, never wrapped: rich shrinks only the
-    columns it may wrap, so no_wrap is set on each cell rather than on the columns."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for header in ["COMPONENT", *(env.value for env in progress.environments)]:
-        table.add_column(_cut(header))
-    for component in progress.components:
-        cells = [progress.cells[env][component] for env in progress.environments]
+def _grid(progress: ReleaseProgress, width: int) -> Table:
+    """One row per component, one column per environment. The components' names are kept
+    whole. Wider than width, the columns of the environments at work (a cell running, retried
+    or failed) share what the others leave, equally, whatever their cells say, so they do not
+    jump from one refresh to the next; their cells are cut with an ellipsis, never wrapped
+    (rich shrinks only the columns it may wrap, so no_wrap is set on each cell instead)."""
+    envs = progress.environments
+    cells = {c: [progress.cells[env][c] for env in envs] for c in progress.components}
+    header = ["COMPONENT", *(env.value for env in envs)]
+    rows = [[component, *map(_cell_summary, row)] for component, row in cells.items()]
+    shared = _natural_width(header, rows) > width
+    table = Table(box=None, pad_edge=False, header_style="bold", expand=shared)
+    table.add_column(_cut("COMPONENT"), no_wrap=True)
+    for index, title in enumerate(header[1:]):
+        column = [row[index] for row in cells.values()]
+        if shared and any(cell.state in AT_WORK for cell in column):
+            table.add_column(_cut(title), ratio=1)
+        else:  # as wide as its cells: at most "waiting for approval"
+            table.add_column(_cut(title), no_wrap=shared)
+    for component, row in cells.items():
         table.add_row(
             _cut(component),
-            *(_cut(_cell_summary(cell), STATE_STYLES.get(cell.state, "")) for cell in cells),
+            *(_cut(_cell_summary(cell), STATE_STYLES.get(cell.state, "")) for cell in row),
         )
     return table
+
+
+# The states of a deploy at work, whose cells say what it does (and may be long).
+AT_WORK = (CellState.RUNNING, CellState.RETRYING, CellState.FAILED)
 
 
 def _cut(text: str, style: str = "") -> Text:
@@ -519,8 +537,12 @@ def _table_width(width: int | None) -> int:
 UNBOUNDED = 10_000
 
 
+# How far the grid and the lines under a table's title are indented.
+INDENT = 2
+
+
 def _indented(renderable: RenderableType) -> Padding:
-    return Padding(renderable, (0, 0, 0, 2), expand=False)
+    return Padding(renderable, (0, 0, 0, INDENT), expand=False)
 
 
 def _plain(renderable: RenderableType, width: int) -> list[str]:

@@ -192,6 +192,21 @@ def _progress(**cells: Cell) -> ReleaseProgress:
     )
 
 
+def test_at_60_columns_the_grid_keeps_its_columns_from_one_refresh_to_the_next() -> None:
+    running = Cell(state=CellState.RUNNING, activity="deploy_artifact")
+    retried = Cell(state=CellState.RETRYING, activity="verify_deploy", attempt=1, error="flaky")
+    refreshes = [
+        _progress(frontend=running, sbstore=running, backendforfrontend=running),
+        _progress(frontend=retried, sbstore=Cell(state=CellState.DONE)),
+        _progress(backendforfrontend=Cell(state=CellState.FAILED, error="x" * 50)),
+    ]
+    grids = [display.format_progress(progress, width=60)[1:5] for progress in refreshes]
+    assert all(len(line) <= 60 for grid in grids for line in grid), grids
+    headers = {grid[0] for grid in grids}
+    assert headers == {"  COMPONENT           DEV          TEST     QC       PROD"}, headers
+    assert [grid[3].split()[0] for grid in grids] == ["backendforfrontend"] * 3  # whole
+
+
 def test_at_80_columns_long_cells_are_cut_and_a_retried_step_s_error_is_shown_in_full() -> None:
     error = "Simulated failure while verifying frontend 1.0 in DEV: " + "the checksum differs " * 5
     progress = _progress(
