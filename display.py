@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, TextIO, TypeAlias
 
 from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
@@ -521,6 +521,19 @@ class TerminalLog(logging.Formatter):
 
 
 # --- Drawing ------------------------------------------------------------------------------------
+
+
+def fitted(text: str, stream: TextIO | None = None) -> str:
+    """text, each line wrapped between words to the width of the terminal that stream (stdout
+    by default) is, if it is one; a line for a log or grep otherwise. A word longer than the
+    line (a link, a path) is kept whole."""
+    if not (stream or sys.stdout).isatty():
+        return text
+    width = shutil.get_terminal_size().columns
+    return "\n".join(
+        textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) or line
+        for line in text.splitlines()
+    )
 
 
 def terminal_width() -> int | None:

@@ -29,9 +29,7 @@ This file holds the command line and the calls to Temporal; display.py draws wha
 
 import argparse
 import asyncio
-import shutil
 import sys
-import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -58,13 +56,15 @@ from display import (
     LiveGrid,
     ProgressLog,
     Train,
+    fitted,
     format_catalog,
     format_deploys,
     format_environments,
     format_history,
     format_progress,
     format_trains,
-    time_words,
+    table_time,
+    terminal_width,
     when_words,
 )
 from outages import DETAIL_CHARACTERS, NONDETERMINISM
@@ -183,7 +183,7 @@ async def main(argv: list[str]) -> int:
         result = await run_release(client, release)
     except (ReleaseError, StarterError, TemporalUnreachable) as err:
         return _refuse(err, 1)
-    print(f"Result: {shown(str(result))}")
+    print(fitted(f"Result: {shown(str(result))}"))
     print(format_environments())
     return 0 if result.outcome is Outcome.SUCCESS else 1
 
@@ -266,7 +266,11 @@ async def _wait_for_result(
         if failed is not None:  # said once: where the progress shows why, not again below it
             raise failed.shorter() if drawn and failed.reason in drawn[-1].status else failed
         # Below the grid of the replaced run; the new run's grid is drawn afresh under it.
-        print(f"Release {release_key} was reset: following its new run {handle.result_run_id}.")
+        print(
+            fitted(
+                f"Release {release_key} was reset: following its new run {handle.result_run_id}."
+            )
+        )
 
 
 async def _result(client: Client, handle: ReleaseHandle, release_key: str) -> ReleaseResult:
@@ -470,16 +474,16 @@ async def _answer(client: Client, args: argparse.Namespace, key: str) -> int:
         return 0
     if args.cancel is not None:
         result = await cancel(client, key, args.reason or "")
-        print(f"Result: {shown(str(result))}")
+        print(fitted(f"Result: {shown(str(result))}"))
         return 0 if result.outcome is Outcome.CANCELLED else 1
     if args.skip_soak is not None:
         request = SkipSoakInput(by=args.by or "")
-        print(shown(await send_update(client, key, ReleaseWorkflow.skip_soak, request)))
+        print(fitted(shown(await send_update(client, key, ReleaseWorkflow.skip_soak, request))))
         return 0
     if args.gate is None:
         raise StarterError(f"say which gate you decide: --gate ENV (see --status {key})")
     reason = None if args.approve is not None else args.reason or ""
-    print(shown(await decide(client, key, args.gate, args.by or "", reason)))
+    print(fitted(shown(await decide(client, key, args.gate, args.by or "", reason))))
     return 0
 
 
@@ -558,7 +562,7 @@ async def cancel(client: Client, key: str, reason: str) -> ReleaseResult:
             f"cancel of release {key} requested, but no worker answered: it takes effect once "
             f"`python run_worker.py` runs (task queue {TASK_QUEUE})"
         ) from None
-    print(f"Cancelling release {key}: the changes in flight finish first.", flush=True)
+    print(fitted(f"Cancelling release {key}: the changes in flight finish first."), flush=True)
     try:
         return await _result(client, handle, key)
     except RunReset:
@@ -647,7 +651,7 @@ async def train_command(args: argparse.Namespace) -> int:
         if args.schedules:
             print(format_trains(await trains.trains(client, keys)))
         elif args.unschedule:
-            print(shown(await trains.unschedule(client, key)))
+            print(fitted(shown(await trains.unschedule(client, key))))
         else:
             release = release_management.load_release(key)
             _say_scheduled(
@@ -662,10 +666,10 @@ async def train_command(args: argparse.Namespace) -> int:
 
 def _say_scheduled(client: Client, train: Train) -> None:
     """What a new train does, when it runs next, and where the Web UI shows it."""
-    print(
-        f"Created train {train.schedule_id}: release {train.release_key}, {when_words(train.when)}."
-    )
-    print(f"Next runs: {', '.join(time_words(t) for t in train.next_runs[:3]) or 'none'}")
+    print(fitted(f"Created train {train.schedule_id}: {when_words(train.when)}."))
+    short = terminal_width() is not None
+    coming = ", ".join(table_time(moment, short) for moment in train.next_runs[:3])
+    print(fitted(f"Next runs{' (UTC)' if short else ''}: {coming or 'none'}"))
     schedules = web_ui_url(client).removesuffix("/workflows") + "/schedules"
     print(f"See it on the Web UI's Schedules page:\n  {schedules}")
 
@@ -675,7 +679,9 @@ async def _train_run_to_attach(client: Client, release: Release) -> str | None:
     train's finished run: a release started by hand is KEY)."""
     workflow_id = await trains.train_run_to_attach(client, release.key)
     if workflow_id:
-        print(f"Release {release.key} is running on its train, as {workflow_id}.", flush=True)
+        print(
+            fitted(f"Release {release.key} is running on its train, as {workflow_id}."), flush=True
+        )
     return workflow_id
 
 
@@ -963,11 +969,7 @@ def _check_settings(args: argparse.Namespace) -> None:
 def _refuse(err: Exception, status: int) -> int:
     """Say why in one line on stderr, whatever the message holds (on a terminal, wrapped
     between words to its width); return status."""
-    line = f"run_workflow.py: {shown(str(err))}"
-    if sys.stderr.isatty():
-        width = shutil.get_terminal_size().columns
-        line = textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
-    print(line, file=sys.stderr)
+    print(fitted(f"run_workflow.py: {shown(str(err))}", sys.stderr), file=sys.stderr)
     return status
 
 

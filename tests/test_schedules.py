@@ -196,7 +196,7 @@ async def test_the_command_line_makes_lists_and_deletes_a_train(
     assert await run_workflow.main(schedule) == 0
     when = f"{at:%Y-%m-%d %H:%M:%S} UTC"
     assert capsys.readouterr().out.splitlines() == [
-        f"Created train train.{GATED}: release {GATED}, once, at {when}.",
+        f"Created train train.{GATED}: once, at {when}.",
         f"Next runs: {when}",
         "See it on the Web UI's Schedules page:",
         f"  {run_workflow.web_ui_url(client).removesuffix('/workflows')}/schedules",
