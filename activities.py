@@ -203,6 +203,7 @@ def _activity(
 # The activities of a release, each one step of the release system.
 gather_release = _activity(release_management.gather_release, "gather")
 check_promotion = _activity(release_management.check_promotion, "check promotion")
+held_in = _activity(release_management.held_in, "held", paced=False)
 build_artifact = _activity(release_management.build_artifact, "build")
 fetch_artifact = _activity(release_management.fetch_artifact, "fetch artifact")
 fetch_config = _activity(release_management.fetch_config, "fetch config")
@@ -363,6 +364,7 @@ async def _is_running(workflow_id: str, run_id: str = "") -> bool:
 ALL_ACTIVITIES: list[Callable[..., Any]] = [
     gather_release,
     check_promotion,
+    held_in,
     build_artifact,
     fetch_artifact,
     fetch_config,

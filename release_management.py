@@ -53,6 +53,8 @@ from shared import (
     Ending,
     Environment,
     EnvironmentVersions,
+    Holdings,
+    HoldingsInput,
     NotifyInput,
     RecordReleaseInput,
     Release,
@@ -62,7 +64,14 @@ from shared import (
     VerifyRollbackInput,
     WaitSeconds,
 )
-from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
+from utils import (
+    isErrorNever,
+    isErrorRarely,
+    isErrorSometimes,
+    own_workers,
+    raise_planted_bug,
+    unhealthy,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parent
 CATALOG_NAME = "catalog.json"
@@ -114,7 +123,7 @@ def gather_release(request: ReleaseInput) -> Release:
     """
     raise_planted_bug("gather")
     _inject(isErrorRarely, f"while opening the catalog for {request.release_key}")
-    release = load_release(request.release_key)
+    release = load_release(request.release_key).model_copy(update={"own_workers": own_workers()})
     _log.info("%s: gathered: %s", release.key, release.plan())
     return release
 
@@ -139,21 +148,45 @@ def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
     release = request.release
     raise_planted_bug("check")
     _inject(isErrorNever, f"while checking what {release.key} promotes")
-    state = environment_state()
-    before = {env: {c: state[env].get(c) for c in release.versions} for env in release.environments}
     source = release.environments[0].previous()
+    # What each environment holds: as its own worker told (request.held), or as its folder says.
+    holdings = {
+        env: request.held[env] if env in request.held else _holdings(env, list(release.versions))
+        for env in [*release.environments, *([source] if source else [])]
+    }
+    before = {
+        env: {c: "+".join(sorted(holdings[env].get(c, {}))) or None for c in release.versions}
+        for env in release.environments
+    }
     if source is not None:
-        _check_feeder(release, source)
+        _check_feeder(release, source, holdings[source])
     _log.info("%s: promotion %s checked", release.key, release.route())
     return before
 
 
-def _check_feeder(release: Release, source: Environment) -> None:
-    """Refuse the release unless source holds the genuine build of every version it promotes."""
+def held_in(request: HoldingsInput) -> Holdings:
+    """What one environment holds of some components, for the check of a release that promotes
+    them, asked of that environment's own worker (which alone has its files): each copy's
+    version and SHA-256."""
+    raise_planted_bug("check")
+    return _holdings(request.environment, request.components)
+
+
+def _holdings(env: Environment, components: list[str]) -> Holdings:
+    held = {}
+    for component in components:
+        paths = {v: deployed_path(env, component, v) for v in held_versions(env, component)}
+        held[component] = {v: _sha256(_read_text(path) or "") for v, path in paths.items()}
+    return held
+
+
+def _check_feeder(release: Release, source: Environment, held: Holdings) -> None:
+    """Refuse the release unless source holds the genuine build of every version it promotes
+    (held: what it holds, each copy's version and SHA-256)."""
     wrong = {
-        component: held_versions(source, component)
+        component: sorted(held.get(component, {}))
         for component, version in release.versions.items()
-        if held_versions(source, component) != [version]
+        if sorted(held.get(component, {})) != [version]
     }
     if wrong:
         holds = "; ".join(
@@ -166,8 +199,10 @@ def _check_feeder(release: Release, source: Environment) -> None:
             f"{holds}. {_feeder_hint(release, source)}"
         )
     for component, version in release.versions.items():
-        path = deployed_path(source, component, version)
-        _check_provenance(path, _read_text(path), component, version)
+        if held[component][version] != built_digest(component, version):
+            raise ReleaseError(
+                _not_built(deployed_path(source, component, version), component, version)
+            )
 
 
 def _feeder_hint(release: Release, source: Environment) -> str:
@@ -1131,7 +1166,13 @@ def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release
 
 
 def _check_components(catalog: Catalog, release: Release) -> None:
-    """Refuse a release of a component the catalog does not know."""
+    """Refuse a release of a component the catalog does not know, or that says which of its
+    environments have a worker of their own (the workers' setting, not the catalog's)."""
+    if release.own_workers:
+        raise ReleaseError(
+            f"{catalog_path()}: release {release.key}: own_workers is not the catalog's to say: "
+            "the worker's DEMO_OWN_WORKERS sets it"
+        )
     unknown = [name for name in release.versions if name not in catalog.components]
     if unknown:
         raise ReleaseError(
@@ -1176,7 +1217,12 @@ def _check_provenance(path: Path, content: str | None, component: str, version: 
     """
     if content is None or _sha256(content) == built_digest(component, version):
         return
-    raise ReleaseError(
+    raise ReleaseError(_not_built(path, component, version))
+
+
+def _not_built(path: Path, component: str, version: str) -> str:
+    """Why a copy that is not what its build made is not promoted."""
+    return (
         f"{path.relative_to(demo_root())} is not what the build of {component} {version} makes: "
         f"it was changed after it was built (or the catalog's entry for {component} changed "
         f"since), so it is not promoted. Run a release that starts in DEV with {component} "

@@ -233,6 +233,12 @@ MAX_WAIT_SECONDS = 24 * 60 * 60
 WaitSeconds = Annotated[StrictInt, Field(ge=0, le=MAX_WAIT_SECONDS)]
 
 
+def steps_queue(release_queue: str, env: Environment) -> str:
+    """The task queue of the steps of an environment that has a worker of its own: the only
+    queue its worker (run_worker.py --env ENV) polls."""
+    return f"{release_queue}.{env.value}"
+
+
 class Release(FrozenModel):
     """One release: which version of each component goes to which environments.
 
@@ -257,6 +263,9 @@ class Release(FrozenModel):
     # catalog's environments give the defaults (load_release fills them in); a release may set
     # its own.
     soak_seconds: dict[Environment, WaitSeconds] = {}
+    # Not the catalog's to say: the environments whose steps run on a worker of their own, as
+    # the worker that gathered the release is set up (DEMO_OWN_WORKERS, utils.own_workers).
+    own_workers: list[Environment] = []
 
     @field_validator("environments")
     @classmethod
@@ -349,7 +358,9 @@ class Deployment(FrozenModel):
     component: ComponentName
     version: Version
     environment: Environment
-    demo_root: str = ""  # see ReleaseInput.demo_root
+    demo_root: str = ""  # see ReleaseInput.demo_root; "": the root of the worker that runs it
+    # Where its steps run: the environment's own worker's queue, or "" for the release's.
+    task_queue: str = ""
 
     def story(self, step: str) -> str:
         """How the worker's log names one step of it: "KEY QC frontend: deploy 1.1"."""
@@ -530,8 +541,25 @@ class SkippedSoak(FrozenModel):
     at: str
 
 
+# What an environment holds, as its own worker tells: {component: {version: SHA-256 of the copy}}.
+Holdings = dict[str, dict[str, str]]
+
+
 class CheckPromotionInput(ReleaseStepInput):
-    pass
+    # What the environments with a worker of their own hold, as their workers told (the check
+    # reads the others' folders itself).
+    held: dict[Environment, Holdings] = {}
+
+
+class HoldingsInput(FrozenModel):
+    """Activity held_in: what one environment holds of these components."""
+
+    environment: Environment
+    components: list[ComponentName]
+    demo_root: str = ""
+
+    def story(self, step: str) -> str:
+        return f"{self.environment.value}: {step}"
 
 
 class ArtifactRef(FrozenModel):

@@ -177,6 +177,28 @@ def check_demo_root() -> None:
         )
 
 
+def own_workers() -> list[Environment]:
+    """The environments whose steps run on a worker of their own (DEMO_OWN_WORKERS, read by the
+    worker that gathers a release: "PROD", "DEV,TEST,QC,PROD" or "all"; none by default). Each
+    such environment's steps go to its own task queue (shared.steps_queue), which only a worker
+    started with --env ENV serves.
+
+    Raises:
+        ValueError: DEMO_OWN_WORKERS names something other than environments.
+    """
+    raw = os.environ.get("DEMO_OWN_WORKERS", "").strip()
+    if raw.lower() == "all":
+        return list(Environment)
+    names = [name.strip().upper() for name in raw.split(",") if name.strip()]
+    known = [env.value for env in Environment]
+    if unknown := [name for name in names if name not in known]:
+        raise ValueError(
+            f"DEMO_OWN_WORKERS={raw!r} names {', '.join(unknown)}: use environments from "
+            f"{', '.join(known)}, separated by commas, or all"
+        )
+    return [env for env in Environment if env.value in names]
+
+
 def check_task_queue() -> None:
     """Refuse a blank DEMO_TASK_QUEUE: a worker on queue '' would never meet the starter.
 
@@ -199,5 +221,6 @@ def check_demo_settings() -> None:
     planted_bug()
     unhealthy()
     step_seconds()
+    own_workers()
     check_demo_root()
     check_task_queue()

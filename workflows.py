@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         fetch_artifact,
         fetch_config,
         gather_release,
+        held_in,
         notify,
         record_release,
         record_unstarted,
@@ -66,6 +67,8 @@ with workflow.unsafe.imports_passed_through():
         Environment,
         EnvironmentVersions,
         ErrorType,
+        Holdings,
+        HoldingsInput,
         NotifyInput,
         Outcome,
         RecordReleaseInput,
@@ -86,7 +89,12 @@ with workflow.unsafe.imports_passed_through():
         person_text,
         root_message,
         shown,
+        steps_queue,
     )
+
+ArgT = TypeVar("ArgT")  # an activity's input
+ResultT = TypeVar("ResultT")  # its result
+T = TypeVar("T")
 
 
 @workflow.defn
@@ -148,12 +156,11 @@ class ReleaseWorkflow:
         # Validate before any change: a promotion out of order fails here, non-retryably. The
         # environments are held by now, so what is checked cannot change under the release.
         self._status = "checking the promotion"
+        check = CheckPromotionInput(
+            release=release, demo_root=self._request.demo_root, held=await self._held(release)
+        )
         self._before, _ = await _all(
-            _start_activity(
-                check_promotion,
-                CheckPromotionInput(release=release, demo_root=self._request.demo_root),
-                f"check that {release.key} can be promoted",
-            ),
+            _start_activity(check_promotion, check, f"check that {release.key} can be promoted"),
             self._locks.refuse_if_others_deploy(release),
         )
         for env in release.environments:
@@ -172,6 +179,25 @@ class ReleaseWorkflow:
             await self._soak_for(env, release.soak(env))
         return _result(release, Outcome.SUCCESS)
 
+    async def _held(self, release: Release) -> dict[Environment, Holdings]:
+        """What the environments the check looks at hold, asked of those with a worker of their
+        own (only it has their files): the release's environments, and the one that feeds it."""
+        feeder = [env] if (env := release.environments[0].previous()) else []
+        asked = [env for env in feeder + release.environments if env in release.own_workers]
+        queue = workflow.info().task_queue
+        held = await _all(
+            *(
+                _start_activity(
+                    held_in,
+                    HoldingsInput(environment=env, components=list(release.versions)),
+                    f"ask {env.value}'s worker what it holds",
+                    task_queue=steps_queue(queue, env),
+                )
+                for env in asked
+            )
+        )
+        return dict(zip(asked, held, strict=True))
+
     async def _promote(self, release: Release, env: Environment) -> list[str]:
         """Deploy every component to env at once and wait for all of them (one wave).
 
@@ -183,6 +209,8 @@ class ReleaseWorkflow:
         self._status = f"deploying to {env.value}"
         self._mark(env, Cell(state=CellState.RUNNING))
         run_id = workflow.info().run_id
+        # Where env's steps run: on its own worker's task queue, if it has one (and its root).
+        own = "" if env not in release.own_workers else steps_queue(workflow.info().task_queue, env)
         ends = await _all(
             *(
                 self._deploy(
@@ -192,7 +220,8 @@ class ReleaseWorkflow:
                         component=component,
                         version=version,
                         environment=env,
-                        demo_root=self._request.demo_root,
+                        demo_root="" if own else self._request.demo_root,
+                        task_queue=own,
                     )
                 )
                 for component, version in release.versions.items()
@@ -483,6 +512,7 @@ class DeployWorkflow:
 
     @workflow.run
     async def run(self, deployment: Deployment) -> DeployResult:
+        self._queue = deployment.task_queue or None  # its environment's worker's, if it has one
         artifact, config = await self._gather(deployment)
         _stop_if_cancelled()
         return await _finish_even_if_cancelled(
@@ -491,38 +521,44 @@ class DeployWorkflow:
             f"{deployment.component}: cancel requested; finishing the change in flight first",
         )
 
+    def _step(
+        self, activity: Callable[[ArgT], Awaitable[ResultT]], argument: ArgT, summary: str
+    ) -> ActivityHandle[ResultT]:
+        """One of the deploy's steps, on its environment's task queue."""
+        return _start_activity(activity, argument, summary, task_queue=self._queue)
+
     async def _gather(self, deployment: Deployment) -> tuple[ArtifactRef, dict[str, str | int]]:
         # The config does not depend on the build: gather it while the artifact is prepared.
         summary = f"fetch the config of {_what(deployment)}"
-        config = _start_activity(fetch_config, deployment, summary)
+        config = self._step(fetch_config, deployment, summary)
         artifact, config = await _all(self._artifact(deployment), config)
         return artifact, config
 
     async def _artifact(self, deployment: Deployment) -> ArtifactRef:
         if deployment.environment is Environment.DEV:
-            await _start_activity(build_artifact, deployment, f"build {_what(deployment, '')}")
+            await self._step(build_artifact, deployment, f"build {_what(deployment, '')}")
             _stop_if_cancelled()
         summary = f"fetch the artifact of {_what(deployment)}"
-        return await _start_activity(fetch_artifact, deployment, summary)
+        return await self._step(fetch_artifact, deployment, summary)
 
     async def _change(
         self, deployment: Deployment, artifact: ArtifactRef, config: dict[str, str | int]
     ) -> DeployResult:
         what = _what(deployment)
         deploy = DeployArtifactInput(deployment=deployment, artifact=artifact)
-        await _start_activity(deploy_artifact, deploy, f"deploy {_what(deployment, 'to')}")
+        await self._step(deploy_artifact, deploy, f"deploy {_what(deployment, 'to')}")
         configure = UpdateConfigInput(deployment=deployment, config=config)
-        await _start_activity(update_config, configure, f"configure {what}")
+        await self._step(update_config, configure, f"configure {what}")
         try:
             verify = VerifyInput(deployment=deployment, artifact=artifact)
-            await _start_activity(verify_deploy, verify, f"verify {what}")
+            await self._step(verify_deploy, verify, f"verify {what}")
         except ActivityError as err:
             if not _is_unhealthy(err):
                 raise
             # Compensate: the deploy is unhealthy, so put back what the environment held.
-            previous = await _start_activity(rollback_deploy, deployment, f"roll back {what}")
+            previous = await self._step(rollback_deploy, deployment, f"roll back {what}")
             check = VerifyRollbackInput(deployment=deployment, previous=previous)
-            await _start_activity(verify_rollback, check, f"verify the rollback of {what}")
+            await self._step(verify_rollback, check, f"verify the rollback of {what}")
             return DeployResult(rolled_back=True, previous=previous)
         return DeployResult()
 
@@ -549,21 +585,22 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 # The longest an activity may take, pace included (DEMO_STEP_SECONDS <= 60).
 ACTIVITY_TIMEOUT = timedelta(minutes=2)
 
-ArgT = TypeVar("ArgT")  # an activity's input
-ResultT = TypeVar("ResultT")  # its result
-T = TypeVar("T")
-
 
 def _start_activity(
-    activity: Callable[[ArgT], Awaitable[ResultT]], argument: ArgT, summary: str
+    activity: Callable[[ArgT], Awaitable[ResultT]],
+    argument: ArgT,
+    summary: str,
+    task_queue: str | None = None,
 ) -> ActivityHandle[ResultT]:
     """Start one activity now, with the project's timeouts and retry policy; await it for its
     result. Cancelled, it is waited for until its worker says it has stopped. The summary names
-    it in the Web UI's timeline, so the release reads as a plan there."""
+    it in the Web UI's timeline, so the release reads as a plan there. task_queue: where it runs
+    (by default the workflow's own queue)."""
     return workflow.start_activity(
         activity,
         argument,
         summary=summary,
+        task_queue=task_queue,
         start_to_close_timeout=ACTIVITY_TIMEOUT,
         heartbeat_timeout=HEARTBEAT_TIMEOUT,
         retry_policy=RETRY_POLICY,

@@ -44,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         Ending,
         EndingInput,
         EnvironmentVersions,
+        Holdings,
+        HoldingsInput,
         LockHolderInput,
         NotifyInput,
         RecordReleaseInput,
@@ -170,6 +172,11 @@ async def record_ending(request: EndingInput) -> str:
 @_noop("record_unstarted")
 async def record_unstarted(request: Ending) -> str:
     return "record.json"
+
+
+@_noop("held_in")
+async def held_in(request: HoldingsInput) -> Holdings:
+    return {}
 
 
 @_noop("is_run_of_release")
