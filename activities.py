@@ -361,6 +361,20 @@ async def _is_running(workflow_id: str, run_id: str = "") -> bool:
     return described is not None and described.status == WorkflowExecutionStatus.RUNNING
 
 
+# The steps that work on one environment's files: what a worker of that environment's own runs
+# (run_worker.py --env ENV), on its own task queue (builds go with DEV's).
+ENVIRONMENT_STEPS: list[Callable[..., Any]] = [
+    held_in,
+    build_artifact,
+    fetch_artifact,
+    fetch_config,
+    deploy_artifact,
+    update_config,
+    verify_deploy,
+    rollback_deploy,
+    verify_rollback,
+]
+
 ALL_ACTIVITIES: list[Callable[..., Any]] = [
     gather_release,
     check_promotion,

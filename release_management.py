@@ -150,13 +150,17 @@ def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
     _inject(isErrorNever, f"while checking what {release.key} promotes")
     source = release.environments[0].previous()
     # What each environment holds: as its own worker told (request.held), or as its folder says.
+    # (Of an environment with a worker of its own that was not asked, nothing: the release asks
+    # it before it deploys there.)
     holdings = {
         env: request.held[env] if env in request.held else _holdings(env, list(release.versions))
         for env in [*release.environments, *([source] if source else [])]
+        if env in request.held or env not in release.own_workers
     }
     before = {
         env: {c: "+".join(sorted(holdings[env].get(c, {}))) or None for c in release.versions}
         for env in release.environments
+        if env in holdings
     }
     if source is not None:
         _check_feeder(release, source, holdings[source])
@@ -249,7 +253,9 @@ def build_artifact(deployment: Deployment) -> bool:
 
 
 def fetch_artifact(deployment: Deployment) -> ArtifactRef:
-    """Gather the artifact to deploy: from artifactory for DEV, else from the environment before.
+    """Gather the artifact to deploy from the artifact store: the build of its version, which
+    DEV was deployed from and (the check before the release made sure) the environment before
+    holds.
 
     Returns:
         Where it was found, relative to the demo root, and the SHA-256 of its content.
@@ -266,11 +272,11 @@ def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     content = _read_text(path)
     if content is None:
         raise SourceMissing(
-            f"{path.relative_to(demo_root())} is missing: {env.value} is fed from there. "
-            "Restore it, or run the release again from an earlier environment."
+            f"{where(path)} is missing from the artifact store: restore it, or run a release "
+            f"that starts in DEV with {component} {version} (it builds it again)."
         )
     _check_provenance(path, content, component, version)
-    source = str(path.parent.relative_to(demo_root()))
+    source = where(path.parent)
     _log.info("%s: found in %s", deployment.story("fetch artifact"), source)
     return ArtifactRef(source=source, sha256=_sha256(content))
 
@@ -342,10 +348,10 @@ def _gathered_content(request: DeployArtifactInput) -> str:
     source = _artifact_source(request.deployment)
     content = _read_text(source)
     if content is None:
-        raise SourceMissing(f"{source.relative_to(demo_root())} disappeared before the deploy")
+        raise SourceMissing(f"{where(source)} disappeared before the deploy")
     if _sha256(content) != request.artifact.sha256:
         raise ReleaseError(
-            f"{source.relative_to(demo_root())} changed after it was gathered for "
+            f"{where(source)} changed after it was gathered for "
             f"{request.deployment.environment.value}; run the release again"
         )
     return content
@@ -517,13 +523,13 @@ def _kept_for_rollback(
     wanted = {"component": component, "version": previous, "environment": env.value}
     what = f"{component} {previous}"
     if content is None or _sha256(content) != built_digest(component, previous):
-        wrong = f"{artifact.relative_to(demo_root())} is not what the build of {what} makes"
+        wrong = f"{where(artifact)} is not what the build of {what} makes"
     elif (
         not isinstance(fields, dict)
         or {k: fields.get(k) for k in wanted} != wanted
         or (config_sha256 is not None and _sha256(text or "") != config_sha256)
     ):
-        wrong = f"{config.relative_to(demo_root())} is not the {env.value} config of {what}"
+        wrong = f"{where(config)} is not the {env.value} config of {what}"
     else:
         return content, text or ""
     held = "+".join(held_versions(env, component)) or "nothing"
@@ -707,13 +713,16 @@ def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, d
     deploy ended. Before: what check_promotion saw, or, if the release ended before it checked,
     what the environment holds now. After: what it holds now, or the release's version for an
     environment it deployed and let go of before its end (another release may have changed it
-    since)."""
+    since), or, for an environment with a worker of its own, as its deploys ended."""
     release, state = request.release, environment_state()
     recorded = {}
     for env in release.environments:
         before = request.before.get(env, state[env])
-        after = release.versions if env in request.unlocked_after_use else state[env]
         states = request.states.get(env, {})
+        after = release.versions if env in request.unlocked_after_use else state[env]
+        if env in release.own_workers:  # its files are its worker's: as its deploys ended
+            done = {c: v for c, v in release.versions.items() if states.get(c) == CellState.DONE}
+            after = {c: v for c, v in before.items() if v} | done
         recorded[env.value] = {
             component: _deploy_record(
                 version,
@@ -756,7 +765,7 @@ def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
     """
     if _read_text(path) == text:
         raise ChangeMadeTwice(
-            f"{path.relative_to(demo_root())} already holds this change: the step must check "
+            f"{where(path)} already holds this change: the step must check "
             "its end state before it changes anything"
         )
     temp = _write_temp(path, text)
@@ -1223,7 +1232,7 @@ def _check_provenance(path: Path, content: str | None, component: str, version: 
 def _not_built(path: Path, component: str, version: str) -> str:
     """Why a copy that is not what its build made is not promoted."""
     return (
-        f"{path.relative_to(demo_root())} is not what the build of {component} {version} makes: "
+        f"{where(path)} is not what the build of {component} {version} makes: "
         f"it was changed after it was built (or the catalog's entry for {component} changed "
         f"since), so it is not promoted. Run a release that starts in DEV with {component} "
         f"{version} to deploy the genuine build again."
@@ -1244,9 +1253,33 @@ def catalog_path() -> Path:
     return own if own.exists() else PROJECT_DIR / "database" / CATALOG_NAME
 
 
+def artifactory_dir() -> Path:
+    """The artifact store, which every worker shares, as a registry would be: DEMO_ARTIFACTORY
+    if set, else the demo root's artifactory/."""
+    return Path(os.environ.get("DEMO_ARTIFACTORY") or demo_root() / "artifactory")
+
+
 def artifact_path(component: str, version: str) -> Path:
-    """Where artifactory keeps the built artifact of one component version."""
-    return demo_root() / "artifactory" / f"{component}-{version}.txt"
+    """Where the artifact store keeps the built artifact of one component version."""
+    return artifactory_dir() / f"{component}-{version}.txt"
+
+
+def where(path: Path) -> str:
+    """path as messages name it: from the demo root (or the artifact store, if it is apart)."""
+    root = _root_of(path)
+    shown = path.relative_to(root)
+    return str(shown if root == demo_root() else root.name / shown)
+
+
+def _root_of(path: Path) -> Path:
+    """The folder path lies in that the release system writes under: the artifact store if
+    path is in it, else the demo root."""
+    store = artifactory_dir()
+    return (
+        store
+        if path.is_relative_to(store) and not store.is_relative_to(demo_root())
+        else demo_root()
+    )
 
 
 def environment_dir(env: Environment) -> Path:
@@ -1296,11 +1329,10 @@ def record_path(release_key: str, run_id: str) -> Path:
 
 
 def _artifact_source(deployment: Deployment) -> Path:
-    """Where a deploy takes its artifact from: artifactory for DEV, else the environment before."""
-    source = deployment.environment.previous()
-    if source is None:
-        return artifact_path(deployment.component, deployment.version)
-    return deployed_path(source, deployment.component, deployment.version)
+    """Where a deploy takes its artifact from: the artifact store, whatever the environment. The
+    check before the release made sure the environment before holds that same build (its
+    digest), and no worker reads another environment's folder."""
+    return artifact_path(deployment.component, deployment.version)
 
 
 # --- Files, read and written without following links ------------------------------------------
@@ -1317,7 +1349,7 @@ def _no_links(path: Path) -> Path:
     Raises:
         ReleaseError: one is; the message names the path and what to do.
     """
-    root = demo_root()
+    root = _root_of(path)
     if path.is_symlink():
         problem = "is a symbolic link"
     elif path.parent.resolve() != root.resolve() / path.parent.relative_to(root):

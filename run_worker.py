@@ -9,6 +9,7 @@ carries on from where it was.
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import shutil
 import signal
@@ -29,16 +30,17 @@ from temporalio.worker import (
 )
 
 import release_management
-from activities import ALL_ACTIVITIES, MAX_CONCURRENT_ACTIVITIES
+from activities import ALL_ACTIVITIES, ENVIRONMENT_STEPS, MAX_CONCURRENT_ACTIVITIES
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
 from display import TerminalLog
 from locks import EnvironmentLockWorkflow
 from release_management import ReleaseError
 from search_attributes import SearchAttributesUnusable, register_missing
-from shared import TASK_QUEUE, ErrorType
+from shared import TASK_QUEUE, Environment, ErrorType, steps_queue
 from utils import (
     check_demo_settings,
     failure_mode,
+    own_workers,
     planted_bug,
     step_seconds,
     unhealthy,
@@ -63,6 +65,31 @@ STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=200)
 ATTRIBUTES_CHECK_SECONDS = 5.0
 # The SDK sends an activity's heartbeats at most this often: half of the heartbeat timeout.
 HEARTBEAT_THROTTLE = timedelta(milliseconds=500)
+
+
+def create_environment_worker(
+    client: Client, env: Environment, task_queue: str = TASK_QUEUE
+) -> Worker:
+    """The worker of one environment's own: its steps only, on its own task queue (the release's
+    task_queue followed by .ENV), with the files of its own demo root."""
+    return Worker(
+        client,
+        task_queue=steps_queue(task_queue, env),
+        activities=ENVIRONMENT_STEPS,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+    )
+
+
+def workers_of(client: Client, args: argparse.Namespace) -> list[Worker]:
+    """The workers one run_worker.py runs: the orchestrator (the workflows and every step on the
+    release's task queue) unless --env says otherwise, and a worker for each environment that
+    has one of its own: --env ENV's only, or, by default, each DEMO_OWN_WORKERS names."""
+    if args.env is not None:
+        return [create_environment_worker(client, args.env)]
+    envs = [] if args.orchestrator else own_workers()
+    return [create_worker(client), *(create_environment_worker(client, env) for env in envs)]
 
 
 def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
@@ -147,6 +174,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "Settings (DEMO_FAILURES, DEMO_STEP_SECONDS, ...) are environment variables: see "
         "README.md, 'Settings'.",
     )
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument(
+        "--env",
+        type=lambda text: Environment(text.upper()),
+        choices=list(Environment),
+        help="serve only this environment's steps, on its own task queue (QUEUE.ENV), with the "
+        "files of this worker's DEMO_ROOT (see DEMO_OWN_WORKERS)",
+    )
+    role.add_argument(
+        "--orchestrator",
+        action="store_true",
+        help="serve only the workflows and the steps on the release's own task queue",
+    )
     return parser.parse_args(argv)
 
 
@@ -175,7 +215,7 @@ async def keep_search_attributes(client: Client) -> None:
         said = ""
 
 
-def _say_ready(client: Client) -> None:
+def _say_ready(client: Client, queues: list[str]) -> None:
     """Where the worker polls, how it behaves, and how to stop it (READY_LINE, last)."""
     failures = failure_mode() or "each step's own injector (utils.py)"
     bug = (
@@ -185,7 +225,8 @@ def _say_ready(client: Client) -> None:
     )
     print(
         f"Worker connected to {client.service_client.config.target_host}, "
-        f"namespace {client.namespace!r},\npolling task queue {TASK_QUEUE!r}.\n"
+        f"namespace {client.namespace!r},\npolling task queue "
+        f"{', '.join(repr(queue) for queue in queues)}.\n"
         f"Failures: {failures}. Step pace: {step_seconds():g} s.{bug}\n"
         f"Web UI: {web_ui_url(client)}\n"
         f"{READY_LINE}",
@@ -193,16 +234,17 @@ def _say_ready(client: Client) -> None:
     )
 
 
-async def main() -> int:
+async def main(args: argparse.Namespace) -> int:
     try:
         check_settings()
     except (ValueError, ReleaseError) as err:
         print(f"run_worker.py: {err}", file=sys.stderr)
         return 2
     configure_logging()
+    orchestrates = args.env is None  # an environment's worker sets no search attribute
     try:
         client = await connect()
-        registered = await register_missing(client)
+        registered = await register_missing(client) if orchestrates else []
     except (TemporalUnreachable, SearchAttributesUnusable) as err:
         print(f"run_worker.py: {err}", file=sys.stderr)
         return 1
@@ -211,21 +253,28 @@ async def main() -> int:
         return 1
     if registered:
         print(f"Registered the search attributes {', '.join(registered)} (search_attributes.py).")
-    worker = create_worker(client)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    _say_ready(client)
-    async with worker:
-        watch = asyncio.create_task(keep_search_attributes(client))
-        await stop.wait()
-        watch.cancel()
-        print(STOPPING, flush=True)
+    await _serve(client, workers_of(client, args), orchestrates)
     print("Worker stopped.", flush=True)
     return 0
 
 
+async def _serve(client: Client, workers: list[Worker], orchestrates: bool) -> None:
+    """Run the workers until Ctrl+C (or SIGTERM); the orchestrator keeps the search attributes
+    registered meanwhile."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    _say_ready(client, [worker.task_queue for worker in workers])
+    async with contextlib.AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
+        watch = asyncio.create_task(keep_search_attributes(client)) if orchestrates else None
+        await stop.wait()
+        if watch is not None:
+            watch.cancel()
+        print(STOPPING, flush=True)
+
+
 if __name__ == "__main__":
-    parse_args(sys.argv[1:])  # --help prints the usage and exits; so does a mistake
-    exit_now(asyncio.run(main()))
+    exit_now(asyncio.run(main(parse_args(sys.argv[1:]))))  # --help, or a mistake, exits here

@@ -31,12 +31,15 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, TypeAlias, TypeVar
 
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -416,23 +419,61 @@ async def read_progress(
         for component, cell in row.items()
         if cell.state is CellState.RUNNING
     ]
-    cells = await asyncio.gather(
-        *(_running_cell(client, deploy_workflow_id(handle.id, env, c)) for env, c in running)
+    found, own = await asyncio.gather(
+        asyncio.gather(
+            *(_running_cell(client, deploy_workflow_id(handle.id, env, c)) for env, c in running)
+        ),
+        _release_steps_waiting(handle),
     )
     grid = {env: dict(row) for env, row in progress.cells.items()}
-    for (env, component), cell in zip(running, cells, strict=True):
+    for (env, component), (cell, _) in zip(running, found, strict=True):
         grid[env][component] = cell
-    return progress.model_copy(update={"cells": grid})
+    status = progress.status
+    if waiting := sorted({queue for _, queue in found if queue} | ({own} - {""})):
+        queues = ", ".join(repr(queue) for queue in waiting)
+        status += f"; its steps wait for a worker on task queue {queues}"
+    return progress.model_copy(update={"cells": grid, "status": status})
 
 
-async def _running_cell(client: Client, deploy_id: str) -> Cell:
+# A step nobody has taken for this long waits for a worker: none polls its task queue.
+UNCLAIMED_SECONDS = 3.0
+
+
+async def _running_cell(client: Client, deploy_id: str) -> tuple[Cell, str]:
     """What one running deploy is doing: the steps in flight (its pending activities), or the
-    one being retried."""
+    one being retried, or that its step waits for a worker (and on which task queue)."""
     try:
         description = await client.get_workflow_handle(deploy_id).describe()
     except RPCError:
-        return Cell(state=CellState.RUNNING)  # the release has not started it yet
-    pending = description.raw_description.pending_activities
+        return Cell(state=CellState.RUNNING), ""  # the release has not started it yet
+    if queue := _unclaimed(description):
+        return Cell(state=CellState.RUNNING, activity="waiting for a worker"), queue
+    return _step_cell(description.raw_description.pending_activities), ""
+
+
+async def _release_steps_waiting(handle: ReleaseHandle) -> str:
+    """The task queue on which a step of the release itself waits for a worker ("": none)."""
+    try:
+        return _unclaimed(await handle.describe())
+    except RPCError:
+        return ""
+
+
+def _unclaimed(description: WorkflowExecutionDescription) -> str:
+    """The task queue of a step of the workflow that no worker has taken for UNCLAIMED_SECONDS
+    ("": none): no worker polls that queue."""
+    now = datetime.now(UTC)
+    for activity in description.raw_description.pending_activities:
+        scheduled = activity.scheduled_time.ToDatetime(tzinfo=UTC)
+        if activity.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED and (
+            (now - scheduled).total_seconds() > UNCLAIMED_SECONDS
+        ):
+            return activity.activity_options.task_queue.name or description.task_queue
+    return ""
+
+
+def _step_cell(pending: Sequence[PendingActivityInfo]) -> Cell:
+    """A running deploy's cell: the steps in flight, or the one being retried."""
     failing = [activity for activity in pending if activity.HasField("last_failure")]
     if failing:
         retried = max(failing, key=lambda activity: activity.attempt)

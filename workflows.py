@@ -156,8 +156,11 @@ class ReleaseWorkflow:
         # Validate before any change: a promotion out of order fails here, non-retryably. The
         # environments are held by now, so what is checked cannot change under the release.
         self._status = "checking the promotion"
+        feeder = [env] if (env := release.environments[0].previous()) else []
         check = CheckPromotionInput(
-            release=release, demo_root=self._request.demo_root, held=await self._held(release)
+            release=release,
+            demo_root=self._request.demo_root,
+            held=await self._held(release, feeder),
         )
         self._before, _ = await _all(
             _start_activity(check_promotion, check, f"check that {release.key} can be promoted"),
@@ -179,11 +182,10 @@ class ReleaseWorkflow:
             await self._soak_for(env, release.soak(env))
         return _result(release, Outcome.SUCCESS)
 
-    async def _held(self, release: Release) -> dict[Environment, Holdings]:
-        """What the environments the check looks at hold, asked of those with a worker of their
-        own (only it has their files): the release's environments, and the one that feeds it."""
-        feeder = [env] if (env := release.environments[0].previous()) else []
-        asked = [env for env in feeder + release.environments if env in release.own_workers]
+    async def _held(self, release: Release, envs: list[Environment]) -> dict[Environment, Holdings]:
+        """What those of envs that have a worker of their own hold, asked of that worker (only it
+        has their files); the others' folders are read where the check runs."""
+        asked = [env for env in envs if env in release.own_workers]
         queue = workflow.info().task_queue
         held = await _all(
             *(
@@ -208,6 +210,9 @@ class ReleaseWorkflow:
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {release.plan()}")
         self._status = f"deploying to {env.value}"
         self._mark(env, Cell(state=CellState.RUNNING))
+        if env in release.own_workers:  # what it holds before: its worker alone can tell
+            held = (await self._held(release, [env]))[env]
+            self._before[env] = {c: "+".join(sorted(held[c])) or None for c in release.versions}
         run_id = workflow.info().run_id
         # Where env's steps run: on its own worker's task queue, if it has one (and its root).
         own = "" if env not in release.own_workers else steps_queue(workflow.info().task_queue, env)

@@ -50,7 +50,7 @@ def changed_worker(
     if skeleton:
         config |= {"workflows": SKELETON_WORKFLOWS, "activities": SKELETON_ACTIVITIES}
     if changes:
-        config["interceptors"] = [changes]
+        config["interceptors"] = [*config.get("interceptors", []), changes]
     return Worker(**config)
 
 
@@ -66,4 +66,4 @@ def worker_from_environment(client: Client, task_queue: str = TASK_QUEUE) -> Wor
 
 if __name__ == "__main__":
     run_worker.create_worker = worker_from_environment
-    exit_now(asyncio.run(run_worker.main()))
+    exit_now(asyncio.run(run_worker.main(run_worker.parse_args(sys.argv[1:]))))

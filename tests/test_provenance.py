@@ -11,7 +11,7 @@ from temporalio.client import Client
 import release_management as rm
 from deployments import artifact, at, deploy_all_steps
 from release_management import ReleaseError
-from shared import Environment, VerifyInput, VerifyRollbackInput
+from shared import CheckPromotionInput, Environment, VerifyInput, VerifyRollbackInput
 from test_releases import _failure_of, env_files, run
 
 DEV, TEST = Environment.DEV, Environment.TEST
@@ -24,12 +24,22 @@ def tamper(path: Path) -> None:
 def test_a_tampered_copy_in_the_environment_before_is_not_promoted(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
     tamper(rm.deployed_path(DEV, "frontend", "1.0"))
+    release = rm.load_release("RELEASE-NOV-23-INITIAL").model_copy(
+        update={"versions": {"frontend": "1.0"}, "environments": [TEST]}
+    )
     with pytest.raises(ReleaseError) as refused:
-        rm.fetch_artifact(at("frontend", "1.0", TEST))
+        rm.check_promotion(CheckPromotionInput(release=release))
     assert "environments/DEV/frontend-1.0.txt is not what the build of frontend 1.0 makes" in str(
         refused.value
     )
     assert not rm.environment_dir(TEST).exists()
+
+
+def test_a_tampered_copy_in_the_artifact_store_is_not_fetched(demo_root: Path) -> None:
+    deploy_all_steps("frontend", "1.0", DEV)
+    tamper(rm.artifact_path("frontend", "1.0"))
+    with pytest.raises(ReleaseError, match="artifactory/frontend-1.0.txt is not what the build"):
+        rm.fetch_artifact(at("frontend", "1.0", TEST))
 
 
 def test_a_deployed_copy_changed_before_its_verification_fails_it(demo_root: Path) -> None:

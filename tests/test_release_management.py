@@ -448,9 +448,18 @@ def test_verify_catches_a_deploy_that_is_not_what_was_gathered(demo_root: Path) 
         rm.verify_deploy(VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact(sha)))
 
 
-def test_fetch_from_an_empty_source_is_a_transient_error(demo_root: Path) -> None:
-    with pytest.raises(rm.SourceMissing, match="environments/DEV/frontend-1.0.txt is missing"):
+def test_fetch_from_an_empty_artifact_store_is_a_transient_error(demo_root: Path) -> None:
+    with pytest.raises(rm.SourceMissing, match="artifactory/frontend-1.0.txt is missing from"):
         rm.fetch_artifact(at("frontend", "1.0", TEST))
+
+
+def test_a_promotion_fetches_from_the_artifact_store_not_the_environment_before(
+    demo_root: Path,
+) -> None:
+    deploy_all_steps("frontend", "1.0", DEV)
+    rm.deployed_path(DEV, "frontend", "1.0").unlink()  # no worker reads another's folder
+    gathered = rm.fetch_artifact(at("frontend", "1.0", TEST))
+    assert (gathered.source, gathered.sha256) == ("artifactory", rm.built_digest("frontend", "1.0"))
 
 
 def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_version(

@@ -1,0 +1,93 @@
+"""One worker per environment (issue 23), on the session's dev server, with real processes: an
+orchestrator (run_worker.py --orchestrator, DEMO_OWN_WORKERS=all) and a worker per environment
+(run_worker.py --env ENV), each with a demo root of its own and one artifact store they share.
+A release waits, visibly, for a missing environment worker and finishes once it is there; each
+environment's files are only under its own worker's root, and each worker's ledger holds only
+its environment's changes."""
+
+import json
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from processes import (
+    PROJECT_DIR,
+    finish_release,
+    in_background,
+    run_starter,
+    running,
+    status_saying,
+    terminal_env,
+)
+from run_worker import READY_LINE
+
+ENVIRONMENTS = ["DEV", "TEST", "QC", "PROD"]
+
+
+def _a_release_of_its_own(root: Path) -> str:
+    """RELEASE-NOV-23-INITIAL under a key of its own, in the orchestrator's catalog."""
+    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
+    initial = next(r for r in catalog["releases"] if r["key"] == "RELEASE-NOV-23-INITIAL")
+    key = f"RELEASE-AGENTS-{uuid.uuid4().hex[:8].upper()}"
+    catalog["releases"].append({**initial, "key": key})
+    (root / "database").mkdir()
+    (root / "database" / "catalog.json").write_text(json.dumps(catalog))
+    return key
+
+
+def _files(root: Path, folder: str) -> list[str]:
+    path = root / folder
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+
+async def test_a_release_waits_for_a_missing_environment_worker_and_each_keeps_its_own_files(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    address = env.client.service_client.config.target_host
+    roots = {name: tmp_path / name for name in ["orchestrator", *ENVIRONMENTS, "store"]}
+    for root in roots.values():
+        root.mkdir()
+    key = _a_release_of_its_own(roots["orchestrator"])
+    shared = {"DEMO_ARTIFACTORY": str(roots["store"]), "DEMO_TASK_QUEUE": f"agents-{uuid.uuid4()}"}
+    orchestrator = terminal_env(address, roots["orchestrator"], DEMO_OWN_WORKERS="all", **shared)
+    of = {name: terminal_env(address, roots[name], **shared) for name in ENVIRONMENTS}
+    queue = shared["DEMO_TASK_QUEUE"]
+    try:
+        async with AsyncExitStack() as workers:
+            for args, script_env in [(["--orchestrator"], orchestrator)] + [
+                (["--env", name], of[name]) for name in ENVIRONMENTS[:-1]
+            ]:
+                worker = running("run_worker.py", script_env, *args, ready=READY_LINE)
+                await workers.enter_async_context(worker)
+            async with in_background(run_starter(orchestrator, key)) as starter:
+                # PROD's worker is away: the release deploys DEV to QC and waits, saying so.
+                waiting = await status_saying(orchestrator, key, "wait for a worker")
+                assert f"its steps wait for a worker on task queue '{queue}.PROD'" in (
+                    " ".join(waiting.stdout.split())
+                ), waiting.stdout
+                prod = running("run_worker.py", of["PROD"], "--env", "PROD", ready=READY_LINE)
+                await workers.enter_async_context(prod)
+                done = await starter
+    finally:
+        await finish_release(env.client, key)
+    assert done.code == 0 and f"Release {key}: SUCCESS" in done.stdout, done.stdout + done.stderr
+
+    # Each environment's files are its own worker's, and only its changes are in its ledger.
+    assert _files(roots["orchestrator"], "environments") == []
+    for name in ENVIRONMENTS:
+        assert _files(roots[name], "environments") == [name], name
+        ledger = (roots[name] / "database" / "ledger.jsonl").read_text().splitlines()
+        changes = [json.loads(line) for line in ledger]
+        assert {change["env"] for change in changes} <= {name, None}, name
+        assert all(change["env"] is None for change in changes if change["step"] == "build")
+    assert sorted(_files(roots["store"], ".")) == [
+        "backendforfrontend-1.0.txt",
+        "frontend-1.0.txt",
+        "sbstore-1.0.txt",
+    ]
+    (record_file,) = (roots["orchestrator"] / "database" / "releases").iterdir()
+    record = json.loads(record_file.read_text())
+    assert record["outcome"] == "SUCCESS"
+    assert record["environments"]["PROD"]["frontend"]["after"] == "1.0"
