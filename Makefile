@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint format clean-state record-histories screenshots bench
+.PHONY: install demo agents test lint format clean-state record-histories screenshots bench
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,12 @@ $(VENV)/.installed: requirements.txt
 # on http://localhost:8233) until Ctrl+C; otherwise (CI) it is stopped at once.
 demo: install
 	bash scripts/demo.sh
+
+# The orchestrator and a worker per environment, each with a demo root of its own under .agents/,
+# in five tmux panes (or the five commands to run, without tmux): demos.md, "One worker per
+# environment". Needs a Temporal server (make demo, or temporal server start-dev).
+agents: install
+	bash scripts/agents.sh
 
 # Measure the demo on this machine and fill the tables of benchmarks/RESULTS.md (about ten
 # minutes); the findings around them are written by hand. Starts its own dev servers and
@@ -55,4 +61,4 @@ format: install
 # Forget every release: remove artifacts, deployed files, the ledger and release records.
 clean-state:
 	find artifactory environments -type f ! -name .gitkeep -delete
-	rm -rf database/ledger.jsonl database/notifications.jsonl database/releases .locks
+	rm -rf database/ledger.jsonl database/notifications.jsonl database/releases .locks .agents

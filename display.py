@@ -39,6 +39,7 @@ from shared import (
     shown,
     skip_soak_command,
 )
+from utils import own_workers
 
 # How each state is coloured in the grid; the others (pending) are left plain.
 STATE_STYLES = {
@@ -231,9 +232,15 @@ def format_environments(width: int | None = None) -> str:
     format_table's)."""
     state = release_management.environment_state()
     components = list(release_management.load_catalog().components)
-    rows = [[env.value, *(state[env].get(c, "-") for c in components)] for env in ENVIRONMENT_ORDER]
+    own = own_workers()  # their files are in their own workers' roots, not in this one
+    rows = [
+        [env.value, *("?" if env in own else state[env].get(c, "-") for c in components)]
+        for env in ENVIRONMENT_ORDER
+    ]
     view = Group(Text("Environments now hold:"), _indented(_table(["ENV", *components], rows)))
-    return "\n".join(_plain(view, _table_width(width)))
+    away = ", ".join(env.value for env in own)
+    note = [f"({away}: on workers of their own, which alone hold their files.)"] if own else []
+    return "\n".join(_plain(view, _table_width(width)) + note)
 
 
 def format_history(limit: int = 20, width: int | None = None) -> str:

@@ -39,6 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
+import utils
 from shared import (
     COMPONENT_PATTERN,
     ENVIRONMENT_ORDER,
@@ -64,14 +65,7 @@ from shared import (
     VerifyRollbackInput,
     WaitSeconds,
 )
-from utils import (
-    isErrorNever,
-    isErrorRarely,
-    isErrorSometimes,
-    own_workers,
-    raise_planted_bug,
-    unhealthy,
-)
+from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
 
 PROJECT_DIR = Path(__file__).resolve().parent
 CATALOG_NAME = "catalog.json"
@@ -123,7 +117,9 @@ def gather_release(request: ReleaseInput) -> Release:
     """
     raise_planted_bug("gather")
     _inject(isErrorRarely, f"while opening the catalog for {request.release_key}")
-    release = load_release(request.release_key).model_copy(update={"own_workers": own_workers()})
+    release = load_release(request.release_key).model_copy(
+        update={"own_workers": utils.own_workers()}
+    )
     _log.info("%s: gathered: %s", release.key, release.plan())
     return release
 

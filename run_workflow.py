@@ -93,7 +93,7 @@ from shared import (
     shown,
     visible,
 )
-from utils import check_demo_root, check_task_queue
+from utils import check_demo_root, check_task_queue, own_workers
 from workflows import ReleaseWorkflow
 
 # Pick the release to run: uncomment one line (demos.md runs all six, in this order). The name
@@ -1003,6 +1003,7 @@ def _check_settings(args: argparse.Namespace) -> None:
         ValueError: a setting is invalid; the message names it and what to do.
     """
     check_demo_root()
+    own_workers()
     if not (args.list or args.envs or args.history):
         check_task_queue()
 

@@ -177,6 +177,20 @@ def check_demo_root() -> None:
         )
 
 
+def check_artifactory() -> None:
+    """Refuse a DEMO_ARTIFACTORY that is not a folder: builds would fail, and promotions wait.
+
+    Raises:
+        ValueError: DEMO_ARTIFACTORY is set and names no folder.
+    """
+    store = os.environ.get("DEMO_ARTIFACTORY")
+    if store and not Path(store).is_dir():
+        raise ValueError(
+            f"DEMO_ARTIFACTORY={store!r} is not a folder: create it (mkdir -p {store}), or unset "
+            "it to use the demo root's artifactory/"
+        )
+
+
 def own_workers() -> list[Environment]:
     """The environments whose steps run on a worker of their own (DEMO_OWN_WORKERS, read by the
     worker that gathers a release: "PROD", "DEV,TEST,QC,PROD" or "all"; none by default). Each
@@ -223,4 +237,5 @@ def check_demo_settings() -> None:
     step_seconds()
     own_workers()
     check_demo_root()
+    check_artifactory()
     check_task_queue()

@@ -6,6 +6,8 @@ environment's files are only under its own worker's root, and each worker's ledg
 its environment's changes."""
 
 import json
+import os
+import subprocess
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -91,3 +93,27 @@ async def test_a_release_waits_for_a_missing_environment_worker_and_each_keeps_i
     record = json.loads(record_file.read_text())
     assert record["outcome"] == "SUCCESS"
     assert record["environments"]["PROD"]["frontend"]["after"] == "1.0"
+
+
+def test_make_agents_without_tmux_prints_the_five_workers_to_start(tmp_path: Path) -> None:
+    printed = subprocess.run(
+        ["bash", "scripts/agents.sh", "--print"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DEMO_ROOT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    workers = [line.split() for line in printed.splitlines() if "run_worker.py" in line]
+    agents = tmp_path / ".agents"
+    assert [words[-2:] for words in workers] == [
+        ["run_worker.py", "--orchestrator"],
+        *(["--env", name] for name in ENVIRONMENTS),
+    ]
+    roots = [next(w for w in words if w.startswith("DEMO_ROOT=")) for words in workers]
+    assert roots == [f"DEMO_ROOT={agents / name}" for name in ["orchestrator", *ENVIRONMENTS]]
+    assert all(f"DEMO_ARTIFACTORY={agents / 'artifactory'}" in words for words in workers)
+    assert "DEMO_OWN_WORKERS=all" in workers[0]
+    assert sorted(p.name for p in agents.iterdir()) == sorted(
+        ["artifactory", "orchestrator", *ENVIRONMENTS]
+    )
