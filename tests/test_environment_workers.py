@@ -5,6 +5,7 @@ A release waits, visibly, for a missing environment worker and finishes once it 
 environment's files are only under its own worker's root, and each worker's ledger holds only
 its environment's changes."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from processes import (
     PROJECT_DIR,
     finish_release,
     in_background,
+    kill,
     run_starter,
     running,
     status_saying,
@@ -55,15 +57,25 @@ async def test_a_release_waits_for_a_missing_environment_worker_and_each_keeps_i
     shared = {"DEMO_ARTIFACTORY": str(roots["store"]), "DEMO_TASK_QUEUE": f"agents-{uuid.uuid4()}"}
     orchestrator = terminal_env(address, roots["orchestrator"], DEMO_OWN_WORKERS="all", **shared)
     of = {name: terminal_env(address, roots[name], **shared) for name in ENVIRONMENTS}
+    of["QC"]["DEMO_STEP_SECONDS"] = "1"  # time to kill its worker mid-deploy
     queue = shared["DEMO_TASK_QUEUE"]
     try:
         async with AsyncExitStack() as workers:
             for args, script_env in [(["--orchestrator"], orchestrator)] + [
-                (["--env", name], of[name]) for name in ENVIRONMENTS[:-1]
+                (["--env", name], of[name]) for name in ["DEV", "TEST"]
             ]:
                 worker = running("run_worker.py", script_env, *args, ready=READY_LINE)
                 await workers.enter_async_context(worker)
             async with in_background(run_starter(orchestrator, key)) as starter:
+                # QC's worker dies mid-deploy (kill -9), and another takes its steps up.
+                qc = await workers.enter_async_context(
+                    running("run_worker.py", of["QC"], "--env", "QC", ready=READY_LINE)
+                )
+                await status_saying(orchestrator, key, "deploying to QC")
+                await asyncio.sleep(1.5)  # its steps take a second each: it is in the middle
+                await kill(qc.process)
+                again = running("run_worker.py", of["QC"], "--env", "QC", ready=READY_LINE)
+                await workers.enter_async_context(again)
                 # PROD's worker is away: the release deploys DEV to QC and waits, saying so.
                 waiting = await status_saying(orchestrator, key, "wait for a worker")
                 assert f"its steps wait for a worker on task queue '{queue}.PROD'" in (
@@ -84,6 +96,8 @@ async def test_a_release_waits_for_a_missing_environment_worker_and_each_keeps_i
         changes = [json.loads(line) for line in ledger]
         assert {change["env"] for change in changes} <= {name, None}, name
         assert all(change["env"] is None for change in changes if change["step"] == "build")
+        made = [(c["env"], c["component"], c["version"], c["step"]) for c in changes]
+        assert len(made) == len(set(made)), f"{name}: a change made twice"
     assert sorted(_files(roots["store"], ".")) == [
         "backendforfrontend-1.0.txt",
         "frontend-1.0.txt",
