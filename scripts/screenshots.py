@@ -38,6 +38,10 @@ over a minute. Writes:
                                     approved on the code with them unpatched: Running, its
                                     workflow task failed with a non-determinism error. Today's
                                     worker then finishes it.
+    resources/agents-waiting.png    demos.md's "One worker per environment": a release on five
+                                    workers with roots of their own, PROD's away: its step that
+                                    asks PROD's worker what it holds is Scheduled, attempt 1,
+                                    taken by nobody. PROD's worker then finishes it.
 """
 
 import asyncio
@@ -53,6 +57,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from selenium import webdriver
@@ -61,7 +66,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 RESOURCES_DIR = PROJECT_DIR / "resources"
@@ -418,6 +423,52 @@ async def shoot_nondeterminism(run: Run, scratch: Path) -> None:
         raise SystemExit(f"screenshots.py: {SOAK_RELEASE} on today's code did not succeed")
 
 
+async def shoot_agents_waiting(run: Run, scratch: Path) -> None:
+    """demos.md, "One worker per environment", on a task queue of its own: the orchestrator and
+    the workers of DEV, TEST and QC, each with a root of its own; the release waits at PROD for
+    PROD's worker, its step Scheduled on that queue; PROD's worker then finishes it."""
+    roots = {name: scratch / f"agents-{name}" for name in ["orchestrator", *AGENT_ENVS, "store"]}
+    for root in roots.values():
+        root.mkdir()
+    base = run.env | {"DEMO_TASK_QUEUE": "agents", "DEMO_ARTIFACTORY": str(roots["store"])}
+    orchestrator = base | {"DEMO_ROOT": str(roots["orchestrator"]), "DEMO_OWN_WORKERS": "all"}
+    await agent(run, orchestrator, "orchestrator", "--orchestrator")
+    for name in AGENT_ENVS[:-1]:
+        await agent(run, base | {"DEMO_ROOT": str(roots[name])}, name, "--env", name)
+    starter = [sys.executable, "run_workflow.py", RELEASE]
+    release = start(starter, scratch / "agents-starter.log", orchestrator, run.started)
+    handle = run.client.get_workflow_handle(RELEASE)
+    deadline = time.monotonic() + TIMEOUT
+    while not await waits_for_prod(handle) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    described = await handle.describe()
+    url = run.page(RELEASE, described.run_id, "pending-activities")
+    shoot(run.browser, url, "agents-waiting.png", DETAIL_SIZE, ["held_in", "Scheduled", "Attempt"])
+    await agent(run, base | {"DEMO_ROOT": str(roots["PROD"])}, "PROD", "--env", "PROD")
+    if await asyncio.to_thread(release.wait, TIMEOUT) != 0:
+        raise SystemExit(f"screenshots.py: {RELEASE} on five workers did not succeed")
+
+
+# The environments that get a worker of their own in shoot_agents_waiting, PROD's last.
+AGENT_ENVS = ["DEV", "TEST", "QC", "PROD"]
+
+
+async def agent(run: Run, env: dict[str, str], name: str, *args: str) -> None:
+    """run_worker.py with args (a role), once it polls; its log is agents-NAME.log."""
+    log = run.worker_log.with_name(f"agents-{name}.log")
+    worker = start([sys.executable, "run_worker.py", *args], log, env, run.started)
+    await wait_in_log(log, READY_LINE, worker)
+
+
+async def waits_for_prod(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the release has asked PROD's worker what it holds, 3 s ago or more, unanswered."""
+    pending = (await handle.describe()).raw_description.pending_activities
+    return any(
+        step.activity_type.name == "held_in" and time.time() - step.scheduled_time.ToSeconds() > 3
+        for step in pending
+    )
+
+
 async def code_worker(run: Run, code: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """run_worker.py of the code in folder code (a copy made by code_states), once it polls;
     its log is code/worker.log (scratch/today-worker.log for the project's own)."""
@@ -553,6 +604,7 @@ async def photograph(
     await shoot_train_schedules(run)
     await shoot_search_prod(run)
     await shoot_nondeterminism(run, scratch)
+    await shoot_agents_waiting(run, scratch)
 
 
 def main() -> int:
