@@ -58,7 +58,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Forget every release: remove artifacts, deployed files, the ledger and release records.
+# Forget every release: remove artifacts, deployed files, the ledger and release records (in
+# DEMO_ROOT if it is set, else in this folder).
 clean-state:
-	find artifactory environments -type f ! -name .gitkeep -delete
-	rm -rf database/ledger.jsonl database/notifications.jsonl database/releases .locks .agents
+	@cd "$${DEMO_ROOT:-.}" && { \
+		find artifactory environments -type f ! -name .gitkeep -delete 2>/dev/null; \
+		rm -rf database/ledger.jsonl database/notifications.jsonl database/releases .locks .agents \
+		&& echo "Forgot every release in $${DEMO_ROOT:-this folder}."; }

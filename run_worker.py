@@ -32,7 +32,7 @@ from temporalio.worker import (
 import release_management
 from activities import ALL_ACTIVITIES, ENVIRONMENT_STEPS, MAX_CONCURRENT_ACTIVITIES
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
-from display import TerminalLog
+from display import TerminalLog, fitted
 from locks import EnvironmentLockWorkflow
 from release_management import ReleaseError
 from search_attributes import SearchAttributesUnusable, register_missing
@@ -273,7 +273,8 @@ async def _serve(client: Client, workers: list[Worker], orchestrates: bool) -> N
         await stop.wait()
         if watch is not None:
             watch.cancel()
-        print(STOPPING, flush=True)
+        # On a terminal, below the ^C it echoed.
+        print(("\n" if sys.stdout.isatty() else "") + fitted(STOPPING), flush=True)
 
 
 if __name__ == "__main__":

@@ -936,7 +936,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, saying a mistake in one line instead of the usage followed by the mistake."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, fitted(f"{self.prog}: {message} (see {self.prog} --help)", sys.stderr) + "\n")
 
 
 # How many rows --history shows unless --limit says otherwise, and the most it may ask for.
