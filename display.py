@@ -6,6 +6,7 @@ goes through shared.shown, so what a person, the server or a file says cannot re
 or forge a line; rich draws the tables, and rich.text.Text keeps its markup out of them.
 """
 
+import argparse
 import io
 import logging
 import math
@@ -16,7 +17,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO, TypeAlias
+from typing import Any, NoReturn, TextIO, TypeAlias
 
 from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
@@ -232,7 +233,8 @@ def format_environments(width: int | None = None) -> str:
     format_table's)."""
     state = release_management.environment_state()
     components = list(release_management.load_catalog().components)
-    own = own_workers()  # their files are in their own workers' roots, not in this one
+    # Environments with a worker of their own whose files are not here: in that worker's root.
+    own = [e for e in own_workers() if not release_management.environment_dir(e).is_dir()]
     rows = [
         [env.value, *("?" if env in own else state[env].get(c, "-") for c in components)]
         for env in ENVIRONMENT_ORDER
@@ -528,6 +530,15 @@ class TerminalLog(logging.Formatter):
 
 
 # --- Drawing ------------------------------------------------------------------------------------
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, saying a mistake in one line (wrapped between words on a terminal) instead of
+    the usage followed by the mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        line = f"{self.prog}: {message} (see {self.prog} --help)"
+        self.exit(2, fitted(line, sys.stderr) + "\n")
 
 
 def fitted(text: str, stream: TextIO | None = None) -> str:

@@ -54,6 +54,7 @@ from shared import (
     Ending,
     Environment,
     EnvironmentVersions,
+    HeldIn,
     Holdings,
     HoldingsInput,
     NotifyInput,
@@ -160,16 +161,17 @@ def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
     }
     if source is not None:
         _check_feeder(release, source, holdings[source])
+        _check_store(release)
     _log.info("%s: promotion %s checked", release.key, release.route())
     return before
 
 
-def held_in(request: HoldingsInput) -> Holdings:
+def held_in(request: HoldingsInput) -> HeldIn:
     """What one environment holds of some components, for the check of a release that promotes
     them, asked of that environment's own worker (which alone has its files): each copy's
-    version and SHA-256."""
-    raise_planted_bug("check")
-    return _holdings(request.environment, request.components)
+    version and SHA-256; and that worker's demo root, so its steps refuse a worker of another."""
+    root = str(demo_root().resolve())
+    return HeldIn(root=root, held=_holdings(request.environment, request.components))
 
 
 def _holdings(env: Environment, components: list[str]) -> Holdings:
@@ -202,6 +204,21 @@ def _check_feeder(release: Release, source: Environment, held: Holdings) -> None
         if held[component][version] != built_digest(component, version):
             raise ReleaseError(
                 _not_built(deployed_path(source, component, version), component, version)
+            )
+
+
+def _check_store(release: Release) -> None:
+    """Refuse the release unless the artifact store, which every deploy fetches from, holds
+    the genuine build of every version it promotes (a release that starts in DEV builds it)."""
+    for component, version in release.versions.items():
+        path = artifact_path(component, version)
+        content = _read_text(path)
+        if content is None or _sha256(content) != built_digest(component, version):
+            raise ReleaseError(
+                f"Release {release.key} cannot be promoted to {release.environments[0].value}: "
+                f"{where(path)} is {'missing' if content is None else 'not what its build makes'}"
+                f" in the artifact store, which every deploy fetches from. Run a release that "
+                f"starts in DEV with {component} {version} (it builds it again)."
             )
 
 
@@ -713,12 +730,13 @@ def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, d
     release, state = request.release, environment_state()
     recorded = {}
     for env in release.environments:
-        before = request.before.get(env, state[env])
         states = request.states.get(env, {})
-        after = release.versions if env in request.unlocked_after_use else state[env]
-        if env in release.own_workers:  # its files are its worker's: as its deploys ended
-            done = {c: v for c, v in release.versions.items() if states.get(c) == CellState.DONE}
-            after = {c: v for c, v in before.items() if v} | done
+        before: dict[str, str | None] = {**request.before.get(env, state[env])}
+        after: dict[str, str | None] = {
+            **(release.versions if env in request.unlocked_after_use else state[env])
+        }
+        if env in release.own_workers:  # its files are its own worker's: this root has none
+            before, after = _as_its_deploys_ended(release, request.before.get(env), states)
         recorded[env.value] = {
             component: _deploy_record(
                 version,
@@ -729,6 +747,29 @@ def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, d
             for component, version in release.versions.items()
         }
     return recorded
+
+
+# What a record says of a version it cannot know: an environment with a worker of its own that
+# the release never asked, or whose deploy ended halfway (failed, cancelled).
+UNKNOWN = "?"
+
+
+def _as_its_deploys_ended(
+    release: Release, before: dict[str, str | None] | None, states: dict[str, CellState]
+) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """Before and after, for an environment whose files are its own worker's: before as that
+    worker told (if the release asked it), after as each deploy ended."""
+    before = before if before is not None else dict.fromkeys(release.versions, UNKNOWN)
+    after: dict[str, str | None] = {}
+    for component, version in release.versions.items():
+        state = states.get(component, CellState.NOT_REACHED)
+        if state is CellState.DONE:
+            after[component] = version
+        elif state in (CellState.ROLLED_BACK, CellState.NOT_REACHED):
+            after[component] = before.get(component)
+        else:
+            after[component] = UNKNOWN
+    return before, after
 
 
 # The ends of a deploy (Cell.state) a record names as they are; done is "deployed" or "already
@@ -1299,8 +1340,10 @@ def config_path(env: Environment, component: str) -> Path:
 
 
 def lock_path(target: str) -> Path:
-    """The lock file of one target that steps change: an artifact, or a component in an
-    environment (see _exclusive)."""
+    """The lock file of one target that steps change: an artifact (in the artifact store, which
+    workers of different roots share), or a component in an environment (see _exclusive)."""
+    if target.startswith("artifactory."):
+        return artifactory_dir() / ".locks" / f"{target}.lock"
     return demo_root() / ".locks" / f"{target}.lock"
 
 

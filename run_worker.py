@@ -32,13 +32,14 @@ from temporalio.worker import (
 import release_management
 from activities import ALL_ACTIVITIES, ENVIRONMENT_STEPS, MAX_CONCURRENT_ACTIVITIES
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
-from display import TerminalLog, fitted
+from display import OneLineParser, TerminalLog, fitted
 from locks import EnvironmentLockWorkflow
 from release_management import ReleaseError
 from search_attributes import SearchAttributesUnusable, register_missing
 from shared import TASK_QUEUE, Environment, ErrorType, steps_queue
 from utils import (
     check_demo_settings,
+    environment_argument,
     failure_mode,
     own_workers,
     planted_bug,
@@ -168,7 +169,7 @@ def configure_logging() -> None:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The worker's command line: nothing but --help yet (settings are DEMO_* variables)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="run_worker.py",
         description="Terminal 2: runs the release workflows and their steps until Ctrl+C. "
         "Settings (DEMO_FAILURES, DEMO_STEP_SECONDS, ...) are environment variables: see "
@@ -177,7 +178,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     role = parser.add_mutually_exclusive_group()
     role.add_argument(
         "--env",
-        type=lambda text: Environment(text.upper()),
+        type=environment_argument,
         choices=list(Environment),
         help="serve only this environment's steps, on its own task queue (QUEUE.ENV), with the "
         "files of this worker's DEMO_ROOT (see DEMO_OWN_WORKERS)",
@@ -228,6 +229,7 @@ def _say_ready(client: Client, queues: list[str]) -> None:
         f"namespace {client.namespace!r},\npolling task queue "
         f"{', '.join(repr(queue) for queue in queues)}.\n"
         f"Failures: {failures}. Step pace: {step_seconds():g} s.{bug}\n"
+        f"Artifact store: {release_management.artifactory_dir()}\n"
         f"Web UI: {web_ui_url(client)}\n"
         f"{READY_LINE}",
         flush=True,
@@ -263,7 +265,8 @@ async def _serve(client: Client, workers: list[Worker], orchestrates: bool) -> N
     registered meanwhile."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP: the terminal (or tmux pane) closed.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     _say_ready(client, [worker.task_queue for worker in workers])
     async with contextlib.AsyncExitStack() as running:

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn, TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
@@ -57,6 +57,7 @@ import trains
 from connection import TemporalUnreachable, connect, exit_now, output_closed, web_ui_url
 from display import (
     LiveGrid,
+    OneLineParser,
     ProgressLog,
     Train,
     fitted,
@@ -93,7 +94,7 @@ from shared import (
     shown,
     visible,
 )
-from utils import check_demo_root, check_task_queue, own_workers
+from utils import check_demo_root, check_task_queue, environment_argument, own_workers
 from workflows import ReleaseWorkflow
 
 # Pick the release to run: uncomment one line (demos.md runs all six, in this order). The name
@@ -848,7 +849,9 @@ QUALIFIES = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="run_workflow.py", description="Start a release and wait for its result.")
+    parser = OneLineParser(
+        prog="run_workflow.py", description="Start a release and wait for its result."
+    )
     # One thing at a time: run a release, or one of the commands.
     one = parser.add_mutually_exclusive_group()
     one.add_argument("key", nargs="?", type=_key, help=f"release key (default {releasekey})")
@@ -869,7 +872,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_train_arguments(parser, one)
     parser.add_argument(
         "--gate",
-        type=_environment,
+        type=environment_argument,
         choices=list(Environment),
         help="the environment whose approval gate you decide",
     )
@@ -893,7 +896,7 @@ def _add_history_arguments(parser: argparse.ArgumentParser) -> None:
     """--history's options: with one, it asks the server instead of reading the records."""
     parser.add_argument(
         "--env",
-        type=_environment,
+        type=environment_argument,
         choices=list(Environment),
         help="with --history: the deploys to this environment, from the server",
     )
@@ -932,13 +935,6 @@ def _add_train_arguments(parser: argparse.ArgumentParser, one: argparse._Actions
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, saying a mistake in one line instead of the usage followed by the mistake."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, fitted(f"{self.prog}: {message} (see {self.prog} --help)", sys.stderr) + "\n")
-
-
 # How many rows --history shows unless --limit says otherwise, and the most it may ask for.
 HISTORY_ROWS, MAX_HISTORY_ROWS = 20, 1000
 
@@ -948,15 +944,6 @@ def _limit(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_HISTORY_ROWS:
         raise ValueError(f"a whole number from 1 to {MAX_HISTORY_ROWS}, not {text!r}")
     return int(text)
-
-
-def _environment(text: str) -> Environment:
-    """An environment argument, in any case: prod is PROD."""
-    try:
-        return Environment(text.upper())
-    except ValueError:
-        names = ", ".join(env.value for env in Environment)
-        raise argparse.ArgumentTypeError(f"one of {names}, not {text!r}") from None
 
 
 def _key(text: str) -> str:

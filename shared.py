@@ -551,6 +551,14 @@ class CheckPromotionInput(ReleaseStepInput):
     held: dict[Environment, Holdings] = {}
 
 
+class HeldIn(FrozenModel):
+    """Activity held_in's answer: what one environment holds, and the demo root of the worker
+    that told (the environment's steps then run only on a worker of that root)."""
+
+    root: str
+    held: Holdings
+
+
 class HoldingsInput(FrozenModel):
     """Activity held_in: what one environment holds of these components."""
 

@@ -21,6 +21,7 @@ Pace
 The injectors keep the original demo's names (isErrorRarely, ...): its docs use them.
 """
 
+import argparse
 import os
 import random
 from pathlib import Path
@@ -178,17 +179,40 @@ def check_demo_root() -> None:
 
 
 def check_artifactory() -> None:
-    """Refuse a DEMO_ARTIFACTORY that is not a folder: builds would fail, and promotions wait.
+    """Refuse a DEMO_ARTIFACTORY that is not a folder of its own: not one (builds would fail),
+    one that holds the demo root, or one in the demo root's environments.
 
     Raises:
-        ValueError: DEMO_ARTIFACTORY is set and names no folder.
+        ValueError: DEMO_ARTIFACTORY is set and is none of those; the message says which.
     """
     store = os.environ.get("DEMO_ARTIFACTORY")
-    if store and not Path(store).is_dir():
+    if not store:
+        return
+    if not Path(store).is_dir():
         raise ValueError(
             f"DEMO_ARTIFACTORY={store!r} is not a folder: create it (mkdir -p {store}), or unset "
             "it to use the demo root's artifactory/"
         )
+    root = Path(os.environ.get("DEMO_ROOT") or Path(__file__).parent).resolve()
+    shared = Path(store).resolve()
+    if root.is_relative_to(shared) or shared.is_relative_to(root / "environments"):
+        raise ValueError(
+            f"DEMO_ARTIFACTORY={store!r} holds the demo root, or lies in its environments: "
+            "give the artifact store a folder of its own"
+        )
+
+
+def environment_argument(text: str) -> Environment:
+    """A command line's environment, in any case: prod is PROD.
+
+    Raises:
+        argparse.ArgumentTypeError: text names no environment; the message lists them.
+    """
+    try:
+        return Environment(text.upper())
+    except ValueError:
+        names = ", ".join(env.value for env in Environment)
+        raise argparse.ArgumentTypeError(f"one of {names}, not {text!r}") from None
 
 
 def own_workers() -> list[Environment]:

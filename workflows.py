@@ -67,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
         Environment,
         EnvironmentVersions,
         ErrorType,
-        Holdings,
+        HeldIn,
         HoldingsInput,
         NotifyInput,
         Outcome,
@@ -160,7 +160,7 @@ class ReleaseWorkflow:
         check = CheckPromotionInput(
             release=release,
             demo_root=self._request.demo_root,
-            held=await self._held(release, feeder),
+            held={env: told.held for env, told in (await self._held(release, feeder)).items()},
         )
         self._before, _ = await _all(
             _start_activity(check_promotion, check, f"check that {release.key} can be promoted"),
@@ -182,9 +182,9 @@ class ReleaseWorkflow:
             await self._soak_for(env, release.soak(env))
         return _result(release, Outcome.SUCCESS)
 
-    async def _held(self, release: Release, envs: list[Environment]) -> dict[Environment, Holdings]:
+    async def _held(self, release: Release, envs: list[Environment]) -> dict[Environment, HeldIn]:
         """What those of envs that have a worker of their own hold, asked of that worker (only it
-        has their files); the others' folders are read where the check runs."""
+        has their files), and its root; the others' folders are read where the check runs."""
         asked = [env for env in envs if env in release.own_workers]
         queue = workflow.info().task_queue
         held = await _all(
@@ -210,12 +210,8 @@ class ReleaseWorkflow:
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {release.plan()}")
         self._status = f"deploying to {env.value}"
         self._mark(env, Cell(state=CellState.RUNNING))
-        if env in release.own_workers:  # what it holds before: its worker alone can tell
-            held = (await self._held(release, [env]))[env]
-            self._before[env] = {c: "+".join(sorted(held[c])) or None for c in release.versions}
+        queue, root = await self._where_steps_run(release, env)
         run_id = workflow.info().run_id
-        # Where env's steps run: on its own worker's task queue, if it has one (and its root).
-        own = "" if env not in release.own_workers else steps_queue(workflow.info().task_queue, env)
         ends = await _all(
             *(
                 self._deploy(
@@ -225,8 +221,8 @@ class ReleaseWorkflow:
                         component=component,
                         version=version,
                         environment=env,
-                        demo_root="" if own else self._request.demo_root,
-                        task_queue=own,
+                        demo_root=root,
+                        task_queue=queue,
                     )
                 )
                 for component, version in release.versions.items()
@@ -235,6 +231,16 @@ class ReleaseWorkflow:
         rollbacks = [end for end in ends if end]
         workflow.logger.info(f"{release.key}: {env.value} {'rolled back' if rollbacks else 'done'}")
         return rollbacks
+
+    async def _where_steps_run(self, release: Release, env: Environment) -> tuple[str, str]:
+        """The task queue ("": the release's) and demo root env's steps run with: for an
+        environment with a worker of its own, that worker's, asked (as is what env holds before
+        the release deploys there: its worker alone can tell)."""
+        if env not in release.own_workers:
+            return "", self._request.demo_root
+        told = (await self._held(release, [env]))[env]
+        self._before[env] = {c: "+".join(sorted(told.held[c])) or None for c in release.versions}
+        return steps_queue(workflow.info().task_queue, env), told.root
 
     async def _deploy(self, deployment: Deployment) -> str:
         """One DeployWorkflow child; marks its cell in the grid done, rolled back, failed or

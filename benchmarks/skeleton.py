@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         Ending,
         EndingInput,
         EnvironmentVersions,
-        Holdings,
+        HeldIn,
         HoldingsInput,
         LockHolderInput,
         NotifyInput,
@@ -175,8 +175,8 @@ async def record_unstarted(request: Ending) -> str:
 
 
 @_noop("held_in")
-async def held_in(request: HoldingsInput) -> Holdings:
-    return {}
+async def held_in(request: HoldingsInput) -> HeldIn:
+    return HeldIn(root="", held={})
 
 
 @_noop("is_run_of_release")

@@ -42,8 +42,9 @@ def _a_release_of_its_own(root: Path) -> str:
 
 
 def _files(root: Path, folder: str) -> list[str]:
+    """The names in folder, but for hidden ones (locks)."""
     path = root / folder
-    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    return sorted(p.name for p in path.iterdir() if p.name[0] != ".") if path.is_dir() else []
 
 
 async def test_a_release_waits_for_a_missing_environment_worker_and_each_keeps_its_own_files(

@@ -14,9 +14,13 @@ import pytest
 import release_management as rm
 from deployments import RUN, artifact, at, deploy_all_steps, recorded
 from shared import (
+    CellState,
     CheckPromotionInput,
     DeployArtifactInput,
     Environment,
+    Outcome,
+    RecordReleaseInput,
+    ReleaseResult,
     SkippedSoak,
     VerifyInput,
 )
@@ -446,6 +450,51 @@ def test_verify_catches_a_deploy_that_is_not_what_was_gathered(demo_root: Path) 
     rm.deployed_path(DEV, "frontend", "1.1").write_text("stray\n")
     with pytest.raises(rm.VerificationError, match="DEV holds frontend 1.0\\+1.1, expected 1.0"):
         rm.verify_deploy(VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact(sha)))
+
+
+def test_a_promotion_whose_build_is_not_in_the_artifact_store_is_refused_before_any_change(
+    demo_root: Path,
+) -> None:
+    deploy_all_steps("frontend", "1.0", DEV)
+    rm.artifact_path("frontend", "1.0").unlink()  # what every deploy fetches from
+    release = rm.load_release("RELEASE-NOV-23-INITIAL").model_copy(
+        update={"versions": {"frontend": "1.0"}, "environments": [TEST]}
+    )
+    with pytest.raises(rm.ReleaseError, match="artifactory/frontend-1.0.txt is missing in the"):
+        rm.check_promotion(CheckPromotionInput(release=release))
+
+
+def test_the_record_of_an_environment_with_a_worker_of_its_own_says_what_it_cannot_know(
+    demo_root: Path,
+) -> None:
+    release = rm.load_release("RELEASE-NOV-23-INITIAL").model_copy(
+        update={"own_workers": [Environment.QC, Environment.PROD]}
+    )
+    states = {
+        Environment.QC: dict.fromkeys(release.versions, CellState.FAILED),
+        Environment.PROD: dict.fromkeys(release.versions, CellState.NOT_REACHED),
+    }
+    record = rm._recorded_environments(
+        RecordReleaseInput(
+            release=release,
+            release_run_id="run-1",
+            result=ReleaseResult(release_key=release.key, outcome=Outcome.FAILED),
+            started="",
+            finished="",
+            before={Environment.QC: {"frontend": "0.9"}},  # PROD was never asked
+            states=states,
+        )
+    )
+    assert record["QC"]["frontend"] | {"outcome": ""} == {
+        "before": "0.9",
+        "after": "?",
+        "outcome": "",
+    }
+    assert record["PROD"]["frontend"] | {"outcome": ""} == {
+        "before": "?",
+        "after": "?",
+        "outcome": "",
+    }
 
 
 def test_fetch_from_an_empty_artifact_store_is_a_transient_error(demo_root: Path) -> None:

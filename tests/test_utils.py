@@ -43,6 +43,12 @@ def test_unknown_failure_mode_and_pace_are_refused(monkeypatch: pytest.MonkeyPat
         ("run_worker.py", (), {"DEMO_ROOT": "/nonexistent/demo"}, "DEMO_ROOT"),
         ("run_workflow.py", ("--envs",), {"DEMO_ROOT": "/nonexistent/demo"}, "DEMO_ROOT"),
         ("run_workflow.py", ("--history",), {"DEMO_ROOT": "/nonexistent/demo"}, "DEMO_ROOT"),
+        # Issue 23: where environments have workers of their own, and the store they share.
+        ("run_worker.py", (), {"DEMO_OWN_WORKERS": "PROD,STAGING"}, "STAGING"),
+        ("run_workflow.py", ("--envs",), {"DEMO_OWN_WORKERS": "prod;qc"}, "DEMO_OWN_WORKERS"),
+        ("run_worker.py", (), {"DEMO_ARTIFACTORY": "/nonexistent/store"}, "is not a folder"),
+        ("run_worker.py", (), {"DEMO_ARTIFACTORY": "/"}, "holds the demo root"),
+        ("run_worker.py", ("--env", "nope"), {}, "one of DEV, TEST, QC, PROD, not 'nope'"),
     ],
 )
 async def test_demo_settings_that_cannot_be_right_are_refused_at_start(
