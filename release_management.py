@@ -1342,9 +1342,8 @@ def config_path(env: Environment, component: str) -> Path:
 def lock_path(target: str) -> Path:
     """The lock file of one target that steps change: an artifact (in the artifact store, which
     workers of different roots share), or a component in an environment (see _exclusive)."""
-    if target.startswith("artifactory."):
-        return artifactory_dir() / ".locks" / f"{target}.lock"
-    return demo_root() / ".locks" / f"{target}.lock"
+    root = _root_of(artifactory_dir()) if target.startswith("artifactory.") else demo_root()
+    return root / ".locks" / f"{target}.lock"
 
 
 def notifications_path() -> Path:

@@ -254,7 +254,8 @@ async def main(args: argparse.Namespace) -> int:
         print(f"run_worker.py: Temporal stopped answering: {err.message}", file=sys.stderr)
         return 1
     if registered:
-        print(f"Registered the search attributes {', '.join(registered)} (search_attributes.py).")
+        names = ", ".join(registered)
+        print(fitted(f"Registered the search attributes {names} (search_attributes.py)."))
     await _serve(client, workers_of(client, args), orchestrates)
     print("Worker stopped.", flush=True)
     return 0

@@ -870,6 +870,13 @@ def _parser() -> argparse.ArgumentParser:
         "--skip-soak", metavar="KEY", type=_key, help="end the soak release KEY is in, now"
     )
     _add_train_arguments(parser, one)
+    _add_decision_arguments(parser)
+    _add_history_arguments(parser)
+    return parser
+
+
+def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a person says with --approve, --reject, --skip-soak or --cancel."""
     parser.add_argument(
         "--gate",
         type=environment_argument,
@@ -888,8 +895,6 @@ def _parser() -> argparse.ArgumentParser:
         type=_text(MAX_REASON_LENGTH),
         help="why, when rejecting or cancelling",
     )
-    _add_history_arguments(parser)
-    return parser
 
 
 def _add_history_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,10 +2,11 @@
 # `make agents`: the orchestrator and a worker for each environment, as real release systems run
 # an agent per environment (demos.md, "One worker per environment"). Each has a demo root of its
 # own under .agents/ (in DEMO_ROOT if set, else in the project folder): the orchestrator keeps the
-# catalog's copy it reads and the release records, each environment worker only its
-# environment's files and its own ledger; the artifact store, .agents/artifactory, is the one
-# folder they share. Needs a Temporal server at TEMPORAL_ADDRESS (default localhost:7233).
-# In tmux (installed, and not --print): one window, five panes. Else, or with --print: the five
+# release records (and reads the project's catalog, or its root's own), each environment worker
+# only its environment's files and its own ledger; the artifact store, .agents/artifactory, is
+# the one folder they share. Needs a Temporal server at TEMPORAL_ADDRESS (localhost:7233).
+# In tmux (installed, and not --print): one window, five panes, each a shell running one worker
+# (Ctrl+C stops it; the up arrow and Enter start it again). Else, or with --print: the five
 # commands, one per terminal.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,11 @@ done
 starter="DEMO_ROOT=$AGENTS/orchestrator DEMO_OWN_WORKERS=all python run_workflow.py"
 
 if [[ ${1:-} == --print ]] || ! command -v tmux >/dev/null; then
-  echo "Run each in a terminal of its own, in the project folder (the orchestrator first):"
-  printf '  %s\n' "${commands[@]/#env /}"
+  echo "Run each in a terminal of its own, in the project folder, orchestrator first:"
+  for command in "${commands[@]}"; do
+    command=${command/#env /}
+    echo "  ${command/$PYTHON /python }"
+  done
   echo "Then start a release from another one:"
   echo "  $starter"
   exit 0
@@ -34,12 +38,17 @@ for name in $(compgen -e | grep -E '^(TEMPORAL_|DEMO_)' | grep -vE '^DEMO_(ROOT|
   settings+=" $name=$(printf %q "${!name}")"
 done
 tmux kill-session -t agents 2>/dev/null
-tmux new-session -d -s agents -x 200 -y 50 -n workers "${commands[0]/#env /env$settings }"
-for command in "${commands[@]:1}"; do
-  tmux split-window -t agents:workers "${command/#env /env$settings }"
+tmux new-session -d -s agents -x 200 -y 50 -n workers
+for pane in 1 2 3 4; do
+  tmux split-window -t agents:workers
   tmux select-layout -t agents:workers tiled >/dev/null
 done
-echo "Five workers run in the tmux session 'agents' (tmux attach -t agents; Ctrl+B D detaches)."
+# Typed into each pane's shell, as a person would: Ctrl+C stops the worker, not the pane.
+for pane in 0 1 2 3 4; do
+  tmux send-keys -t "agents:workers.$pane" "${commands[$pane]/#env /env$settings }" Enter
+done
+echo "Five workers run in the tmux session 'agents': tmux attach -t agents"
+echo "(Ctrl+B D detaches)."
 echo "Start a release from here:"
 echo "  $starter"
 echo "Stop them all: tmux kill-session -t agents"
