@@ -233,16 +233,24 @@ def format_environments(width: int | None = None) -> str:
     format_table's)."""
     state = release_management.environment_state()
     components = list(release_management.load_catalog().components)
-    # Environments with a worker of their own whose files are not here: in that worker's root.
+    # Environments with a worker of their own whose files are not here, but in that worker's
+    # root: as the latest release records here say they were left ("?": none says).
     own = [e for e in own_workers() if not release_management.environment_dir(e).is_dir()]
+    recorded = release_management.recorded_state(own)
     rows = [
-        [env.value, *("?" if env in own else state[env].get(c, "-") for c in components)]
+        [
+            env.value,
+            *(
+                recorded[env].get(c, "?") if env in own else state[env].get(c, "-")
+                for c in components
+            ),
+        ]
         for env in ENVIRONMENT_ORDER
     ]
     view = Group(Text("Environments now hold:"), _indented(_table(["ENV", *components], rows)))
     away = ", ".join(env.value for env in own)
-    note = [f"({away}: on workers of their own, which alone hold their files.)"] if own else []
-    return "\n".join(_plain(view, _table_width(width)) + note)
+    note = [f"({away}: as the release records say; their own workers hold the files.)"]
+    return "\n".join(_plain(view, _table_width(width)) + (note if own else []))
 
 
 def format_history(limit: int = 20, width: int | None = None) -> str:

@@ -935,6 +935,26 @@ def environment_state() -> dict[Environment, dict[str, str]]:
     return state
 
 
+def recorded_state(envs: list[Environment]) -> dict[Environment, dict[str, str]]:
+    """What envs hold as the latest release records say they were left ({env: {component:
+    version, or "-" for none}}; a component no record knows of is missing): for environments
+    whose files are their own workers', not in this root."""
+    state: dict[Environment, dict[str, str]] = {env: {} for env in envs}
+    for record in release_history(RECORDS_READ):
+        recorded = record.get("environments")
+        for env in envs:
+            deploys = recorded.get(env.value) if isinstance(recorded, dict) else None
+            for component, deploy in deploys.items() if isinstance(deploys, dict) else []:
+                after = deploy.get("after", UNKNOWN) if isinstance(deploy, dict) else UNKNOWN
+                if after != UNKNOWN and (after is None or isinstance(after, str)):
+                    state[env].setdefault(component, after or "-")
+    return state
+
+
+# How many of the latest release records recorded_state reads.
+RECORDS_READ = 100
+
+
 def previous_version(env: Environment, component: str) -> str | None:
     """The version of component that the last deploy to env replaced, if any."""
     folder = previous_dir(env)

@@ -17,7 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from processes import (
     PROJECT_DIR,
+    QUICK_TIMEOUT,
+    environments_table,
     finish_release,
+    holding,
     in_background,
     kill,
     run_starter,
@@ -104,6 +107,10 @@ async def test_a_release_waits_for_a_missing_environment_worker_and_each_keeps_i
         "frontend-1.0.txt",
         "sbstore-1.0.txt",
     ]
+    # --envs, from the orchestrator's root: as the release recorded them.
+    envs = await run_starter(orchestrator, "--envs", timeout=QUICK_TIMEOUT)
+    assert environments_table(envs.stdout) == holding(("1.0", "1.0", "1.0"), *ENVIRONMENTS)
+    assert "their own workers hold the files" in envs.stdout
     (record_file,) = (roots["orchestrator"] / "database" / "releases").iterdir()
     record = json.loads(record_file.read_text())
     assert record["outcome"] == "SUCCESS"
