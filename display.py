@@ -555,10 +555,32 @@ def fitted(text: str, stream: TextIO | None = None) -> str:
     line (a link, a path) is kept whole."""
     if not (stream or sys.stdout).isatty():
         return text
-    width = shutil.get_terminal_size().columns
-    return "\n".join(
-        textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) or line
-        for line in text.splitlines()
+    return wrapped(text, shutil.get_terminal_size().columns)
+
+
+# What wrapping keeps on one line: a version change, "(1.1 -> 1.0)" (textwrap breaks at ASCII
+# whitespace only, so a no-break space holds it together).
+KEPT_TOGETHER = (" -> ", "\u00a0->\u00a0")
+
+
+def wrapped(text: str, width: int) -> str:
+    """text, each line wrapped between words to width columns, under its own indentation (see
+    fitted)."""
+    lines = [_wrapped_line(line, width) for line in text.replace(*KEPT_TOGETHER).splitlines()]
+    return "\n".join(lines).replace(KEPT_TOGETHER[1], KEPT_TOGETHER[0])
+
+
+def _wrapped_line(line: str, width: int) -> str:
+    if len(line) <= width:
+        return line
+    indent = line[: len(line) - len(line.lstrip(" "))]
+    return textwrap.fill(
+        line.strip(),
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
     )
 
 

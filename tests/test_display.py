@@ -262,6 +262,19 @@ def test_a_gate_that_expires_and_a_soak_count_down_their_seconds() -> None:
     assert lines[-2:] == ["  QC soaks for 10 s more. To end the soak now, type:", f"  {skip}"]
 
 
+def test_a_line_wraps_between_words_and_keeps_a_version_change_whole() -> None:
+    result = (
+        "Result: Release RELEASE-NOV-23-HOTFIX-STAGE: ROLLED BACK frontend in TEST (1.1 -> 1.0)"
+    )
+    lines = display.wrapped(result, 80).splitlines()
+    assert lines == [
+        "Result: Release RELEASE-NOV-23-HOTFIX-STAGE: ROLLED BACK frontend in TEST",
+        "(1.1 -> 1.0)",
+    ]
+    link = "  http://localhost:8233/namespaces/default/workflows/RELEASE-DEC-2023-BUGFIXES-PROD"
+    assert display.wrapped(link, 80) == link  # a word longer than the line stays whole
+
+
 def test_a_grid_that_cannot_be_known_says_why_and_since_when_and_offers_nothing() -> None:
     in_10_s = (datetime.now(UTC) + timedelta(seconds=10)).isoformat()
     soak = Soak(environment=Environment.QC, ends=in_10_s)
