@@ -281,7 +281,7 @@ def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     raise_planted_bug("fetch_artifact")
     component, version, env = deployment.component, deployment.version, deployment.environment
     _inject(isErrorRarely, f"while fetching {component} {version} for {env.value}")
-    path = _artifact_source(deployment)
+    path = artifact_path(deployment.component, deployment.version)
     content = _read_text(path)
     if content is None:
         raise SourceMissing(
@@ -358,7 +358,7 @@ def _gathered_content(request: DeployArtifactInput) -> str:
         SourceMissing: it disappeared since it was gathered.
         ReleaseError: it changed since it was gathered.
     """
-    source = _artifact_source(request.deployment)
+    source = artifact_path(request.deployment.component, request.deployment.version)
     content = _read_text(source)
     if content is None:
         raise SourceMissing(f"{where(source)} disappeared before the deploy")
@@ -377,8 +377,7 @@ def _replacing(deployment: Deployment, others: list[str]) -> dict[str, str | Non
     component = deployment.component
     config = _read_text(config_path(deployment.environment, component))
     return {
-        # The order of their file names, as previous_version's.
-        "replaced": max(others, key=lambda version: f"{component}-{version}.txt", default=None),
+        "replaced": _last_kept(component, others),
         "replaced_config": _sha256(config) if config is not None else None,
     }
 
@@ -958,11 +957,15 @@ RECORDS_READ = 100
 def previous_version(env: Environment, component: str) -> str | None:
     """The version of component that the last deploy to env replaced, if any."""
     folder = previous_dir(env)
-    names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
-    kept = [
-        m["version"] for m in map(_ARTIFACT_FILE.match, names) if m and m["component"] == component
-    ]
-    return kept[-1] if kept else None
+    names = [path.name for path in folder.iterdir()] if folder.is_dir() else []
+    matches = filter(None, map(_ARTIFACT_FILE.match, names))
+    return _last_kept(component, [m["version"] for m in matches if m["component"] == component])
+
+
+def _last_kept(component: str, versions: list[str]) -> str | None:
+    """Of the versions a deploy moved aside (normally one), the one a rollback puts back: the
+    last by file name."""
+    return max(versions, key=lambda version: f"{component}-{version}.txt", default=None)
 
 
 class _ShownDecision(BaseModel):
@@ -1384,13 +1387,6 @@ def records_dir() -> Path:
 def record_path(release_key: str, run_id: str) -> Path:
     """The record of one release run: written by the release, or by its lock (record_ending)."""
     return records_dir() / f"{release_key}-{run_id}.json"
-
-
-def _artifact_source(deployment: Deployment) -> Path:
-    """Where a deploy takes its artifact from: the artifact store, whatever the environment. The
-    check before the release made sure the environment before holds that same build (its
-    digest), and no worker reads another environment's folder."""
-    return artifact_path(deployment.component, deployment.version)
 
 
 # --- Files, read and written without following links ------------------------------------------

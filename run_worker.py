@@ -77,9 +77,7 @@ def create_environment_worker(
         client,
         task_queue=steps_queue(task_queue, env),
         activities=ENVIRONMENT_STEPS,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        **STEP_SETTINGS,
     )
 
 
@@ -101,12 +99,18 @@ def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
         workflows=[ReleaseWorkflow, DeployWorkflow, EnvironmentLockWorkflow],
         activities=ALL_ACTIVITIES,
         interceptors=[OneInputEach()],
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        # More at once would let their heartbeats lapse before they start; the rest wait, Scheduled.
-        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        **STEP_SETTINGS,
     )
+
+
+# How every worker runs steps, the orchestrator's and an environment's.
+STEP_SETTINGS: dict[str, Any] = {
+    "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
+    "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+    # More at once would let their heartbeats lapse before they start; the rest wait, Scheduled.
+    "max_concurrent_activities": MAX_CONCURRENT_ACTIVITIES,
+}
 
 
 class OneInputEach(Interceptor):
@@ -168,7 +172,7 @@ def configure_logging() -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """The worker's command line: nothing but --help yet (settings are DEMO_* variables)."""
+    """The worker's command line: its role, if not every one (settings are DEMO_* variables)."""
     parser = OneLineParser(
         prog="run_worker.py",
         description="Terminal 2: runs the release workflows and their steps until Ctrl+C. "
@@ -262,8 +266,8 @@ async def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(client: Client, workers: list[Worker], orchestrates: bool) -> None:
-    """Run the workers until Ctrl+C (or SIGTERM); the orchestrator keeps the search attributes
-    registered meanwhile."""
+    """Run the workers until Ctrl+C (or SIGTERM, or SIGHUP); the orchestrator keeps the search
+    attributes registered meanwhile."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # SIGHUP: the terminal (or tmux pane) closed.

@@ -29,19 +29,9 @@ from processes import (
     terminal_env,
 )
 from run_worker import READY_LINE
+from test_schedules import never_run_copy_of
 
 ENVIRONMENTS = ["DEV", "TEST", "QC", "PROD"]
-
-
-def _a_release_of_its_own(root: Path) -> str:
-    """RELEASE-NOV-23-INITIAL under a key of its own, in the orchestrator's catalog."""
-    catalog = json.loads((PROJECT_DIR / "database" / "catalog.json").read_text())
-    initial = next(r for r in catalog["releases"] if r["key"] == "RELEASE-NOV-23-INITIAL")
-    key = f"RELEASE-AGENTS-{uuid.uuid4().hex[:8].upper()}"
-    catalog["releases"].append({**initial, "key": key})
-    (root / "database").mkdir()
-    (root / "database" / "catalog.json").write_text(json.dumps(catalog))
-    return key
 
 
 def _files(root: Path, folder: str) -> list[str]:
@@ -57,7 +47,7 @@ async def test_a_release_waits_for_a_missing_environment_worker_and_each_keeps_i
     roots = {name: tmp_path / name for name in ["orchestrator", *ENVIRONMENTS, "store"]}
     for root in roots.values():
         root.mkdir()
-    key = _a_release_of_its_own(roots["orchestrator"])
+    key = never_run_copy_of("RELEASE-NOV-23-INITIAL", roots["orchestrator"])
     shared = {"DEMO_ARTIFACTORY": str(roots["store"]), "DEMO_TASK_QUEUE": f"agents-{uuid.uuid4()}"}
     orchestrator = terminal_env(address, roots["orchestrator"], DEMO_OWN_WORKERS="all", **shared)
     of = {name: terminal_env(address, roots[name], **shared) for name in ENVIRONMENTS}

@@ -64,6 +64,16 @@ async def no_train_left(client: Client) -> AsyncIterator[None]:
         await train.delete()
 
 
+@pytest.fixture
+def starter_here(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_workflow.main talks to the session's server: its connect gives the tests' client."""
+
+    async def connected() -> Client:
+        return client
+
+    monkeypatch.setattr(run_workflow, "connect", connected)
+
+
 async def eventually(ask: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
     """ask's answer once done says it is what we wait for (within WAIT_SECONDS)."""
     deadline = time.monotonic() + WAIT_SECONDS
@@ -184,13 +194,9 @@ async def test_a_run_due_while_the_last_one_runs_is_skipped_and_commands_find_th
 async def test_the_command_line_makes_lists_and_deletes_a_train(
     client: Client,
     demo_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    starter_here: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    async def connected() -> Client:
-        return client
-
-    monkeypatch.setattr(run_workflow, "connect", connected)
     at = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
     schedule = ["--schedule", GATED, "--at", at.isoformat()]
     assert await run_workflow.main(schedule) == 0
@@ -295,7 +301,7 @@ async def test_a_train_that_outlives_its_release_is_listed_recorded_and_removabl
     client: Client,
     task_queue: str,
     demo_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    starter_here: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     gone = never_run_copy_of(FAST, demo_root)
@@ -309,10 +315,6 @@ async def test_a_train_that_outlives_its_release_is_listed_recorded_and_removabl
     (record,) = [r for r in rm.release_history() if r["release_key"] == gone]
     assert record["outcome"] == "FAILED" and f"Unknown release key {gone!r}" in record["result"]
 
-    async def connected() -> Client:
-        return client
-
-    monkeypatch.setattr(run_workflow, "connect", connected)
     assert await run_workflow.main(["--schedules"]) == 0
     listed = capsys.readouterr().out
     assert f"train.{gone}" in listed and f"{gone} is not in the catalog" in listed
@@ -327,7 +329,7 @@ async def test_a_schedule_named_like_a_train_is_not_taken_for_one(
     task_queue: str,
     demo_root: Path,
     starts: str,
-    monkeypatch: pytest.MonkeyPatch,
+    starter_here: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     key = never_run_copy_of(FAST, demo_root)
@@ -349,10 +351,6 @@ async def test_a_schedule_named_like_a_train_is_not_taken_for_one(
     assert await run_workflow._train_run_to_attach(client, rm.load_release(key)) is None
     assert await trains.release_workflow_id(client, key) == key
 
-    async def connected() -> Client:
-        return client
-
-    monkeypatch.setattr(run_workflow, "connect", connected)
     for argv in (["--unschedule", key], ["--schedule", key, "--every", "1d"]):
         assert await run_workflow.main(argv) == 1
         refusal = capsys.readouterr().err
