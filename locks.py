@@ -28,7 +28,7 @@ from datetime import timedelta
 from enum import Enum
 
 from temporalio import workflow
-from temporalio.common import RawValue, WorkflowIDReusePolicy
+from temporalio.common import RawValue, VersioningBehavior, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -81,7 +81,9 @@ class _Verdict(Enum):
     HOLD = "refused: the lock goes on holding"
 
 
-@workflow.defn
+# Pinned: a child of its release, it runs the release's version; it lives no longer than the
+# release's deploys, so it never outlives the version it started on by long.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class EnvironmentLockWorkflow:
     """Holds one environment for one release (its parent) until the release unlocks it, or has
     ended and its deploys into the environment have closed."""

@@ -14,6 +14,7 @@ import logging
 import shutil
 import signal
 import sys
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -46,6 +47,7 @@ from utils import (
     step_seconds,
     unhealthy,
 )
+from versioning import deployment_config, make_first_current, version_of
 from workflows import DeployWorkflow, ReleaseWorkflow
 
 _log = logging.getLogger("run_worker")
@@ -72,7 +74,8 @@ def create_environment_worker(
     client: Client, env: Environment, task_queue: str = TASK_QUEUE
 ) -> Worker:
     """The worker of one environment's own: its steps only, on its own task queue (the release's
-    task_queue followed by .ENV), with the files of its own demo root."""
+    task_queue followed by .ENV), with the files of its own demo root. It is not versioned: a
+    step's code is not replayed, so it serves the releases of every version of the plan."""
     return Worker(
         client,
         task_queue=steps_queue(task_queue, env),
@@ -92,16 +95,29 @@ def workers_of(client: Client, args: argparse.Namespace) -> list[Worker]:
 
 
 def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
-    """The worker for the release workflows and their activities (also used by the tests)."""
+    """The worker for the release workflows and their activities (also used by the tests): this
+    code's version of the plan (versioning.py); make_first_current makes it the first current."""
     return Worker(
         client,
         task_queue=task_queue,
+        deployment_config=deployment_config(task_queue),
         workflows=[ReleaseWorkflow, DeployWorkflow, EnvironmentLockWorkflow],
         activities=ALL_ACTIVITIES,
         interceptors=[OneInputEach()],
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
         **STEP_SETTINGS,
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(client: Client, worker: Worker) -> AsyncIterator[Worker]:
+    """Run worker (async with), its version made current first if its deployment has none: how
+    the tests, scripts/ and benchmarks/ run create_worker's workers in their own process."""
+    versioned = worker.config().get("deployment_config")
+    if versioned is not None and versioned.use_worker_versioning:
+        await make_first_current(client, versioned.version)
+    async with worker:
+        yield worker
 
 
 # How every worker runs steps, the orchestrator's and an environment's.
@@ -220,24 +236,27 @@ async def keep_search_attributes(client: Client) -> None:
         said = ""
 
 
-def _say_ready(client: Client, queues: list[str]) -> None:
-    """Where the worker polls, how it behaves, and how to stop it (READY_LINE, last)."""
+def _say_ready(client: Client, queues: list[str], version: str) -> None:
+    """Where the worker polls, which version of the plan it runs, how it behaves, and how to stop
+    it (READY_LINE, last)."""
     failures = failure_mode() or "each step's own injector (utils.py)"
     bug = (
-        f"\nPlanted bug (DEMO_BUG): the {planted_bug()} step fails every time."
+        f"Planted bug (DEMO_BUG): the {planted_bug()} step fails every time."
         if planted_bug()
         else ""
     )
-    print(
+    lines = [
         f"Worker connected to {client.service_client.config.target_host}, "
-        f"namespace {client.namespace!r},\npolling task queue "
-        f"{', '.join(repr(queue) for queue in queues)}.\n"
-        f"Failures: {failures}. Step pace: {step_seconds():g} s.{bug}\n"
-        f"Artifact store: {release_management.artifactory_dir()}\n"
-        f"Web UI: {web_ui_url(client)}\n"
-        f"{READY_LINE}",
-        flush=True,
-    )
+        f"namespace {client.namespace!r},",
+        f"polling task queue {', '.join(repr(queue) for queue in queues)}.",
+        fitted(version),
+        f"Failures: {failures}. Step pace: {step_seconds():g} s.",
+        bug,
+        f"Artifact store: {release_management.artifactory_dir()}",
+        f"Web UI: {web_ui_url(client)}",
+        READY_LINE,
+    ]
+    print("\n".join(line for line in lines if line), flush=True)
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -251,6 +270,7 @@ async def main(args: argparse.Namespace) -> int:
     try:
         client = await connect()
         registered = await register_missing(client) if orchestrates else []
+        version = await make_first_current(client, version_of()) if orchestrates else ""
     except (TemporalUnreachable, SearchAttributesUnusable) as err:
         print(f"run_worker.py: {err}", file=sys.stderr)
         return 1
@@ -260,20 +280,21 @@ async def main(args: argparse.Namespace) -> int:
     if registered:
         names = ", ".join(registered)
         print(fitted(f"Registered the search attributes {names} (search_attributes.py)."))
-    await _serve(client, workers_of(client, args), orchestrates)
+    await _serve(client, workers_of(client, args), version)
     print("Worker stopped.", flush=True)
     return 0
 
 
-async def _serve(client: Client, workers: list[Worker], orchestrates: bool) -> None:
-    """Run the workers until Ctrl+C (or SIGTERM, or SIGHUP); the orchestrator keeps the search
-    attributes registered meanwhile."""
+async def _serve(client: Client, workers: list[Worker], version: str) -> None:
+    """Run the workers until Ctrl+C (or SIGTERM, or SIGHUP); the orchestrator (which says its
+    version) keeps the search attributes registered meanwhile."""
+    orchestrates = bool(version)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # SIGHUP: the terminal (or tmux pane) closed.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
-    _say_ready(client, [worker.task_queue for worker in workers])
+    _say_ready(client, [worker.task_queue for worker in workers], version)
     async with contextlib.AsyncExitStack() as running:
         for worker in workers:
             await running.enter_async_context(worker)

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias, TypeVar
 
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import PendingActivityState, VersioningBehavior
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client,
@@ -54,6 +54,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 import release_management
 import search_attributes
 import trains
+import versioning
 from connection import TemporalUnreachable, connect, exit_now, output_closed, web_ui_url
 from display import (
     LiveGrid,
@@ -127,11 +128,13 @@ class StarterError(Exception):
 
 
 class NoWorker(StarterError):
-    """No worker answered for the release, whose workflows run on task_queue."""
+    """No worker answered for the release, whose workflows run on task_queue; pinned_to, the
+    version of the plan it is pinned to when that is not the current one ("" otherwise)."""
 
-    def __init__(self, message: str, task_queue: str) -> None:
+    def __init__(self, message: str, task_queue: str, pinned_to: str = "") -> None:
         super().__init__(message)
         self.task_queue = task_queue
+        self.pinned_to = pinned_to
 
 
 class ReleaseFailed(StarterError):
@@ -351,7 +354,7 @@ async def _progress_updates(
     while True:
         await asyncio.sleep(STATUS_SECONDS)
         try:
-            progress = await _ask(handle, ReleaseWorkflow.progress)
+            progress = await _ask(client, handle, ReleaseWorkflow.progress)
             last, as_of = await read_progress(client, handle, progress), _clock()
             yield last
         except (StarterError, RPCError) as err:
@@ -364,6 +367,11 @@ def _why_unknown(err: Exception) -> str:
         return CANNOT_REPLAY if not err.failing else f"stuck, not lost: {err.why}"
     if isinstance(err, RPCError):
         return "Temporal does not answer (see above)"
+    if isinstance(err, NoWorker) and err.pinned_to:
+        return (
+            f"waiting for a worker of version {err.pinned_to}, which it is pinned to: none "
+            f"answers on task queue {err.task_queue!r}"
+        )
     queue = err.task_queue if isinstance(err, NoWorker) else TASK_QUEUE
     return f"waiting for a worker: none answers on task queue {queue!r} (python run_worker.py)"
 
@@ -536,7 +544,9 @@ async def status_of(client: Client, key: str) -> list[str]:
 
 async def status_lines(client: Client, handle: ReleaseHandle) -> list[str]:
     """The progress grid of the release of handle, as --status prints it."""
-    progress = await read_progress(client, handle, await _ask(handle, ReleaseWorkflow.progress))
+    progress = await read_progress(
+        client, handle, await _ask(client, handle, ReleaseWorkflow.progress)
+    )
     closed = (await handle.describe()).status
     if closed in (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT):
         # It ran none of its code after that: its own status is of before, and it takes nothing.
@@ -571,7 +581,7 @@ async def send_update(
     handle = await _release_handle(client, key)
     cannot_run = None
     try:
-        await _ask(handle, ReleaseWorkflow.status)
+        await _ask(client, handle, ReleaseWorkflow.status)
     except ReleaseCannotRun as err:
         if err.failing:  # the server refuses an Update now, and drops the one it holds
             raise
@@ -596,7 +606,7 @@ async def cancel(client: Client, key: str, reason: str) -> ReleaseResult:
     handle = await _release_handle(client, key)
     await handle.cancel(reason=reason)
     try:
-        await _ask(handle, ReleaseWorkflow.status)
+        await _ask(client, handle, ReleaseWorkflow.status)
     except ReleaseCannotRun as err:
         raise StarterError(f"cancel of release {key} requested, but {err}") from None
     except StarterError:
@@ -737,7 +747,7 @@ NO_WORKER_STATUSES = (
 )
 
 
-async def _ask(handle: ReleaseHandle, query: Callable[[ReleaseWorkflow], T]) -> T:
+async def _ask(client: Client, handle: ReleaseHandle, query: Callable[[ReleaseWorkflow], T]) -> T:
     """Query the release through a worker, or say in one line that no worker answers, or that
     the worker cannot run the release (ReleaseCannotRun)."""
     try:
@@ -746,10 +756,10 @@ async def _ask(handle: ReleaseHandle, query: Callable[[ReleaseWorkflow], T]) -> 
             ANSWER_SECONDS + 1,
         )
     except TimeoutError:
-        raise await _no_answer(handle) from None
+        raise await _no_answer(client, handle) from None
     except RPCError as err:
         if err.status in NO_WORKER_STATUSES:
-            raise await _no_answer(handle) from None
+            raise await _no_answer(client, handle) from None
         raise
     except WorkflowQueryFailedError as err:
         if NONDETERMINISM in str(err):  # to answer, the worker replays the release, and cannot
@@ -758,10 +768,11 @@ async def _ask(handle: ReleaseHandle, query: Callable[[ReleaseWorkflow], T]) -> 
         raise StarterError(f"Release {handle.id} cannot say: {err}") from None
 
 
-async def _no_answer(handle: ReleaseHandle) -> StarterError:
-    """Why a query got no answer: no worker, or a workflow task that keeps failing (a query
-    waits for it). Raises RPCError (UNAVAILABLE) when Temporal itself does not answer."""
-    queue = TASK_QUEUE
+async def _no_answer(client: Client, handle: ReleaseHandle) -> StarterError:
+    """Why a query got no answer: no worker (of the version the release is pinned to), or a
+    workflow task that keeps failing (a query waits for it). Raises RPCError (UNAVAILABLE) when
+    Temporal itself does not answer."""
+    queue, pinned_to = TASK_QUEUE, ""
     try:
         description = await handle.describe(rpc_timeout=timedelta(seconds=ANSWER_SECONDS))
         queue = description.task_queue
@@ -777,14 +788,40 @@ async def _no_answer(handle: ReleaseHandle) -> StarterError:
                 failing=True,
                 why=why,
             )
+        pinned_to = await _pinned_to_an_old_version(client, description)
     except RPCError as err:
         if err.status == RPCStatusCode.UNAVAILABLE:
             raise
+    if pinned_to:
+        return NoWorker(
+            f"no worker of version {pinned_to} answered for release {handle.id}, which is pinned "
+            f"to that version of the plan: it waits, nothing lost, for a worker of it (task queue "
+            f"{queue}), or to be moved on purpose (demos.md, 'Ship a new version of the plan "
+            "while releases wait')",
+            queue,
+            pinned_to,
+        )
     return NoWorker(
         f"no worker answered for release {handle.id}: is `python run_worker.py` running (task "
         f"queue {queue})? Start it and try again",
         queue,
     )
+
+
+async def _pinned_to_an_old_version(
+    client: Client, description: WorkflowExecutionDescription
+) -> str:
+    """The build ID of the version of the plan the release is pinned to (Worker Versioning),
+    if that is not its deployment's current version; "" otherwise."""
+    info = description.raw_description.workflow_execution_info.versioning_info
+    if info.versioning_override.HasField("pinned"):  # moved on purpose (demos.md)
+        pinned = info.versioning_override.pinned.version
+    elif info.behavior == VersioningBehavior.VERSIONING_BEHAVIOR_PINNED:
+        pinned = info.deployment_version
+    else:
+        return ""
+    current, _ = await versioning.current_build(client, pinned.deployment_name)
+    return pinned.build_id if pinned.build_id and pinned.build_id != current else ""
 
 
 async def _why_its_task_fails(handle: ReleaseHandle) -> str:

@@ -27,6 +27,7 @@ import random
 from pathlib import Path
 
 from shared import TASK_QUEUE, Environment
+from versioning import build_id
 
 # How often each injector fails, as a probability per call. Edit these.
 RARELY_RATE = 0.10
@@ -238,14 +239,21 @@ def own_workers() -> list[Environment]:
 
 
 def check_task_queue() -> None:
-    """Refuse a blank DEMO_TASK_QUEUE: a worker on queue '' would never meet the starter.
+    """Refuse a blank DEMO_TASK_QUEUE (a worker on queue '' would never meet the starter), and one
+    with '.' or ':', which separate an environment's queue (QUEUE.ENV) and a Worker Deployment's
+    name from the rest.
 
     Raises:
-        ValueError: DEMO_TASK_QUEUE is set but blank.
+        ValueError: DEMO_TASK_QUEUE is set but blank, or holds '.' or ':'.
     """
     if not TASK_QUEUE.strip():
         raise ValueError(
             "DEMO_TASK_QUEUE is empty: unset it to use release-orchestration, or name a queue"
+        )
+    if "." in TASK_QUEUE or ":" in TASK_QUEUE:
+        raise ValueError(
+            f"DEMO_TASK_QUEUE={TASK_QUEUE!r} holds '.' or ':': name a queue without them "
+            "(they separate an environment's queue, QUEUE.ENV, and a Worker Deployment's version)"
         )
 
 
@@ -263,3 +271,4 @@ def check_demo_settings() -> None:
     check_demo_root()
     check_artifactory()
     check_task_queue()
+    build_id()

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -97,7 +97,9 @@ ResultT = TypeVar("ResultT")  # its result
 T = TypeVar("T")
 
 
-@workflow.defn
+# Pinned (Worker Versioning, versioning.py): a release may wait days at a gate, and it runs to its
+# end on the code it started with, so a change to the plan needs no workflow.patched for it.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class ReleaseWorkflow:
     """Promote one release from the catalog through its environments, as a set.
 
@@ -512,7 +514,9 @@ class ReleaseWorkflow:
         )
 
 
-@workflow.defn
+# Pinned: started by its release on the release's task queue, it runs the release's version, the
+# deploy that release's plan expects.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class DeployWorkflow:
     """Deploy one component version to one environment: build (DEV only), gather the artifact
     and the config, deploy, configure, verify; roll back if it proves unhealthy.

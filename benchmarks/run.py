@@ -82,7 +82,7 @@ from benchmarks.report import HOP_COLUMNS, fill, render  # noqa: E402
 from benchmarks.skeleton import ReleaseWorkflow, SequentialStepsWorkflow, StepChanges  # noqa: E402
 from benchmarks.worker import changed_worker  # noqa: E402
 from connection import exit_now  # noqa: E402
-from run_worker import create_worker  # noqa: E402
+from run_worker import create_worker, serving  # noqa: E402
 from scripts.dev_server import FAST_QUEUES, PRECISE_TIMERS, temporal_cli_or_exit  # noqa: E402
 from scripts.record_histories import WorkerProcess, demo_settings, fetch_run  # noqa: E402
 from shared import (  # noqa: E402
@@ -343,7 +343,9 @@ async def happy_path(client: Client, plan: Plan) -> HappyPath:
     queue, skeleton_queue = new_id("release"), new_id("skeleton")
     drain_metrics()
     REQUESTS.clear()
-    async with create_worker(client, queue), changed_worker(client, skeleton_queue, skeleton=True):
+    release_worker = serving(client, create_worker(client, queue))
+    skeleton_worker = serving(client, changed_worker(client, skeleton_queue, skeleton=True))
+    async with release_worker, skeleton_worker:
         for _ in range(plan.happy_runs):
             ours.add(await fresh_release(client, queue))
             skeleton.add(await release(client, skeleton_queue))
@@ -394,7 +396,7 @@ async def hop_cost(client: Client, plan: Plan, **settings: Any) -> dict[str, flo
     queue = new_id("hops")
     per_hop = []
     drain_metrics()
-    async with changed_worker(client, queue, skeleton=True, **settings):
+    async with serving(client, changed_worker(client, queue, skeleton=True, **settings)):
         for _ in range(plan.chain_runs):
             handle = await client.start_workflow(
                 SequentialStepsWorkflow.run, plan.chain_steps, id=new_id("hops"), task_queue=queue
@@ -419,7 +421,7 @@ async def variant(
 ) -> dict[str, Any]:
     """One variant of the whole release, run plan.variant_runs times."""
     series, queue = Series(), new_id("variant")
-    async with changed_worker(client, queue, skeleton=skeleton, **settings):
+    async with serving(client, changed_worker(client, queue, skeleton=skeleton, **settings)):
         for _ in range(plan.variant_runs):
             series.add(await (release if skeleton else fresh_release)(client, queue))
     return {"seconds": series.seconds, "latencies": task_latencies(series.histories)}
@@ -469,7 +471,9 @@ async def storm_in_process(client: Client, keys: list[str]) -> dict[str, RunStat
     """The same with ALTERNATIVE_RETRY on every step (benchmarks/skeleton.StepChanges)."""
     queue = new_id("storm-policy")
     with demo_settings(DEMO_ROOT=fresh_root(), DEMO_FAILURES="alot"):
-        async with changed_worker(client, queue, changes=StepChanges(ALTERNATIVE_RETRY)):
+        async with serving(
+            client, changed_worker(client, queue, changes=StepChanges(ALTERNATIVE_RETRY))
+        ):
             return {key: (await release(client, queue, key))[0] for key in keys}
 
 

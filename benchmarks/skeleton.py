@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.worker import (
     Interceptor,
     StartActivityInput,
@@ -205,7 +205,7 @@ if _missing := {_name(a) for a in ALL_ACTIVITIES} - {_name(a) for a in NOOP_ACTI
 SKELETON_ACTIVITIES = [*NOOP_ACTIVITIES, noop]
 
 
-@workflow.defn
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)  # as the release's workflows
 class SequentialStepsWorkflow:
     """count no-op steps, each started when the one before has finished, with the release's
     timeouts and retry policy: one hop on a release's critical path, with nothing else going on."""

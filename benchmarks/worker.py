@@ -28,6 +28,7 @@ import run_worker  # noqa: E402
 from benchmarks.skeleton import SKELETON_ACTIVITIES, SKELETON_WORKFLOWS, StepChanges  # noqa: E402
 from connection import exit_now  # noqa: E402
 from shared import TASK_QUEUE  # noqa: E402
+from versioning import deployment_config  # noqa: E402
 
 _create_worker = run_worker.create_worker
 _settings: list[dict[str, Any]] = []
@@ -47,6 +48,7 @@ def changed_worker(
     if not _settings:  # read from a worker that never runs, on a queue of its own
         _settings.append(dict(_create_worker(client, f"bench-{uuid.uuid4()}").config()))
     config = {**_settings[0], "client": client, "task_queue": task_queue, **settings}
+    config["deployment_config"] = deployment_config(task_queue)
     if skeleton:
         config |= {"workflows": SKELETON_WORKFLOWS, "activities": SKELETON_ACTIVITIES}
     if changes:

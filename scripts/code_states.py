@@ -11,6 +11,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -72,3 +73,35 @@ def workflows_of(state: str, folder: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def main(argv: list[str]) -> int:
+    """`python scripts/code_states.py STATE FOLDER`: a build of the plan in one of the code
+    states, as demos.md's "Ship a new version of the plan while releases wait" makes them."""
+    if len(argv) != 2 or argv[0] not in CODE_STATES:
+        print(
+            f"usage: python scripts/code_states.py {{{','.join(CODE_STATES)}}} FOLDER",
+            file=sys.stderr,
+        )
+        return 2
+    state, folder = argv[0], Path(argv[1])
+    if folder.exists():
+        print(
+            f"code_states.py: {folder} exists: remove it, or name another folder", file=sys.stderr
+        )
+        return 1
+    try:
+        core_copy(state, folder)
+    except RuntimeError as err:
+        print(
+            f"code_states.py: {err} (is workflows.py today's? git checkout workflows.py)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{folder}: the project's code with patches/{state}.patch applied. Run its worker with:")
+    print(f"DEMO_ROOT=$PWD python {folder / 'run_worker.py'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -16,6 +16,13 @@ FAST_QUEUES = [
     *("--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"),
     *("--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000"),
 ]
+# A version no workflow runs on any more is reported drained after this grace (3 minutes by
+# default, which demos.md's Worker Versioning scenario waits out): the test session's server
+# says so within seconds.
+QUICK_DRAINAGE = [
+    *("--dynamic-config-value", 'matching.wv.VersionDrainageStatusVisibilityGracePeriod="5s"'),
+    *("--dynamic-config-value", 'matching.wv.VersionDrainageStatusRefreshInterval="1s"'),
+]
 
 
 def temporal_cli() -> str | None:

@@ -66,7 +66,7 @@ from temporalio.testing import WorkflowEnvironment
 import release_management
 import search_attributes
 from connection import exit_now
-from run_worker import READY_LINE, create_worker
+from run_worker import READY_LINE, create_worker, serving
 from scripts import code_states
 from scripts.dev_server import PRECISE_TIMERS, temporal_cli_or_exit
 from shared import (
@@ -297,7 +297,7 @@ async def record_catalog_and_failures(
     client: Client, state: Path
 ) -> dict[str, dict[str, WorkflowHistory]]:
     runs = {}
-    async with create_worker(client, TASK_QUEUE):
+    async with serving(client, create_worker(client, TASK_QUEUE)):
         with demo_settings(DEMO_ROOT=fresh_root(state, "catalog"), DEMO_FAILURES="off"):
             for key in release_management.load_catalog().release_keys():
                 await run_release(client, key, key)
@@ -587,7 +587,7 @@ ENDINGS: dict[str, Callable[[Client, str], Awaitable[None]]] = {
 async def record_endings(client: Client, state: Path) -> dict[str, dict[str, WorkflowHistory]]:
     """One run per ending in ENDINGS, each on fresh state and recorded under its name."""
     runs = {}
-    async with create_worker(client, TASK_QUEUE):
+    async with serving(client, create_worker(client, TASK_QUEUE)):
         for name, bring_about in ENDINGS.items():
             with demo_settings(DEMO_ROOT=fresh_root(state, name), DEMO_FAILURES="off"):
                 await bring_about(client, name)

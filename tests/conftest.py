@@ -13,8 +13,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from mocked import Mocked, mocked_worker
 from processes import temporal_cli
-from run_worker import create_worker
-from scripts.dev_server import FAST_QUEUES, PRECISE_TIMERS
+from run_worker import create_worker, serving
+from scripts.dev_server import FAST_QUEUES, PRECISE_TIMERS, QUICK_DRAINAGE
 from search_attributes import ALL as SEARCH_ATTRIBUTES
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -26,9 +26,10 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         data_converter=pydantic_data_converter,
         # Faster queue reads dispatch each step and each retry sooner: they keep `make test`
-        # within its time, and nothing tested here depends on them. (The servers that
+        # within its time, and nothing tested here depends on them; a drained version is said
+        # so in seconds (test_worker_versioning.py). (The servers that
         # tests/processes.py starts are left as `make demo` starts one.)
-        dev_server_extra_args=[*PRECISE_TIMERS, *FAST_QUEUES],
+        dev_server_extra_args=[*PRECISE_TIMERS, *FAST_QUEUES, *QUICK_DRAINAGE],
         search_attributes=SEARCH_ATTRIBUTES,  # as `make demo` registers them
     ) as environment:
         yield environment
@@ -52,7 +53,7 @@ def demo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def task_queue(client: Client, demo_root: Path) -> AsyncIterator[str]:
     """A task queue of this test's own, with a real worker polling it."""
     queue = f"test-{uuid.uuid4()}"
-    async with create_worker(client, queue):
+    async with serving(client, create_worker(client, queue)):
         yield queue
 
 

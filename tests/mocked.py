@@ -28,7 +28,7 @@ from activities import (
     wait_until_closed,
 )
 from locks import EnvironmentLockWorkflow
-from run_worker import HEARTBEAT_THROTTLE
+from run_worker import HEARTBEAT_THROTTLE, serving
 from shared import (
     ArtifactRef,
     CheckPromotionInput,
@@ -48,6 +48,7 @@ from shared import (
     VerifyInput,
     VerifyRollbackInput,
 )
+from versioning import deployment_config
 from workflows import DeployWorkflow, ReleaseWorkflow
 
 KEY = "RELEASE-MOCKED"
@@ -318,17 +319,21 @@ async def answer_to_cancel(client: Client, workflow_id: str) -> list["EventType.
 
 @asynccontextmanager
 async def mocked_worker(
-    client: Client, steps: Steps | None = None, queue: str = ""
+    client: Client, steps: Steps | None = None, queue: str = "", *real: Callable[..., Any]
 ) -> AsyncIterator[Mocked]:
     """A worker of the real workflows and mocked steps (new ones, unless given), on a task
-    queue of its own (unless given: a second worker for the same releases)."""
+    queue of its own (unless given: a second worker for the same releases), versioned as
+    run_worker's; the real activities given take the place of their mocks."""
     steps = steps or Steps()
     queue = queue or f"mocked-{uuid.uuid4()}"
-    async with Worker(
+    names = {step.__name__ for step in real}
+    worker = Worker(
         client,
         task_queue=queue,
         workflows=WORKFLOWS,
-        activities=steps.activities(),
+        activities=[*(s for s in steps.activities() if s.__name__ not in names), *real],
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-    ):
+        deployment_config=deployment_config(queue),
+    )
+    async with serving(client, worker):
         yield Mocked(client, queue, steps)

@@ -26,7 +26,6 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
 )
-from temporalio.worker import Worker
 
 from activities import find_lock_holder
 from handles import wait_for_status
@@ -36,7 +35,6 @@ from mocked import (
     QC,
     TEST,
     WAIT_SECONDS,
-    WORKFLOWS,
     Mocked,
     ReleaseHandle,
     Steps,
@@ -44,6 +42,7 @@ from mocked import (
     answer_to_cancel,
     failure_of,
     make_release,
+    mocked_worker,
 )
 from processes import (
     PROJECT_DIR,
@@ -55,7 +54,6 @@ from processes import (
     temporal_cli,
     terminal_env,
 )
-from run_worker import HEARTBEAT_THROTTLE
 from shared import (
     ApproveInput,
     Deployment,
@@ -81,17 +79,8 @@ FRONTEND_IN_DEV = ("frontend", DEV)
 async def lookup(client: Client) -> AsyncIterator[Mocked]:
     """The mocked harness with the real find_lock_holder: who holds a lock is asked of the
     server, as in production (a mock would name whoever the test says)."""
-    steps = Steps()
-    mocks = [step for step in steps.activities() if step.__name__ != "find_lock_holder"]
-    queue = f"mocked-{uuid.uuid4()}"
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=WORKFLOWS,
-        activities=[*mocks, find_lock_holder],
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-    ):
-        yield Mocked(client, queue, steps)
+    async with mocked_worker(client, Steps(), "", find_lock_holder) as harness:
+        yield harness
 
 
 async def cli(client: Client, *args: str) -> Finished:

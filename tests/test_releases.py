@@ -24,7 +24,7 @@ from temporalio.service import RPCError
 
 import release_management as rm
 from handles import wait_for_status
-from run_worker import create_worker
+from run_worker import create_worker, serving
 from run_workflow import read_progress
 from shared import ApproveInput, Environment, RejectInput, ReleaseInput
 from workflows import ReleaseWorkflow
@@ -457,7 +457,7 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
     queue = f"test-{uuid.uuid4()}"
     workflow_id = f"RELEASE-JAN-24-ALPHA-DEV-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("DEMO_BUG", "deploy")
-    async with create_worker(client, queue):
+    async with serving(client, create_worker(client, queue)):
         release = await client.start_workflow(
             ReleaseWorkflow.run,
             ReleaseInput(release_key="RELEASE-JAN-24-ALPHA-DEV"),
@@ -476,7 +476,7 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
         assert cell.attempt >= 2 and "bug in the deploy step" in cell.error
 
     monkeypatch.delenv("DEMO_BUG")  # the fix, shipped by restarting the worker
-    async with create_worker(client, queue):
+    async with serving(client, create_worker(client, queue)):
         assert str(await release.result()) == "Release RELEASE-JAN-24-ALPHA-DEV: SUCCESS"
         progress = await release.query(ReleaseWorkflow.progress)
     assert progress.status == "SUCCESS"

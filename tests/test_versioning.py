@@ -206,7 +206,10 @@ async def test_the_scenario_with_real_workers(env: WorkflowEnvironment, tmp_path
     demo_root = tmp_path / "demo"
     demo_root.mkdir()
     catalog_without_soak(demo_root)
-    script_env = terminal_env(env.client.service_client.config.target_host, demo_root)
+    # Every code state under one build ID, as demos.md has it: to Temporal one version, whose
+    # code changes under the release (else the release, pinned, would never meet the new code).
+    address = env.client.service_client.config.target_host
+    script_env = terminal_env(address, demo_root, DEMO_BUILD_ID="in-place")
     async with beta_left_closed(env.client):
         async with worker_of(code[BEFORE_NOTIFICATIONS], script_env):
             handle = await beta_at_its_gate(env.client, script_env, demo_root)
