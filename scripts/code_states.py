@@ -35,7 +35,7 @@ def git_apply(state: str, folder: Path, *options: str) -> subprocess.CompletedPr
     return subprocess.run(
         ["git", "apply", *options, str(patch_of(state))],
         cwd=folder,
-        env={**os.environ, "GIT_CEILING_DIRECTORIES": str(folder.parent)},
+        env={**os.environ, "GIT_CEILING_DIRECTORIES": str(folder.resolve().parent)},
         capture_output=True,
         text=True,
     )
@@ -98,8 +98,9 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"{folder}: the project's code with patches/{state}.patch applied. Run its worker with:")
-    print(f"DEMO_ROOT=$PWD python {folder / 'run_worker.py'}")
+    print(f"{folder}: the project's code with patches/{state}.patch applied. Its worker, as")
+    print(f"version {folder.name} of the plan, with this folder's files, from this folder:")
+    print(f"DEMO_BUILD_ID={folder.name} DEMO_ROOT=$PWD python {folder / 'run_worker.py'}")
     return 0
 
 

@@ -402,6 +402,7 @@ async def shoot_nondeterminism(run: Run, scratch: Path) -> None:
     the code with them unpatched, its workflow task fails; today's code then finishes it."""
     (scratch / "root-versioning").mkdir()
     env = run.env | {"DEMO_TASK_QUEUE": "versioning", "DEMO_ROOT": str(scratch / "root-versioning")}
+    env |= {"DEMO_BUILD_ID": "in-place"}  # one version whose code changes, as demos.md has it
     before = await code_worker(run, core_copy(BEFORE_NOTIFICATIONS, scratch / "before"), env)
     starter = [sys.executable, "run_workflow.py", SOAK_RELEASE]
     release = start(starter, scratch / "versioning-starter.log", env, run.started)
@@ -421,6 +422,49 @@ async def shoot_nondeterminism(run: Run, scratch: Path) -> None:
     await code_worker(run, PROJECT_DIR, env)
     if await asyncio.to_thread(release.wait, TIMEOUT) != 0:
         raise SystemExit(f"screenshots.py: {SOAK_RELEASE} on today's code did not succeed")
+
+
+async def shoot_worker_versions(run: Run, scratch: Path) -> None:
+    """demos.md, "Ship a new version of the plan while releases wait", on a task queue (so a
+    Worker Deployment) and a demo root of its own: the release waits at its gate on version 1,
+    version 2 is made current and runs a release; the deployment's page (version 1 draining)
+    and the waiting release's versioning (Pinned to v1). Then the release is approved."""
+    root = scratch / "root-versions"
+    root.mkdir()
+    env = run.env | {"DEMO_TASK_QUEUE": VERSIONS_QUEUE, "DEMO_ROOT": str(root)}
+    builds = {name: core_copy(state, scratch / name) for name, state in BUILDS.items()}
+    v1 = await code_worker(run, builds["v1"], env | {"DEMO_BUILD_ID": "v1"})
+    release = start(
+        [sys.executable, "run_workflow.py", SOAK_RELEASE], root / "s.log", env, run.started
+    )
+    await wait_in_log(builds["v1"] / "worker.log", GATE_LINE, v1)
+    await code_worker(run, builds["v2"], env | {"DEMO_BUILD_ID": "v2"})
+    switch = ["worker", "deployment", "set-current-version", "--deployment-name", VERSIONS_QUEUE]
+    switch += ["--build-id", "v2", "--yes", "--address", env["TEMPORAL_ADDRESS"]]
+    subprocess.run(
+        [temporal_cli_or_exit("screenshots.py"), *switch], check=True, capture_output=True
+    )
+    alpha = start(
+        [sys.executable, "run_workflow.py", VERSIONS_RELEASE], root / "a.log", env, run.started
+    )
+    if await asyncio.to_thread(alpha.wait, TIMEOUT) != 0:
+        raise SystemExit(f"screenshots.py: {VERSIONS_RELEASE} on version 2 did not succeed")
+    url = f"{run.ui}/namespaces/default/worker-deployments/{VERSIONS_QUEUE}"
+    shoot(run.browser, url, "worker-deployment.png", LIST_SIZE, ["v1", "v2", "draining"])
+    waiting = (await run.client.get_workflow_handle(SOAK_RELEASE).describe()).run_id
+    url = run.page(SOAK_RELEASE, waiting, "history")
+    shoot(run.browser, url, "release-pinned.png", DETAIL_SIZE, ["pinned", "v1"])
+    approve = ["--approve", SOAK_RELEASE, "--gate", "PROD", "--by", "Ada"]
+    start([sys.executable, "run_workflow.py", *approve], root / "ok.log", env, run.started)
+    if await asyncio.to_thread(release.wait, TIMEOUT) != 0:
+        raise SystemExit(f"screenshots.py: {SOAK_RELEASE} on version 1 did not succeed")
+
+
+# shoot_worker_versions: its task queue and Worker Deployment, its builds (by build ID), and the
+# release that starts on version 2 (DEV only: its run is short).
+VERSIONS_QUEUE = "plan-versions"
+BUILDS = {"v1": BEFORE_NOTIFICATIONS, "v2": UNPATCHED}
+VERSIONS_RELEASE = "RELEASE-JAN-24-ALPHA-DEV"
 
 
 async def shoot_agents_waiting(run: Run, scratch: Path) -> None:
@@ -604,6 +648,7 @@ async def photograph(
     await shoot_train_schedules(run)
     await shoot_search_prod(run)
     await shoot_nondeterminism(run, scratch)
+    await shoot_worker_versions(run, scratch)
     await shoot_agents_waiting(run, scratch)
 
 

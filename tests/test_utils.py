@@ -49,6 +49,9 @@ def test_unknown_failure_mode_and_pace_are_refused(monkeypatch: pytest.MonkeyPat
         ("run_worker.py", (), {"DEMO_ARTIFACTORY": "/nonexistent/store"}, "is not a folder"),
         ("run_worker.py", (), {"DEMO_ARTIFACTORY": "/"}, "holds the demo root"),
         ("run_worker.py", ("--env", "nope"), {}, "one of DEV, TEST, QC, PROD, not 'nope'"),
+        # Issue 24: a version's build ID, and a queue that names a Worker Deployment.
+        ("run_worker.py", (), {"DEMO_BUILD_ID": "v 2"}, "DEMO_BUILD_ID='v 2' is not a build ID"),
+        ("run_worker.py", (), {"DEMO_TASK_QUEUE": "team.releases"}, "holds '.' or ':'"),
     ],
 )
 async def test_demo_settings_that_cannot_be_right_are_refused_at_start(

@@ -187,3 +187,42 @@ async def test_two_versions_side_by_side(env: WorkflowEnvironment, tmp_path: Pat
         (ALPHA, "ended SUCCESS"),
     ]
     assert "drained" in drained, drained
+
+
+async def test_a_pinned_release_moved_on_purpose_to_a_version_that_replays_it(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """demos.md's versioning override, with the release's children (its locks): BETA, at its
+    gate on version 1, moved to today's code (the announcements behind workflow.patched, which
+    replays it) as version v3, with no worker of version 1 left, finishes there, announcing only
+    what it reaches on the new code, as in section 11."""
+    v1 = core_copy(BEFORE_NOTIFICATIONS, tmp_path / "v1")
+    root = tmp_path / "demo"
+    root.mkdir()
+    catalog_without_soak(root)
+    script_env = terminal_env(env.client.service_client.config.target_host, root)
+    deployment = script_env["DEMO_TASK_QUEUE"]
+    async with beta_left_closed(env.client):
+        async with worker_of(v1, script_env, "v1"):
+            beta = await beta_at_its_gate(env.client, script_env, root)
+        async with worker_of(PROJECT_DIR, script_env, "v3"):
+            await temporal(
+                script_env,
+                *("workflow", "update-options", "--query"),
+                f'RootWorkflowId="{BETA}" AND ExecutionStatus="Running"',
+                *("--versioning-override-behavior", "pinned"),
+                *("--versioning-override-deployment-name", deployment),
+                *("--versioning-override-build-id", "v3", "--yes"),
+            )
+            approve = ("--approve", BETA, "--gate", "PROD", "--by", "Ada")
+            approved = await run_starter(script_env, *approve, timeout=RELEASE_TIMEOUT)
+            result = await asyncio.wait_for(beta.result(), RELEASE_TIMEOUT)
+    assert approved.code == 0, approved.stderr
+    assert str(result) == f"Release {BETA}: SUCCESS"
+    assert await pinned_to(beta) == (PINNED, "v3")
+    assert "WORKFLOW TASK FAILED" not in await steps_of(beta)
+    announced = (root / "database" / "notifications.jsonl").read_text().splitlines()
+    assert [json.loads(line)["event"] for line in announced] == [
+        "promoted to PROD",
+        "ended SUCCESS",
+    ]
