@@ -10,11 +10,10 @@ them (the steps log what they did; the wrapper logs retries and refusals):
 
 import asyncio
 import functools
-import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, get_type_hints
+from typing import Any, Protocol, TypeVar
 
 from temporalio import activity
 from temporalio.client import (
@@ -38,12 +37,26 @@ from search_attributes import running_deploys_query
 from shared import (
     MAX_NAME_LENGTH,
     MAX_REASON_LENGTH,
+    ArtifactRef,
+    CheckPromotionInput,
+    DeployArtifactInput,
+    Deployment,
     DeploysInFlightInput,
     Ending,
     EndingInput,
+    EnvironmentVersions,
     ErrorType,
+    HeldIn,
+    HoldingsInput,
     LockHolderInput,
+    NotifyInput,
+    RecordReleaseInput,
+    Release,
+    ReleaseInput,
     RunsInput,
+    UpdateConfigInput,
+    VerifyInput,
+    VerifyRollbackInput,
     WorkflowRef,
     shown,
 )
@@ -82,46 +95,46 @@ class StepInput(Protocol):
     @property
     def demo_root(self) -> str: ...
 
-    def story(self, step: str) -> str: ...
+    def log_name(self, step: str) -> str: ...
 
 
 Input = TypeVar("Input", bound=StepInput)
 
 
-async def _run(step: Callable[[Input], T], request: Input, label: str, paced: bool) -> T:
+async def _run(step: Callable[[Input], T], request: Input, label: str, paced: bool = True) -> T:
     """Run one release_management step as this activity: pace it (if paced), heartbeat, run it
     on a thread, and sort its errors (module docstring). label: the step's name in the log."""
-    story = request.story(label)
+    name = request.log_name(label)
     _check_demo_root(request.demo_root)
     attempt = activity.info().attempt
     if attempt > 1:
-        activity.logger.info(f"{story}: retrying (attempt {attempt})")
+        activity.logger.info(f"{name}: retrying (attempt {attempt})")
     heartbeat = asyncio.create_task(_heartbeat_forever())
     try:
         await asyncio.sleep(step_seconds() if paced else 0)
         result = await _to_thread(step, request)
     except Exception as err:
-        raise _sorted(err, story, attempt) from None
+        raise _as_temporal_error(err, name, attempt) from None
     finally:
         heartbeat.cancel()
-    return _fits_in_a_payload(story, result)
+    return _fits_in_a_payload(name, result)
 
 
-def _sorted(err: Exception, story: str, attempt: int) -> Exception:
+def _as_temporal_error(err: Exception, name: str, attempt: int) -> Exception:
     """The error Temporal should see for a step's error, logged in one line."""
     if isinstance(err, ReleaseError):
-        activity.logger.error(f"{story}: refused: {err}")
+        activity.logger.error(f"{name}: refused: {err}")
         return _application_error(err, ErrorType.RELEASE_ERROR, non_retryable=True)
     if isinstance(err, Unhealthy):  # before VerificationError, of which it is a kind
         # A failed health check is retried a few times, then final: the deploy rolls back.
         final = attempt >= HEALTH_CHECK_ATTEMPTS
         then = "the deploy will be rolled back" if final else "Temporal will retry"
-        activity.logger.warning(f"{story}: unhealthy (attempt {attempt}): {err}; {then}")
+        activity.logger.warning(f"{name}: unhealthy (attempt {attempt}): {err}; {then}")
         return _application_error(err, ErrorType.UNHEALTHY, non_retryable=final)
     if isinstance(err, InjectedFailure | SourceMissing | VerificationError | OSError):
         # OSError: the machine's trouble (a full disk, a read-only folder), retried until it is
         # put right, with one line per attempt rather than a traceback.
-        activity.logger.warning(f"{story}: failed (attempt {attempt}): {err}; Temporal will retry")
+        activity.logger.warning(f"{name}: failed (attempt {attempt}): {err}; Temporal will retry")
         return _application_error(err, type(err).__name__, non_retryable=False)
     return err  # a bug (or a planted one): Temporal retries it, with its traceback
 
@@ -149,14 +162,14 @@ def _check_demo_root(for_root: str) -> None:
     )
 
 
-def _fits_in_a_payload(story: str, result: T) -> T:
+def _fits_in_a_payload(name: str, result: T) -> T:
     """result, if Temporal will take it; else a non-retryable error that says why (the server
     refuses a payload over its limit, and no retry would make it smaller)."""
     size = sum(payload.ByteSize() for payload in activity.payload_converter().to_payloads([result]))
     if size <= MAX_PAYLOAD_BYTES:
         return result
     message = (
-        f"{story}: its result is {size / 1024 / 1024:.1f} MB, over Temporal's payload limit of "
+        f"{name}: its result is {size / 1024 / 1024:.1f} MB, over Temporal's payload limit of "
         f"{MAX_PAYLOAD_BYTES // 1024 // 1024} MB; shorten what the catalog gives it"
     )
     activity.logger.error(message)
@@ -183,40 +196,79 @@ async def _to_thread(step: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _activity(
-    step: Callable[[Input], T], label: str, paced: bool = True
-) -> Callable[[Input], Coroutine[Any, Any, T]]:
-    """The release_management step as an activity of the same name, with the same types (the SDK
-    decodes its input and result by them) and documentation. label: its name in the log;
-    paced: whether it takes DEMO_STEP_SECONDS, as every step that works on the release does."""
-
-    async def run(request: Input) -> T:
-        return await _run(step, request, label, paced)
-
-    hints = get_type_hints(step)
-    first = next(iter(inspect.signature(step).parameters))
-    run.__annotations__ = {"request": hints[first], "return": hints["return"]}
-    run.__doc__ = step.__doc__
-    return activity.defn(name=step.__name__)(run)
+# The activities of a release: each runs the release_management step of its name (whose
+# docstring says what it does), paced unless it changes nothing the release is about (an
+# announcement, a look at what an environment holds, the record of a run with no release).
 
 
-# The activities of a release, each one step of the release system.
-gather_release = _activity(release_management.gather_release, "gather")
-check_promotion = _activity(release_management.check_promotion, "check promotion")
-held_in = _activity(release_management.held_in, "held", paced=False)
-build_artifact = _activity(release_management.build_artifact, "build")
-fetch_artifact = _activity(release_management.fetch_artifact, "fetch artifact")
-fetch_config = _activity(release_management.fetch_config, "fetch config")
-deploy_artifact = _activity(release_management.deploy_artifact, "deploy")
-update_config = _activity(release_management.update_config, "configure")
-verify_deploy = _activity(release_management.verify_deploy, "verify")
-rollback_deploy = _activity(release_management.rollback_deploy, "rollback")
-verify_rollback = _activity(release_management.verify_rollback, "verify rollback")
-# An announcement changes nothing the release is about: it is not paced.
-notify = _activity(release_management.notify, "notify", paced=False)
-# Nor does the record of a run that had no release to run.
-record_unstarted = _activity(release_management.record_unstarted, "record", paced=False)
-record_release = _activity(release_management.record_release, "record")
+@activity.defn
+async def gather_release(request: ReleaseInput) -> Release:
+    return await _run(release_management.gather_release, request, "gather")
+
+
+@activity.defn
+async def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
+    return await _run(release_management.check_promotion, request, "check promotion")
+
+
+@activity.defn
+async def held_in(request: HoldingsInput) -> HeldIn:
+    return await _run(release_management.held_in, request, "held", paced=False)
+
+
+@activity.defn
+async def build_artifact(request: Deployment) -> bool:
+    return await _run(release_management.build_artifact, request, "build")
+
+
+@activity.defn
+async def fetch_artifact(request: Deployment) -> ArtifactRef:
+    return await _run(release_management.fetch_artifact, request, "fetch artifact")
+
+
+@activity.defn
+async def fetch_config(request: Deployment) -> dict[str, str | int]:
+    return await _run(release_management.fetch_config, request, "fetch config")
+
+
+@activity.defn
+async def deploy_artifact(request: DeployArtifactInput) -> bool:
+    return await _run(release_management.deploy_artifact, request, "deploy")
+
+
+@activity.defn
+async def update_config(request: UpdateConfigInput) -> bool:
+    return await _run(release_management.update_config, request, "configure")
+
+
+@activity.defn
+async def verify_deploy(request: VerifyInput) -> None:
+    return await _run(release_management.verify_deploy, request, "verify")
+
+
+@activity.defn
+async def rollback_deploy(request: Deployment) -> str | None:
+    return await _run(release_management.rollback_deploy, request, "rollback")
+
+
+@activity.defn
+async def verify_rollback(request: VerifyRollbackInput) -> None:
+    return await _run(release_management.verify_rollback, request, "verify rollback")
+
+
+@activity.defn
+async def notify(request: NotifyInput) -> bool:
+    return await _run(release_management.notify, request, "notify", paced=False)
+
+
+@activity.defn
+async def record_unstarted(request: Ending) -> str:
+    return await _run(release_management.record_unstarted, request, "record", paced=False)
+
+
+@activity.defn
+async def record_release(request: RecordReleaseInput) -> str:
+    return await _run(release_management.record_release, request, "record")
 
 
 # --- Activities that ask Temporal, not the release system --------------------------------------

@@ -290,7 +290,7 @@ def fetch_artifact(deployment: Deployment) -> ArtifactRef:
         )
     _check_provenance(path, content, component, version)
     source = where(path.parent)
-    _log.info("%s: found in %s", deployment.story("fetch artifact"), source)
+    _log.info("%s: found in %s", deployment.log_name("fetch artifact"), source)
     return ArtifactRef(source=source, sha256=_sha256(content))
 
 
@@ -308,7 +308,7 @@ def fetch_config(deployment: Deployment) -> dict[str, str | int]:
     catalog = load_catalog()
     info = _component_info(catalog, component)
     settings = catalog.environments[env]
-    _log.info("%s: gathered", deployment.story("fetch config"))
+    _log.info("%s: gathered", deployment.log_name("fetch config"))
     return {
         "component": component,
         "version": deployment.version,
@@ -456,7 +456,7 @@ def verify_deploy(request: VerifyInput) -> None:
         )
     if unhealthy() == (component, env.value):
         raise Unhealthy(f"{component} {version} in {env.value} failed its health check")
-    _log.info("%s: verified", d.story("verify"))
+    _log.info("%s: verified", d.log_name("verify"))
 
 
 def _check_holds(env: Environment, component: str, wanted: list[str], when: str) -> None:
@@ -493,7 +493,7 @@ def rollback_deploy(deployment: Deployment) -> str | None:
             _inject(isErrorRarely, f"before rolling back {where}")
             _put_back(d, previous, kept)
             _inject(isErrorRarely, f"after rolling back {where}")
-    _log.warning("%s: rolled back to %s", d.story("rollback"), previous or "nothing (removed)")
+    _log.warning("%s: rolled back to %s", d.log_name("rollback"), previous or "nothing (removed)")
     return previous
 
 
@@ -607,7 +607,7 @@ def verify_rollback(request: VerifyRollbackInput) -> None:
         raise VerificationError(
             f"after the rollback the {d.environment.value} config of {d.component} is wrong"
         )
-    _log.info("%s: verified", d.story("verify rollback"))
+    _log.info("%s: verified", d.log_name("verify rollback"))
 
 
 def notify(request: NotifyInput) -> bool:
@@ -634,7 +634,9 @@ def notify(request: NotifyInput) -> bool:
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     announced = _append_once(notifications_path(), line, ("run_id", "event"))
-    _log.info("%s: %s", request.story("notify"), "announced" if announced else "already announced")
+    _log.info(
+        "%s: %s", request.log_name("notify"), "announced" if announced else "already announced"
+    )
     return announced
 
 
@@ -825,7 +827,7 @@ def _ledger_line(deployment: Deployment, step: str, in_environment: bool = True)
 def _report(deployment: Deployment, step: str, done: str = "", changed: bool = True) -> bool:
     """Say what a step did, or that it found its work done; return whether it changed anything."""
     _log.info(
-        "%s: %s", deployment.story(step), done if changed else "already done, nothing to change"
+        "%s: %s", deployment.log_name(step), done if changed else "already done, nothing to change"
     )
     return changed
 

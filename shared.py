@@ -341,7 +341,7 @@ class ReleaseInput(FrozenModel):
             return {}
         return {name: v if isinstance(v, str) else json.dumps(v) for name, v in given.items()}
 
-    def story(self, step: str) -> str:
+    def log_name(self, step: str) -> str:
         """How the worker's log names a step of the release before it is gathered."""
         return f"{self.release_key}: {step}"
 
@@ -362,7 +362,7 @@ class Deployment(FrozenModel):
     # Where its steps run: the environment's own worker's queue, or "" for the release's.
     task_queue: str = ""
 
-    def story(self, step: str) -> str:
+    def log_name(self, step: str) -> str:
         """How the worker's log names one step of it: "KEY QC frontend: deploy 1.1"."""
         return (
             f"{self.release_key} {self.environment.value} {self.component}: {step} {self.version}"
@@ -461,7 +461,7 @@ class Ending(FrozenModel):
     finished: str
     demo_root: str = ""  # "": this worker's (see ReleaseInput.demo_root)
 
-    def story(self, step: str) -> str:
+    def log_name(self, step: str) -> str:
         return f"{self.release_key}: {step}"
 
 
@@ -523,7 +523,7 @@ class ReleaseStepInput(FrozenModel):
     release: Release
     demo_root: str = ""
 
-    def story(self, step: str) -> str:
+    def log_name(self, step: str) -> str:
         return f"{self.release.key}: {step}"
 
 
@@ -566,7 +566,7 @@ class HoldingsInput(FrozenModel):
     components: list[ComponentName]
     demo_root: str = ""
 
-    def story(self, step: str) -> str:
+    def log_name(self, step: str) -> str:
         return f"{self.environment.value}: {step}"
 
 
@@ -586,8 +586,8 @@ class DeploymentStepInput(FrozenModel):
     def demo_root(self) -> str:
         return self.deployment.demo_root
 
-    def story(self, step: str) -> str:
-        return self.deployment.story(step)
+    def log_name(self, step: str) -> str:
+        return self.deployment.log_name(step)
 
 
 class DeployArtifactInput(DeploymentStepInput):

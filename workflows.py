@@ -142,7 +142,7 @@ class ReleaseWorkflow:
             if self._locks.lost:  # lost as the plan ended: its last steps ran without the lock
                 raise asyncio.CancelledError()
         except (Exception, asyncio.CancelledError) as err:
-            ending = self._result_of(release.key, err)
+            ending = self._outcome_of_error(release.key, err)
             await self._close(release, started, ending)
             if ending.outcome is Outcome.FAILED and self._locks.lost:
                 raise ApplicationError(
@@ -172,17 +172,17 @@ class ReleaseWorkflow:
             self._stop_if_told()
             if env in release.gates() and not (decision := await self._approval(env)).approved:
                 who = f"by {decision.by}: " if decision.by else ""  # "": the gate expired
-                return _result(release, Outcome.REJECTED, f"{who}{decision.reason}")
+                return _outcome(release, Outcome.REJECTED, f"{who}{decision.reason}")
             await self._locks.confirm_after_reset(env)
             self._stop_if_told()  # a cancel that came with the approval, or a lock lost
             rollbacks = await self._promote(release, env)
             if rollbacks:
-                return _result(release, Outcome.ROLLED_BACK, "; ".join(rollbacks))
+                return _outcome(release, Outcome.ROLLED_BACK, "; ".join(rollbacks))
             # env is deployed, so the environment it was fed from is no longer needed.
             await self._locks.unlock_after_use(env.previous())
             await self._announce(release, env.value, f"promoted to {env.value}", release.plan())
             await self._soak_for(env, release.soak(env))
-        return _result(release, Outcome.SUCCESS)
+        return _outcome(release, Outcome.SUCCESS)
 
     async def _held(self, release: Release, envs: list[Environment]) -> dict[Environment, HeldIn]:
         """What those of envs that have a worker of their own hold, asked of that worker (only it
@@ -275,7 +275,7 @@ class ReleaseWorkflow:
                 DeployWorkflow.run,
                 deployment,
                 id=deploy_id,
-                static_summary=f"deploy {_what(deployment, 'to')}",
+                static_summary=f"deploy {_summary_of(deployment, 'to')}",
                 search_attributes=search_attributes.for_deploy(deployment),
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
                 # Were the release terminated, its deploys would still end clean, not mid-step.
@@ -347,7 +347,7 @@ class ReleaseWorkflow:
         self._mark(env, Cell(state=CellState.PENDING if decision.approved else CellState.REJECTED))
         return decision
 
-    def _result_of(self, release_key: str, err: BaseException) -> ReleaseResult:
+    def _outcome_of_error(self, release_key: str, err: BaseException) -> ReleaseResult:
         """How a release that raised err ended."""
         cancelled = workflow.cancellation_reason() is not None
         if self._locks.lost and not cancelled:
@@ -368,7 +368,7 @@ class ReleaseWorkflow:
         key = self._request.release_key
         if not is_release_key(key) or not workflow.patched(UNSTARTED_RECORD_PATCH):
             return
-        result = self._result_of(key, err)
+        result = self._outcome_of_error(key, err)
         ending = Ending(
             release_key=key,
             release_run_id=workflow.info().run_id,
@@ -544,24 +544,24 @@ class DeployWorkflow:
 
     async def _gather(self, deployment: Deployment) -> tuple[ArtifactRef, dict[str, str | int]]:
         # The config does not depend on the build: gather it while the artifact is prepared.
-        summary = f"fetch the config of {_what(deployment)}"
+        summary = f"fetch the config of {_summary_of(deployment)}"
         config = self._step(fetch_config, deployment, summary)
         artifact, config = await _all(self._artifact(deployment), config)
         return artifact, config
 
     async def _artifact(self, deployment: Deployment) -> ArtifactRef:
         if deployment.environment is Environment.DEV:
-            await self._step(build_artifact, deployment, f"build {_what(deployment, '')}")
+            await self._step(build_artifact, deployment, f"build {_summary_of(deployment, '')}")
             _stop_if_cancelled()
-        summary = f"fetch the artifact of {_what(deployment)}"
+        summary = f"fetch the artifact of {_summary_of(deployment)}"
         return await self._step(fetch_artifact, deployment, summary)
 
     async def _change(
         self, deployment: Deployment, artifact: ArtifactRef, config: dict[str, str | int]
     ) -> DeployResult:
-        what = _what(deployment)
+        what = _summary_of(deployment)
         deploy = DeployArtifactInput(deployment=deployment, artifact=artifact)
-        await self._step(deploy_artifact, deploy, f"deploy {_what(deployment, 'to')}")
+        await self._step(deploy_artifact, deploy, f"deploy {_summary_of(deployment, 'to')}")
         configure = UpdateConfigInput(deployment=deployment, config=config)
         await self._step(update_config, configure, f"configure {what}")
         try:
@@ -646,11 +646,11 @@ def _is_unhealthy(err: ActivityError) -> bool:
     return isinstance(err.cause, ApplicationError) and err.cause.type == ErrorType.UNHEALTHY
 
 
-def _result(release: Release, outcome: Outcome, detail: str = "") -> ReleaseResult:
+def _outcome(release: Release, outcome: Outcome, detail: str = "") -> ReleaseResult:
     return ReleaseResult(release_key=release.key, outcome=outcome, detail=detail)
 
 
-def _what(deployment: Deployment, where: str = "in") -> str:
+def _summary_of(deployment: Deployment, where: str = "in") -> str:
     """What a deploy's activities work on, for their summaries: "frontend 1.1 in QC" (where
     "to": "... to QC"; where "": "frontend 1.1")."""
     what = f"{deployment.component} {deployment.version}"
