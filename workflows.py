@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         verify_rollback,
         wait_until_closed,
     )
+    from grid import Grid
     from search_attributes import RELEASE_KEY, RELEASE_OUTCOME, RUNNING
     from shared import (
         MAX_NAME_LENGTH,
@@ -56,7 +57,6 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_TASK_TIMEOUT,
         ApproveInput,
         ArtifactRef,
-        Cell,
         CellState,
         CheckPromotionInput,
         Decision,
@@ -111,7 +111,7 @@ class ReleaseWorkflow:
         self._request = ReleaseInput(release_key="")
         self._release: Release | None = None
         self._status = "starting"
-        self._cells: dict[Environment, dict[str, Cell]] = {}
+        self._grid = Grid()  # what the starter shows (grid.py)
         self._before: EnvironmentVersions = {}  # what the environments held before the release
         self._locks = EnvironmentLocks()
         self._gates = ApprovalGates()
@@ -132,7 +132,7 @@ class ReleaseWorkflow:
             await self._record_unstarted(started, err)
             raise
         self._release = release
-        self._cells = {env: {c: Cell() for c in release.versions} for env in release.environments}
+        self._grid.lay_out(release)
         # The plan runs as a task of its own, so a lock taken from the release stops it where
         # it stands, as a cancel would (locks.py).
         plan = asyncio.create_task(self._promote_all(release))
@@ -211,7 +211,7 @@ class ReleaseWorkflow:
         demos.md, "An unhealthy deploy")."""
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {release.plan()}")
         self._status = f"deploying to {env.value}"
-        self._mark(env, Cell(state=CellState.RUNNING))
+        self._grid.mark(env, CellState.RUNNING)
         queue, root = await self._where_steps_run(release, env)
         run_id = workflow.info().run_id
         ends = await _all(
@@ -245,24 +245,12 @@ class ReleaseWorkflow:
         return steps_queue(workflow.info().task_queue, env), told.root
 
     async def _deploy(self, deployment: Deployment) -> str:
-        """One DeployWorkflow child; marks its cell in the grid done, rolled back, failed or
-        cancelled, and returns "" (or how it was rolled back)."""
-        env, component = deployment.environment, deployment.component
-        try:
-            deployed = await self._start_deploy(deployment)
-        except (Exception, asyncio.CancelledError) as err:
-            ended = (
-                Cell(state=CellState.CANCELLED)
-                if is_cancelled_exception(err)
-                else Cell(state=CellState.FAILED, error=root_message(err))
-            )
-            self._mark(env, ended, component)
-            raise
+        """One DeployWorkflow child: "", or how it was rolled back."""
+        deployed = await self._grid.follow(deployment, self._start_deploy(deployment))
         if not deployed.rolled_back:
-            self._mark(env, Cell(state=CellState.DONE), component)
             return ""
-        self._mark(env, Cell(state=CellState.ROLLED_BACK), component)
-        return f"{component} in {env.value} ({deployment.version} -> {deployed.previous or 'none'})"
+        where = f"{deployment.component} in {deployment.environment.value}"
+        return f"{where} ({deployment.version} -> {deployed.previous or 'none'})"
 
     async def _start_deploy(self, deployment: Deployment) -> DeployResult:
         # A deterministic ID that reads like the release plan in the Web UI.
@@ -282,17 +270,7 @@ class ReleaseWorkflow:
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             )
 
-        try:
-            return await start()
-        except WorkflowAlreadyStartedError:
-            # Started by the run of this release that a reset replaced, and still running: let
-            # it finish, then deploy again, which finds its work done.
-            await _start_activity(
-                wait_until_closed,
-                WorkflowRef(workflow_id=deploy_id),
-                f"wait for {deploy_id}, started before a reset, to close",
-            )
-            return await start()
+        return await _after_any_run_a_reset_replaced(start, deploy_id)
 
     async def _announce(self, release: Release, point: str, event: str, message: str) -> None:
         """Announce an event of the release (notify). A step added to the plan after releases
@@ -325,7 +303,7 @@ class ReleaseWorkflow:
         self._soak = Soak(environment=env, ends=ends.isoformat())
         self._status = f"soaking {env.value} for {seconds} s"
         workflow.logger.info(f"{self._request.release_key}: {self._status}")
-        self._mark(env, Cell(state=CellState.SOAKING))
+        self._grid.mark(env, CellState.SOAKING)
         try:
             await workflow.wait_condition(
                 lambda: self._soak is None,
@@ -336,15 +314,15 @@ class ReleaseWorkflow:
             pass
         finally:  # ended, skipped or cancelled: no soak is shown or skippable any more
             self._soak = None
-            self._mark(env, Cell(state=CellState.DONE))
+            self._grid.mark(env, CellState.DONE)
 
     async def _approval(self, env: Environment) -> Decision:
         """Wait, durably and for as long as it takes, for a person to approve or reject env."""
         assert self._release is not None
         self._status = f"waiting for approval before {env.value}"
-        self._mark(env, Cell(state=CellState.WAITING_FOR_APPROVAL))
+        self._grid.mark(env, CellState.WAITING_FOR_APPROVAL)
         decision = await self._gates.wait(self._release, env)
-        self._mark(env, Cell(state=CellState.PENDING if decision.approved else CellState.REJECTED))
+        self._grid.mark(env, CellState.PENDING if decision.approved else CellState.REJECTED)
         return decision
 
     def _outcome_of_error(self, release_key: str, err: BaseException) -> ReleaseResult:
@@ -406,7 +384,7 @@ class ReleaseWorkflow:
             started=started,
             finished=workflow.now().isoformat(),
             before=self._before,
-            states=self._final_states(),
+            states=self._grid.final_states(),
             unlocked_after_use=self._locks.unlocked_after_use,
             decisions=self._gates.decisions,
             skipped_soaks=self._skipped_soaks,
@@ -429,25 +407,12 @@ class ReleaseWorkflow:
                 [RELEASE_KEY.value_set(key), RELEASE_OUTCOME.value_set(outcome)]
             )
 
-    def _final_states(self) -> dict[Environment, dict[str, CellState]]:
-        """How each deploy ended; one that never ended was not reached."""
-        unfinished = (CellState.PENDING, CellState.WAITING_FOR_APPROVAL, CellState.RUNNING)
-        for row in self._cells.values():
-            for component, cell in row.items():
-                if cell.state in unfinished:
-                    row[component] = Cell(state=CellState.NOT_REACHED)
-        return {env: {c: cell.state for c, cell in row.items()} for env, row in self._cells.items()}
-
     def _stop_if_told(self) -> None:
         """Start nothing new once the release is cancelled or has lost a lock (see
         _stop_if_cancelled: a step that finished despite the cancel absorbed it)."""
         _stop_if_cancelled()
         if self._locks.lost:
             raise asyncio.CancelledError()
-
-    def _mark(self, env: Environment, cell: Cell, component: str | None = None) -> None:
-        for name in [component] if component else list(self._cells.get(env, {})):
-            self._cells[env][name] = cell
 
     @workflow.update
     def approve(self, request: ApproveInput) -> str:
@@ -510,7 +475,7 @@ class ReleaseWorkflow:
             soak=self._soak,
             environments=release.environments if release else [],
             components=list(release.versions) if release else [],
-            cells=self._cells,
+            cells=self._grid.cells,
         )
 
 
@@ -599,6 +564,21 @@ UNSTARTED_RECORD_PATCH = "record-unstarted"
 HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 # The longest an activity may take, pace included (DEMO_STEP_SECONDS <= 60).
 ACTIVITY_TIMEOUT = timedelta(minutes=2)
+
+
+async def _after_any_run_a_reset_replaced(start: Callable[[], Awaitable[T]], child_id: str) -> T:
+    """start() a child; if the run of this release that a reset replaced started it and it
+    still runs (WorkflowAlreadyStartedError), let it finish first, then start it again: it finds
+    its work done. A rare recovery, kept out of the plan's way."""
+    try:
+        return await start()
+    except WorkflowAlreadyStartedError:
+        await _start_activity(
+            wait_until_closed,
+            WorkflowRef(workflow_id=child_id),
+            f"wait for {child_id}, started before a reset, to close",
+        )
+        return await start()
 
 
 def _start_activity(
