@@ -25,6 +25,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
+import files
 import release_management
 from release_management import (
     InjectedFailure,
@@ -149,7 +150,7 @@ def _application_error(err: Exception, type: str, non_retryable: bool) -> Applic
 def _check_demo_root(for_root: str) -> None:
     """Refuse a step of a release started for another demo root than this worker's: two workers
     with different DEMO_ROOTs on one task queue would split a release's files between them."""
-    here = release_management.demo_root().resolve()
+    here = files.demo_root().resolve()
     if not for_root or Path(for_root) == here:
         return
     raise ApplicationError(

@@ -26,8 +26,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+import files
 import release_management
-from release_management import ReleaseError
+from catalog import load_catalog, load_release
 from shared import (
     ENVIRONMENT_ORDER,
     RELEASE_KEY_PATTERN,
@@ -35,6 +36,7 @@ from shared import (
     CellState,
     Environment,
     FoundDeploy,
+    ReleaseError,
     ReleaseProgress,
     approve_command,
     shown,
@@ -206,12 +208,12 @@ def _cell_text(cell: Cell) -> str:
 def format_catalog(width: int | None = None) -> str:
     """The catalog's releases, one row each, in catalog order, with the version of each component
     they promote (width: as _table_text's); an invalid release is named below the table."""
-    catalog = release_management.load_catalog()  # read and validated once, not once a release
+    catalog = load_catalog()  # read and validated once, not once a release
     components = list(catalog.components)
     rows, invalid = [], []
     for key in catalog.release_keys():
         try:
-            release = release_management.load_release(key, catalog=catalog)
+            release = load_release(key, catalog=catalog)
         except ReleaseError as err:
             rows.append([key, *("-" for _ in components), "INVALID", "-"])
             invalid.append(f"{key} is invalid: {err}")
@@ -232,10 +234,10 @@ def format_environments(width: int | None = None) -> str:
     """Which version of each component each environment holds, as a small table (width: as
     format_table's)."""
     state = release_management.environment_state()
-    components = list(release_management.load_catalog().components)
+    components = list(load_catalog().components)
     # Environments with a worker of their own whose files are not here, but in that worker's
     # root: as the latest release records here say they were left ("?": none says).
-    own = [e for e in own_workers() if not release_management.environment_dir(e).is_dir()]
+    own = [e for e in own_workers() if not files.environment_dir(e).is_dir()]
     recorded = release_management.recorded_state(own)
     rows = [
         [
@@ -528,13 +530,13 @@ class TerminalLog(logging.Formatter):
         said = found["rest"] if found and key else message
         text = f"{self.formatTime(record, self.datefmt)} {said}"
         lines += textwrap.wrap(
-            text,
+            kept_whole(text),
             max(self._width(), 40),
             subsequent_indent=LOG_INDENT,
             break_long_words=False,  # a file name or a link stays whole
             break_on_hyphens=False,  # so does a release key
         ) or [text]
-        return "\n".join(lines)
+        return "\n".join(lines).replace("\u00a0", " ")
 
 
 # --- Drawing ------------------------------------------------------------------------------------
@@ -558,16 +560,24 @@ def fitted(text: str, stream: TextIO | None = None) -> str:
     return wrapped(text, shutil.get_terminal_size().columns)
 
 
-# What wrapping keeps on one line: a version change, "(1.1 -> 1.0)" (textwrap breaks at ASCII
-# whitespace only, so a no-break space holds it together).
+# What wrapping keeps on one line (textwrap breaks at ASCII whitespace only, so no-break spaces
+# hold it together): a version change, "(1.1 -> 1.0)", and a command a person copies and pastes
+# (a command broken over lines would run as several), which may then overflow the line.
 KEPT_TOGETHER = (" -> ", "\u00a0->\u00a0")
+COMMAND = re.compile(r"(?:python3? \S+\.py|temporal [a-z])[^()`;\n]*[^()`;\n.,\s]")
+
+
+def kept_whole(text: str) -> str:
+    """text with the spaces of what must stay on one line made no-break (see KEPT_TOGETHER)."""
+    text = text.replace(*KEPT_TOGETHER)
+    return COMMAND.sub(lambda found: found[0].replace(" ", "\u00a0"), text)
 
 
 def wrapped(text: str, width: int) -> str:
     """text, each line wrapped between words to width columns, under its own indentation (see
     fitted)."""
-    lines = [_wrapped_line(line, width) for line in text.replace(*KEPT_TOGETHER).splitlines()]
-    return "\n".join(lines).replace(KEPT_TOGETHER[1], KEPT_TOGETHER[0])
+    lines = [_wrapped_line(line, width) for line in kept_whole(text).splitlines()]
+    return "\n".join(lines).replace("\u00a0", " ")
 
 
 def _wrapped_line(line: str, width: int) -> str:

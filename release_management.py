@@ -22,7 +22,8 @@ step that only reads asks once, before it reads. A person edits which injector a
 make that step flakier or steadier.
 
 Read top-down: the steps; how a change is made once and recorded once (_commit); reading what
-the files hold; the catalog; where things live; safe file access.
+the files hold. The catalog (catalog.py) and where the files live and how they are read and
+written (files.py) are modules of their own.
 """
 
 import fcntl
@@ -37,18 +38,40 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 import utils
+from catalog import component_info, listed, load_catalog, load_release
+from files import (
+    artifact_path,
+    atomic_write,
+    config_path,
+    demo_root,
+    deployed_path,
+    environment_dir,
+    json_or_none,
+    ledger_path,
+    lock_path,
+    no_links,
+    notifications_path,
+    previous_dir,
+    read_bytes,
+    read_json,
+    read_text,
+    record_path,
+    records_dir,
+    sha256,
+    where,
+    write_temp,
+)
 from shared import (
     COMPONENT_PATTERN,
     ENVIRONMENT_ORDER,
     VERSION_PATTERN,
     ArtifactRef,
-    CatalogText,
     CellState,
+    ChangeMadeTwice,
     CheckPromotionInput,
-    ComponentName,
     DeployArtifactInput,
     Deployment,
     Ending,
@@ -57,14 +80,18 @@ from shared import (
     HeldIn,
     Holdings,
     HoldingsInput,
+    InjectedFailure,
     NotifyInput,
     RecordReleaseInput,
     Release,
+    ReleaseError,
     ReleaseInput,
+    SourceMissing,
+    Unhealthy,
     UpdateConfigInput,
+    VerificationError,
     VerifyInput,
     VerifyRollbackInput,
-    WaitSeconds,
 )
 from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
 
@@ -76,34 +103,6 @@ _log = logging.getLogger(__name__)
 _ARTIFACT_FILE = re.compile(
     rf"^(?P<component>{COMPONENT_PATTERN})-(?P<version>{VERSION_PATTERN})\.txt$"
 )
-
-
-class ReleaseError(Exception):
-    """Bad input: an unknown release, an invalid catalog, a promotion out of order.
-
-    Retrying cannot help; the message says what is wrong and what to do about it.
-    """
-
-
-class InjectedFailure(Exception):
-    """A simulated transient failure, raised when a failure injector from utils.py fires."""
-
-
-class VerificationError(Exception):
-    """A deployed component is not in the state its deploy was meant to leave it in."""
-
-
-class Unhealthy(VerificationError):
-    """A deployed component failed its health check."""
-
-
-class SourceMissing(Exception):
-    """An artifact that a step needs is not where it should be (yet)."""
-
-
-class ChangeMadeTwice(Exception):
-    """A step went to make a change that its target already holds: it did not check first. A
-    bug, so Temporal retries it until a fixed worker takes over, rather than change it again."""
 
 
 # --- The steps of a release: each checks whether its end state holds before it changes anything ---
@@ -178,7 +177,7 @@ def _holdings(env: Environment, components: list[str]) -> Holdings:
     held = {}
     for component in components:
         paths = {v: deployed_path(env, component, v) for v in held_versions(env, component)}
-        held[component] = {v: _sha256(_read_text(path) or "") for v, path in paths.items()}
+        held[component] = {v: sha256(read_text(path) or "") for v, path in paths.items()}
     return held
 
 
@@ -212,8 +211,8 @@ def _check_store(release: Release) -> None:
     the genuine build of every version it promotes (a release that starts in DEV builds it)."""
     for component, version in release.versions.items():
         path = artifact_path(component, version)
-        content = _read_text(path)
-        if content is None or _sha256(content) != built_digest(component, version):
+        content = read_text(path)
+        if content is None or sha256(content) != built_digest(component, version):
             raise ReleaseError(
                 f"Release {release.key} cannot be promoted to {release.environments[0].value}: "
                 f"{where(path)} is {'missing' if content is None else 'not what its build makes'}"
@@ -257,7 +256,7 @@ def build_artifact(deployment: Deployment) -> bool:
     with _exclusive("artifactory", f"{component}-{version}"):
         path = artifact_path(component, version)
         content = _artifact_content(component, version)
-        if _read_text(path) == content:
+        if read_text(path) == content:
             return _report(deployment, "build", changed=False)
         _inject(isErrorSometimes, f"before building {component} {version}")
         _commit(path, content, _ledger_line(deployment, "build", in_environment=False))
@@ -282,7 +281,7 @@ def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     component, version, env = deployment.component, deployment.version, deployment.environment
     _inject(isErrorRarely, f"while fetching {component} {version} for {env.value}")
     path = artifact_path(deployment.component, deployment.version)
-    content = _read_text(path)
+    content = read_text(path)
     if content is None:
         raise SourceMissing(
             f"{where(path)} is missing from the artifact store: restore it, or run a release "
@@ -291,7 +290,7 @@ def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     _check_provenance(path, content, component, version)
     source = where(path.parent)
     _log.info("%s: found in %s", deployment.log_name("fetch artifact"), source)
-    return ArtifactRef(source=source, sha256=_sha256(content))
+    return ArtifactRef(source=source, sha256=sha256(content))
 
 
 def fetch_config(deployment: Deployment) -> dict[str, str | int]:
@@ -306,7 +305,7 @@ def fetch_config(deployment: Deployment) -> dict[str, str | int]:
     component, env = deployment.component, deployment.environment
     _inject(isErrorNever, f"while fetching the {env.value} config of {component}")
     catalog = load_catalog()
-    info = _component_info(catalog, component)
+    info = component_info(catalog, component)
     settings = catalog.environments[env]
     _log.info("%s: gathered", deployment.log_name("fetch config"))
     return {
@@ -337,8 +336,8 @@ def deploy_artifact(request: DeployArtifactInput) -> bool:
     d = request.deployment
     with _exclusive(d.environment.value, d.component):
         others = [v for v in held_versions(d.environment, d.component) if v != d.version]
-        current = _read_text(deployed_path(d.environment, d.component, d.version))
-        if current is not None and _sha256(current) == request.artifact.sha256 and not others:
+        current = read_text(deployed_path(d.environment, d.component, d.version))
+        if current is not None and sha256(current) == request.artifact.sha256 and not others:
             return _report(d, "deploy", changed=False)
         where = f"{d.component} {d.version} to {d.environment.value}"
         _inject(isErrorSometimes, f"before deploying {where}")
@@ -359,10 +358,10 @@ def _gathered_content(request: DeployArtifactInput) -> str:
         ReleaseError: it changed since it was gathered.
     """
     source = artifact_path(request.deployment.component, request.deployment.version)
-    content = _read_text(source)
+    content = read_text(source)
     if content is None:
         raise SourceMissing(f"{where(source)} disappeared before the deploy")
-    if _sha256(content) != request.artifact.sha256:
+    if sha256(content) != request.artifact.sha256:
         raise ReleaseError(
             f"{where(source)} changed after it was gathered for "
             f"{request.deployment.environment.value}; run the release again"
@@ -375,10 +374,10 @@ def _replacing(deployment: Deployment, others: list[str]) -> dict[str, str | Non
     one previous_version will find kept) and the SHA-256 of the config the environment has now.
     A rollback checks what it puts back against them (see _kept_for_rollback)."""
     component = deployment.component
-    config = _read_text(config_path(deployment.environment, component))
+    config = read_text(config_path(deployment.environment, component))
     return {
         "replaced": _last_kept(component, others),
-        "replaced_config": _sha256(config) if config is not None else None,
+        "replaced_config": sha256(config) if config is not None else None,
     }
 
 
@@ -391,13 +390,13 @@ def _keep_previous(env: Environment, component: str, replaced: list[str]) -> Non
     """
     if not replaced:
         return
-    keep = _no_links(previous_dir(env))
+    keep = no_links(previous_dir(env))
     keep.mkdir(parents=True, exist_ok=True)
     for stale in keep.glob(f"{component}-*.txt"):
         stale.unlink()
-    config = _read_text(config_path(env, component))
+    config = read_text(config_path(env, component))
     if config is not None:
-        _atomic_write(_kept_config(env, component), config)
+        atomic_write(_kept_config(env, component), config)
     for old in replaced:
         os.replace(deployed_path(env, component, old), keep / f"{component}-{old}.txt")
 
@@ -416,7 +415,7 @@ def update_config(request: UpdateConfigInput) -> bool:
     d = request.deployment
     with _exclusive(d.environment.value, d.component):
         path = config_path(d.environment, d.component)
-        if _read_json(path) == request.config:
+        if read_json(path) == request.config:
             return _report(d, "configure", changed=False)
         where = f"{d.component} {d.version} in {d.environment.value}"
         _inject(isErrorRarely, f"before configuring {where}")
@@ -443,12 +442,12 @@ def verify_deploy(request: VerifyInput) -> None:
     _inject(isErrorRarely, f"while verifying {component} {version} in {env.value}")
     _check_holds(env, component, [version], "")
     path = deployed_path(env, component, version)
-    content = _read_text(path)
+    content = read_text(path)
     # A copy changed since it was deployed is tampered with: no retry can make it genuine.
     _check_provenance(path, content, component, version)
-    if content is None or _sha256(content) != request.artifact.sha256:
+    if content is None or sha256(content) != request.artifact.sha256:
         raise VerificationError(f"{component} {version} in {env.value} does not match its artifact")
-    config = _read_json(config_path(env, component)) or {}
+    config = read_json(config_path(env, component)) or {}
     if config.get("version") != version or config.get("environment") != env.value:
         raise VerificationError(
             f"the {env.value} config of {component} names version {config.get('version')!r}, "
@@ -487,7 +486,7 @@ def rollback_deploy(deployment: Deployment) -> str | None:
         previous, config_sha256 = _replaced_by(d)
         kept = _kept_for_rollback(d, previous, config_sha256) if previous else None
         if held_versions(d.environment, d.component) != ([previous] if previous else []) or (
-            _read_text(config_path(d.environment, d.component)) != (kept[1] if kept else None)
+            read_text(config_path(d.environment, d.component)) != (kept[1] if kept else None)
         ):
             where = f"{d.component} {d.version} in {d.environment.value}"
             _inject(isErrorRarely, f"before rolling back {where}")
@@ -530,16 +529,16 @@ def _kept_for_rollback(
         previous_dir(env) / f"{component}-{previous}.txt",
         _kept_config(env, component),
     )
-    content, text = _read_text(artifact), _read_text(config)
-    fields = _json_or_none(text) if text else None
+    content, text = read_text(artifact), read_text(config)
+    fields = json_or_none(text) if text else None
     wanted = {"component": component, "version": previous, "environment": env.value}
     what = f"{component} {previous}"
-    if content is None or _sha256(content) != built_digest(component, previous):
+    if content is None or sha256(content) != built_digest(component, previous):
         wrong = f"{where(artifact)} is not what the build of {what} makes"
     elif (
         not isinstance(fields, dict)
         or {k: fields.get(k) for k in wanted} != wanted
-        or (config_sha256 is not None and _sha256(text or "") != config_sha256)
+        or (config_sha256 is not None and sha256(text or "") != config_sha256)
     ):
         wrong = f"{where(config)} is not the {env.value} config of {what}"
     else:
@@ -569,13 +568,13 @@ def _put_back(deployment: Deployment, previous: str | None, kept: tuple[str, str
     if previous and kept:
         content, config = kept
         target = deployed_path(env, component, previous)
-        if _read_text(target) != content:
+        if read_text(target) != content:
             _commit(target, content, line)
         else:  # put back by an attempt that crashed before it wrote the config
             _append_ledger(line)
-        _atomic_write(config_path(env, component), config)
+        atomic_write(config_path(env, component), config)
     else:
-        config_file = _no_links(config_path(env, component))
+        config_file = no_links(config_path(env, component))
         _append_ledger(line)
         config_file.unlink(missing_ok=True)
     for other in held_versions(env, component):
@@ -599,8 +598,8 @@ def verify_rollback(request: VerifyRollbackInput) -> None:
     _check_holds(d.environment, d.component, [previous] if previous else [], "after the rollback ")
     if previous:
         path = deployed_path(d.environment, d.component, previous)
-        _check_provenance(path, _read_text(path), d.component, previous)
-    config = _read_json(config_path(d.environment, d.component)) or {}
+        _check_provenance(path, read_text(path), d.component, previous)
+    config = read_json(config_path(d.environment, d.component)) or {}
     if (config.get("version"), config.get("environment")) != (
         (previous, d.environment.value) if previous else (None, None)
     ):
@@ -667,9 +666,9 @@ def record_release(request: RecordReleaseInput) -> str:
         "skipped_soaks": [skip.model_dump(mode="json") for skip in request.skipped_soaks],
         "environments": _recorded_environments(request),
     }
-    if _read_json(path) != record:
+    if read_json(path) != record:
         _inject(isErrorNever, f"before recording {release.key}")
-        _atomic_write(path, json.dumps(record, indent=2) + "\n")
+        atomic_write(path, json.dumps(record, indent=2) + "\n")
         _inject(isErrorNever, f"after recording {release.key}")
     _log.info("%s: recorded in %s", release.key, path.name)
     return path.name
@@ -705,7 +704,7 @@ def record_ending(ending: Ending) -> str:
         ReleaseError: the record is a symbolic link or lies in a linked folder.
     """
     path = record_path(ending.release_key, ending.release_run_id)
-    if _read_json(path) is None:
+    if read_json(path) is None:
         detail = f": {ending.detail}" if ending.detail else ""
         record = {
             "release_key": ending.release_key,
@@ -717,7 +716,7 @@ def record_ending(ending: Ending) -> str:
             "decisions": [],
             "skipped_soaks": [],
         }
-        _atomic_write(path, json.dumps(record, indent=2) + "\n")
+        atomic_write(path, json.dumps(record, indent=2) + "\n")
     _log.info("%s: recorded in %s", ending.release_key, path.name)
     return path.name
 
@@ -801,12 +800,12 @@ def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
     Raises:
         ChangeMadeTwice: path already holds text (the calling step did not check first).
     """
-    if _read_text(path) == text:
+    if read_text(path) == text:
         raise ChangeMadeTwice(
             f"{where(path)} already holds this change: the step must check "
             "its end state before it changes anything"
         )
-    temp = _write_temp(path, text)
+    temp = write_temp(path, text)
     _append_ledger(ledger_line)
     os.replace(temp, path)
 
@@ -856,7 +855,7 @@ def _append_once(path: Path, line: dict[str, Any], same: tuple[str, ...]) -> boo
     Raises:
         ReleaseError: path is a symbolic link or lies in a linked folder.
     """
-    path = _no_links(path)
+    path = no_links(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
     with open(os.open(path, flags, 0o666), "r+b") as ledger:
@@ -880,7 +879,7 @@ def _same_line(existing: bytes, line: dict[str, Any], same: tuple[str, ...]) -> 
     # many components makes many lines).
     if any(isinstance(line[f], str) and line[f].encode() not in existing for f in same):
         return False
-    recorded = _json_or_none(existing)
+    recorded = json_or_none(existing)
     return isinstance(recorded, dict) and all(recorded.get(field) == line[field] for field in same)
 
 
@@ -895,7 +894,7 @@ def _exclusive(*target: str) -> Iterator[None]:
     Raises:
         ReleaseError: the lock file is a symbolic link or lies in a linked folder.
     """
-    path = _no_links(lock_path(".".join(target)))
+    path = no_links(lock_path(".".join(target)))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666), "wb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -1006,7 +1005,7 @@ def release_history(limit: int = 10) -> list[dict[str, Any]]:
 def _release_record(path: Path) -> dict[str, Any] | None:
     """The release record in path, or None if path does not hold a well-formed one."""
     try:
-        record = _read_json(path)
+        record = read_json(path)
         _ShownRecord.model_validate(record)
     except (ReleaseError, OSError, ValidationError):
         return None
@@ -1024,11 +1023,11 @@ def read_ledger() -> list[dict[str, Any]]:
         ReleaseError: the ledger is a symbolic link or lies in a linked folder.
     """
     changes, skipped = [], []
-    lines = (_read_bytes(ledger_path()) or b"").split(b"\n")
+    lines = (read_bytes(ledger_path()) or b"").split(b"\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        change = _json_or_none(line)
+        change = json_or_none(line)
         if isinstance(change, dict):
             changes.append(change)
         else:
@@ -1037,232 +1036,13 @@ def read_ledger() -> list[dict[str, Any]]:
         _log.warning(
             "%s: skipped line(s) %s: not a JSON object (a write torn by a crash, or a hand edit)",
             ledger_path(),
-            _listed(skipped),
+            listed(skipped),
         )
     return changes
 
 
-# --- The catalog ------------------------------------------------------------------------------
-
-
-class ComponentInfo(BaseModel):
-    """A deployable component: where its source lives and who owns it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    repository: CatalogText
-    team: CatalogText
-
-
-class EnvironmentSettings(BaseModel):
-    """Settings that go into the config of every component deployed to one environment."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    # Strict: "replicas": true or "2" is refused, not read as 1 or 2.
-    replicas: StrictInt = Field(ge=1)
-    log_level: CatalogText
-    # How long a release waits once it has deployed here, before it promotes further.
-    soak_seconds: WaitSeconds = 0
-
-
-class Catalog(BaseModel):
-    """The whole catalog file. Releases stay raw here and are validated one at a time, so a
-    mistake in one release refuses that release and leaves the others usable."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    components: dict[ComponentName, ComponentInfo] = Field(min_length=1)
-    environments: dict[Environment, EnvironmentSettings]
-    releases: list[dict[str, Any]]
-
-    @model_validator(mode="after")
-    def _every_environment_has_settings(self) -> "Catalog":
-        missing = [env.value for env in ENVIRONMENT_ORDER if env not in self.environments]
-        if missing:
-            raise ValueError(f"no settings for environment(s) {', '.join(missing)}")
-        return self
-
-    def release_keys(self) -> list[str]:
-        """Every release key in the catalog, in catalog order."""
-        return [str(entry.get("key")) for entry in self.releases]
-
-
-class _Duplicates(dict):
-    """A JSON object in which some key appeared more than once (json.loads keeps the last)."""
-
-    duplicates: list[str]
-
-
-def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) == len(keys):
-        return dict(pairs)
-    result = _Duplicates(pairs)
-    result.duplicates = [key for number, key in enumerate(keys) if key in keys[:number]]
-    return result
-
-
-# How much of a name, and how many names, a message quotes: a ReleaseError's message crosses
-# Temporal, whose payloads are 2 MB at most, and a catalog key can be any size before it is read.
-_QUOTED_LENGTH = 60
-
-
-_LISTED = 20
-
-
-def _short(text: str) -> str:
-    """text, cut to _QUOTED_LENGTH characters."""
-    return text if len(text) <= _QUOTED_LENGTH else f"{text[:_QUOTED_LENGTH]}..."
-
-
-def _listed(names: list[str]) -> str:
-    """names joined with commas, at most _LISTED of them, each cut short."""
-    shown = ", ".join(_short(name) for name in names[:_LISTED])
-    return shown if len(names) <= _LISTED else f"{shown} and {len(names) - _LISTED} more"
-
-
-def _find_duplicate(value: Any, where: str) -> str | None:
-    """The first key listed twice in one JSON object, as "<where>: '<key>' is listed twice"."""
-    if isinstance(value, _Duplicates):
-        return f"{where}: {_short(value.duplicates[0])!r} is listed twice"
-    children = (
-        value.items()
-        if isinstance(value, dict)
-        else enumerate(value)
-        if isinstance(value, list)
-        else []
-    )
-    for key, child in children:
-        found = _find_duplicate(child, f"{where}.{_short(str(key))}" if where else str(key))
-        if found:
-            return found
-    return None
-
-
-def _describe(err: ValidationError, where: str = "") -> str:
-    """The first problem pydantic found, as "<field path>: <what is wrong>"."""
-    first = err.errors()[0]
-    parts = [_short(str(part)) for part in first["loc"]]
-    field = ".".join([where, *parts] if where else parts)
-    message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
-    return f"{field}: {message}{more}" if field else f"{message}{more}"
-
-
-def load_catalog() -> Catalog:
-    """Read and validate the catalog in use (see catalog_path).
-
-    Returns:
-        The catalog, its components and environments validated, its releases still raw.
-
-    Raises:
-        ReleaseError: the file cannot be read or parsed (see _parse_catalog), or does not have
-            the catalog's shape: a field missing, of the wrong type, too long, or with a
-            character that is not printable. The message names the file and the field.
-    """
-    path = catalog_path()
-    data = _parse_catalog(path)
-    try:
-        return Catalog.model_validate(data)
-    except ValidationError as err:
-        raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
-
-
-def _parse_catalog(path: Path) -> Any:
-    """The catalog file's JSON, checked for keys listed twice.
-
-    Raises:
-        ReleaseError: the file is missing or unreadable, is not UTF-8 text, is not JSON, is
-            nested too deeply to parse, or lists a key twice; the message names the file.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_keep_duplicates)
-        duplicate = _find_duplicate(data, "")
-    except FileNotFoundError:
-        raise ReleaseError(f"{path}: catalog file not found; restore it from git") from None
-    except OSError as err:
-        raise ReleaseError(f"{path}: cannot be read ({err.strerror}); check the file") from None
-    except UnicodeDecodeError as err:
-        raise ReleaseError(
-            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
-            "save it as UTF-8"
-        ) from None
-    except ValueError as err:  # not JSON, or a number too long to convert
-        raise ReleaseError(f"{path}: not valid JSON: {err}; fix the file") from None
-    except RecursionError:
-        raise ReleaseError(
-            f"{path}: nested too deeply to read (a catalog is a few levels deep); fix the file"
-        ) from None
-    if duplicate:
-        raise ReleaseError(f"{path}: {duplicate}; keep one entry")
-    return data
-
-
-def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release:
-    """Find one release in the catalog and validate it.
-
-    Args:
-        release_key: the release's key, e.g. "RELEASE-NOV-23-INITIAL".
-        catalog: the catalog, if the caller has loaded it already (to load many releases, load
-            it once: it is read and validated whole); else it is loaded here.
-
-    Returns:
-        The validated release.
-
-    Raises:
-        ReleaseError: the catalog is invalid (see load_catalog), the key is not in it (the
-            message lists valid keys), or its entry is invalid: a bad name or version,
-            environments out of order, an unknown component, a field of the wrong type. The
-            message names the file, the release and the field.
-    """
-    if catalog is None:
-        catalog = load_catalog()
-    keys = catalog.release_keys()
-    if keys.count(release_key) > 1:
-        raise ReleaseError(f"{catalog_path()}: release {release_key} is listed twice; keep one")
-    if release_key not in keys:
-        raise ReleaseError(
-            f"Unknown release key {_short(release_key)!r}. Valid keys: {_listed(keys)}"
-        )
-    index = keys.index(release_key)
-    try:
-        release = Release.model_validate(catalog.releases[index])
-    except ValidationError as err:
-        raise ReleaseError(
-            f"{catalog_path()}: release {release_key}: {_describe(err, f'releases.{index}')}"
-        ) from None
-    _check_components(catalog, release)
-    # Each environment's soak, unless the release sets its own.
-    settings = {env: catalog.environments[env] for env in release.environments}
-    soaks = {env: setting.soak_seconds for env, setting in settings.items() if setting.soak_seconds}
-    return release.model_copy(update={"soak_seconds": soaks | release.soak_seconds})
-
-
-def _check_components(catalog: Catalog, release: Release) -> None:
-    """Refuse a release of a component the catalog does not know, or that says which of its
-    environments have a worker of their own (the workers' setting, not the catalog's)."""
-    if release.own_workers:
-        raise ReleaseError(
-            f"{catalog_path()}: release {release.key}: own_workers is not the catalog's to say: "
-            "the worker's DEMO_OWN_WORKERS sets it"
-        )
-    unknown = [name for name in release.versions if name not in catalog.components]
-    if unknown:
-        raise ReleaseError(
-            f"{catalog_path()}: release {release.key}: versions: unknown component(s) "
-            f"{_listed(unknown)}; known components: {_listed(list(catalog.components))}"
-        )
-
-
-def _component_info(catalog: Catalog, component: str) -> ComponentInfo:
-    try:
-        return catalog.components[component]
-    except KeyError:
-        raise ReleaseError(
-            f"{catalog_path()}: components: {component!r} is not in the catalog"
-        ) from None
-
-
 def _artifact_content(component: str, version: str) -> str:
-    info = _component_info(load_catalog(), component)
+    info = component_info(load_catalog(), component)
     build_id = hashlib.sha256(f"{component}\0{version}\0{info.repository}".encode()).hexdigest()
     return (
         f"component: {component}\n"
@@ -1276,7 +1056,7 @@ def _artifact_content(component: str, version: str) -> str:
 def built_digest(component: str, version: str) -> str:
     """The SHA-256 of what the build makes of a component version. Builds are reproducible, so
     every genuine copy of it, in artifactory or in any environment, has this digest."""
-    return _sha256(_artifact_content(component, version))
+    return sha256(_artifact_content(component, version))
 
 
 def _check_provenance(path: Path, content: str | None, component: str, version: str) -> None:
@@ -1286,7 +1066,7 @@ def _check_provenance(path: Path, content: str | None, component: str, version: 
         ReleaseError: the copy differs (it was changed after it was built, or the catalog's
             repository or team of the component changed since); the message names the file.
     """
-    if content is None or _sha256(content) == built_digest(component, version):
+    if content is None or sha256(content) == built_digest(component, version):
         return
     raise ReleaseError(_not_built(path, component, version))
 
@@ -1299,177 +1079,3 @@ def _not_built(path: Path, component: str, version: str) -> str:
         f"since), so it is not promoted. Run a release that starts in DEV with {component} "
         f"{version} to deploy the genuine build again."
     )
-
-
-# --- Where things live ------------------------------------------------------------------------
-
-
-def demo_root() -> Path:
-    """The folder that holds all the demo's state: DEMO_ROOT if set, else the project folder."""
-    return Path(os.environ.get("DEMO_ROOT") or PROJECT_DIR)
-
-
-def catalog_path() -> Path:
-    """The catalog in use: the demo root's own database/catalog.json, else the project's."""
-    own = demo_root() / "database" / CATALOG_NAME
-    return own if own.exists() else PROJECT_DIR / "database" / CATALOG_NAME
-
-
-def artifactory_dir() -> Path:
-    """The artifact store, which every worker shares, as a registry would be: DEMO_ARTIFACTORY
-    if set, else the demo root's artifactory/."""
-    return Path(os.environ.get("DEMO_ARTIFACTORY") or demo_root() / "artifactory")
-
-
-def artifact_path(component: str, version: str) -> Path:
-    """Where the artifact store keeps the built artifact of one component version."""
-    return artifactory_dir() / f"{component}-{version}.txt"
-
-
-def where(path: Path) -> str:
-    """path as messages name it: from the demo root (or the artifact store, if it is apart)."""
-    root = _root_of(path)
-    shown = path.relative_to(root)
-    return str(shown if root == demo_root() else root.name / shown)
-
-
-def _root_of(path: Path) -> Path:
-    """The folder path lies in that the release system writes under: the artifact store if
-    path is in it, else the demo root."""
-    store = artifactory_dir()
-    return (
-        store
-        if path.is_relative_to(store) and not store.is_relative_to(demo_root())
-        else demo_root()
-    )
-
-
-def environment_dir(env: Environment) -> Path:
-    """The folder that holds what is deployed in one environment."""
-    return demo_root() / "environments" / env.value
-
-
-def deployed_path(env: Environment, component: str, version: str) -> Path:
-    """Where an environment holds a deployed component version."""
-    return environment_dir(env) / f"{component}-{version}.txt"
-
-
-def previous_dir(env: Environment) -> Path:
-    """Where an environment keeps the version a deploy replaced, for a rollback."""
-    return demo_root() / "environments" / ".previous" / env.value
-
-
-def config_path(env: Environment, component: str) -> Path:
-    """Where an environment holds a component's configuration."""
-    return environment_dir(env) / f"{component}.config.json"
-
-
-def lock_path(target: str) -> Path:
-    """The lock file of one target that steps change: an artifact (in the artifact store, which
-    workers of different roots share), or a component in an environment (see _exclusive)."""
-    root = _root_of(artifactory_dir()) if target.startswith("artifactory.") else demo_root()
-    return root / ".locks" / f"{target}.lock"
-
-
-def notifications_path() -> Path:
-    """Where the release system's announcements go, one JSON line each (a webhook's stand-in)."""
-    return demo_root() / "database" / "notifications.jsonl"
-
-
-def ledger_path() -> Path:
-    """The ledger: one JSON line per change made by any release run."""
-    return demo_root() / "database" / "ledger.jsonl"
-
-
-def records_dir() -> Path:
-    """Where one record per finished release run is kept."""
-    return demo_root() / "database" / "releases"
-
-
-def record_path(release_key: str, run_id: str) -> Path:
-    """The record of one release run: written by the release, or by its lock (record_ending)."""
-    return records_dir() / f"{release_key}-{run_id}.json"
-
-
-# --- Files, read and written without following links ------------------------------------------
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _no_links(path: Path) -> Path:
-    """path, once it is known that reading or writing it follows no symbolic link: path is not
-    one, and no folder between the demo root and it is one (so nothing leads out of the root).
-
-    Raises:
-        ReleaseError: one is; the message names the path and what to do.
-    """
-    root = _root_of(path)
-    if path.is_symlink():
-        problem = "is a symbolic link"
-    elif path.parent.resolve() != root.resolve() / path.parent.relative_to(root):
-        problem = "lies in a linked folder (a folder on its way is a symbolic link)"
-    else:
-        return path
-    raise ReleaseError(
-        f"{path} {problem}: the release system follows no links, so that nothing it writes "
-        "lands outside the demo root. Replace the link with a real file or folder and retry."
-    )
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    """The content of path, or None if there is no such file.
-
-    Raises:
-        ReleaseError: path is a symbolic link or lies in a linked folder (see _no_links).
-    """
-    try:
-        # O_NOFOLLOW: a link planted after the check is refused (OSError), not read through.
-        fd = os.open(_no_links(path), os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    with open(fd, "rb") as file:
-        return file.read()
-
-
-def _read_text(path: Path) -> str | None:
-    content = _read_bytes(path)
-    return None if content is None else content.decode("utf-8")
-
-
-def _json_or_none(text: str | bytes) -> Any:
-    """text parsed as JSON, or None if it is not JSON (or not UTF-8, or nested too deeply)."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _read_json(path: Path) -> Any:
-    content = _read_bytes(path)
-    return None if content is None else _json_or_none(content)
-
-
-def _write_temp(path: Path, text: str) -> Path:
-    """Write text beside path under a temp name; the caller renames it into place. (The temp
-    name is fixed per target, so a retry removes a crashed attempt's half-written temp file.)
-
-    Raises:
-        ReleaseError: path is a symbolic link or lies in a linked folder (see _no_links).
-    """
-    _no_links(path).parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    # A leftover temp file (a crashed attempt's, or a planted link) is removed, not written
-    # through: unlink removes a link itself, and O_EXCL | O_NOFOLLOW create a fresh file only.
-    temp.unlink(missing_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    with open(os.open(temp, flags, 0o666), "w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    return temp
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    os.replace(_write_temp(path, text), path)

@@ -30,14 +30,14 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-import release_management
+import files
 from activities import ALL_ACTIVITIES, ENVIRONMENT_STEPS, MAX_CONCURRENT_ACTIVITIES
+from catalog import load_catalog
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
 from display import OneLineParser, TerminalLog, fitted
 from locks import EnvironmentLockWorkflow
-from release_management import ReleaseError
 from search_attributes import SearchAttributesUnusable, register_missing
-from shared import TASK_QUEUE, Environment, ErrorType, steps_queue
+from shared import TASK_QUEUE, Environment, ErrorType, ReleaseError, steps_queue
 from utils import (
     check_demo_settings,
     environment_argument,
@@ -162,7 +162,7 @@ def check_settings() -> None:
     """
     check_demo_settings()
     target = unhealthy()
-    components = list(release_management.load_catalog().components) if target else []
+    components = list(load_catalog().components) if target else []
     # A component the catalog does not have would never fail its health check: refuse it.
     if target and target[0] not in components:
         raise ValueError(
@@ -252,7 +252,7 @@ def _say_ready(client: Client, queues: list[str], version: str) -> None:
         fitted(version),
         f"Failures: {failures}. Step pace: {step_seconds():g} s.",
         bug,
-        f"Artifact store: {release_management.artifactory_dir()}",
+        f"Artifact store: {files.artifactory_dir()}",
         f"Web UI: {web_ui_url(client)}",
         READY_LINE,
     ]

@@ -51,10 +51,11 @@ from temporalio.exceptions import CancelledError, TerminatedError, WorkflowAlrea
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
-import release_management
+import files
 import search_attributes
 import trains
 import versioning
+from catalog import load_catalog, load_release
 from connection import TemporalUnreachable, connect, exit_now, output_closed, web_ui_url
 from display import (
     LiveGrid,
@@ -73,7 +74,6 @@ from display import (
     when_words,
 )
 from outages import DETAIL_CHARACTERS, NONDETERMINISM
-from release_management import ReleaseError
 from shared import (
     MAX_NAME_LENGTH,
     MAX_REASON_LENGTH,
@@ -86,6 +86,7 @@ from shared import (
     Outcome,
     RejectInput,
     Release,
+    ReleaseError,
     ReleaseInput,
     ReleaseProgress,
     ReleaseResult,
@@ -185,7 +186,7 @@ async def main(argv: list[str]) -> int:
         if args.schedules or args.schedule or args.unschedule:
             return await train_command(args)
         # Refuse an unknown key here, at once, before anything is started.
-        release = release_management.load_release(args.key or releasekey)
+        release = load_release(args.key or releasekey)
         client = await connect()
         result = await run_release(client, release)
     except (ReleaseError, StarterError, TemporalUnreachable) as err:
@@ -227,9 +228,7 @@ async def _start_or_attach(
         handle = await client.start_workflow(
             ReleaseWorkflow.run,
             # Steps refuse to run on a worker that serves another demo root than this one.
-            ReleaseInput(
-                release_key=release_key, demo_root=str(release_management.demo_root().resolve())
-            ),
+            ReleaseInput(release_key=release_key, demo_root=str(files.demo_root().resolve())),
             id=workflow_id,
             task_queue=task_queue,
             task_timeout=WORKFLOW_TASK_TIMEOUT,
@@ -507,7 +506,7 @@ def _command_key(args: argparse.Namespace) -> str | None:
 
 async def release_command(args: argparse.Namespace, key: str) -> int:
     """A command about one release (RELEASE_COMMANDS): it answers within seconds or says why."""
-    keys = release_management.load_catalog().release_keys()
+    keys = load_catalog().release_keys()
     if key not in keys:
         raise StarterError(f"Unknown release key {key!r}. Valid keys: {', '.join(keys)}")
     client = await connect()
@@ -693,7 +692,7 @@ async def _how_it_ended(handle: ReleaseHandle) -> str:
 
 async def train_command(args: argparse.Namespace) -> int:
     """Create, list or delete release trains (Temporal Schedules that start a release)."""
-    keys = release_management.load_catalog().release_keys()
+    keys = load_catalog().release_keys()
     key = args.schedule or args.unschedule
     # A train is removed whatever the catalog says now: its release may have left it since.
     if args.schedule is not None and key not in keys:
@@ -705,7 +704,7 @@ async def train_command(args: argparse.Namespace) -> int:
         elif args.unschedule:
             print(fitted(shown(await trains.unschedule(client, key))))
         else:
-            release = release_management.load_release(key)
+            release = load_release(key)
             _say_scheduled(
                 client, await trains.schedule_release(client, release, args.every or args.at)
             )
@@ -841,7 +840,7 @@ async def _why_its_task_fails(handle: ReleaseHandle) -> str:
 async def deploy_history(env: Environment | None, component: str | None, limit: int) -> str:
     """The latest deploys to env and/or of component, found by their search attributes: the
     same answer the Web UI's list gives, filtered by DeployEnvironment and DeployComponent."""
-    components = list(release_management.load_catalog().components)
+    components = list(load_catalog().components)
     if component is not None and component not in components:
         raise StarterError(f"No component {component!r} in the catalog: use one of {components}")
     client = await connect()

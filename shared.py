@@ -651,3 +651,34 @@ class FoundDeploy(FrozenModel):
     component: str
     ending: str  # deployed, rolled back to 1.0, running, failed, ...
     release_outcome: str  # how its release ended: RUNNING, SUCCESS, ROLLED BACK, ...
+
+
+# --- The errors of the release system (release_management.py) ----------------------------
+
+
+class ReleaseError(Exception):
+    """Bad input: an unknown release, an invalid catalog, a promotion out of order.
+
+    Retrying cannot help; the message says what is wrong and what to do about it.
+    """
+
+
+class InjectedFailure(Exception):
+    """A simulated transient failure, raised when a failure injector from utils.py fires."""
+
+
+class VerificationError(Exception):
+    """A deployed component is not in the state its deploy was meant to leave it in."""
+
+
+class Unhealthy(VerificationError):
+    """A deployed component failed its health check."""
+
+
+class SourceMissing(Exception):
+    """An artifact that a step needs is not where it should be (yet)."""
+
+
+class ChangeMadeTwice(Exception):
+    """A step went to make a change that its target already holds: it did not check first. A
+    bug, so Temporal retries it until a fixed worker takes over, rather than change it again."""

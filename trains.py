@@ -33,7 +33,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-import release_management
+import files
 from display import Train, When, when_words
 from shared import TASK_QUEUE, WORKFLOW_TASK_TIMEOUT, Release, ReleaseInput
 from workflows import ReleaseWorkflow
@@ -114,7 +114,7 @@ async def schedule_release(
         ReleaseWorkflow.run,
         ReleaseInput(
             release_key=release.key,
-            demo_root=str(release_management.demo_root().resolve()),
+            demo_root=str(files.demo_root().resolve()),
         ),
         id=release.key,  # each run's ID is this and the time it was due
         task_queue=task_queue,

@@ -65,7 +65,6 @@ from temporalio.worker.workflow_sandbox import (  # noqa: E402
     SandboxRestrictions,
 )
 
-import release_management  # noqa: E402
 import search_attributes  # noqa: E402
 from benchmarks.histories import (  # noqa: E402
     HappyPath,
@@ -81,6 +80,7 @@ from benchmarks.histories import (  # noqa: E402
 from benchmarks.report import HOP_COLUMNS, fill, render  # noqa: E402
 from benchmarks.skeleton import ReleaseWorkflow, SequentialStepsWorkflow, StepChanges  # noqa: E402
 from benchmarks.worker import changed_worker  # noqa: E402
+from catalog import load_catalog, load_release  # noqa: E402
 from connection import exit_now  # noqa: E402
 from run_worker import create_worker, serving  # noqa: E402
 from scripts.dev_server import FAST_QUEUES, PRECISE_TIMERS, temporal_cli_or_exit  # noqa: E402
@@ -449,13 +449,12 @@ async def critical_path(
 
 def storm_keys() -> list[str]:
     """The catalog's releases that run without a person: the six of the issue."""
-    catalog = release_management.load_catalog()
+    catalog = load_catalog()
     keys = catalog.release_keys()
     return [
         key
         for key in keys
-        if (found := release_management.load_release(key, catalog=catalog)).approved
-        and not found.gates()
+        if (found := load_release(key, catalog=catalog)).approved and not found.gates()
     ]
 
 

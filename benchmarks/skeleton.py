@@ -31,8 +31,10 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
+import files
+from catalog import load_release
+
 with workflow.unsafe.imports_passed_through():
-    import release_management
     from activities import ALL_ACTIVITIES
     from locks import EnvironmentLockWorkflow
     from shared import (
@@ -86,12 +88,12 @@ def _noop(name: str) -> Callable[[F], F]:
 def _catalog_release(release_key: str, demo_root: str) -> Release:
     """The release as gather_release finds it in the demo root's catalog, read once per process
     and root (demo_root is part of the cache key)."""
-    return release_management.load_release(release_key)
+    return load_release(release_key)
 
 
 @_noop("gather_release")
 async def gather_release(request: ReleaseInput) -> Release:
-    return _catalog_release(request.release_key, str(release_management.demo_root()))
+    return _catalog_release(request.release_key, str(files.demo_root()))
 
 
 @_noop("check_promotion")

@@ -98,8 +98,8 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"{folder}: the project's code with patches/{state}.patch applied. Its worker, as")
-    print(f"version {folder.name} of the plan, with this folder's files, from this folder:")
+    print(f"{folder}: the project's code with patches/{state}.patch applied.")
+    print(f"Its worker, as version {folder.name} of the plan, with this folder's files:")
     print(f"DEMO_BUILD_ID={folder.name} DEMO_ROOT=$PWD python {folder / 'run_worker.py'}")
     return 0
 

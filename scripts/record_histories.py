@@ -63,8 +63,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+import files
 import release_management
 import search_attributes
+from catalog import load_catalog, load_release
 from connection import exit_now
 from run_worker import READY_LINE, create_worker, serving
 from scripts import code_states
@@ -132,7 +134,7 @@ RUN_TIMEOUT = 90.0
 
 def recorded_names() -> list[str]:
     """The workflow IDs of the recorded runs, which name their files (tests/histories/)."""
-    catalog_runs = release_management.load_catalog().release_keys()
+    catalog_runs = load_catalog().release_keys()
     return [*catalog_runs, FAILURES_RUN, WORKER_KILL_RUN, *ENDINGS]
 
 
@@ -200,7 +202,7 @@ async def approve_each_gate(
     handle: WorkflowHandle[ReleaseWorkflow, ReleaseResult], key: str
 ) -> None:
     """Approve each gate of the release as it reaches it, through the real Update."""
-    for env in release_management.load_release(key).gates():
+    for env in load_release(key).gates():
         await reach_gate(handle, env)
         await handle.execute_update(
             ReleaseWorkflow.approve, ApproveInput(gate=env, by="record_histories")
@@ -299,7 +301,7 @@ async def record_catalog_and_failures(
     runs = {}
     async with serving(client, create_worker(client, TASK_QUEUE)):
         with demo_settings(DEMO_ROOT=fresh_root(state, "catalog"), DEMO_FAILURES="off"):
-            for key in release_management.load_catalog().release_keys():
+            for key in load_catalog().release_keys():
                 await run_release(client, key, key)
                 runs[key] = await fetch_run(client, key)
         with demo_settings(DEMO_ROOT=fresh_root(state, "failures"), DEMO_FAILURES="sometimes"):
@@ -406,7 +408,7 @@ def project_catalog() -> dict:
 
 def write_catalog(catalog: dict) -> None:
     """Give the demo root its own catalog, which the worker reads instead of the project's."""
-    path = release_management.demo_root() / "database" / release_management.CATALOG_NAME
+    path = files.demo_root() / "database" / release_management.CATALOG_NAME
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(catalog))
 

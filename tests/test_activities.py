@@ -11,8 +11,10 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import ActivityEnvironment
 
 import activities
+import files
 import release_management as rm
 import utils
+from catalog import ComponentInfo
 from shared import Deployment, Environment, ErrorType, ReleaseInput
 
 
@@ -56,7 +58,7 @@ async def test_cancelling_a_step_stops_it_before_its_change(
     env.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert not rm.artifact_path("frontend", "1.0").exists()
+    assert not files.artifact_path("frontend", "1.0").exists()
 
 
 async def test_bad_input_is_non_retryable(demo_root: Path) -> None:
@@ -82,7 +84,7 @@ async def test_injected_failure_is_retryable(
     assert not caught.value.non_retryable
     assert caught.value.type == "InjectedFailure"
     assert "before building frontend 1.0" in caught.value.message
-    assert not rm.artifact_path("frontend", "1.0").exists()
+    assert not files.artifact_path("frontend", "1.0").exists()
 
 
 async def test_gather_returns_the_validated_release(demo_root: Path) -> None:
@@ -111,7 +113,7 @@ async def test_a_cancelled_step_reports_the_cancel_only_once_its_change_is_done(
     env.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert rm.artifact_path("frontend", "1.0").exists()
+    assert files.artifact_path("frontend", "1.0").exists()
     assert [line["step"] for line in rm.read_ledger()] == ["build"]
 
 
@@ -119,8 +121,8 @@ async def test_a_result_temporal_would_refuse_fails_at_once_saying_why(
     demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A team name over the server's 2 MB payload limit (the catalog would refuse it: bypassed).
-    huge = rm.ComponentInfo.model_construct(repository="r", team="x" * (3 * 1024 * 1024))
-    monkeypatch.setattr(rm, "_component_info", lambda *_: huge)
+    huge = ComponentInfo.model_construct(repository="r", team="x" * (3 * 1024 * 1024))
+    monkeypatch.setattr(rm, "component_info", lambda *_: huge)
     with pytest.raises(ApplicationError) as caught:
         await activity_env().run(activities.fetch_config, DEV_FRONTEND)
     assert caught.value.non_retryable and caught.value.type == ErrorType.PAYLOAD_TOO_LARGE
@@ -133,7 +135,7 @@ async def test_a_full_disk_is_retried_with_one_line_not_a_traceback(
     def full(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rm, "_write_temp", full)  # the disk is full when the build writes
+    monkeypatch.setattr(rm, "write_temp", full)  # the disk is full when the build writes
     with pytest.raises(ApplicationError) as caught:
         await activity_env().run(activities.build_artifact, DEV_FRONTEND)
     assert not caught.value.non_retryable

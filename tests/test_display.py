@@ -7,6 +7,7 @@ reads the catalog once."""
 
 import asyncio
 import json
+import logging
 import shlex
 import shutil
 import sys
@@ -20,9 +21,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 import display
-import release_management
 import run_workflow
 from bad_input import KEY, tampered
+from catalog import Catalog, load_catalog
 from processes import (
     PROJECT_DIR,
     QUICK_TIMEOUT,
@@ -275,6 +276,22 @@ def test_a_line_wraps_between_words_and_keeps_a_version_change_whole() -> None:
     assert display.wrapped(link, 80) == link  # a word longer than the line stays whole
 
 
+def test_a_command_to_copy_stays_on_one_line_in_a_terminal_and_in_the_worker_s_log() -> None:
+    """A command broken over lines would run as several when pasted: it keeps a line of its own
+    (the terminal folds it if it must, and copies it whole)."""
+    switch = (
+        "temporal worker deployment set-current-version --deployment-name release-orchestration "
+        "--build-id in-place --yes"
+    )
+    said = f"Version in-place is not current: new releases start on v1. To switch: {switch}"
+    assert switch in display.wrapped(said, 80).splitlines()
+    approve = "python run_workflow.py --approve RELEASE-FEB-24-BETA --gate PROD --by NAME"
+    said = f"RELEASE-FEB-24-BETA: waiting for approval before PROD: {approve}"
+    record = logging.LogRecord("worker", logging.INFO, "", 0, said, (), None)
+    logged = display.TerminalLog(lambda: 60).format(record).splitlines()
+    assert approve in [line.strip() for line in logged], logged
+
+
 def test_a_grid_that_cannot_be_known_says_why_and_since_when_and_offers_nothing() -> None:
     in_10_s = (datetime.now(UTC) + timedelta(seconds=10)).isoformat()
     soak = Soak(environment=Environment.QC, ends=in_10_s)
@@ -424,13 +441,12 @@ def test_the_catalog_listing_reads_the_catalog_once(
     demo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = []
-    load_catalog = release_management.load_catalog
 
-    def counted() -> release_management.Catalog:
+    def counted() -> Catalog:
         reads.append(1)
         return load_catalog()
 
-    monkeypatch.setattr(release_management, "load_catalog", counted)
+    monkeypatch.setattr(display, "load_catalog", counted)
     display.format_catalog()
     assert len(reads) == 1
 

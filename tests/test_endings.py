@@ -22,6 +22,7 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
+import files
 import release_management as rm
 import run_workflow
 from handles import wait_for_status
@@ -227,7 +228,7 @@ async def test_a_reset_release_ends_right_with_nothing_done_twice(
     records = [r for r in rm.release_history(100) if r["result"].endswith("SUCCESS")]
     assert [r["run_id"] for r in records] == [new_run]
     # Nor announced twice: the new run's announcements are the release's, not a new run's.
-    lines = rm.notifications_path().read_text().splitlines()
+    lines = files.notifications_path().read_text().splitlines()
     events = [json.loads(line)["event"] for line in lines]
     assert sorted(events) == sorted({*events}), events
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+import files
 import release_management as rm
+from catalog import load_release
 from deployments import artifact, at, deploy_all_steps
-from release_management import ReleaseError
-from shared import CheckPromotionInput, Environment, VerifyInput, VerifyRollbackInput
+from shared import CheckPromotionInput, Environment, ReleaseError, VerifyInput, VerifyRollbackInput
 from test_releases import _failure_of, env_files, run
 
 DEV, TEST = Environment.DEV, Environment.TEST
@@ -23,8 +24,8 @@ def tamper(path: Path) -> None:
 
 def test_a_tampered_copy_in_the_environment_before_is_not_promoted(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
-    tamper(rm.deployed_path(DEV, "frontend", "1.0"))
-    release = rm.load_release("RELEASE-NOV-23-INITIAL").model_copy(
+    tamper(files.deployed_path(DEV, "frontend", "1.0"))
+    release = load_release("RELEASE-NOV-23-INITIAL").model_copy(
         update={"versions": {"frontend": "1.0"}, "environments": [TEST]}
     )
     with pytest.raises(ReleaseError) as refused:
@@ -32,12 +33,12 @@ def test_a_tampered_copy_in_the_environment_before_is_not_promoted(demo_root: Pa
     assert "environments/DEV/frontend-1.0.txt is not what the build of frontend 1.0 makes" in str(
         refused.value
     )
-    assert not rm.environment_dir(TEST).exists()
+    assert not files.environment_dir(TEST).exists()
 
 
 def test_a_tampered_copy_in_the_artifact_store_is_not_fetched(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
-    tamper(rm.artifact_path("frontend", "1.0"))
+    tamper(files.artifact_path("frontend", "1.0"))
     with pytest.raises(ReleaseError, match="artifactory/frontend-1.0.txt is not what the build"):
         rm.fetch_artifact(at("frontend", "1.0", TEST))
 
@@ -45,7 +46,7 @@ def test_a_tampered_copy_in_the_artifact_store_is_not_fetched(demo_root: Path) -
 def test_a_deployed_copy_changed_before_its_verification_fails_it(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
     sha = rm.fetch_artifact(at("frontend", "1.0", DEV)).sha256
-    path = rm.deployed_path(DEV, "frontend", "1.0")
+    path = files.deployed_path(DEV, "frontend", "1.0")
     path.write_text(path.read_text().replace("Web", "Evil"))
     with pytest.raises(ReleaseError) as failed:
         rm.verify_deploy(VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact(sha)))
@@ -56,13 +57,13 @@ def test_a_tampered_artifact_in_artifactory_is_rebuilt_before_it_is_deployed(
     demo_root: Path,
 ) -> None:
     rm.build_artifact(at("frontend", "1.0", run="run-0"))
-    tamper(rm.artifact_path("frontend", "1.0"))
+    tamper(files.artifact_path("frontend", "1.0"))
     deploy_all_steps(
         "frontend", "1.0", DEV
     )  # the build finds its artifact wrong and makes it again
     assert [line["step"] for line in rm.read_ledger()].count("build") == 2
-    built = rm.deployed_path(DEV, "frontend", "1.0").read_text()
-    assert rm._sha256(built) == rm.built_digest("frontend", "1.0")
+    built = files.deployed_path(DEV, "frontend", "1.0").read_text()
+    assert files.sha256(built) == rm.built_digest("frontend", "1.0")
 
 
 async def test_a_release_fed_from_a_tampered_environment_fails_before_any_change(
@@ -88,7 +89,7 @@ def _replaced_by_an_unhealthy_deploy(kept: str) -> Path:
     deploy_all_steps("frontend", "1.0", DEV)
     deploy_all_steps("frontend", "1.1", DEV)
     names = {"artifact": "frontend-1.0.txt", "config": "frontend.config.json"}
-    return rm.previous_dir(DEV) / names[kept]
+    return files.previous_dir(DEV) / names[kept]
 
 
 def _change_a_setting(path: Path) -> None:
@@ -128,7 +129,7 @@ def test_a_tampered_rollback_copy_is_not_put_back(
 def test_a_rollback_that_put_back_a_changed_copy_fails_its_verification(demo_root: Path) -> None:
     _replaced_by_an_unhealthy_deploy("artifact")
     assert rm.rollback_deploy(at("frontend", "1.1", DEV)) == "1.0"
-    tamper(rm.deployed_path(DEV, "frontend", "1.0"))
+    tamper(files.deployed_path(DEV, "frontend", "1.0"))
 
     with pytest.raises(ReleaseError) as failed:
         rm.verify_rollback(

@@ -11,17 +11,24 @@ from typing import Any
 
 import pytest
 
+import files
 import release_management as rm
+from catalog import load_catalog, load_release
 from deployments import RUN, artifact, at, deploy_all_steps, recorded
 from shared import (
     CellState,
+    ChangeMadeTwice,
     CheckPromotionInput,
     DeployArtifactInput,
     Environment,
+    InjectedFailure,
     Outcome,
     RecordReleaseInput,
+    ReleaseError,
     ReleaseResult,
     SkippedSoak,
+    SourceMissing,
+    VerificationError,
     VerifyInput,
 )
 
@@ -61,16 +68,16 @@ def test_deploy_replaces_the_older_version(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
     deploy_all_steps("frontend", "1.1", DEV)
     assert rm.held_versions(DEV, "frontend") == ["1.1"]
-    config = json.loads(rm.config_path(DEV, "frontend").read_text())
+    config = json.loads(files.config_path(DEV, "frontend").read_text())
     assert (config["version"], config["environment"]) == ("1.1", "DEV")
 
 
 def test_a_rebuild_gives_the_same_bytes(demo_root: Path) -> None:
     rm.build_artifact(at("sbstore", "1.7", run=RUN))
-    built = rm.artifact_path("sbstore", "1.7").read_text()
-    rm.artifact_path("sbstore", "1.7").unlink()
+    built = files.artifact_path("sbstore", "1.7").read_text()
+    files.artifact_path("sbstore", "1.7").unlink()
     assert rm.build_artifact(at("sbstore", "1.7", run="run-2")) is True
-    assert rm.artifact_path("sbstore", "1.7").read_text() == built
+    assert files.artifact_path("sbstore", "1.7").read_text() == built
     assert "version: 1.7" in built and "source: https://" in built
 
 
@@ -85,7 +92,7 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
     monkeypatch.setattr(rm.os, "replace", crash)
     with pytest.raises(OSError):
         rm.build_artifact(at("frontend", "1.0", run=RUN))
-    assert not rm.artifact_path("frontend", "1.0").exists()
+    assert not files.artifact_path("frontend", "1.0").exists()
     monkeypatch.setattr(rm.os, "replace", real_replace)
     assert rm.build_artifact(at("frontend", "1.0", run=RUN)) is True
     assert [line["step"] for line in rm.read_ledger()] == ["build"]
@@ -93,20 +100,20 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
 
 
 def test_a_record_keeps_the_soaks_a_person_skipped(demo_root: Path) -> None:
-    release = rm.load_release("RELEASE-FEB-24-BETA")
+    release = load_release("RELEASE-FEB-24-BETA")
     skipped = SkippedSoak(environment=Environment.QC, by="Ada", at="t1")
     name = rm.record_release(recorded(release, skipped_soaks=[skipped]))
-    record = json.loads((rm.records_dir() / name).read_text())
+    record = json.loads((files.records_dir() / name).read_text())
     assert record["skipped_soaks"] == [{"environment": "QC", "by": "Ada", "at": "t1"}]
 
 
 def test_a_change_already_made_is_refused_not_made_again(demo_root: Path) -> None:
     """A step that skipped its check would reach _commit with a change already made: refused,
     so a missing check fails loudly instead of changing (and being recorded) twice."""
-    path = rm.artifact_path("frontend", "1.0")
+    path = files.artifact_path("frontend", "1.0")
     line = {"release_key": "R", "run_id": RUN, "env": None, "component": "frontend"}
     rm._commit(path, "built\n", line | {"version": "1.0", "step": "build"})
-    with pytest.raises(rm.ChangeMadeTwice, match="already holds this change"):
+    with pytest.raises(ChangeMadeTwice, match="already holds this change"):
         rm._commit(path, "built\n", line | {"version": "1.0", "step": "build"})
     assert len(rm.read_ledger()) == 1
 
@@ -143,7 +150,7 @@ def test_failure_after_the_change_is_retried_without_repeating_it(
     sha = rm.fetch_artifact(at("frontend", "1.0", DEV)).sha256
     calls = iter([False, True])  # before the change: pass; after it: fail
     monkeypatch.setattr(rm, "isErrorSometimes", lambda: next(calls, False))
-    with pytest.raises(rm.InjectedFailure, match="after deploying frontend 1.0 to DEV"):
+    with pytest.raises(InjectedFailure, match="after deploying frontend 1.0 to DEV"):
         rm.deploy_artifact(
             DeployArtifactInput(
                 deployment=at("frontend", "1.0", DEV, run=RUN), artifact=artifact(sha)
@@ -161,8 +168,8 @@ def test_failure_after_the_change_is_retried_without_repeating_it(
 
 
 def test_unknown_key_lists_the_valid_keys(demo_root: Path) -> None:
-    with pytest.raises(rm.ReleaseError) as caught:
-        rm.load_release("RELEASE-NOPE")
+    with pytest.raises(ReleaseError) as caught:
+        load_release("RELEASE-NOPE")
     assert "'RELEASE-NOPE'" in str(caught.value)
     assert "RELEASE-NOV-23-INITIAL" in str(caught.value)
     assert "RELEASE-JAN-24-ALPHA-PROD" in str(caught.value)
@@ -180,8 +187,8 @@ def write_large_catalog(root: Path, count: int) -> None:
 
 def test_an_unknown_key_names_a_few_valid_keys_however_large_the_catalog(demo_root: Path) -> None:
     write_large_catalog(demo_root, 2000)
-    with pytest.raises(rm.ReleaseError) as caught:
-        rm.load_release("RELEASE-NOPE" * 100_000)
+    with pytest.raises(ReleaseError) as caught:
+        load_release("RELEASE-NOPE" * 100_000)
     message = str(caught.value)
     assert "RELEASE-GEN-0000, RELEASE-GEN-0001" in message
     assert "RELEASE-GEN-0019 and 1980 more" in message
@@ -201,16 +208,14 @@ def test_loading_every_release_of_a_large_catalog_reads_it_once(
         return read_text(path, *args, **kwargs)
 
     monkeypatch.setattr(Path, "read_text", counted)
-    catalog = rm.load_catalog()
-    releases = [rm.load_release(key, catalog=catalog) for key in catalog.release_keys()]
+    catalog = load_catalog()
+    releases = [load_release(key, catalog=catalog) for key in catalog.release_keys()]
     assert len(releases) == 2000 and len(reads) == 1
-    rm.load_release("RELEASE-GEN-0007")  # without a catalog, it reads one
+    load_release("RELEASE-GEN-0007")  # without a catalog, it reads one
     assert len(reads) == 2
     # A refused promotion names releases that would feed it: one read for all 2,000 candidates.
     to_test = releases[0].model_copy(update={"environments": [TEST]})
-    with pytest.raises(
-        rm.ReleaseError, match=r"Run RELEASE-GEN-0000 or .* \(or one of 1997 more\)"
-    ):
+    with pytest.raises(ReleaseError, match=r"Run RELEASE-GEN-0000 or .* \(or one of 1997 more\)"):
         rm.check_promotion(CheckPromotionInput(release=to_test))
     assert len(reads) == 3
 
@@ -318,11 +323,11 @@ def test_invalid_release_is_refused_naming_file_release_and_field(
     demo_root: Path, mutate: Callable[[dict[str, Any]], object], message: str
 ) -> None:
     path = write_catalog(demo_root, mutate)
-    with pytest.raises(rm.ReleaseError, match=message) as caught:
-        rm.load_release("RELEASE-NOV-23-INITIAL")
+    with pytest.raises(ReleaseError, match=message) as caught:
+        load_release("RELEASE-NOV-23-INITIAL")
     assert str(path) in str(caught.value)
     assert len(str(caught.value)) < 500  # a message crosses Temporal: it never quotes a huge value
-    assert rm.load_release("RELEASE-JAN-24-ALPHA-DEV").key == "RELEASE-JAN-24-ALPHA-DEV"
+    assert load_release("RELEASE-JAN-24-ALPHA-DEV").key == "RELEASE-JAN-24-ALPHA-DEV"
 
 
 @pytest.mark.parametrize(
@@ -371,15 +376,15 @@ def test_invalid_catalog_field_is_refused_naming_file_and_field(
     demo_root: Path, mutate: Callable[[dict[str, Any]], object], message: str
 ) -> None:
     path = write_catalog(demo_root, mutate)
-    with pytest.raises(rm.ReleaseError, match=message) as caught:
-        rm.load_catalog()
+    with pytest.raises(ReleaseError, match=message) as caught:
+        load_catalog()
     assert str(path) in str(caught.value) and "fix the catalog" in str(caught.value)
     assert len(str(caught.value)) < 500
 
 
 def test_the_shipped_catalog_loads_strictly(demo_root: Path) -> None:
-    catalog = rm.load_catalog()
-    releases = [rm.load_release(key, catalog=catalog) for key in catalog.release_keys()]
+    catalog = load_catalog()
+    releases = [load_release(key, catalog=catalog) for key in catalog.release_keys()]
     assert len(releases) == 7
     assert releases[0].release_date == date(2023, 11, 15) and releases[0].approved is True
     assert catalog.environments[Environment.PROD].replicas == 3
@@ -392,8 +397,8 @@ def test_component_listed_twice_is_refused(demo_root: Path) -> None:
         '"frontend": "1.0",', '"frontend": "1.0", "frontend": "1.1",', 1
     )
     path.write_text(text)
-    with pytest.raises(rm.ReleaseError, match=r"releases\.0\.versions: 'frontend' is listed twice"):
-        rm.load_release("RELEASE-NOV-23-INITIAL")
+    with pytest.raises(ReleaseError, match=r"releases\.0\.versions: 'frontend' is listed twice"):
+        load_release("RELEASE-NOV-23-INITIAL")
 
 
 def test_malformed_or_missing_catalog_is_refused(
@@ -401,20 +406,20 @@ def test_malformed_or_missing_catalog_is_refused(
 ) -> None:
     path = write_catalog(demo_root, lambda d: None)
     path.write_text('{"components": ')
-    with pytest.raises(rm.ReleaseError, match="catalog.json: not valid JSON"):
-        rm.load_release("RELEASE-NOV-23-INITIAL")
+    with pytest.raises(ReleaseError, match="catalog.json: not valid JSON"):
+        load_release("RELEASE-NOV-23-INITIAL")
     path.write_bytes('{"components": {"frontend": {"team": "Caf\u00e9"}}}'.encode("latin-1"))
-    with pytest.raises(rm.ReleaseError, match=r"catalog.json: not UTF-8 text .*save it as UTF-8"):
-        rm.load_release("RELEASE-NOV-23-INITIAL")
+    with pytest.raises(ReleaseError, match=r"catalog.json: not UTF-8 text .*save it as UTF-8"):
+        load_release("RELEASE-NOV-23-INITIAL")
     path.write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(rm.ReleaseError, match=r"catalog.json: nested too deeply.*fix the file"):
-        rm.load_release("RELEASE-NOV-23-INITIAL")
+    with pytest.raises(ReleaseError, match=r"catalog.json: nested too deeply.*fix the file"):
+        load_release("RELEASE-NOV-23-INITIAL")
     path.write_text('{"components": ' + "9" * 5000 + "}")
-    with pytest.raises(rm.ReleaseError, match="catalog.json: not valid JSON"):
-        rm.load_release("RELEASE-NOV-23-INITIAL")
-    monkeypatch.setattr(rm, "catalog_path", lambda: demo_root / "nowhere.json")
-    with pytest.raises(rm.ReleaseError, match="nowhere.json: catalog file not found"):
-        rm.load_release("RELEASE-NOV-23-INITIAL")
+    with pytest.raises(ReleaseError, match="catalog.json: not valid JSON"):
+        load_release("RELEASE-NOV-23-INITIAL")
+    monkeypatch.setattr("catalog.catalog_path", lambda: demo_root / "nowhere.json")
+    with pytest.raises(ReleaseError, match="nowhere.json: catalog file not found"):
+        load_release("RELEASE-NOV-23-INITIAL")
 
 
 def test_promotion_from_an_environment_without_the_versions_is_refused(demo_root: Path) -> None:
@@ -422,33 +427,33 @@ def test_promotion_from_an_environment_without_the_versions_is_refused(demo_root
         for env in Environment:
             deploy_all_steps(component, "1.0", env)
     before = snapshot(demo_root)
-    release = rm.load_release("RELEASE-DEC-2023-BUGFIXES-PROD")
-    with pytest.raises(rm.ReleaseError) as caught:
+    release = load_release("RELEASE-DEC-2023-BUGFIXES-PROD")
+    with pytest.raises(ReleaseError) as caught:
         rm.check_promotion(CheckPromotionInput(release=release))
     message = str(caught.value)
     assert "cannot be promoted to PROD" in message
     assert "QC holds frontend 1.0, not 1.1" in message
     assert "Run RELEASE-NOV-23-HOTFIX-STAGE first" in message
     assert snapshot(demo_root) == before
-    rm.check_promotion(CheckPromotionInput(release=rm.load_release("RELEASE-NOV-23-INITIAL")))
+    rm.check_promotion(CheckPromotionInput(release=load_release("RELEASE-NOV-23-INITIAL")))
 
 
 def test_verify_catches_a_deploy_that_is_not_what_was_gathered(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
     sha = rm.fetch_artifact(at("frontend", "1.0", DEV)).sha256
     # A genuine build, but not the artifact this deploy gathered: retried.
-    with pytest.raises(rm.VerificationError, match="does not match its artifact"):
+    with pytest.raises(VerificationError, match="does not match its artifact"):
         rm.verify_deploy(
             VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact("0" * 64))
         )
     # Not what the build made (tampered with): refused, no retry can make it genuine.
-    genuine = rm.deployed_path(DEV, "frontend", "1.0").read_text()
-    rm.deployed_path(DEV, "frontend", "1.0").write_text("tampered\n")
-    with pytest.raises(rm.ReleaseError, match="is not what the build of frontend 1.0 makes"):
+    genuine = files.deployed_path(DEV, "frontend", "1.0").read_text()
+    files.deployed_path(DEV, "frontend", "1.0").write_text("tampered\n")
+    with pytest.raises(ReleaseError, match="is not what the build of frontend 1.0 makes"):
         rm.verify_deploy(VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact(sha)))
-    rm.deployed_path(DEV, "frontend", "1.0").write_text(genuine)
-    rm.deployed_path(DEV, "frontend", "1.1").write_text("stray\n")
-    with pytest.raises(rm.VerificationError, match="DEV holds frontend 1.0\\+1.1, expected 1.0"):
+    files.deployed_path(DEV, "frontend", "1.0").write_text(genuine)
+    files.deployed_path(DEV, "frontend", "1.1").write_text("stray\n")
+    with pytest.raises(VerificationError, match="DEV holds frontend 1.0\\+1.1, expected 1.0"):
         rm.verify_deploy(VerifyInput(deployment=at("frontend", "1.0", DEV), artifact=artifact(sha)))
 
 
@@ -456,18 +461,18 @@ def test_a_promotion_whose_build_is_not_in_the_artifact_store_is_refused_before_
     demo_root: Path,
 ) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
-    rm.artifact_path("frontend", "1.0").unlink()  # what every deploy fetches from
-    release = rm.load_release("RELEASE-NOV-23-INITIAL").model_copy(
+    files.artifact_path("frontend", "1.0").unlink()  # what every deploy fetches from
+    release = load_release("RELEASE-NOV-23-INITIAL").model_copy(
         update={"versions": {"frontend": "1.0"}, "environments": [TEST]}
     )
-    with pytest.raises(rm.ReleaseError, match="artifactory/frontend-1.0.txt is missing in the"):
+    with pytest.raises(ReleaseError, match="artifactory/frontend-1.0.txt is missing in the"):
         rm.check_promotion(CheckPromotionInput(release=release))
 
 
 def test_the_record_of_an_environment_with_a_worker_of_its_own_says_what_it_cannot_know(
     demo_root: Path,
 ) -> None:
-    release = rm.load_release("RELEASE-NOV-23-INITIAL").model_copy(
+    release = load_release("RELEASE-NOV-23-INITIAL").model_copy(
         update={"own_workers": [Environment.QC, Environment.PROD]}
     )
     states = {
@@ -498,7 +503,7 @@ def test_the_record_of_an_environment_with_a_worker_of_its_own_says_what_it_cann
 
 
 def test_fetch_from_an_empty_artifact_store_is_a_transient_error(demo_root: Path) -> None:
-    with pytest.raises(rm.SourceMissing, match="artifactory/frontend-1.0.txt is missing from"):
+    with pytest.raises(SourceMissing, match="artifactory/frontend-1.0.txt is missing from"):
         rm.fetch_artifact(at("frontend", "1.0", TEST))
 
 
@@ -506,7 +511,7 @@ def test_a_promotion_fetches_from_the_artifact_store_not_the_environment_before(
     demo_root: Path,
 ) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
-    rm.deployed_path(DEV, "frontend", "1.0").unlink()  # no worker reads another's folder
+    files.deployed_path(DEV, "frontend", "1.0").unlink()  # no worker reads another's folder
     gathered = rm.fetch_artifact(at("frontend", "1.0", TEST))
     assert (gathered.source, gathered.sha256) == ("artifactory", rm.built_digest("frontend", "1.0"))
 
@@ -542,7 +547,7 @@ def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_
     assert changed == [False, True]  # one attempt deployed, the other found it done
     assert rm.held_versions(DEV, "frontend") == ["1.1"]
     assert rm.previous_version(DEV, "frontend") == "1.0"
-    kept = rm.previous_dir(DEV)
+    kept = files.previous_dir(DEV)
     assert json.loads((kept / "frontend.config.json").read_text())["version"] == "1.0"
     deploys = [line for line in rm.read_ledger() if line["run_id"] == "run-2"]
     assert [(line["step"], line["version"]) for line in deploys] == [("deploy", "1.1")]

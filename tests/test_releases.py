@@ -22,6 +22,7 @@ from temporalio.client import (
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError
 
+import files
 import release_management as rm
 from handles import wait_for_status
 from run_worker import create_worker, serving
@@ -221,7 +222,7 @@ async def _failure_of(client: Client, task_queue: str, key: str) -> tuple[Applic
 
 def files_but_records(demo_root: Path) -> list[Path]:
     """The files under the demo root, but for the release records (database/releases)."""
-    records = rm.records_dir()
+    records = files.records_dir()
     return [p for p in demo_root.rglob("*") if p.is_file() and p.parent != records]
 
 
@@ -289,13 +290,13 @@ async def test_out_of_order_promotion_fails_fast_and_changes_nothing(
     assert elapsed < 2
 
     # Nothing changed but what tells of the refusal: a record of it, and its announcement.
-    def untold(files: dict[Path, bytes]) -> dict[Path, bytes]:
-        told = (rm.notifications_path(), *rm.records_dir().glob("*"))
-        return {p: b for p, b in files.items() if p not in told}
+    def untold(held: dict[Path, bytes]) -> dict[Path, bytes]:
+        told = (files.notifications_path(), *files.records_dir().glob("*"))
+        return {p: b for p, b in held.items() if p not in told}
 
     after = {p: p.read_bytes() for p in demo_root.rglob("*") if p.is_file()}
     assert untold(after) == untold(before)
-    announced = rm.notifications_path().read_text().splitlines()
+    announced = files.notifications_path().read_text().splitlines()
     assert json.loads(announced[-1])["event"] == "ended FAILED"
     # The refusal is a FAILED ending, recorded with its reason.
     (refused,) = [r for r in rm.release_history() if r["release_key"].endswith("BUGFIXES-PROD")]

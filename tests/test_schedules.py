@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 import release_management as rm
 import run_workflow
 import trains
+from catalog import load_catalog, load_release
 from display import Train, format_trains
 from handles import wait_for_status
 from processes import QUICK_TIMEOUT, assert_one_line_without_traceback, run_starter
@@ -86,7 +87,7 @@ async def eventually(ask: Callable[[], Awaitable[T]], done: Callable[[T], bool])
 async def train_of(client: Client, key: str, task_queue: str) -> ScheduleHandle:
     """A train of release key that starts its runs on this test's task queue (so with this
     test's locks), and would run next in an hour at the earliest."""
-    release = rm.load_release(key)
+    release = load_release(key)
     train = await trains.schedule_release(client, release, timedelta(hours=1), task_queue)
     assert train.schedule_id == f"train.{key}" and train.last_run is None
     assert train.next_runs and train.next_runs[0] > datetime.now(UTC)
@@ -139,14 +140,14 @@ async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
     # fast never ran by hand: --status KEY shows the train's latest run, but a release started
     # by hand is KEY itself, not the train's finished run started again.
     await eventually(lambda: trains.release_workflow_id(client, fast), lambda i: i == run)
-    assert await run_workflow._train_run_to_attach(client, rm.load_release(fast)) is None
+    assert await run_workflow._train_run_to_attach(client, load_release(fast)) is None
     assert rm.environment_state()[Environment.DEV] == {
         "frontend": "1.2",
         "sbstore": "1.8",
         "backendforfrontend": "1.8",
     }
 
-    listed = format_trains(await trains.trains(client, rm.load_catalog().release_keys()), 200)
+    listed = format_trains(await trains.trains(client, load_catalog().release_keys()), 200)
     assert listed.splitlines()[0].split() == ["SCHEDULE", "RELEASE", "RUNS", "NEXT", "RUN"] + [
         "LAST",
         "RUN",
@@ -179,7 +180,7 @@ async def test_a_run_due_while_the_last_one_runs_is_skipped_and_commands_find_th
     assert found == run
     status = await run_workflow.status_of(client, GATED)
     assert status[0] == f"{GATED}: waiting for approval before PROD"
-    release = rm.load_release(GATED)
+    release = load_release(GATED)
     assert await run_workflow._train_run_to_attach(client, release) == run
     attached = asyncio.create_task(run_workflow.run_release(client, release, task_queue))
     answer = await run_workflow.decide(client, GATED, Environment.PROD, "Ada", None)
@@ -348,7 +349,7 @@ async def test_a_schedule_named_like_a_train_is_not_taken_for_one(
     await handle.trigger()
     await first_run(handle)
     assert handle.id not in [train.schedule_id for train in await trains.trains(client, [key])]
-    assert await run_workflow._train_run_to_attach(client, rm.load_release(key)) is None
+    assert await run_workflow._train_run_to_attach(client, load_release(key)) is None
     assert await trains.release_workflow_id(client, key) == key
 
     for argv in (["--unschedule", key], ["--schedule", key, "--every", "1d"]):
@@ -369,7 +370,7 @@ async def test_a_train_that_would_never_run_is_not_made(
 ) -> None:
     key = never_run_copy_of(FAST, demo_root)
     with pytest.raises(trains.TrainError, match="would never run"):
-        await trains.schedule_release(client, rm.load_release(key), when, task_queue)
+        await trains.schedule_release(client, load_release(key), when, task_queue)
     with pytest.raises(RPCError):
         await client.get_schedule_handle(trains.train_id(key)).describe()
 

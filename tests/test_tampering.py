@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+import files
 import release_management as rm
 import run_workflow
+from catalog import load_release
 from deployments import RUN, at, deploy_all_steps, recorded
-from shared import Decision, Environment
+from shared import Decision, Environment, ReleaseError
 from test_release_management import snapshot
 
 DEV = Environment.DEV
@@ -39,7 +41,7 @@ def test_a_torn_ledger_tail_leaves_the_next_change_on_a_line_of_its_own(
     demo_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     rm.build_artifact(at("frontend", "1.0", run=RUN))
-    ledger = rm.ledger_path()
+    ledger = files.ledger_path()
     ledger.write_bytes(ledger.read_bytes()[:-9])  # a crash cut the write short
     rm.build_artifact(at("sbstore", "1.0", run=RUN))
     lines = ledger.read_bytes().split(b"\n")
@@ -48,15 +50,15 @@ def test_a_torn_ledger_tail_leaves_the_next_change_on_a_line_of_its_own(
         assert [line["component"] for line in rm.read_ledger()] == ["sbstore"]
     assert "ledger.jsonl: skipped line(s) 1:" in caplog.text
     # The torn line records no change: the rebuilt frontend gets a line; sbstore is not twice.
-    rm.artifact_path("frontend", "1.0").unlink()
-    rm.artifact_path("sbstore", "1.0").unlink()
+    files.artifact_path("frontend", "1.0").unlink()
+    files.artifact_path("sbstore", "1.0").unlink()
     rm.build_artifact(at("frontend", "1.0", run=RUN))
     rm.build_artifact(at("sbstore", "1.0", run=RUN))
     assert [line["component"] for line in rm.read_ledger()] == ["sbstore", "frontend"]
 
 
 def test_ledger_lines_that_are_not_changes_are_skipped(demo_root: Path) -> None:
-    ledger = rm.ledger_path()
+    ledger = files.ledger_path()
     ledger.parent.mkdir(parents=True)
     # Hand edits that mention the run and component: the duplicate check must not trip on them.
     ledger.write_bytes(b'["run-1", "frontend"]\nrun-1 frontend \xff\xfe\n' + b"[" * 100_000 + b"\n")
@@ -72,14 +74,17 @@ def test_links_planted_at_temp_names_are_removed_not_written_through(
 ) -> None:
     before = snapshot(outside)
     plant(
-        rm.artifact_path("frontend", "1.0").with_name(".frontend-1.0.txt.tmp"),
+        files.artifact_path("frontend", "1.0").with_name(".frontend-1.0.txt.tmp"),
         outside / "precious.txt",
     )
-    plant(rm.environment_dir(DEV) / ".frontend-1.0.txt.tmp", outside / "precious.txt")
-    plant(rm.environment_dir(DEV) / ".frontend.config.json.tmp", outside / "created.json")
+    plant(files.environment_dir(DEV) / ".frontend-1.0.txt.tmp", outside / "precious.txt")
+    plant(files.environment_dir(DEV) / ".frontend.config.json.tmp", outside / "created.json")
     deploy_all_steps("frontend", "1.0", DEV)
     assert snapshot(outside) == before
-    for path in (rm.artifact_path("frontend", "1.0"), rm.deployed_path(DEV, "frontend", "1.0")):
+    for path in (
+        files.artifact_path("frontend", "1.0"),
+        files.deployed_path(DEV, "frontend", "1.0"),
+    ):
         assert not path.is_symlink() and "component: frontend" in path.read_text()
     assert not list(demo_root.rglob("*.tmp"))
 
@@ -106,21 +111,21 @@ def roll_back_the_first_deploy() -> None:
 
 
 def record() -> None:
-    release = rm.load_release("RELEASE-NOV-23-INITIAL")
+    release = load_release("RELEASE-NOV-23-INITIAL")
     rm.record_release(recorded(release))
 
 
 @pytest.mark.parametrize(
     ("target", "prepare", "step"),
     [
-        (lambda: rm.artifact_path("frontend", "1.0"), nothing, deploy("1.0")),
-        (lambda: rm.deployed_path(DEV, "frontend", "1.0"), nothing, deploy("1.0")),
-        (lambda: rm.config_path(DEV, "frontend"), nothing, deploy("1.0")),
-        (rm.ledger_path, nothing, deploy("1.0")),
-        (lambda: rm.lock_path("DEV.frontend"), nothing, deploy("1.0")),
-        (lambda: rm.previous_dir(DEV) / "frontend.config.json", deploy("1.0"), deploy("1.1")),
-        (lambda: rm.previous_dir(DEV) / "frontend-1.0.txt", deploy_and_replace, roll_back),
-        (lambda: rm.records_dir() / f"RELEASE-NOV-23-INITIAL-{RUN}.json", nothing, record),
+        (lambda: files.artifact_path("frontend", "1.0"), nothing, deploy("1.0")),
+        (lambda: files.deployed_path(DEV, "frontend", "1.0"), nothing, deploy("1.0")),
+        (lambda: files.config_path(DEV, "frontend"), nothing, deploy("1.0")),
+        (files.ledger_path, nothing, deploy("1.0")),
+        (lambda: files.lock_path("DEV.frontend"), nothing, deploy("1.0")),
+        (lambda: files.previous_dir(DEV) / "frontend.config.json", deploy("1.0"), deploy("1.1")),
+        (lambda: files.previous_dir(DEV) / "frontend-1.0.txt", deploy_and_replace, roll_back),
+        (lambda: files.records_dir() / f"RELEASE-NOV-23-INITIAL-{RUN}.json", nothing, record),
     ],
     ids=[
         "artifact",
@@ -144,7 +149,7 @@ def test_a_link_at_a_target_is_refused_and_nothing_outside_changes(
     before = snapshot(outside)
     target().unlink(missing_ok=True)
     planted = plant(target(), outside / "precious.txt")
-    with pytest.raises(rm.ReleaseError, match="is a symbolic link") as caught:
+    with pytest.raises(ReleaseError, match="is a symbolic link") as caught:
         step()
     assert str(planted) in str(caught.value)
     assert snapshot(outside) == before
@@ -153,9 +158,9 @@ def test_a_link_at_a_target_is_refused_and_nothing_outside_changes(
 @pytest.mark.parametrize(
     ("folder", "prepare", "step"),
     [
-        (lambda: rm.environment_dir(DEV), nothing, deploy("1.0")),
-        (lambda: rm.previous_dir(DEV).parent, deploy("1.0"), deploy("1.1")),
-        (lambda: rm.environment_dir(DEV), deploy("1.0"), roll_back_the_first_deploy),
+        (lambda: files.environment_dir(DEV), nothing, deploy("1.0")),
+        (lambda: files.previous_dir(DEV).parent, deploy("1.0"), deploy("1.1")),
+        (lambda: files.environment_dir(DEV), deploy("1.0"), roll_back_the_first_deploy),
     ],
     ids=["deploy", "previous", "rollback"],
 )
@@ -175,7 +180,7 @@ def test_a_linked_folder_is_refused_and_nothing_outside_changes(
     if folder().exists():
         folder().rename(demo_root / "moved-away")
     plant(folder(), outside)
-    with pytest.raises(rm.ReleaseError, match="lies in a linked folder") as caught:
+    with pytest.raises(ReleaseError, match="lies in a linked folder") as caught:
         step()
     assert str(folder()) in str(caught.value)
     assert snapshot(outside) == before
@@ -187,11 +192,11 @@ def test_a_linked_folder_is_refused_and_nothing_outside_changes(
 def test_release_history_skips_files_that_are_not_release_records(
     demo_root: Path, outside: Path
 ) -> None:
-    release = rm.load_release("RELEASE-NOV-23-INITIAL")
+    release = load_release("RELEASE-NOV-23-INITIAL")
     decision = Decision(environment=DEV, approved=True, by="Ada", at="t")
-    good = rm.records_dir() / rm.record_release(recorded(release, [decision]))
+    good = files.records_dir() / rm.record_release(recorded(release, [decision]))
     record = json.loads(good.read_text())
-    folder = rm.records_dir()
+    folder = files.records_dir()
     (folder / "text.json").write_text("not json\n")
     (folder / "latin-1.json").write_bytes('{"by": "Andr\u00e9"}'.encode("latin-1"))
     (folder / "list.json").write_text("[1, 2]\n")

@@ -91,18 +91,20 @@ async def temporal(script_env: dict[str, str], *args: str) -> Finished:
     return done
 
 
-async def version_row(script_env: dict[str, str], build: str, status: str) -> str:
-    """The line of `temporal worker deployment describe` about build, once it says status (the
-    session's server says drained within seconds: conftest.py)."""
+async def version_row(script_env: dict[str, str], build: str, status: str = "") -> str:
+    """The line of `temporal worker deployment describe` about build, once there is one that
+    says status (the session's server says drained within seconds: conftest.py). A worker's
+    version is there once the worker has polled, a moment after it says it is ready."""
     deployment = script_env["DEMO_TASK_QUEUE"]
-    for _ in range(int(RELEASE_TIMEOUT)):
+    row = ""
+    for _ in range(int(RELEASE_TIMEOUT * 4)):
         described = await temporal(
             script_env, "worker", "deployment", "describe", "--name", deployment
         )
-        row = next(line for line in described.stdout.splitlines() if f" {build} " in line)
-        if status in row:
+        row = next((line for line in described.stdout.splitlines() if f" {build} " in line), "")
+        if row and status in row:
             return row
-        await asyncio.sleep(1)
+        await asyncio.sleep(0.25)
     return row
 
 
@@ -206,6 +208,7 @@ async def test_a_pinned_release_moved_on_purpose_to_a_version_that_replays_it(
         async with worker_of(v1, script_env, "v1"):
             beta = await beta_at_its_gate(env.client, script_env, root)
         async with worker_of(PROJECT_DIR, script_env, "v3"):
+            await version_row(script_env, "v3")  # the server has it: it can be pinned to
             await temporal(
                 script_env,
                 *("workflow", "update-options", "--query"),

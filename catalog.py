@@ -1,0 +1,237 @@
+"""The release catalog, database/catalog.json: the demo's input data, its shape validated by
+pydantic, and how a release is found in it. A bad catalog is refused with a ReleaseError that
+names the file, the place in it and what to do, before any step changes anything.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+
+from files import catalog_path
+from shared import (
+    ENVIRONMENT_ORDER,
+    CatalogText,
+    ComponentName,
+    Environment,
+    Release,
+    ReleaseError,
+    WaitSeconds,
+)
+
+
+class ComponentInfo(BaseModel):
+    """A deployable component: where its source lives and who owns it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    repository: CatalogText
+    team: CatalogText
+
+
+class EnvironmentSettings(BaseModel):
+    """Settings that go into the config of every component deployed to one environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict: "replicas": true or "2" is refused, not read as 1 or 2.
+    replicas: StrictInt = Field(ge=1)
+    log_level: CatalogText
+    # How long a release waits once it has deployed here, before it promotes further.
+    soak_seconds: WaitSeconds = 0
+
+
+class Catalog(BaseModel):
+    """The whole catalog file. Releases stay raw here and are validated one at a time, so a
+    mistake in one release refuses that release and leaves the others usable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    components: dict[ComponentName, ComponentInfo] = Field(min_length=1)
+    environments: dict[Environment, EnvironmentSettings]
+    releases: list[dict[str, Any]]
+
+    @model_validator(mode="after")
+    def _every_environment_has_settings(self) -> "Catalog":
+        missing = [env.value for env in ENVIRONMENT_ORDER if env not in self.environments]
+        if missing:
+            raise ValueError(f"no settings for environment(s) {', '.join(missing)}")
+        return self
+
+    def release_keys(self) -> list[str]:
+        """Every release key in the catalog, in catalog order."""
+        return [str(entry.get("key")) for entry in self.releases]
+
+
+class _Duplicates(dict):
+    """A JSON object in which some key appeared more than once (json.loads keeps the last)."""
+
+    duplicates: list[str]
+
+
+def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) == len(keys):
+        return dict(pairs)
+    result = _Duplicates(pairs)
+    result.duplicates = [key for number, key in enumerate(keys) if key in keys[:number]]
+    return result
+
+
+# How much of a name, and how many names, a message quotes: a ReleaseError's message crosses
+# Temporal, whose payloads are 2 MB at most, and a catalog key can be any size before it is read.
+_QUOTED_LENGTH = 60
+
+
+_LISTED = 20
+
+
+def _short(text: str) -> str:
+    """text, cut to _QUOTED_LENGTH characters."""
+    return text if len(text) <= _QUOTED_LENGTH else f"{text[:_QUOTED_LENGTH]}..."
+
+
+def listed(names: list[str]) -> str:
+    """names joined with commas, at most _LISTED of them, each cut short."""
+    shown = ", ".join(_short(name) for name in names[:_LISTED])
+    return shown if len(names) <= _LISTED else f"{shown} and {len(names) - _LISTED} more"
+
+
+def _find_duplicate(value: Any, where: str) -> str | None:
+    """The first key listed twice in one JSON object, as "<where>: '<key>' is listed twice"."""
+    if isinstance(value, _Duplicates):
+        return f"{where}: {_short(value.duplicates[0])!r} is listed twice"
+    children = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else []
+    )
+    for key, child in children:
+        found = _find_duplicate(child, f"{where}.{_short(str(key))}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _describe(err: ValidationError, where: str = "") -> str:
+    """The first problem pydantic found, as "<field path>: <what is wrong>"."""
+    first = err.errors()[0]
+    parts = [_short(str(part)) for part in first["loc"]]
+    field = ".".join([where, *parts] if where else parts)
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
+    return f"{field}: {message}{more}" if field else f"{message}{more}"
+
+
+def load_catalog() -> Catalog:
+    """Read and validate the catalog in use (see catalog_path).
+
+    Returns:
+        The catalog, its components and environments validated, its releases still raw.
+
+    Raises:
+        ReleaseError: the file cannot be read or parsed (see _parse_catalog), or does not have
+            the catalog's shape: a field missing, of the wrong type, too long, or with a
+            character that is not printable. The message names the file and the field.
+    """
+    path = catalog_path()
+    data = _parse_catalog(path)
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as err:
+        raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
+
+
+def _parse_catalog(path: Path) -> Any:
+    """The catalog file's JSON, checked for keys listed twice.
+
+    Raises:
+        ReleaseError: the file is missing or unreadable, is not UTF-8 text, is not JSON, is
+            nested too deeply to parse, or lists a key twice; the message names the file.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_keep_duplicates)
+        duplicate = _find_duplicate(data, "")
+    except FileNotFoundError:
+        raise ReleaseError(f"{path}: catalog file not found; restore it from git") from None
+    except OSError as err:
+        raise ReleaseError(f"{path}: cannot be read ({err.strerror}); check the file") from None
+    except UnicodeDecodeError as err:
+        raise ReleaseError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+            "save it as UTF-8"
+        ) from None
+    except ValueError as err:  # not JSON, or a number too long to convert
+        raise ReleaseError(f"{path}: not valid JSON: {err}; fix the file") from None
+    except RecursionError:
+        raise ReleaseError(
+            f"{path}: nested too deeply to read (a catalog is a few levels deep); fix the file"
+        ) from None
+    if duplicate:
+        raise ReleaseError(f"{path}: {duplicate}; keep one entry")
+    return data
+
+
+def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release:
+    """Find one release in the catalog and validate it.
+
+    Args:
+        release_key: the release's key, e.g. "RELEASE-NOV-23-INITIAL".
+        catalog: the catalog, if the caller has loaded it already (to load many releases, load
+            it once: it is read and validated whole); else it is loaded here.
+
+    Returns:
+        The validated release.
+
+    Raises:
+        ReleaseError: the catalog is invalid (see load_catalog), the key is not in it (the
+            message lists valid keys), or its entry is invalid: a bad name or version,
+            environments out of order, an unknown component, a field of the wrong type. The
+            message names the file, the release and the field.
+    """
+    if catalog is None:
+        catalog = load_catalog()
+    keys = catalog.release_keys()
+    if keys.count(release_key) > 1:
+        raise ReleaseError(f"{catalog_path()}: release {release_key} is listed twice; keep one")
+    if release_key not in keys:
+        raise ReleaseError(
+            f"Unknown release key {_short(release_key)!r}. Valid keys: {listed(keys)}"
+        )
+    index = keys.index(release_key)
+    try:
+        release = Release.model_validate(catalog.releases[index])
+    except ValidationError as err:
+        raise ReleaseError(
+            f"{catalog_path()}: release {release_key}: {_describe(err, f'releases.{index}')}"
+        ) from None
+    _check_components(catalog, release)
+    # Each environment's soak, unless the release sets its own.
+    settings = {env: catalog.environments[env] for env in release.environments}
+    soaks = {env: setting.soak_seconds for env, setting in settings.items() if setting.soak_seconds}
+    return release.model_copy(update={"soak_seconds": soaks | release.soak_seconds})
+
+
+def _check_components(catalog: Catalog, release: Release) -> None:
+    """Refuse a release of a component the catalog does not know, or that says which of its
+    environments have a worker of their own (the workers' setting, not the catalog's)."""
+    if release.own_workers:
+        raise ReleaseError(
+            f"{catalog_path()}: release {release.key}: own_workers is not the catalog's to say: "
+            "the worker's DEMO_OWN_WORKERS sets it"
+        )
+    unknown = [name for name in release.versions if name not in catalog.components]
+    if unknown:
+        raise ReleaseError(
+            f"{catalog_path()}: release {release.key}: versions: unknown component(s) "
+            f"{listed(unknown)}; known components: {listed(list(catalog.components))}"
+        )
+
+
+def component_info(catalog: Catalog, component: str) -> ComponentInfo:
+    try:
+        return catalog.components[component]
+    except KeyError:
+        raise ReleaseError(
+            f"{catalog_path()}: components: {component!r} is not in the catalog"
+        ) from None
