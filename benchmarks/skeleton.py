@@ -31,11 +31,10 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-import files
-from catalog import load_release
-
 with workflow.unsafe.imports_passed_through():
+    import files
     from activities import ALL_ACTIVITIES
+    from catalog import load_release
     from locks import EnvironmentLockWorkflow
     from shared import (
         ArtifactRef,

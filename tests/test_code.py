@@ -3,9 +3,14 @@ and benchmarks/)."""
 
 import ast
 import importlib
+import uuid
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from versioning import deployment_config
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 CORE = sorted(PROJECT_DIR.glob("*.py"))
@@ -56,3 +61,19 @@ def test_the_benchmarks_skeleton_has_a_no_op_for_every_activity() -> None:
     """benchmarks/skeleton.py refuses to import while an activity of activities.py has no no-op
     there (the skeleton's release would wait for it forever): `make bench` would fail at once."""
     importlib.import_module("benchmarks.skeleton")
+
+
+async def test_the_benchmarks_skeleton_s_workflows_pass_the_sandbox(client: Client) -> None:
+    """A worker of the skeleton validates its workflows in the sandbox when it is built: a module
+    they import outside imports_passed_through that is not deterministic fails it (`make bench`
+    would fail at its first step)."""
+    from benchmarks.skeleton import SKELETON_ACTIVITIES, SKELETON_WORKFLOWS
+
+    queue = f"skeleton-{uuid.uuid4()}"
+    Worker(
+        client,
+        task_queue=queue,
+        workflows=SKELETON_WORKFLOWS,
+        activities=SKELETON_ACTIVITIES,
+        deployment_config=deployment_config(queue),
+    )
