@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 import files
+import records
 import release_management
 from release_management import (
     InjectedFailure,
@@ -264,12 +265,12 @@ async def notify(request: NotifyInput) -> bool:
 
 @activity.defn
 async def record_unstarted(request: Ending) -> str:
-    return await _run(release_management.record_unstarted, request, "record", paced=False)
+    return await _run(records.record_unstarted, request, "record", paced=False)
 
 
 @activity.defn
 async def record_release(request: RecordReleaseInput) -> str:
-    return await _run(release_management.record_release, request, "record")
+    return await _run(records.record_release, request, "record")
 
 
 # --- Activities that ask Temporal, not the release system --------------------------------------
@@ -349,7 +350,7 @@ async def record_ending(request: EndingInput) -> str:
         started=described.start_time.isoformat(),
         finished=(described.close_time or described.start_time).isoformat(),
     )
-    return await _run(release_management.record_ending, ending, "record its ending", False)
+    return await _run(records.record_ending, ending, "record its ending", False)
 
 
 @activity.defn

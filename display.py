@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 import files
+import records
 import release_management
 from catalog import load_catalog, load_release
 from shared import (
@@ -238,7 +239,7 @@ def format_environments(width: int | None = None) -> str:
     # Environments with a worker of their own whose files are not here, but in that worker's
     # root: as the latest release records here say they were left ("?": none says).
     own = [e for e in own_workers() if not files.environment_dir(e).is_dir()]
-    recorded = release_management.recorded_state(own)
+    recorded = records.recorded_state(own)
     rows = [
         [
             env.value,
@@ -257,13 +258,13 @@ def format_environments(width: int | None = None) -> str:
 
 def format_history(limit: int = 20, width: int | None = None) -> str:
     """The latest limit release runs, newest first (width: as _table_text's)."""
-    records = release_management.release_history(limit + 1)
-    if not records:
+    latest = records.release_history(limit + 1)
+    if not latest:
         return "No release has finished yet."
     short = _fits_a_terminal(width)
-    rows = [_history_row(record, short) for record in records[:limit]]
+    rows = [_history_row(record, short) for record in latest[:limit]]
     header = ["RELEASE", "FINISHED", "RESULT", "DECISIONS", "STARTED"]
-    older = [f"Older runs: --limit {2 * limit} shows more."] if len(records) > limit else []
+    older = [f"Older runs: --limit {2 * limit} shows more."] if len(latest) > limit else []
     return _table_text(header, rows, width, give_way=["STARTED", "DECISIONS"], notes=older)
 
 

@@ -23,6 +23,7 @@ from temporalio.client import (
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 import files
+import records
 import release_management as rm
 import run_workflow
 from handles import wait_for_status
@@ -101,7 +102,7 @@ def snapshot(root: Path) -> dict[Path, bytes]:
 
 
 def record_of(key: str) -> dict[str, Any]:
-    (record,) = [r for r in rm.release_history(100) if r["release_key"] == key]
+    (record,) = [r for r in records.release_history(100) if r["release_key"] == key]
     return record
 
 
@@ -225,8 +226,8 @@ async def test_a_reset_release_ends_right_with_nothing_done_twice(
     ]
     assert len(changes) == len(set(changes)) == 3 + 4 * 3 * 2
     await assert_nothing_left_running(client, release.id, task_queue)
-    records = [r for r in rm.release_history(100) if r["result"].endswith("SUCCESS")]
-    assert [r["run_id"] for r in records] == [new_run]
+    succeeded = [r for r in records.release_history(100) if r["result"].endswith("SUCCESS")]
+    assert [r["run_id"] for r in succeeded] == [new_run]
     # Nor announced twice: the new run's announcements are the release's, not a new run's.
     lines = files.notifications_path().read_text().splitlines()
     events = [json.loads(line)["event"] for line in lines]
@@ -261,7 +262,7 @@ async def test_a_terminated_release_is_recorded_by_its_locks_once_its_deploys_ha
     # The deploys finish the change in flight, the locks hold DEV..PROD until then, then end.
     await assert_nothing_left_running(client, release.id, task_queue)
     assert_each_component_consistent(demo_root)
-    (record,) = rm.release_history(10)
+    (record,) = records.release_history(10)
     by = f"by {client.identity}"
     assert (record["run_id"], record["outcome"]) == (release.result_run_id, "TERMINATED")
     assert record["result"] == f"Release RELEASE-NOV-23-INITIAL: TERMINATED: wrong day ({by})"

@@ -9,6 +9,7 @@ import pytest
 from temporalio.client import Client
 
 import files
+import records
 import release_management as rm
 from catalog import load_release
 from deployments import artifact, at, deploy_all_steps
@@ -80,7 +81,7 @@ async def test_a_release_fed_from_a_tampered_environment_fails_before_any_change
         error.message
     )
     assert env_files(demo_root) == before  # TEST and QC untouched
-    (record,) = [r for r in rm.release_history() if r["release_key"].endswith("ALPHA-QC")]
+    (record,) = [r for r in records.release_history() if r["release_key"].endswith("ALPHA-QC")]
     assert record["result"].startswith("Release RELEASE-JAN-24-ALPHA-QC: FAILED: ")
 
 

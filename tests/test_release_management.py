@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import files
+import records
 import release_management as rm
 from catalog import load_catalog, load_release
 from deployments import RUN, artifact, at, deploy_all_steps, recorded
@@ -102,7 +103,7 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
 def test_a_record_keeps_the_soaks_a_person_skipped(demo_root: Path) -> None:
     release = load_release("RELEASE-FEB-24-BETA")
     skipped = SkippedSoak(environment=Environment.QC, by="Ada", at="t1")
-    name = rm.record_release(recorded(release, skipped_soaks=[skipped]))
+    name = records.record_release(recorded(release, skipped_soaks=[skipped]))
     record = json.loads((files.records_dir() / name).read_text())
     assert record["skipped_soaks"] == [{"environment": "QC", "by": "Ada", "at": "t1"}]
 
@@ -479,7 +480,7 @@ def test_the_record_of_an_environment_with_a_worker_of_its_own_says_what_it_cann
         Environment.QC: dict.fromkeys(release.versions, CellState.FAILED),
         Environment.PROD: dict.fromkeys(release.versions, CellState.NOT_REACHED),
     }
-    record = rm._recorded_environments(
+    record = records._recorded_environments(
         RecordReleaseInput(
             release=release,
             release_run_id="run-1",

@@ -23,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError
 
 import files
+import records
 import release_management as rm
 from handles import wait_for_status
 from run_worker import create_worker, serving
@@ -130,8 +131,8 @@ async def test_six_releases_in_order_give_the_catalog_table(
     assert per_release[("RELEASE-NOV-23-INITIAL", "deploy")] == 12
     assert per_release[("RELEASE-JAN-24-ALPHA-QC", "build")] == 0
     assert per_release[("RELEASE-JAN-24-ALPHA-QC", "configure")] == 6
-    records = sorted(p.name for p in (demo_root / "database" / "releases").iterdir())
-    assert [name.rsplit("-", 5)[0] for name in records] == sorted(k for k, _, _ in SIX_RELEASES)
+    names = sorted(p.name for p in (demo_root / "database" / "releases").iterdir())
+    assert [name.rsplit("-", 5)[0] for name in names] == sorted(k for k, _, _ in SIX_RELEASES)
 
     # Running INITIAL again resets every environment to 1.0 and builds nothing.
     before = len(ledger)
@@ -222,8 +223,8 @@ async def _failure_of(client: Client, task_queue: str, key: str) -> tuple[Applic
 
 def files_but_records(demo_root: Path) -> list[Path]:
     """The files under the demo root, but for the release records (database/releases)."""
-    records = files.records_dir()
-    return [p for p in demo_root.rglob("*") if p.is_file() and p.parent != records]
+    kept = files.records_dir()
+    return [p for p in demo_root.rglob("*") if p.is_file() and p.parent != kept]
 
 
 async def test_unknown_key_fails_fast_and_changes_nothing_but_its_record(
@@ -236,7 +237,7 @@ async def test_unknown_key_fails_fast_and_changes_nothing_but_its_record(
     assert elapsed < 2
     assert files_but_records(demo_root) == []
     # A run whose key is not in the catalog (a train's, whose release left it) is on record.
-    (record,) = rm.release_history()
+    (record,) = records.release_history()
     assert record["release_key"] == "RELEASE-NOPE" and record["outcome"] == "FAILED"
     assert record["result"] == f"Release RELEASE-NOPE: FAILED: {error.message}"
 
@@ -299,7 +300,9 @@ async def test_out_of_order_promotion_fails_fast_and_changes_nothing(
     announced = files.notifications_path().read_text().splitlines()
     assert json.loads(announced[-1])["event"] == "ended FAILED"
     # The refusal is a FAILED ending, recorded with its reason.
-    (refused,) = [r for r in rm.release_history() if r["release_key"].endswith("BUGFIXES-PROD")]
+    (refused,) = [
+        r for r in records.release_history() if r["release_key"].endswith("BUGFIXES-PROD")
+    ]
     assert refused["result"].startswith("Release RELEASE-DEC-2023-BUGFIXES-PROD: FAILED: ")
     assert "QC holds frontend 1.0, not 1.1" in refused["result"]
     assert refused["environments"]["PROD"]["frontend"]["outcome"] == "not reached"
@@ -345,7 +348,7 @@ async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_c
     assert str(result) == "Release RELEASE-NOV-23-INITIAL: REJECTED by Grace: code freeze"
     assert env_files(demo_root) == expected_files({})
     assert not (demo_root / "artifactory").exists()
-    (record,) = rm.release_history()
+    (record,) = records.release_history()
     assert record["result"] == str(result)
     assert [(d["environment"], d["approved"], d["by"]) for d in record["decisions"]] == [
         ("DEV", False, "Grace")
@@ -368,7 +371,7 @@ async def test_a_release_waits_before_prod_until_a_person_approves(
     assert str(await release.result()) == "Release RELEASE-FEB-24-BETA: SUCCESS"
 
     assert_environments_hold(demo_root, {env: beta for env in ALL_ENVS})
-    (record,) = rm.release_history()
+    (record,) = records.release_history()
     (decision,) = record["decisions"]
     assert (decision["environment"], decision["approved"], decision["by"]) == ("PROD", True, "Ada")
     assert record["environments"]["PROD"]["frontend"] == {
@@ -393,7 +396,7 @@ async def test_a_gate_nobody_decides_expires_with_prod_untouched_and_is_recorded
     beta_versions = ("1.3", "1.9", "1.9")
     assert_environments_hold(demo_root, {env: beta_versions for env in ("DEV", "TEST", "QC")})
     assert env_files(demo_root)["PROD"] == set()
-    (record,) = rm.release_history()
+    (record,) = records.release_history()
     assert record["outcome"] == "REJECTED"
     assert record["decisions"][0]["by"] == "" and record["decisions"][0]["approved"] is False
 
@@ -554,7 +557,7 @@ async def test_a_bad_catalog_is_refused_before_any_change_and_the_worker_keeps_s
         assert expected[name] in error.message, name
         assert elapsed < 2, name
         assert files_but_records(demo_root) == [catalog_file], name
-        assert rm.release_history(1)[0]["result"].endswith(error.message), name
+        assert records.release_history(1)[0]["result"].endswith(error.message), name
 
     # The same worker serves the next release as soon as the catalog is put right.
     catalog_file.unlink()
@@ -585,7 +588,7 @@ async def test_an_unhealthy_deploy_is_rolled_back_and_the_release_stops(
     assert [(r["env"], r["component"], r["version"], r["replaced"]) for r in rollbacks] == [
         ("TEST", "frontend", "1.0", "1.1")
     ]
-    (record,) = [r for r in rm.release_history() if r["release_key"].endswith("HOTFIX-STAGE")]
+    (record,) = [r for r in records.release_history() if r["release_key"].endswith("HOTFIX-STAGE")]
     assert record["environments"]["TEST"]["frontend"]["outcome"] == "rolled back"
     assert record["environments"]["QC"]["frontend"]["outcome"] == "not reached"
 

@@ -27,6 +27,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+import records
 import release_management as rm
 import run_workflow
 import trains
@@ -285,7 +286,7 @@ async def test_a_train_run_that_finds_an_environment_held_is_refused_naming_the_
     assert f"PROD in use by release {holding}, which has not let it go yet" in root_message(
         failure.value
     )
-    assert rm.release_history(1)[0]["result"].startswith(f"Release {PROD_ONLY}: FAILED")
+    assert records.release_history(1)[0]["result"].startswith(f"Release {PROD_ONLY}: FAILED")
     listed = format_trains(await trains.trains(client, [PROD_ONLY]), 200)
     assert listed.splitlines()[1].endswith(" failed")
 
@@ -313,7 +314,7 @@ async def test_a_train_that_outlives_its_release_is_listed_recorded_and_removabl
     with pytest.raises(WorkflowFailureError) as failure:
         await run.result()
     assert f"Unknown release key {gone!r}" in root_message(failure.value)
-    (record,) = [r for r in rm.release_history() if r["release_key"] == gone]
+    (record,) = [r for r in records.release_history() if r["release_key"] == gone]
     assert record["outcome"] == "FAILED" and f"Unknown release key {gone!r}" in record["result"]
 
     assert await run_workflow.main(["--schedules"]) == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import files
+import records
 import release_management as rm
 import run_workflow
 from catalog import load_release
@@ -112,7 +113,7 @@ def roll_back_the_first_deploy() -> None:
 
 def record() -> None:
     release = load_release("RELEASE-NOV-23-INITIAL")
-    rm.record_release(recorded(release))
+    records.record_release(recorded(release))
 
 
 @pytest.mark.parametrize(
@@ -194,7 +195,7 @@ def test_release_history_skips_files_that_are_not_release_records(
 ) -> None:
     release = load_release("RELEASE-NOV-23-INITIAL")
     decision = Decision(environment=DEV, approved=True, by="Ada", at="t")
-    good = files.records_dir() / rm.record_release(recorded(release, [decision]))
+    good = files.records_dir() / records.record_release(recorded(release, [decision]))
     record = json.loads(good.read_text())
     folder = files.records_dir()
     (folder / "text.json").write_text("not json\n")
@@ -209,6 +210,6 @@ def test_release_history_skips_files_that_are_not_release_records(
     (outside / "foreign.json").write_text(json.dumps(dict(record, release_key="FOREIGN")))
     plant(folder / "link.json", outside / "foreign.json")
 
-    assert rm.release_history() == [record]
+    assert records.release_history() == [record]
     history = run_workflow.format_history()
     assert "RELEASE-NOV-23-INITIAL" in history and "DEV approved by Ada" in history

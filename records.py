@@ -1,0 +1,234 @@
+"""The release records, database/releases/<KEY>-<run id>.json: one per release run, written as
+its last step (or by one of its locks, for a run terminated before it could), and read back for
+the starter's --history and --envs. Plain Python, like release_management.py.
+"""
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from files import atomic_write, read_json, record_path, records_dir
+from release_management import _inject, environment_state
+from shared import (
+    CellState,
+    Ending,
+    Environment,
+    RecordReleaseInput,
+    Release,
+    ReleaseError,
+)
+from utils import isErrorNever, raise_planted_bug
+
+_log = logging.getLogger("release_management")
+
+
+def record_release(request: RecordReleaseInput) -> str:
+    """Write the record of one finished release run, database/releases/<KEY>-<run id>.json:
+    how it ended, when, the decisions at its gates, and per environment and component the
+    version before and after and how its deploy ended. Writing the same record twice changes
+    nothing.
+
+    Returns:
+        The record's file name.
+
+    Raises:
+        ReleaseError: the record is a symbolic link or lies in a linked folder.
+    """
+    raise_planted_bug("record")
+    release = request.release
+    path = record_path(release.key, request.release_run_id)
+    record = {
+        "release_key": release.key,
+        "run_id": request.release_run_id,
+        "result": str(request.result),
+        "outcome": request.result.outcome.value,
+        "started": request.started,
+        "finished": request.finished,
+        "approved_in_catalog_by": release.approved_by,
+        "decisions": [decision.model_dump(mode="json") for decision in request.decisions],
+        "skipped_soaks": [skip.model_dump(mode="json") for skip in request.skipped_soaks],
+        "environments": _recorded_environments(request),
+    }
+    if read_json(path) != record:
+        _inject(isErrorNever, f"before recording {release.key}")
+        atomic_write(path, json.dumps(record, indent=2) + "\n")
+        _inject(isErrorNever, f"after recording {release.key}")
+    _log.info("%s: recorded in %s", release.key, path.name)
+    return path.name
+
+
+def record_unstarted(ending: Ending) -> str:
+    """Write the record of a release run that ended before it had a release to run: its key
+    is not in the catalog (a train that outlived its release, or a start by hand), or the catalog
+    is invalid, or it was cancelled while it gathered the release. The record says how and why;
+    one already there is left as it is.
+
+    Returns:
+        The record's file name.
+
+    Raises:
+        ReleaseError: the record is a symbolic link or lies in a linked folder.
+    """
+    return record_ending(ending)
+
+
+def record_ending(ending: Ending) -> str:
+    """Write the record of a release run that closed without writing one itself: terminated or
+    timed out, it ran none of its code after that, so one of its locks writes this once the
+    release's deploys have closed. The record says how and when it ended and why (a terminate's
+    reason and who asked); the decisions at its gates and what it deployed are in its history
+    and in what the environments hold (--envs). A record already there, the release's own or one
+    another of its locks wrote, is left as it is.
+
+    Returns:
+        The record's file name.
+
+    Raises:
+        ReleaseError: the record is a symbolic link or lies in a linked folder.
+    """
+    path = record_path(ending.release_key, ending.release_run_id)
+    if read_json(path) is None:
+        detail = f": {ending.detail}" if ending.detail else ""
+        record = {
+            "release_key": ending.release_key,
+            "run_id": ending.release_run_id,
+            "result": f"Release {ending.release_key}: {ending.how}{detail}",
+            "outcome": ending.how,
+            "started": ending.started,
+            "finished": ending.finished,
+            "decisions": [],
+            "skipped_soaks": [],
+        }
+        atomic_write(path, json.dumps(record, indent=2) + "\n")
+    _log.info("%s: recorded in %s", ending.release_key, path.name)
+    return path.name
+
+
+def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, dict]]:
+    """Per environment and component: the version before and after the release, and how its
+    deploy ended. Before: what check_promotion saw, or, if the release ended before it checked,
+    what the environment holds now. After: what it holds now, or the release's version for an
+    environment it deployed and let go of before its end (another release may have changed it
+    since), or, for an environment with a worker of its own, as its deploys ended."""
+    release, state = request.release, environment_state()
+    recorded = {}
+    for env in release.environments:
+        states = request.states.get(env, {})
+        before: dict[str, str | None] = {**request.before.get(env, state[env])}
+        after: dict[str, str | None] = {
+            **(release.versions if env in request.unlocked_after_use else state[env])
+        }
+        if env in release.own_workers:  # its files are its own worker's: this root has none
+            before, after = _as_its_deploys_ended(release, request.before.get(env), states)
+        recorded[env.value] = {
+            component: _deploy_record(
+                version,
+                before.get(component),
+                after.get(component),
+                states.get(component, CellState.NOT_REACHED),
+            )
+            for component, version in release.versions.items()
+        }
+    return recorded
+
+
+# What a record says of a version it cannot know: an environment with a worker of its own that
+# the release never asked, or whose deploy ended halfway (failed, cancelled).
+UNKNOWN = "?"
+
+
+def _as_its_deploys_ended(
+    release: Release, before: dict[str, str | None] | None, states: dict[str, CellState]
+) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """Before and after, for an environment whose files are its own worker's: before as that
+    worker told (if the release asked it), after as each deploy ended."""
+    before = before if before is not None else dict.fromkeys(release.versions, UNKNOWN)
+    after: dict[str, str | None] = {}
+    for component, version in release.versions.items():
+        state = states.get(component, CellState.NOT_REACHED)
+        if state is CellState.DONE:
+            after[component] = version
+        elif state in (CellState.ROLLED_BACK, CellState.NOT_REACHED):
+            after[component] = before.get(component)
+        else:
+            after[component] = UNKNOWN
+    return before, after
+
+
+# The ends of a deploy (Cell.state) a record names as they are; done is "deployed" or "already
+# there", and any other state (pending, rejected, ...) is "not reached".
+_ENDED = (CellState.ROLLED_BACK, CellState.FAILED, CellState.CANCELLED)
+
+
+def _deploy_record(version: str, before: str | None, after: str | None, state: CellState) -> dict:
+    if state is CellState.DONE:
+        outcome = "already there" if before == version else "deployed"
+    else:
+        outcome = state.value if state in _ENDED else CellState.NOT_REACHED.value
+    return {"before": before, "after": after, "outcome": outcome}
+
+
+def recorded_state(envs: list[Environment]) -> dict[Environment, dict[str, str]]:
+    """What envs hold as the latest release records say they were left ({env: {component:
+    version, or "-" for none}}; a component no record knows of is missing): for environments
+    whose files are their own workers', not in this root."""
+    state: dict[Environment, dict[str, str]] = {env: {} for env in envs}
+    for record in release_history(RECORDS_READ):
+        recorded = record.get("environments")
+        for env in envs:
+            deploys = recorded.get(env.value) if isinstance(recorded, dict) else None
+            for component, deploy in deploys.items() if isinstance(deploys, dict) else []:
+                after = deploy.get("after", UNKNOWN) if isinstance(deploy, dict) else UNKNOWN
+                if after != UNKNOWN and (after is None or isinstance(after, str)):
+                    state[env].setdefault(component, after or "-")
+    return state
+
+
+# How many of the latest release records recorded_state reads.
+RECORDS_READ = 100
+
+
+class _ShownDecision(BaseModel):
+    """What the history shows of a decision at a gate (a record keeps more)."""
+
+    model_config = ConfigDict(strict=True)
+    environment: str
+    approved: bool
+    by: str
+
+
+class _ShownRecord(BaseModel):
+    """What the history shows of a release record (record_release writes more)."""
+
+    model_config = ConfigDict(strict=True)
+    release_key: str
+    started: str
+    finished: str
+    result: str
+    decisions: list[_ShownDecision]
+
+
+def release_history(limit: int = 10) -> list[dict[str, Any]]:
+    """The records of the latest finished release runs, newest first.
+
+    A file under database/releases that is not such a record (not UTF-8, not JSON, a link, a
+    field missing or of the wrong type: a hand edit or a foreign file) is skipped, so the
+    history of the others can always be shown.
+    """
+    folder = records_dir()
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    records = [record for record in map(_release_record, paths) if record is not None]
+    return sorted(records, key=lambda record: record["finished"], reverse=True)[:limit]
+
+
+def _release_record(path: Path) -> dict[str, Any] | None:
+    """The release record in path, or None if path does not hold a well-formed one."""
+    try:
+        record = read_json(path)
+        _ShownRecord.model_validate(record)
+    except (ReleaseError, OSError, ValidationError):
+        return None
+    return record
