@@ -33,11 +33,11 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities import (
+    from activities import record_ending
+    from lookups import (
         find_deploys_in_flight,
         find_lock_holder,
         is_run_of_release,
-        record_ending,
         release_run_now,
         wait_until_closed,
     )

@@ -47,9 +47,9 @@ with workflow.unsafe.imports_passed_through():
         update_config,
         verify_deploy,
         verify_rollback,
-        wait_until_closed,
     )
     from grid import Grid
+    from lookups import wait_until_closed
     from search_attributes import RELEASE_KEY, RELEASE_OUTCOME, RUNNING
     from shared import (
         MAX_NAME_LENGTH,

@@ -35,7 +35,9 @@ def test_no_function_in_the_core_is_over_40_lines() -> None:
     assert not long, f"split these: {', '.join(long)}"
 
 
-@pytest.mark.parametrize("module", ["release_management.py", "catalog.py", "files.py", "records.py"])
+@pytest.mark.parametrize(
+    "module", ["release_management.py", "catalog.py", "files.py", "records.py"]
+)
 def test_the_release_system_knows_nothing_of_temporal(module: str) -> None:
     """The release system is plain Python: the demo wraps it, it does not depend on the demo."""
     imported = {

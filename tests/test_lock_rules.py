@@ -27,8 +27,8 @@ from temporalio.client import (
     WorkflowQueryFailedError,
 )
 
-from activities import find_lock_holder
 from handles import wait_for_status
+from lookups import find_lock_holder
 from mocked import (
     DEV,
     KEY,

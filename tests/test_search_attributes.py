@@ -11,8 +11,8 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities import find_deploys_in_flight
 from handles import wait_for_status
+from lookups import find_deploys_in_flight
 from mocked import DEV, KEY, TEST, Mocked, make_release
 from processes import (
     QUICK_TIMEOUT,
