@@ -125,22 +125,9 @@ class ReleaseWorkflow:
         started = workflow.now().isoformat()
         self._request = request
         self._show_outcome(RUNNING)
-        summary = f"gather {request.release_key} from the catalog"
+        release = await self._gather(request, started)
         try:
-            release = await _start_activity(gather_release, request, summary)
-        except (ActivityError, asyncio.CancelledError) as err:
-            await self._record_unstarted(started, err)
-            raise
-        self._release = release
-        self._grid.lay_out(release)
-        # The plan runs as a task of its own, so a lock taken from the release stops it where
-        # it stands, as a cancel would (locks.py).
-        plan = asyncio.create_task(self._promote_all(release))
-        self._locks.on_lost = plan.cancel
-        try:
-            result = await plan
-            if self._locks.lost:  # lost as the plan ended: its last steps ran without the lock
-                raise asyncio.CancelledError()
+            result = await self._promote_all_unless_a_lock_is_lost(release)
         except (Exception, asyncio.CancelledError) as err:
             ending = self._outcome_of_error(release.key, err)
             await self._close(release, started, ending)
@@ -155,19 +142,7 @@ class ReleaseWorkflow:
     async def _promote_all(self, release: Release) -> ReleaseResult:
         self._status = "locking its environments"
         await self._locks.take_all(release)
-        # Validate before any change: a promotion out of order fails here, non-retryably. The
-        # environments are held by now, so what is checked cannot change under the release.
-        self._status = "checking the promotion"
-        feeder = [env] if (env := release.environments[0].previous()) else []
-        check = CheckPromotionInput(
-            release=release,
-            demo_root=self._request.demo_root,
-            held={env: told.held for env, told in (await self._held(release, feeder)).items()},
-        )
-        self._before, _ = await _all(
-            _start_activity(check_promotion, check, f"check that {release.key} can be promoted"),
-            self._locks.refuse_if_others_deploy(release),
-        )
+        await self._check_promotion(release)
         for env in release.environments:
             self._stop_if_told()
             if env in release.gates() and not (decision := await self._approval(env)).approved:
@@ -183,6 +158,45 @@ class ReleaseWorkflow:
             await self._announce(release, env.value, f"promoted to {env.value}", release.plan())
             await self._soak_for(env, release.soak(env))
         return _outcome(release, Outcome.SUCCESS)
+
+    async def _gather(self, request: ReleaseInput, started: str) -> Release:
+        """The release, from the catalog (a step). A run that gets none (an unknown key, a bad
+        catalog, a cancel) records how it ended, then fails."""
+        summary = f"gather {request.release_key} from the catalog"
+        try:
+            release = await _start_activity(gather_release, request, summary)
+        except (ActivityError, asyncio.CancelledError) as err:
+            await self._record_unstarted(started, err)
+            raise
+        self._release = release
+        self._grid.lay_out(release)
+        return release
+
+    async def _promote_all_unless_a_lock_is_lost(self, release: Release) -> ReleaseResult:
+        """_promote_all as a task of its own, so that a lock taken from the release stops it
+        where it stands, as a cancel would (locks.py)."""
+        plan = asyncio.create_task(self._promote_all(release))
+        self._locks.on_lost = plan.cancel
+        result = await plan
+        if self._locks.lost:  # lost as the plan ended: its last steps ran without the lock
+            raise asyncio.CancelledError()
+        return result
+
+    async def _check_promotion(self, release: Release) -> None:
+        """Validate before any change: a promotion out of order fails here, non-retryably. The
+        environments are held by now, so what is checked cannot change under the release; and
+        no deploy of another release may still be running into them."""
+        self._status = "checking the promotion"
+        feeder = [env] if (env := release.environments[0].previous()) else []
+        check = CheckPromotionInput(
+            release=release,
+            demo_root=self._request.demo_root,
+            held={env: told.held for env, told in (await self._held(release, feeder)).items()},
+        )
+        self._before, _ = await _all(
+            _start_activity(check_promotion, check, f"check that {release.key} can be promoted"),
+            self._locks.refuse_if_others_deploy(release),
+        )
 
     async def _held(self, release: Release, envs: list[Environment]) -> dict[Environment, HeldIn]:
         """What those of envs that have a worker of their own hold, asked of that worker (only it
