@@ -284,7 +284,7 @@ class ReleaseWorkflow:
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             )
 
-        return await _after_any_run_a_reset_replaced(start, deploy_id)
+        return await _start_after_any_leftover(start, deploy_id)
 
     async def _announce(self, release: Release, point: str, event: str, message: str) -> None:
         """Announce an event of the release (notify). A step added to the plan after releases
@@ -580,7 +580,7 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 ACTIVITY_TIMEOUT = timedelta(minutes=2)
 
 
-async def _after_any_run_a_reset_replaced(start: Callable[[], Awaitable[T]], child_id: str) -> T:
+async def _start_after_any_leftover(start: Callable[[], Awaitable[T]], child_id: str) -> T:
     """start() a child; if the run of this release that a reset replaced started it and it
     still runs (WorkflowAlreadyStartedError), let it finish first, then start it again: it finds
     its work done. A rare recovery, kept out of the plan's way."""
@@ -662,6 +662,7 @@ async def _finish_even_if_cancelled(work: Awaitable[T], cancel_log: str) -> T:
     """Run work to its end: a cancel that arrives meanwhile waits for it (and is logged)."""
     task = asyncio.ensure_future(work)
     try:
+        # shield: the cancel (a CancelledError here) stops this await, not the work under it.
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         workflow.logger.info(cancel_log)
