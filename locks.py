@@ -1,13 +1,16 @@
 """Environment locks: two releases never change one environment at once.
 
-The rule: an environment is held from the moment a release takes it until every deploy of that
-release into it has closed, however the release ends, and only the release that holds it lets it
-go. A lock is a workflow (EnvironmentLockWorkflow) whose ID names the environment: Temporal runs
-one workflow per ID at a time, so starting it is taking the lock. How the rule holds at each door
-Temporal opens:
-- the release unlocks it with a signal that names the release; an unlock naming anyone else (a
-  stray `temporal workflow signal`, another release's late unlock) is ignored;
-- the release is terminated (or times out): the lock is its child, asked to cancel then (the
+The idea: a lock is a child workflow of the release (EnvironmentLockWorkflow) whose ID names the
+environment, `lock.PROD`. Temporal runs one workflow per ID at a time, so starting it is taking
+the lock, and a second release that tries is refused, naming the holder (take_all). The release
+lets it go with an `unlock` signal that names the release (unlock).
+
+The rule, in full: an environment is held from the moment a release takes it until every deploy
+of that release into it has closed, however the release ends, and only the release that holds it
+lets it go. How it holds at each door Temporal opens (the rarer cases; read them later):
+- an unlock naming anyone else (a stray `temporal workflow signal`, another release's late
+  unlock) is ignored;
+- the release is terminated (or times out): the lock, its child, is asked to cancel then (the
   parent close policy), and ends only once the release's deploys into the environment, which
   finish the change in flight, have closed; then it writes the release's record, as the
   release runs no code of its own after a terminate;
