@@ -27,7 +27,14 @@ from shared import TASK_QUEUE
 # The files the workflows' code is made of: what a worker replays. A change to them is a new
 # version; a change to a step's body (activities.py, release_management.py) or to the knobs in
 # utils.py is not, as the history holds each step's result, not its code.
-PLAN_FILES = ("workflows.py", "locks.py", "gates.py", "shared.py", "search_attributes.py")
+PLAN_FILES = (
+    "workflows.py",
+    "locks.py",
+    "gates.py",
+    "grid.py",
+    "shared.py",
+    "search_attributes.py",
+)
 BUILD_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 

@@ -8,6 +8,7 @@ from the server (describe, histories, the CLI), not from logs.
 Also what makes a version: the build ID comes from the plan's code only.
 """
 
+import ast
 import asyncio
 import json
 import subprocess
@@ -20,6 +21,7 @@ from temporalio.api.enums.v1 import EventType, VersioningBehavior
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+import versioning
 from processes import (
     PROJECT_DIR,
     QUICK_TIMEOUT,
@@ -229,3 +231,27 @@ async def test_a_pinned_release_moved_on_purpose_to_a_version_that_replays_it(
         "promoted to PROD",
         "ended SUCCESS",
     ]
+
+
+def test_the_build_id_covers_every_module_the_workflows_run() -> None:
+    """PLAN_FILES is the project modules the workflows import, and what those import, but for
+    the activities (a workflow names them; their bodies run outside it, and are not replayed):
+    a module added to the workflows' code is part of their version."""
+    not_replayed = {"activities.py", "lookups.py"}
+    found, todo = set(), ["workflows.py"]
+    while todo:
+        name = todo.pop()
+        found.add(name)
+        for node in ast.walk(ast.parse((PROJECT_DIR / name).read_text())):
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for module in modules:
+                path = f"{module.split('.')[0]}.py"
+                if (PROJECT_DIR / path).exists() and path not in found | not_replayed:
+                    todo.append(path)
+    assert found == set(versioning.PLAN_FILES)
