@@ -565,7 +565,11 @@ def fitted(text: str, stream: TextIO | None = None) -> str:
 # hold it together): a version change, "(1.1 -> 1.0)", and a command a person copies and pastes
 # (a command broken over lines would run as several), which may then overflow the line.
 KEPT_TOGETHER = (" -> ", "\u00a0->\u00a0")
-COMMAND = re.compile(r"(?:python3? \S+\.py|temporal [a-z])[^()`;\n]*[^()`;\n.,\s]")
+COMMAND = re.compile(
+    r"\b(?:python3? [\w./-]+\.py(?: [A-Z0-9][A-Z0-9-]*)*"  # a script, and release keys or ENVs
+    r"|temporal(?: [a-z][a-z-]*){1,3}(?= -))"  # the CLI, its subcommands (then a flag)
+    r"(?: --?[a-z][\w-]*(?: (?!-)[^\s,;()`]*[^\s,;()`.:])?)*"  # flags, each with its value
+)
 
 
 def kept_whole(text: str) -> str:

@@ -90,9 +90,6 @@ from shared import (
 )
 from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
 
-PROJECT_DIR = Path(__file__).resolve().parent
-CATALOG_NAME = "catalog.json"
-
 _log = logging.getLogger(__name__)
 
 _ARTIFACT_FILE = re.compile(

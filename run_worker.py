@@ -47,7 +47,7 @@ from utils import (
     step_seconds,
     unhealthy,
 )
-from versioning import deployment_config, make_first_current, version_of
+from versioning import build_id, deployment_config, make_first_current, version_of
 from workflows import DeployWorkflow, ReleaseWorkflow
 
 _log = logging.getLogger("run_worker")
@@ -161,6 +161,7 @@ def check_settings() -> None:
         ReleaseError: DEMO_UNHEALTHY needs the catalog, and it is unreadable.
     """
     check_demo_settings()
+    build_id()  # DEMO_BUILD_ID: checked here, as utils.py is the plain release system's too
     target = unhealthy()
     components = list(load_catalog().components) if target else []
     # A component the catalog does not have would never fail its health check: refuse it.

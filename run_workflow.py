@@ -813,6 +813,8 @@ async def _pinned_to_an_old_version(
     """The build ID of the version of the plan the release is pinned to (Worker Versioning),
     if that is not its deployment's current version; "" otherwise."""
     info = description.raw_description.workflow_execution_info.versioning_info
+    if info.versioning_override.auto_upgrade:  # told to follow the current version
+        return ""
     if info.versioning_override.HasField("pinned"):  # moved on purpose (demos.md)
         pinned = info.versioning_override.pinned.version
     elif info.behavior == VersioningBehavior.VERSIONING_BEHAVIOR_PINNED:

@@ -27,7 +27,6 @@ import random
 from pathlib import Path
 
 from shared import TASK_QUEUE, Environment
-from versioning import build_id
 
 # How often each injector fails, as a probability per call. Edit these.
 RARELY_RATE = 0.10
@@ -271,4 +270,3 @@ def check_demo_settings() -> None:
     check_demo_root()
     check_artifactory()
     check_task_queue()
-    build_id()

@@ -91,19 +91,19 @@ async def make_first_current(client: Client, version: WorkerDeploymentVersion) -
     task queue); never replace one. Returns a line that says where new releases start."""
     name, build = version.deployment_name, version.build_id
     current, token = await current_build(client, name)
-    if current is None:
+    made = current is None
+    if made:
         try:
             await _set_current(client, version, token)
         except RPCError as err:
             if err.status not in (RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.ABORTED):
                 raise
-            return await make_first_current(client, version)  # another worker was first
-        return (
-            f"Version {build} of Worker Deployment {name!r}: made current (the first): new "
-            "releases start on it."
-        )
+        # Read back: another worker, starting at the same moment, may have been first (a new
+        # deployment has no token to refuse it with, so the last one to set it wins).
+        current, _ = await current_build(client, name)
     if current == build:
-        return f"Version {build} of Worker Deployment {name!r}: current: new releases start on it."
+        how = "made current (the first)" if made else "current"
+        return f"Version {build} of Worker Deployment {name!r}: {how}: new releases start on it."
     return (
         f"Version {build} of Worker Deployment {name!r} is not current: new releases start on "
         f"{current}; this worker runs the releases pinned to {build}. To start new ones on it: "

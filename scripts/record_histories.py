@@ -64,7 +64,6 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import files
-import release_management
 import search_attributes
 from catalog import load_catalog, load_release
 from connection import exit_now
@@ -403,12 +402,12 @@ async def record_worker_kill(client: Client, state: Path) -> dict[str, dict[str,
 
 
 def project_catalog() -> dict:
-    return json.loads((PROJECT_DIR / "database" / release_management.CATALOG_NAME).read_text())
+    return json.loads((PROJECT_DIR / "database" / files.CATALOG_NAME).read_text())
 
 
 def write_catalog(catalog: dict) -> None:
     """Give the demo root its own catalog, which the worker reads instead of the project's."""
-    path = files.demo_root() / "database" / release_management.CATALOG_NAME
+    path = files.demo_root() / "database" / files.CATALOG_NAME
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(catalog))
 

@@ -3,6 +3,8 @@ and benchmarks/)."""
 
 import ast
 import importlib
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -57,6 +59,15 @@ def test_the_release_system_knows_nothing_of_temporal(module: str) -> None:
         "run_worker",
         "run_workflow",
     }
+    # Nor through what it imports: imported alone, it loads no module of the SDK.
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"import sys, {module[:-3]}; print('temporalio' in sys.modules)"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False", f"importing {module} loads the Temporal SDK"
 
 
 def test_the_benchmarks_skeleton_has_a_no_op_for_every_activity() -> None:

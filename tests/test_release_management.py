@@ -47,7 +47,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def write_catalog(root: Path, mutate: Callable[[dict[str, Any]], object]) -> Path:
     """Copy the project's catalog into the demo root, changed by mutate(data)."""
-    data = json.loads((rm.PROJECT_DIR / "database" / "catalog.json").read_text())
+    data = json.loads((files.PROJECT_DIR / "database" / "catalog.json").read_text())
     mutate(data)
     path = root / "database" / "catalog.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,7 @@ def test_loading_every_release_of_a_large_catalog_reads_it_once(
     read_text = Path.read_text
 
     def counted(path: Path, *args: Any, **kwargs: Any) -> str:
-        if path.name == rm.CATALOG_NAME:
+        if path.name == files.CATALOG_NAME:
             reads.append(path)
         return read_text(path, *args, **kwargs)
 

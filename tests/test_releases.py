@@ -324,7 +324,7 @@ async def _start(
 async def test_an_unapproved_release_waits_and_a_rejection_stops_it_before_any_change(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
-    catalog = json.loads((rm.PROJECT_DIR / "database" / "catalog.json").read_text())
+    catalog = json.loads((files.PROJECT_DIR / "database" / "catalog.json").read_text())
     catalog["releases"][0].update(approved=False, approved_by=None)
     (demo_root / "database").mkdir()
     (demo_root / "database" / "catalog.json").write_text(json.dumps(catalog))
@@ -384,7 +384,7 @@ async def test_a_release_waits_before_prod_until_a_person_approves(
 async def test_a_gate_nobody_decides_expires_with_prod_untouched_and_is_recorded(
     client: Client, task_queue: str, demo_root: Path
 ) -> None:
-    catalog = json.loads((rm.PROJECT_DIR / "database" / "catalog.json").read_text())
+    catalog = json.loads((files.PROJECT_DIR / "database" / "catalog.json").read_text())
     (beta,) = [entry for entry in catalog["releases"] if entry["key"] == "RELEASE-FEB-24-BETA"]
     beta.update(approval_timeout_seconds=1, soak_seconds={})
     (demo_root / "database").mkdir(exist_ok=True)
@@ -535,7 +535,7 @@ async def test_a_bad_catalog_is_refused_before_any_change_and_the_worker_keeps_s
 ) -> None:
     catalog_file = demo_root / "database" / "catalog.json"
     catalog_file.parent.mkdir()
-    project_catalog = (rm.PROJECT_DIR / "database" / "catalog.json").read_text()
+    project_catalog = (files.PROJECT_DIR / "database" / "catalog.json").read_text()
     texts = {}
     for name, (mutate, _) in BAD_CATALOGS.items():
         data = json.loads(project_catalog)
