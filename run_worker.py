@@ -281,15 +281,14 @@ async def main(args: argparse.Namespace) -> int:
     if registered:
         names = ", ".join(registered)
         print(fitted(f"Registered the search attributes {names} (search_attributes.py)."))
-    await _serve(client, workers_of(client, args), version)
+    await _serve(client, workers_of(client, args), orchestrates, version)
     print("Worker stopped.", flush=True)
     return 0
 
 
-async def _serve(client: Client, workers: list[Worker], version: str) -> None:
+async def _serve(client: Client, workers: list[Worker], orchestrates: bool, version: str) -> None:
     """Run the workers until Ctrl+C (or SIGTERM, or SIGHUP); the orchestrator (which says its
     version) keeps the search attributes registered meanwhile."""
-    orchestrates = bool(version)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # SIGHUP: the terminal (or tmux pane) closed.
