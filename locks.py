@@ -5,30 +5,25 @@ environment, `lock.PROD`. Temporal runs one workflow per ID at a time, so starti
 the lock, and a second release that tries is refused, naming the holder (take_all). The release
 lets it go with an `unlock` signal that names the release (unlock).
 
-The rule, in full: an environment is held from the moment a release takes it until every deploy
-of that release into it has closed, however the release ends, and only the release that holds it
-lets it go. How it holds at each door Temporal opens (the rarer cases; read them later):
-- an unlock naming anyone else (a stray `temporal workflow signal`, another release's late
-  unlock) is ignored;
-- the release is terminated (or times out): the lock, its child, is asked to cancel then (the
-  parent close policy), and ends only once the release's deploys into the environment, which
-  finish the change in flight, have closed; then it writes the release's record, as the
-  release runs no code of its own after a terminate;
-- a person cancels the lock while its release runs: refused, it goes on holding;
+The rule: an environment is held from the moment a release takes it until every deploy of that
+release into it has closed, however the release ends, and only that release lets it go. At the
+other doors Temporal opens (the rarer cases; read them later):
+- an unlock naming anyone else is ignored; a cancel of the lock while its release runs, refused;
+- the release is terminated: its locks are asked to cancel (the parent close policy), end once
+  its deploys there have closed, and write the release's record, as the release cannot;
 - a person terminates the lock, or forges its release's unlock: the release notices at once,
-  starts nothing more, and fails (LockLost), saying why in its record;
-- a reset: Temporal applies no parent close policy then, so the replaced run's locks stay; the
-  new run adopts them, and before each wave confirms that the locks it needs are still its own
-  (the run it replaced may have let one go); a release that finds a lock whose holder has
-  ended asks it to cancel.
-The lock's scope (which set of environments) is the release's task queue, which the worker
-decides: a caller cannot name another.
+  starts nothing more, and fails (LockLost);
+- a reset leaves the replaced run's locks: the new run adopts them, and before each wave
+  confirms they are still its own (confirm_after_reset).
+The locks' scope is the release's task queue, which the worker decides: a caller cannot name
+another.
 """
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from enum import Enum
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, VersioningBehavior, WorkflowIDReusePolicy
@@ -62,6 +57,9 @@ with workflow.unsafe.imports_passed_through():
         root_message,
         shown,
     )
+
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
 
 # Asking the server about a workflow is one quick call.
 LOOKUP_TIMEOUT = timedelta(seconds=30)
@@ -120,15 +118,20 @@ class EnvironmentLockWorkflow:
             if parent is None or run_id == parent.run_id:
                 return _Verdict.NOW
             # Another run of its release (a reset makes one), or a forged unlock.
-            if await _ask_is_run_of_release(self._holder, run_id, parent.run_id):
+            runs = RunsInput(workflow_id=self._holder, run_id=run_id, of_run_id=parent.run_id)
+            if await _ask(is_run_of_release, runs, f"ask whether run {run_id} is its release's"):
                 return _Verdict.AFTER_ITS_DEPLOYS
             refusal = f"unlock ignored: {run_id or '(no run)'} is no run of {self._holder}"
-        elif parent is None or not await _ask_release_run_now(self._holder, parent.run_id):
+        elif parent is None or not await self._release_runs(parent.run_id):
             return _Verdict.ITS_RELEASE_ENDED  # cancelled once its release had ended
         else:
             refusal = f"cancel refused: release {self._holder} holds it, and only it lets go"
         workflow.logger.warning(f"{workflow.info().workflow_id}: {refusal}")
         return _Verdict.HOLD
+
+    async def _release_runs(self, run_id: str) -> str:
+        release = WorkflowRef(workflow_id=self._holder, run_id=run_id)
+        return await _ask(release_run_now, release, f"ask whether {self._holder} still runs")
 
     async def _unlocked_or_cancelled(self) -> bool:
         """Wait for an unlock that names the holder (True) or a cancel request (False)."""
@@ -140,10 +143,9 @@ class EnvironmentLockWorkflow:
 
     @workflow.signal(dynamic=True)
     def signalled(self, name: str, args: Sequence[RawValue]) -> None:
-        """A signal, whatever its name and input: anyone can send one to a lock, so the lock
-        reads it itself rather than have the SDK log a traceback for an input it cannot decode.
-        UNLOCK from the release that holds the lock lets it go; anything else is ignored. (A
-        lock started before the rules takes any UNLOCK, as it did then.)"""
+        """Any signal: anyone can send one to a lock, so it reads the input itself rather than
+        have the SDK log a traceback for one it cannot decode. Only UNLOCK from the holder counts
+        (a lock from before the rules takes any UNLOCK, as it did then)."""
         request = _unlock_in(args) if name == UNLOCK else None
         if name == UNLOCK and not workflow.patched(LOCK_RULES_PATCH):
             self._unlocks.append(request or UnlockInput())
@@ -166,38 +168,25 @@ def _unlock_in(args: Sequence[RawValue]) -> UnlockInput | None:
         return None
 
 
+def _ask(
+    activity: Callable[[ArgT], Awaitable[ResultT]], argument: ArgT, summary: str
+) -> Awaitable[ResultT]:
+    """One quick activity that asks the server (or records), with its default retries."""
+    return workflow.execute_activity(
+        activity, argument, summary=summary, start_to_close_timeout=LOOKUP_TIMEOUT
+    )
+
+
 async def _record_ending(lock: EnvironmentLock) -> None:
     parent = workflow.info().parent
     if parent is None:
         return  # a lock started by hand: no release to record
-    await workflow.execute_activity(
-        record_ending,
-        EndingInput(
-            release_key=lock.release_key,
-            release_workflow_id=parent.workflow_id,
-            release_run_id=parent.run_id,
-        ),
-        summary=f"record how {lock.release_key} ended",
-        start_to_close_timeout=LOOKUP_TIMEOUT,
+    ending = EndingInput(
+        release_key=lock.release_key,
+        release_workflow_id=parent.workflow_id,
+        release_run_id=parent.run_id,
     )
-
-
-async def _ask_release_run_now(workflow_id: str, run_id: str) -> str:
-    return await workflow.execute_activity(
-        release_run_now,
-        WorkflowRef(workflow_id=workflow_id, run_id=run_id),
-        summary=f"ask whether {workflow_id} still runs",
-        start_to_close_timeout=LOOKUP_TIMEOUT,
-    )
-
-
-async def _ask_is_run_of_release(workflow_id: str, run_id: str, of_run_id: str) -> bool:
-    return await workflow.execute_activity(
-        is_run_of_release,
-        RunsInput(workflow_id=workflow_id, run_id=run_id, of_run_id=of_run_id),
-        summary=f"ask whether run {run_id} is one of {workflow_id}'s",
-        start_to_close_timeout=LOOKUP_TIMEOUT,
-    )
+    await _ask(record_ending, ending, f"record how {lock.release_key} ended")
 
 
 async def _all_closed(workflow_ids: list[str]) -> None:
@@ -228,15 +217,9 @@ class EnvironmentLocks:
         self.on_lost: Callable[[], object] = lambda: None
 
     async def take_all(self, release: Release) -> None:
-        """Lock every environment the release deploys to or is fed from, or refuse the release.
-
-        A release that finds an environment in use by another release is refused at once,
-        naming that release, rather than queued: the person starting it decides when to run it
-        again, and the environment's state is checked afresh when it does.
-
-        Raises:
-            ApplicationError: EnvironmentBusy, non-retryable; the release holds nothing then.
-        """
+        """Lock every environment the release deploys to or is fed from, or refuse the release
+        (EnvironmentBusy, non-retryable, holding nothing), naming the holder: refused, not queued,
+        so the person decides when to run it again, and its state is checked afresh then."""
         needed = _needed(release)
         locks = await asyncio.gather(*(self._lock(release, env) for env in needed))
         self._held = {env: lock for env, lock in zip(needed, locks, strict=True) if lock}
@@ -249,11 +232,8 @@ class EnvironmentLocks:
 
     async def confirm_after_reset(self, env: Environment) -> None:
         """In a run that a reset made, before the wave into env: confirm that the locks it needs
-        (env's, and its source's if held) are still this release's. The run replaced may have
-        let them go before it ended, and another release taken them; such a lock is lost.
-
-        The check is taken once per environment, behind a patch of its own: the part of the
-        history the reset copied, made by a run that was not reset, replays without it."""
+        (env's, and its source's) are still this release's (the replaced run may have let them
+        go). Behind a patch per environment: the history the reset copied replays without it."""
         if not _is_reset_run():
             return  # the release has held its locks throughout
         if not workflow.patched(f"{RESET_CHECK_PATCH}-{env.value}"):
@@ -261,11 +241,10 @@ class EnvironmentLocks:
         release_id = workflow.info().workflow_id
         for needed in [env, env.previous()]:
             if needed in self._held and not self.lost:
-                holder = await workflow.execute_activity(
+                holder = await _ask(
                     find_lock_holder,
                     LockHolderInput(lock_workflow_id=self.lock_id(needed)),
-                    summary=f"confirm that {release_id} still holds {needed.value}",
-                    start_to_close_timeout=LOOKUP_TIMEOUT,
+                    f"confirm that {release_id} still holds {needed.value}",
                 )
                 if holder != release_id:
                     now = f"is held by {holder} now" if holder else "is free now"
@@ -273,26 +252,18 @@ class EnvironmentLocks:
                     self._lose(needed, how)
 
     async def refuse_if_others_deploy(self, release: Release) -> None:
-        """Refuse the release if another release's deploy still changes one of the environments
-        it holds, the one it is fed from included (a deploy whose lock a person terminated
-        finishes its change).
-
-        Raises:
-            ApplicationError: EnvironmentBusy, non-retryable.
-        """
+        """Refuse the release (EnvironmentBusy) if another release's deploy still changes one of
+        the environments it holds (a deploy whose lock a person terminated finishes its change)."""
         if not workflow.patched(LOCK_RULES_PATCH):
             return  # a release started before the rules: it replays without the lookup
         info = workflow.info()
-        in_flight = await workflow.execute_activity(
-            find_deploys_in_flight,
-            DeploysInFlightInput(
-                environments=_needed(release),
-                task_queue=info.task_queue,
-                release_workflow_id=info.workflow_id,
-            ),
-            summary=f"find deploys of other releases into what {release.key} holds",
-            start_to_close_timeout=LOOKUP_TIMEOUT,
+        others = DeploysInFlightInput(
+            environments=_needed(release),
+            task_queue=info.task_queue,
+            release_workflow_id=info.workflow_id,
         )
+        summary = f"find deploys of other releases into what {release.key} holds"
+        in_flight = await _ask(find_deploys_in_flight, others, summary)
         if in_flight:
             message = (
                 f"Release {release.key} was refused: {', '.join(in_flight)} still "
@@ -310,11 +281,10 @@ class EnvironmentLocks:
         environments another release holds, with its ID ("" if it just let go)."""
         holders = await asyncio.gather(
             *(
-                workflow.execute_activity(
+                _ask(
                     find_lock_holder,
                     LockHolderInput(lock_workflow_id=self.lock_id(env)),
-                    summary=f"find which release holds {env.value}",
-                    start_to_close_timeout=LOOKUP_TIMEOUT,
+                    f"find which release holds {env.value}",
                 )
                 for env in busy
             )
@@ -384,8 +354,7 @@ class EnvironmentLocks:
 
     def lock_id(self, env: Environment) -> str:
         """The lock's workflow ID: lock.QC on the demo's task queue, lock.QC.<queue> on another
-        (tests and benchmarks give each demo root a queue of its own, so they never lock one
-        another out)."""
+        (as tests give each demo root its own queue, so they never lock one another out)."""
         queue = workflow.info().task_queue
         return f"lock.{env.value}{'' if queue == DEFAULT_TASK_QUEUE else '.' + queue}"
 

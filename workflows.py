@@ -1,18 +1,15 @@
 """The release plan, made durable.
 
-ReleaseWorkflow promotes a release environment by environment: in each one it starts one
-DeployWorkflow child per component and waits for the whole wave before the next environment.
-DeployWorkflow runs the steps of one component in one environment. Both only orchestrate: every
-read or write of the world happens in an activity (activities.py), so when a worker dies,
-another one replays this code from the release's history and carries on where it stopped.
-
-Read it top-down: the plan, then the deploy, then how each activity is called. The environment
-locks are in locks.py and the approval gates in gates.py.
+ReleaseWorkflow promotes a release environment by environment, one DeployWorkflow child per
+component in a wave; DeployWorkflow runs the steps of one deploy. Both only decide: every touch
+of the world is an activity (activities.py), so when a worker dies, another one replays this
+code from the release's history and carries on where it stopped. Read it top-down: the plan,
+the deploy, then how each activity is called. Locks are in locks.py, gates and soaks in gates.py.
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -25,29 +22,14 @@ from temporalio.exceptions import (
 )
 from temporalio.workflow import ActivityCancellationType, ActivityHandle, ParentClosePolicy
 
-from gates import ApprovalGates, check_shown_text
+from gates import ApprovalGates, Soaks
 from locks import EnvironmentLocks
 
 # Determinism: the sandbox re-imports workflow code on every run; project modules and their
 # dependencies are passed through instead, since nothing in them runs inside a workflow.
 with workflow.unsafe.imports_passed_through():
+    import activities
     import search_attributes
-    from activities import (
-        build_artifact,
-        check_promotion,
-        deploy_artifact,
-        fetch_artifact,
-        fetch_config,
-        gather_release,
-        held_in,
-        notify,
-        record_release,
-        record_unstarted,
-        rollback_deploy,
-        update_config,
-        verify_deploy,
-        verify_rollback,
-    )
     from grid import Grid
     from lookups import wait_until_closed
     from search_attributes import RELEASE_KEY, RELEASE_OUTCOME, RUNNING
@@ -77,9 +59,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseInput,
         ReleaseProgress,
         ReleaseResult,
-        SkippedSoak,
         SkipSoakInput,
-        Soak,
         UpdateConfigInput,
         VerifyInput,
         VerifyRollbackInput,
@@ -101,11 +81,9 @@ T = TypeVar("T")
 # end on the code it started with, so a change to the plan needs no workflow.patched for it.
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class ReleaseWorkflow:
-    """Promote one release from the catalog through its environments, as a set.
-
-    However it ends (SUCCESS, REJECTED, ROLLED BACK, FAILED or CANCELLED), it waits for every
-    deploy it started to close, writes the release record and unlocks its environments. A
-    terminate skips that, as Temporal runs no workflow code then: its locks record it."""
+    """Promote one release from the catalog through its environments, as a set. However it ends,
+    it waits for every deploy it started to close, records how it ended and unlocks (after a
+    terminate, which runs no workflow code, its locks record it)."""
 
     def __init__(self) -> None:
         self._request = ReleaseInput(release_key="")
@@ -115,8 +93,7 @@ class ReleaseWorkflow:
         self._before: EnvironmentVersions = {}  # what the environments held before the release
         self._locks = EnvironmentLocks()
         self._gates = ApprovalGates()
-        self._soak: Soak | None = None  # the environment soaking now, if any
-        self._skipped_soaks: list[SkippedSoak] = []
+        self._soaks = Soaks()
 
     @workflow.run
     async def run(self, request: ReleaseInput | None = None) -> ReleaseResult:
@@ -164,7 +141,7 @@ class ReleaseWorkflow:
         catalog, a cancel) records how it ended, then fails."""
         summary = f"gather {request.release_key} from the catalog"
         try:
-            release = await _start_activity(gather_release, request, summary)
+            release = await _start_activity(activities.gather_release, request, summary)
         except (ActivityError, asyncio.CancelledError) as err:
             await self._record_unstarted(started, err)
             raise
@@ -194,7 +171,9 @@ class ReleaseWorkflow:
             held={env: told.held for env, told in (await self._held(release, feeder)).items()},
         )
         self._before, _ = await _all(
-            _start_activity(check_promotion, check, f"check that {release.key} can be promoted"),
+            _start_activity(
+                activities.check_promotion, check, f"check that {release.key} can be promoted"
+            ),
             self._locks.refuse_if_others_deploy(release),
         )
 
@@ -206,7 +185,7 @@ class ReleaseWorkflow:
         held = await _all(
             *(
                 _start_activity(
-                    held_in,
+                    activities.held_in,
                     HoldingsInput(environment=env, components=list(release.versions)),
                     f"ask {env.value}'s worker what it holds",
                     task_queue=steps_queue(queue, env),
@@ -217,12 +196,9 @@ class ReleaseWorkflow:
         return dict(zip(asked, held, strict=True))
 
     async def _promote(self, release: Release, env: Environment) -> list[str]:
-        """Deploy every component to env at once and wait for all of them (one wave).
-
-        A wave closes as a whole: when one deploy fails, the others still run to their end
-        before the release goes on to fail. Returns how each rolled-back deploy went, e.g.
-        "frontend in QC (1.1 -> 1.0)"; the other components of the wave stay deployed (see
-        demos.md, "An unhealthy deploy")."""
+        """Deploy every component to env at once, and wait for the whole wave (one failed deploy
+        lets the others end first). Returns how each rolled-back deploy went, e.g. "frontend in
+        QC (1.1 -> 1.0)"; the rest of the wave stays deployed (demos.md, "An unhealthy deploy")."""
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {release.plan()}")
         self._status = f"deploying to {env.value}"
         self._grid.mark(env, CellState.RUNNING)
@@ -287,13 +263,10 @@ class ReleaseWorkflow:
         return await _start_after_any_leftover(start, deploy_id)
 
     async def _announce(self, release: Release, point: str, event: str, message: str) -> None:
-        """Announce an event of the release (notify). A step added to the plan after releases
-        had run, so behind a patch: a release that ran before it replays without it, and one in
-        flight takes it from the point it has not reached yet (demos.md, "Change the plan").
-
-        One patch per point (after DEV, ..., at the end): patched() answers once per ID for the
-        whole run, so a release that replays past its DEV announcement without the marker gets
-        False for that ID for good, yet True at the points it reaches from now on."""
+        """Announce an event of the release (notify): a step added after releases had run, so
+        behind a patch per point (after DEV, ..., at the end). A release from before replays
+        without it; one in flight announces from the next point it reaches (patched() answers
+        once per ID for the whole run: demos.md, "Change the plan")."""
         if not workflow.patched(f"{NOTIFICATIONS_PATCH}-{point}"):
             return
         announcement = NotifyInput(
@@ -305,29 +278,22 @@ class ReleaseWorkflow:
             message=message,
             demo_root=self._request.demo_root,
         )
-        await _start_activity(notify, announcement, f"announce that {release.key} {event}")
+        await _start_activity(
+            activities.notify, announcement, f"announce that {release.key} {event}"
+        )
 
     async def _soak_for(self, env: Environment, seconds: int) -> None:
-        """Wait, durably, before promoting past env: a Temporal timer, which no worker has to
-        keep (a person may end it early: skip_soak)."""
+        """Wait before promoting past env, on a *durable timer*: the server keeps it, so no worker
+        has to be up meanwhile (a person may end it early: skip_soak)."""
         if not seconds:
             return
         self._stop_if_told()  # the announcement before it may have finished despite a cancel
-        ends = workflow.now() + timedelta(seconds=seconds)
-        self._soak = Soak(environment=env, ends=ends.isoformat())
         self._status = f"soaking {env.value} for {seconds} s"
         workflow.logger.info(f"{self._request.release_key}: {self._status}")
         self._grid.mark(env, CellState.SOAKING)
         try:
-            await workflow.wait_condition(
-                lambda: self._soak is None,
-                timeout=seconds,
-                timeout_summary=f"soak {env.value} for {seconds} s",
-            )
-        except TimeoutError:
-            pass
-        finally:  # ended, skipped or cancelled: no soak is shown or skippable any more
-            self._soak = None
+            await self._soaks.wait(env, seconds)
+        finally:
             self._grid.mark(env, CellState.DONE)
 
     async def _approval(self, env: Environment) -> Decision:
@@ -353,10 +319,9 @@ class ReleaseWorkflow:
         return ReleaseResult(release_key=release_key, outcome=outcome, detail=detail)
 
     async def _record_unstarted(self, started: str, err: BaseException) -> None:
-        """Record a run that ended before it had a release to run: its key is not in the
-        catalog (a train that outlived its release), or it was cancelled meanwhile. A run with
-        no key a record can be named by records nothing (its failure says why). Behind a
-        patch: a run from before it replays without the record."""
+        """Record a run that ended with no release to run (a key no longer in the catalog, a
+        cancel meanwhile); a run with no key of a release's form records nothing. Behind a patch:
+        a run from before it replays without the record."""
         key = self._request.release_key
         if not is_release_key(key) or not workflow.patched(UNSTARTED_RECORD_PATCH):
             return
@@ -371,7 +336,7 @@ class ReleaseWorkflow:
             demo_root=self._request.demo_root,
         )
         await _finish_even_if_cancelled(
-            _start_activity(record_unstarted, ending, f"record how {key} ended"),
+            _start_activity(activities.record_unstarted, ending, f"record how {key} ended"),
             cancel_log=f"{key}: cancel requested while it records; it records first",
         )
         self._show_outcome(result.outcome)
@@ -401,9 +366,9 @@ class ReleaseWorkflow:
             states=self._grid.final_states(),
             unlocked_after_use=self._locks.unlocked_after_use,
             decisions=self._gates.decisions,
-            skipped_soaks=self._skipped_soaks,
+            skipped_soaks=self._soaks.skipped,
         )
-        await _start_activity(record_release, record, f"record how {release.key} ended")
+        await _start_activity(activities.record_release, record, f"record how {release.key} ended")
         self._show_outcome(result.outcome)
         await self._announce(release, "end", f"ended {result.outcome}", str(result))
         await self._locks.unlock_all()
@@ -412,9 +377,8 @@ class ReleaseWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     def _show_outcome(self, outcome: str) -> None:
-        """Set the release's search attributes, which the Web UI lists and filters releases by
-        (search_attributes.py). Behind a patch: a release started before it set none, and
-        replays without them."""
+        """Set the search attributes the Web UI lists and filters releases by. Behind a patch: a
+        release started before it set none, and replays without them."""
         if workflow.patched(SEARCH_ATTRIBUTES_PATCH):
             key = self._request.release_key
             workflow.upsert_search_attributes(
@@ -452,24 +416,11 @@ class ReleaseWorkflow:
     @workflow.update
     def skip_soak(self, request: SkipSoakInput) -> str:
         """A person ends the soak now: the release promotes to the next environment at once."""
-        assert self._soak is not None  # the validator checked
-        env, self._soak = self._soak.environment, None
-        at = workflow.now().isoformat()
-        by = person_text(request.by)
-        self._skipped_soaks.append(SkippedSoak(environment=env, by=by, at=at))
-        return f"Release {self._request.release_key}: soak of {env.value} skipped by {by}"
+        return self._soaks.skip(self._request.release_key, person_text(request.by))
 
     @skip_soak.validator
     def _validate_skip_soak(self, request: SkipSoakInput) -> None:
-        key = self._request.release_key
-        if self._soak is None:
-            raise ValueError(f"Release {key} is not soaking an environment ({self._status})")
-        if workflow.now() >= datetime.fromisoformat(self._soak.ends):
-            # As at a gate: decided by the workflow's clock, whatever the order the worker sees
-            # the soak's timer and this Update in.
-            env = self._soak.environment.value
-            raise ValueError(f"Release {key}: the soak of {env} has ended already; nothing to skip")
-        check_shown_text("--by", request.by, MAX_NAME_LENGTH, blank="say who: --by NAME")
+        self._soaks.check_skip(self._request.release_key, self._status, request.by)
 
     @workflow.query
     def status(self) -> str:
@@ -478,15 +429,14 @@ class ReleaseWorkflow:
 
     @workflow.query
     def progress(self) -> ReleaseProgress:
-        """The component x environment grid: the state of each deploy. (The activity a running
-        deploy is at is not tracked here: the starter asks the server, see Cell.)"""
+        """The component x environment grid: the state of each deploy (grid.py)."""
         release = self._release
         return ReleaseProgress(
             release_key=self._request.release_key,
             status=self._status,
             gate=self._gates.open,
             gate_expires=self._gates.expires,
-            soak=self._soak,
+            soak=self._soaks.now,
             environments=release.environments if release else [],
             components=list(release.versions) if release else [],
             cells=self._grid.cells,
@@ -498,11 +448,8 @@ class ReleaseWorkflow:
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class DeployWorkflow:
     """Deploy one component version to one environment: build (DEV only), gather the artifact
-    and the config, deploy, configure, verify; roll back if it proves unhealthy.
-
-    Cancelled while it gathers, it stops: the environment is untouched. Cancelled once it has
-    started changing the environment, it finishes that change first (deploy, configure, verify,
-    or the rollback), so a component is never left half deployed (demos.md, "Cancel a release")."""
+    and the config, deploy, configure, verify; roll back if it proves unhealthy. Cancelled while
+    it gathers, it stops; once it changes the environment, it finishes that change first."""
 
     @workflow.run
     async def run(self, deployment: Deployment) -> DeployResult:
@@ -524,35 +471,39 @@ class DeployWorkflow:
     async def _gather(self, deployment: Deployment) -> tuple[ArtifactRef, dict[str, str | int]]:
         # The config does not depend on the build: gather it while the artifact is prepared.
         summary = f"fetch the config of {_summary_of(deployment)}"
-        config = self._step(fetch_config, deployment, summary)
+        config = self._step(activities.fetch_config, deployment, summary)
         artifact, config = await _all(self._artifact(deployment), config)
         return artifact, config
 
     async def _artifact(self, deployment: Deployment) -> ArtifactRef:
         if deployment.environment is Environment.DEV:
-            await self._step(build_artifact, deployment, f"build {_summary_of(deployment, '')}")
+            await self._step(
+                activities.build_artifact, deployment, f"build {_summary_of(deployment, '')}"
+            )
             _stop_if_cancelled()
         summary = f"fetch the artifact of {_summary_of(deployment)}"
-        return await self._step(fetch_artifact, deployment, summary)
+        return await self._step(activities.fetch_artifact, deployment, summary)
 
     async def _change(
         self, deployment: Deployment, artifact: ArtifactRef, config: dict[str, str | int]
     ) -> DeployResult:
         what = _summary_of(deployment)
         deploy = DeployArtifactInput(deployment=deployment, artifact=artifact)
-        await self._step(deploy_artifact, deploy, f"deploy {_summary_of(deployment, 'to')}")
+        await self._step(
+            activities.deploy_artifact, deploy, f"deploy {_summary_of(deployment, 'to')}"
+        )
         configure = UpdateConfigInput(deployment=deployment, config=config)
-        await self._step(update_config, configure, f"configure {what}")
+        await self._step(activities.update_config, configure, f"configure {what}")
         try:
             verify = VerifyInput(deployment=deployment, artifact=artifact)
-            await self._step(verify_deploy, verify, f"verify {what}")
+            await self._step(activities.verify_deploy, verify, f"verify {what}")
         except ActivityError as err:
             if not _is_unhealthy(err):
                 raise
             # Compensate: the deploy is unhealthy, so put back what the environment held.
-            previous = await self._step(rollback_deploy, deployment, f"roll back {what}")
+            previous = await self._step(activities.rollback_deploy, deployment, f"roll back {what}")
             check = VerifyRollbackInput(deployment=deployment, previous=previous)
-            await self._step(verify_rollback, check, f"verify the rollback of {what}")
+            await self._step(activities.verify_rollback, check, f"verify the rollback of {what}")
             return DeployResult(rolled_back=True, previous=previous)
         return DeployResult()
 
@@ -601,10 +552,9 @@ def _start_activity(
     summary: str,
     task_queue: str | None = None,
 ) -> ActivityHandle[ResultT]:
-    """Start one activity now, with the project's timeouts and retry policy; await it for its
-    result. Cancelled, it is waited for until its worker says it has stopped. The summary names
-    it in the Web UI's timeline, so the release reads as a plan there. task_queue: where it runs
-    (by default the workflow's own queue)."""
+    """Start one activity with the project's timeouts and retry policy; await it for its result.
+    Cancelled, it is waited for until its worker says it stopped. The summary names it in the Web
+    UI's timeline; task_queue: where it runs (by default the workflow's own)."""
     return workflow.start_activity(
         activity,
         argument,
@@ -618,9 +568,8 @@ def _start_activity(
 
 
 def _refuse_a_workflow_id_of_another_key(release_key: str) -> None:
-    """A release answers to its own key only: its workflow ID is its key, or its key, a dash and
-    a suffix (a train's run: KEY-<time>). Else `--status ID` or `--approve ID` would reach a
-    release other than the one they name, so it is refused before anything runs."""
+    """A release runs under its key as workflow ID (a train's run: KEY-<time>), so that
+    `--status KEY` reaches the release it names: any other ID is refused before anything runs."""
     workflow_id = workflow.info().workflow_id
     if workflow_id == release_key or workflow_id.startswith(f"{release_key}-"):
         return
@@ -645,15 +594,14 @@ def _outcome(release: Release, outcome: Outcome, detail: str = "") -> ReleaseRes
 
 
 def _summary_of(deployment: Deployment, where: str = "in") -> str:
-    """What a deploy's activities work on, for their summaries: "frontend 1.1 in QC" (where
-    "to": "... to QC"; where "": "frontend 1.1")."""
+    """What a deploy's activities work on: "frontend 1.1 in QC" ("to QC"; "": no place)."""
     what = f"{deployment.component} {deployment.version}"
     return f"{what} {where} {deployment.environment.value}" if where else what
 
 
 def _stop_if_cancelled() -> None:
-    """Start nothing new once the workflow is cancelled. (An activity that finished its work just
-    as the cancel came returns its result rather than raising, so the plan checks here.)"""
+    """Start nothing new once the workflow is cancelled (an activity that finished as the cancel
+    came returns its result rather than raising, so the plan checks here)."""
     if workflow.cancellation_reason() is not None:
         raise asyncio.CancelledError()
 
@@ -671,7 +619,7 @@ async def _finish_even_if_cancelled(work: Awaitable[T], cancel_log: str) -> T:
 
 async def _all(*work: Awaitable[Any]) -> list[Any]:
     """Await every piece of work, and only once all have ended raise the first error, if any:
-    nothing is left running behind a failure. (Cancelled, it waits for all of them too.)"""
+    nothing is left running behind a failure or a cancel."""
     results = await asyncio.gather(*work, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
