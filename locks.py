@@ -69,6 +69,8 @@ CLOSE_TIMEOUT = timedelta(minutes=10)
 UNLOCK = "unlock"
 # The patch that brought the rules above: a lock started before it let anyone unlock it.
 LOCK_RULES_PATCH = "lock-rules"
+# The patch that made an unlock after use go on beside the plan (issue 26: the critical path).
+UNLOCK_BESIDE_PATCH = "unlock-beside"
 # The patches (one per environment: lock-check-DEV, ...) of EnvironmentLocks.confirm_after_reset.
 RESET_CHECK_PATCH = "lock-check"
 
@@ -212,6 +214,7 @@ class EnvironmentLocks:
         # Each lock held (None: one the run that a reset replaced started, adopted by this run).
         self._held: dict[Environment, workflow.ChildWorkflowHandle | None] = {}
         self.unlocked_after_use: list[Environment] = []
+        self._unlocking: list[asyncio.Task[None]] = []  # unlocks after use, still closing
         self.lost: str | None = None
         # Called once when a lock is lost: the release stops what it is doing.
         self.on_lost: Callable[[], object] = lambda: None
@@ -359,13 +362,19 @@ class EnvironmentLocks:
         return f"lock.{env.value}{'' if queue == DEFAULT_TASK_QUEUE else '.' + queue}"
 
     async def unlock_after_use(self, env: Environment | None) -> None:
-        """Unlock env, which the release no longer needs, if it holds it."""
-        if env in self._held:
-            await self.unlock(env)
+        """Unlock env, which the release no longer needs, if it holds it. Behind a patch, the plan
+        goes on meanwhile (nothing on it waits for the lock to close; unlock_all does)."""
+        if env not in self._held:
+            return
+        if workflow.patched(UNLOCK_BESIDE_PATCH):
             self.unlocked_after_use.append(env)
+            self._unlocking.append(asyncio.create_task(self.unlock(env)))
+            return
+        await self.unlock(env)
+        self.unlocked_after_use.append(env)
 
     async def unlock_all(self) -> None:
-        await self.unlock(*self._held)
+        await asyncio.gather(*self._unlocking, self.unlock(*self._held))
 
     async def unlock(self, *envs: Environment) -> None:
         """Unlock environments, and see the locks this run started end."""
