@@ -94,6 +94,7 @@ class ReleaseWorkflow:
         self._locks = EnvironmentLocks()
         self._gates = ApprovalGates()
         self._soaks = Soaks()
+        self._announcing: ActivityHandle[bool] | None = None  # one beside the plan, if any
 
     @workflow.run
     async def run(self, request: ReleaseInput | None = None) -> ReleaseResult:
@@ -155,6 +156,7 @@ class ReleaseWorkflow:
         plan = asyncio.create_task(self._promote_all(release))
         self._locks.on_lost = plan.cancel
         result = await plan
+        await self._announced()  # the last one, if it went on beside the plan
         if self._locks.lost:  # lost as the plan ended: its last steps ran without the lock
             raise asyncio.CancelledError()
         return result
@@ -263,10 +265,11 @@ class ReleaseWorkflow:
         return await _start_after_any_leftover(start, deploy_id)
 
     async def _announce(self, release: Release, point: str, event: str, message: str) -> None:
-        """Announce an event of the release (notify): a step added after releases had run, so
-        behind a patch per point (after DEV, ..., at the end). A release from before replays
-        without it; one in flight announces from the next point it reaches (patched() answers
-        once per ID for the whole run: demos.md, "Change the plan")."""
+        """Announce an event of the release (notify), in order; behind ANNOUNCE_BESIDE_PATCH, one
+        after a wave goes on beside the plan. A step added after releases had run, so behind a
+        patch per point (after DEV, ..., at the end). A release from before replays without it;
+        one in flight announces from the next point it reaches (patched() answers once per ID
+        for the whole run: demos.md, "Change the plan")."""
         if not workflow.patched(f"{NOTIFICATIONS_PATCH}-{point}"):
             return
         announcement = NotifyInput(
@@ -278,9 +281,25 @@ class ReleaseWorkflow:
             message=message,
             demo_root=self._request.demo_root,
         )
-        await _start_activity(
+        await self._announced()
+        step = _start_activity(
             activities.notify, announcement, f"announce that {release.key} {event}"
         )
+        if point == "end" or not workflow.patched(ANNOUNCE_BESIDE_PATCH):
+            await step
+        else:
+            self._announcing = step
+
+    async def _announced(self, failing: bool = False) -> None:
+        """Wait for the announcement going on beside the plan, if any. failing: the release fails
+        anyway, so that announcement's own failure is only logged."""
+        step, self._announcing = self._announcing, None
+        try:
+            await step if step else None
+        except ActivityError as err:
+            if not failing:
+                raise
+            workflow.logger.warning(f"{self._request.release_key}: {root_message(err)}")
 
     async def _soak_for(self, env: Environment, seconds: int) -> None:
         """Wait before promoting past env, on a *durable timer*: the server keeps it, so no worker
@@ -353,6 +372,7 @@ class ReleaseWorkflow:
         self, release: Release, started: str, result: ReleaseResult
     ) -> None:
         self._status = "recording"
+        await self._announced(failing=True)  # one beside the plan when it failed, if any
         workflow.set_current_details("")
         self._gates.open = None
         record = RecordReleaseInput(
@@ -370,8 +390,12 @@ class ReleaseWorkflow:
         )
         await _start_activity(activities.record_release, record, f"record how {release.key} ended")
         self._show_outcome(result.outcome)
-        await self._announce(release, "end", f"ended {result.outcome}", str(result))
-        await self._locks.unlock_all()
+        end = self._announce(release, "end", f"ended {result.outcome}", str(result))
+        if workflow.patched(ANNOUNCE_BESIDE_PATCH):
+            await _all(end, self._locks.unlock_all())
+        else:
+            await end
+            await self._locks.unlock_all()
         self._status = result.ending()
         workflow.logger.info(str(result))
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -525,6 +549,8 @@ NOTIFICATIONS_PATCH = "notifications"
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 # The patch that made a run with no release to run record how it ended: see _record_unstarted.
 UNSTARTED_RECORD_PATCH = "record-unstarted"
+# The patch that made announcements go on beside the plan (issue 26: the critical path).
+ANNOUNCE_BESIDE_PATCH = "announce-beside"
 # An activity whose worker died is retried 1 s after its last heartbeat.
 HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 # The longest an activity may take, pace included (DEMO_STEP_SECONDS <= 60).

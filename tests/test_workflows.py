@@ -343,6 +343,39 @@ async def test_a_release_announces_each_promotion_and_its_ending_after_recording
     assert steps.index("record_release") < len(steps) - 1  # the ending is announced once recorded
 
 
+async def test_an_announcement_goes_on_beside_the_next_wave(mocked: Mocked) -> None:
+    # Issue 26: "promoted to DEV" is sent in the workflow task that starts TEST's deploys, and
+    # the ending in the one that lets the locks go; each is sent once, in order.
+    mocked.steps.release = make_release(environments=(DEV, TEST))
+    release = await mocked.start()
+    await release.result()
+
+    sent_by_task = await commands_by_workflow_task(release)
+    dev_announced = min(task for task, sent in sent_by_task.items() if "notify" in sent)
+    assert f"{release.id}.TEST.frontend" in sent_by_task[dev_announced]
+    last = sent_by_task[max(sent_by_task)]
+    assert "notify" in last and mocked.lock_id(TEST) in last
+    assert mocked.steps.announced() == ["promoted to DEV", "promoted to TEST", "ended SUCCESS"]
+
+
+async def commands_by_workflow_task(release: ReleaseHandle) -> dict[int, list[str]]:
+    """What each workflow task of release sent: steps by name, children and signals by the ID
+    of the workflow they go to; keyed by the task's completed event."""
+    sent: dict[int, list[str]] = {}
+    async for e in release.fetch_history_events():
+        step = e.activity_task_scheduled_event_attributes
+        child = e.start_child_workflow_execution_initiated_event_attributes
+        signal = e.signal_external_workflow_execution_initiated_event_attributes
+        for task, name in (
+            (step.workflow_task_completed_event_id, step.activity_type.name),
+            (child.workflow_task_completed_event_id, child.workflow_id),
+            (signal.workflow_task_completed_event_id, signal.workflow_execution.workflow_id),
+        ):
+            if name:
+                sent.setdefault(task, []).append(name)
+    return sent
+
+
 async def test_a_rejected_release_announces_its_ending(mocked: Mocked) -> None:
     mocked.steps.release = make_release(approved=False, approval_timeout_seconds=1)
     result = await mocked.run()
