@@ -76,29 +76,26 @@ async def register_missing(client: Client) -> list[str]:
     only through its own tools), or has one of another type (every workflow task setting it would
     fail); RPCError if Temporal does not answer (UNAVAILABLE).
     """
-    namespace = client.namespace
+    namespace, names = client.namespace, [key.name for key in ALL]
     keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     try:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)
         )
         registered = {**listed.custom_attributes, **listed.system_attributes}
-        if wrong := {
-            k.name: registered[k.name] for k in ALL if registered.get(k.name, keyword) != keyword
-        }:
+        if wrong := {n: registered[n] for n in names if registered.get(n, keyword) != keyword}:
             raise SearchAttributesUnusable(_wrong_types(namespace, wrong))
-        missing = [key.name for key in ALL if key.name not in registered]
+        missing = [name for name in names if name not in registered]
         if missing:
+            added = {name: keyword for name in missing}
             await client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(
-                    namespace=namespace, search_attributes={name: keyword for name in missing}
-                )
+                AddSearchAttributesRequest(namespace=namespace, search_attributes=added)
             )
     except RPCError as err:
         if err.status == RPCStatusCode.UNAVAILABLE:
             raise  # Temporal is away: outages.py says so
         if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
-            raise SearchAttributesUnusable(_what_to_run(namespace)) from None
+            raise SearchAttributesUnusable(_what_to_run(namespace, names)) from None
         raise SearchAttributesUnusable(
             f"could not register the search attributes in namespace {namespace!r}: {err.message}"
         ) from None
@@ -120,8 +117,7 @@ def _type_name(value: IndexedValueType.ValueType) -> str:
     return IndexedValueType.Name(value).removeprefix("INDEXED_VALUE_TYPE_").title().replace("_", "")
 
 
-def _what_to_run(namespace: str) -> str:
-    names = [key.name for key in ALL]
+def _what_to_run(namespace: str, names: list[str]) -> str:
     flags = " ".join(f"--name {name}" for name in names)
     cloud = " ".join(f"--sa {name}=Keyword" for name in names)
     return (

@@ -59,7 +59,7 @@ ComponentName = Annotated[str, StringConstraints(pattern=f"^{COMPONENT_PATTERN}$
 Version = Annotated[str, StringConstraints(pattern=f"^{VERSION_PATTERN}$", max_length=40)]
 # Catalog text ends up in configs, terminals and Temporal payloads: one printable line, bounded.
 MAX_TEXT_LENGTH = 200
-# A release's history gets 12 to 24 events per component, of the 51,200 Temporal keeps.
+# More would outgrow a workflow's history (51,200 events): it gets 12 to 24 per component.
 MAX_COMPONENTS_PER_RELEASE = 1000
 # Names and reasons people give (--by, --reason): one printable line each, bounded.
 MAX_NAME_LENGTH = 100
@@ -151,7 +151,8 @@ class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ErrorType(StrEnum):  # of each ApplicationError that the workflows or the starter act on
+# The type of each ApplicationError that the workflows or the starter act on.
+class ErrorType(StrEnum):
     RELEASE_ERROR = "ReleaseError"  # bad input: the release fails at once, with the message
     UNHEALTHY = "Unhealthy"  # a failed health check: retried a few times, then rolled back
     ENVIRONMENT_BUSY = "EnvironmentBusy"  # another release holds an environment: refused
@@ -201,9 +202,9 @@ class CellState(StrEnum):
     NOT_REACHED = "not reached"
 
 
-# --- A release, as the catalog (database/catalog.json) describes it, and what it is told -------
+# --- A release, as the catalog describes it; the workflows' inputs, Queries and Updates --------
 class Release(FrozenModel):
-    """Which version of each component goes where; strict: "approved": "yes" is not true."""
+    """Which version of each component goes where. Strict: "approved": "yes" or 1 is refused."""
 
     key: ReleaseKey
     release_date: CatalogDate
@@ -211,7 +212,7 @@ class Release(FrozenModel):
         min_length=1, max_length=MAX_COMPONENTS_PER_RELEASE
     )
     environments: list[Environment] = Field(min_length=1, max_length=len(ENVIRONMENT_ORDER))
-    # Not approved: a person approves its first environment; approval_before: these too.
+    # Unless approved, a person approves its first environment; approval_before names more.
     approved: StrictBool
     approved_by: CatalogText | None = None
     approval_before: list[Environment] = Field(default=[], max_length=len(ENVIRONMENT_ORDER))
@@ -288,7 +289,7 @@ class ReleaseInput(FrozenModel):
 
 
 class Deployment(FrozenModel):
-    """One component version going to one environment in one release run (DeployWorkflow's)."""
+    """One component version going to one environment in a release run: DeployWorkflow's input."""
 
     release_key: ReleaseKey
     release_run_id: str
@@ -299,7 +300,7 @@ class Deployment(FrozenModel):
     task_queue: str = ""  # where its steps run: its environment's own queue, or "": the release's
 
     def log_name(self, step: str) -> str:
-        """ "KEY QC frontend: deploy 1.1"."""
+        """How the worker's log names a step of it: "KEY QC frontend: deploy 1.1"."""
         return (
             f"{self.release_key} {self.environment.value} {self.component}: {step} {self.version}"
         )
@@ -311,7 +312,8 @@ class EnvironmentLock(FrozenModel):
     deploys: list[str] = []  # the workflow IDs of its deploys into it, which the lock outlives
 
 
-class UnlockInput(FrozenModel):  # the release run that lets the lock go
+# Signal "unlock" to an EnvironmentLockWorkflow (locks.UNLOCK): the release run that lets it go.
+class UnlockInput(FrozenModel):
     release_workflow_id: str = ""
     release_run_id: str = ""
 

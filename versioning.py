@@ -2,7 +2,7 @@
 
 A worker joins the Worker Deployment named after its task queue with a build ID made from the
 plan's code (or DEMO_BUILD_ID). Releases are pinned to the version they start on; new ones start
-on the current version, which the worker sets only on a deployment that has none (demos.md, 14).
+on the current version, which the worker sets only where there is none (demos.md, section 14).
 """
 
 import hashlib
