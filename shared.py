@@ -393,7 +393,7 @@ class Ending(FrozenModel):
     detail: str  # a terminate's reason, and who asked for it
     started: str
     finished: str
-    demo_root: str = ""
+    demo_root: str = ""  # "": this worker's (see ReleaseInput.demo_root)
 
     def log_name(self, step: str) -> str:
         return f"{self.release_key}: {step}"
