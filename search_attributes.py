@@ -1,15 +1,7 @@
-"""Search attributes: how the Web UI, and `temporal workflow list --query`, find any release,
-deploy or lock by its release, environment, component or outcome (demos.md, "Find any release").
-
-    ReleaseKey='RELEASE-FEB-24-BETA'     releases, their deploys and their locks
-    ReleaseOutcome='ROLLED BACK'         releases: RUNNING while they run, then how they ended
-    DeployEnvironment='PROD'             deploys and locks of an environment
-    DeployComponent='sbstore'            deploys of a component
-
-Temporal indexes only the attributes a namespace has registered, and a workflow that sets one it
-has not fails its workflow task. `make demo`, the tests and the benchmarks start their server
-with them (server_flags); the worker registers them when it starts on a server without them
-(register_missing), such as a plain `temporal server start-dev`.
+"""Search attributes: what the Web UI, and `temporal workflow list --query`, find any release,
+deploy or lock by (demos.md, "Find any release"). A namespace indexes only those it has
+registered: the demo's servers start with them (server_flags), and the worker registers those a
+server lacks (register_missing).
 """
 
 import asyncio
@@ -25,35 +17,22 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from shared import Deployment, DeployResult, Environment, FoundDeploy
 
-RELEASE_KEY = SearchAttributeKey.for_keyword("ReleaseKey")
-RELEASE_OUTCOME = SearchAttributeKey.for_keyword("ReleaseOutcome")
-DEPLOY_ENVIRONMENT = SearchAttributeKey.for_keyword("DeployEnvironment")
-DEPLOY_COMPONENT = SearchAttributeKey.for_keyword("DeployComponent")
+RELEASE_KEY = SearchAttributeKey.for_keyword("ReleaseKey")  # releases, deploys and locks
+RELEASE_OUTCOME = SearchAttributeKey.for_keyword("ReleaseOutcome")  # RUNNING, then an Outcome
+DEPLOY_ENVIRONMENT = SearchAttributeKey.for_keyword("DeployEnvironment")  # deploys and locks
+DEPLOY_COMPONENT = SearchAttributeKey.for_keyword("DeployComponent")  # deploys
 ALL = (RELEASE_KEY, RELEASE_OUTCOME, DEPLOY_ENVIRONMENT, DEPLOY_COMPONENT)
-
-# A release's ReleaseOutcome until it ends (then: an Outcome, such as SUCCESS).
 RUNNING = "RUNNING"
 
 
-def for_deploy(deployment: Deployment) -> TypedSearchAttributes:
-    """What a DeployWorkflow is found by: its release, environment and component."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(RELEASE_KEY, deployment.release_key),
-            SearchAttributePair(DEPLOY_ENVIRONMENT, deployment.environment.value),
-            SearchAttributePair(DEPLOY_COMPONENT, deployment.component),
-        ]
-    )
-
-
 def for_lock(release_key: str, env: Environment) -> TypedSearchAttributes:
-    """What an environment lock is found by: the release holding it, and the environment."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(RELEASE_KEY, release_key),
-            SearchAttributePair(DEPLOY_ENVIRONMENT, env.value),
-        ]
-    )
+    key = SearchAttributePair(RELEASE_KEY, release_key)
+    return TypedSearchAttributes([key, SearchAttributePair(DEPLOY_ENVIRONMENT, env.value)])
+
+
+def for_deploy(deployment: Deployment) -> TypedSearchAttributes:
+    found_by = for_lock(deployment.release_key, deployment.environment)
+    return found_by.updated(SearchAttributePair(DEPLOY_COMPONENT, deployment.component))
 
 
 def deploys_query(env: Environment | None, component: str | None) -> str:
@@ -67,8 +46,7 @@ def deploys_query(env: Environment | None, component: str | None) -> str:
 
 
 def running_deploys_query(environments: list[Environment], task_queue: str) -> str:
-    """The visibility query for the deploys still running into any of environments on task_queue
-    (the releases of one lock scope: locks.py)."""
+    """The visibility query for the deploys still running into any of environments on task_queue."""
     names = ", ".join(f"'{env.value}'" for env in environments)
     return (
         f"{deploys_query(None, None)} AND ExecutionStatus='Running' AND "
@@ -94,35 +72,30 @@ class SearchAttributesUnusable(Exception):
 async def register_missing(client: Client) -> list[str]:
     """Register the attributes the client's namespace lacks; return their names.
 
-    Raises:
-        RPCError: Temporal does not answer (UNAVAILABLE).
-        SearchAttributesUnusable: some are missing and the server refuses to add them (Temporal
-            Cloud adds them only through its own tools), or one is registered with another type
-            (a workflow that set it would fail every workflow task).
+    Raises SearchAttributesUnusable if the server refuses to add them (Temporal Cloud adds them
+    only through its own tools), or has one of another type (every workflow task setting it would
+    fail); RPCError if Temporal does not answer (UNAVAILABLE).
     """
-    namespace = client.namespace
+    namespace, names = client.namespace, [key.name for key in ALL]
     keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     try:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)
         )
         registered = {**listed.custom_attributes, **listed.system_attributes}
-        if wrong := {
-            k.name: registered[k.name] for k in ALL if registered.get(k.name, keyword) != keyword
-        }:
+        if wrong := {n: registered[n] for n in names if registered.get(n, keyword) != keyword}:
             raise SearchAttributesUnusable(_wrong_types(namespace, wrong))
-        missing = [key.name for key in ALL if key.name not in registered]
+        missing = [name for name in names if name not in registered]
         if missing:
+            added = {name: keyword for name in missing}
             await client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(
-                    namespace=namespace, search_attributes={name: keyword for name in missing}
-                )
+                AddSearchAttributesRequest(namespace=namespace, search_attributes=added)
             )
     except RPCError as err:
         if err.status == RPCStatusCode.UNAVAILABLE:
             raise  # Temporal is away: outages.py says so
         if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
-            raise SearchAttributesUnusable(_what_to_run(namespace, [k.name for k in ALL])) from None
+            raise SearchAttributesUnusable(_what_to_run(namespace, names)) from None
         raise SearchAttributesUnusable(
             f"could not register the search attributes in namespace {namespace!r}: {err.message}"
         ) from None
@@ -130,7 +103,6 @@ async def register_missing(client: Client) -> list[str]:
 
 
 def _wrong_types(namespace: str, wrong: dict[str, IndexedValueType.ValueType]) -> str:
-    """One line: which attributes have another type than Keyword, and how to make them Keywords."""
     kinds = ", ".join(f"{name} is {_type_name(value)}" for name, value in wrong.items())
     names = " ".join(f"--name {name}" for name in wrong)
     return (
@@ -146,7 +118,6 @@ def _type_name(value: IndexedValueType.ValueType) -> str:
 
 
 def _what_to_run(namespace: str, names: list[str]) -> str:
-    """One line: the server will not let this worker check or add names, so who should."""
     flags = " ".join(f"--name {name}" for name in names)
     cloud = " ".join(f"--sa {name}=Keyword" for name in names)
     return (
@@ -157,16 +128,12 @@ def _what_to_run(namespace: str, names: list[str]) -> str:
     )
 
 
-# --- Asking the server: the deploys of an environment or a component --------------------------
-
-
 async def find_deploys(
     client: Client, env: Environment | None, component: str | None, limit: int
 ) -> list[FoundDeploy]:
-    """The latest deploys to env and/or of component, newest first, as the server's visibility
-    store finds them, each with how it ended and how its release ended."""
-    query = deploys_query(env, component)
-    runs = [run async for run in client.list_workflows(query, limit=limit)]
+    """The latest deploys to env and/or of component, newest first, each with how it ended and
+    how its release ended."""
+    runs = [run async for run in client.list_workflows(deploys_query(env, component), limit=limit)]
     outcomes = await _release_outcomes(client, [run.parent_run_id for run in runs])
     endings = await asyncio.gather(*(_deploy_ending(client, run) for run in runs))
     return [
@@ -201,6 +168,4 @@ async def _deploy_ending(client: Client, run: WorkflowExecution) -> str:
         return (run.status.name if run.status else "?").lower().replace("_", " ")
     handle = client.get_workflow_handle(run.id, run_id=run.run_id, result_type=DeployResult)
     result = await handle.result()
-    if not result.rolled_back:
-        return "deployed"
-    return f"rolled back to {result.previous or 'none'}"
+    return f"rolled back to {result.previous or 'none'}" if result.rolled_back else "deployed"
