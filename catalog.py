@@ -3,7 +3,6 @@ a ReleaseError naming the file, the place in it and what to do, before any step 
 """
 
 import json
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
@@ -118,14 +117,6 @@ def load_catalog() -> Catalog:
     """Read and validate the catalog in use; its releases stay raw."""
     path = catalog_path()
     try:
-        return Catalog.model_validate(_parse_catalog(path))
-    except ValidationError as err:
-        raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
-
-
-def _parse_catalog(path: Path) -> Any:
-    """The catalog file's JSON, checked for keys listed twice."""
-    try:
         data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_keep_duplicates)
         duplicate = _find_duplicate(data, "")
     except FileNotFoundError:
@@ -145,7 +136,10 @@ def _parse_catalog(path: Path) -> Any:
         ) from None
     if duplicate:
         raise ReleaseError(f"{path}: {duplicate}; keep one entry")
-    return data
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as err:
+        raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
 
 
 def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release:

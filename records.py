@@ -102,13 +102,8 @@ def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, d
         if env in release.own_workers:  # its files are its own worker's: this root has none
             before, after = _as_its_deploys_ended(release, request.before.get(env), states)
         recorded[env.value] = {
-            component: _deploy_record(
-                version,
-                before.get(component),
-                after.get(component),
-                states.get(component, CellState.NOT_REACHED),
-            )
-            for component, version in release.versions.items()
+            c: _deploy_record(v, before.get(c), after.get(c), states.get(c))
+            for c, v in release.versions.items()
         }
     return recorded
 
@@ -130,7 +125,9 @@ def _as_its_deploys_ended(
     return before, after
 
 
-def _deploy_record(version: str, before: str | None, after: str | None, state: CellState) -> dict:
+def _deploy_record(
+    version: str, before: str | None, after: str | None, state: CellState | None
+) -> dict:
     if state is CellState.DONE:
         outcome = "already there" if before == version else "deployed"
     else:

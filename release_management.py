@@ -93,9 +93,8 @@ def gather_release(request: ReleaseInput) -> Release:
 
 
 def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
-    """Before any change, refuse (ReleaseError) a release whose first environment cannot be fed:
-    DEV builds what it lacks; a later one takes the genuine builds the one before it holds.
-    Returns what each of the release's environments holds now: {env: {component: version}}."""
+    """Refuse (ReleaseError), before any change, a release whose first environment cannot be fed
+    (DEV builds what it lacks); return what its environments hold: {env: {component: version}}."""
     release = request.release
     raise_planted_bug("check")
     _inject(isErrorNever, f"while checking what {release.key} promotes")
@@ -113,8 +112,7 @@ def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
         if env in holdings
     }
     if source is not None:
-        _check_feeder(release, source, holdings[source])
-        _check_store(release)
+        _check_sources(release, source, holdings[source])
     _log.info("%s: promotion %s checked", release.key, release.route())
     return before
 
@@ -122,8 +120,8 @@ def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
 def held_in(request: HoldingsInput) -> HeldIn:
     """What one environment holds (each copy's version and SHA-256), asked of its own worker,
     which alone has its files; with that worker's demo root, so a worker of another is refused."""
-    root = str(demo_root().resolve())
-    return HeldIn(root=root, held=_holdings(request.environment, request.components))
+    held = _holdings(request.environment, request.components)
+    return HeldIn(root=str(demo_root().resolve()), held=held)
 
 
 def _holdings(env: Environment, components: list[str]) -> Holdings:
@@ -136,40 +134,29 @@ def _holdings(env: Environment, components: list[str]) -> Holdings:
     }
 
 
-def _check_feeder(release: Release, source: Environment, held: Holdings) -> None:
-    """Refuse the release unless source holds the genuine build of every version it promotes."""
-    wrong = {
-        component: sorted(held.get(component, {}))
-        for component, version in release.versions.items()
-        if sorted(held.get(component, {})) != [version]
-    }
-    if wrong:
-        holds = "; ".join(
-            f"{source.value} holds {component} {'+'.join(versions) or 'nothing'}, "
-            f"not {release.versions[component]}"
-            for component, versions in wrong.items()
-        )
-        raise ReleaseError(
-            f"Release {release.key} cannot be promoted to {release.environments[0].value}: "
-            f"{holds}. {_feeder_hint(release, source)}"
-        )
+def _check_sources(release: Release, source: Environment, held: Holdings) -> None:
+    """Refuse the release unless source (held: what it holds) and the artifact store, which
+    every deploy fetches from, hold the genuine build of every version it promotes."""
+    refused = f"Release {release.key} cannot be promoted to {release.environments[0].value}"
+    holds = "; ".join(
+        f"{source.value} holds {c} {'+'.join(sorted(held.get(c, {}))) or 'nothing'}, not {v}"
+        for c, v in release.versions.items()
+        if list(held.get(c, {})) != [v]
+    )
+    if holds:
+        raise ReleaseError(f"{refused}: {holds}. {_feeder_hint(release, source)}")
     for component, version in release.versions.items():
         path = deployed_path(source, component, version)
         _check_provenance(path, held[component][version], component, version)
-
-
-def _check_store(release: Release) -> None:
-    """Refuse the release unless the artifact store, which every deploy fetches from, holds the
-    genuine build of every version it promotes."""
     for component, version in release.versions.items():
         path = artifact_path(component, version)
         digest = _digest(path)
         if digest != built_digest(component, version):
             raise ReleaseError(
-                f"Release {release.key} cannot be promoted to {release.environments[0].value}: "
-                f"{where(path)} is {'missing' if digest is None else 'not what its build makes'}"
-                f" in the artifact store, which every deploy fetches from. Run a release that "
-                f"starts in DEV with {component} {version} (it builds it again)."
+                f"{refused}: {where(path)} is "
+                f"{'missing' if digest is None else 'not what its build makes'} in the artifact "
+                f"store, which every deploy fetches from. Run a release that starts in DEV with "
+                f"{component} {version} (it builds it again)."
             )
 
 
@@ -200,15 +187,14 @@ def build_artifact(deployment: Deployment) -> bool:
         if read_text(path) == content:
             return _report(deployment, "build", changed=False)
         _inject(isErrorSometimes, f"before building {component} {version}")
-        _commit(path, content, _ledger_line(deployment, "build", in_environment=False))
+        _commit(path, content, _ledger_line(deployment, "build") | {"env": None})
         _inject(isErrorRarely, f"after building {component} {version}")
         return _report(deployment, "build", "built into artifactory")
 
 
 def fetch_artifact(deployment: Deployment) -> ArtifactRef:
-    """Gather the build of the version from the artifact store, which fed DEV and (as checked
-    before the release) matches the environment before: SourceMissing (transient) if it is
-    missing, ReleaseError if it is not the build (tampered with)."""
+    """Gather the version's build from the artifact store: SourceMissing (transient) if it is not
+    there, ReleaseError if it is not the build (tampered with)."""
     raise_planted_bug("fetch_artifact")
     component, version, env = deployment.component, deployment.version, deployment.environment
     _inject(isErrorRarely, f"while fetching {component} {version} for {env.value}")
@@ -267,8 +253,7 @@ def deploy_artifact(request: DeployArtifactInput) -> bool:
 
 
 def _gathered_content(request: DeployArtifactInput) -> str:
-    """The artifact at its source, as it was gathered: SourceMissing if gone, ReleaseError if
-    changed."""
+    """The artifact at its source, unchanged since it was gathered."""
     source = artifact_path(request.deployment.component, request.deployment.version)
     content = read_text(source)
     if content is None:
@@ -292,8 +277,7 @@ def _replacing(d: Deployment, others: list[str]) -> dict[str, str | None]:
 
 
 def _keep_previous(env: Environment, component: str, replaced: list[str]) -> None:
-    """Move the versions a deploy replaced (normally one) aside, with the config that named
-    them, so that a failed verification can roll back to them."""
+    """Move the versions a deploy replaced (normally one) aside, with their config: a rollback's."""
     if not replaced:
         return
     keep = no_links(previous_dir(env))
@@ -308,8 +292,7 @@ def _keep_previous(env: Environment, component: str, replaced: list[str]) -> Non
 
 
 def update_config(request: UpdateConfigInput) -> bool:
-    """Write the component's config in its environment unless it reads exactly that; return
-    whether it wrote it."""
+    """Write the component's config unless it reads exactly that; return whether it wrote it."""
     raise_planted_bug("configure")
     d = request.deployment
     with _exclusive(d.environment.value, d.component):
@@ -446,8 +429,8 @@ def _put_back(d: Deployment, previous: str | None, kept: tuple[str, str] | None)
 
 
 def verify_rollback(request: VerifyRollbackInput) -> None:
-    """Check that the environment holds exactly the previous version, its build, with its config
-    (or nothing of the component if it had none before); else VerificationError."""
+    """Check that the environment holds exactly the previous version, with its config, or nothing
+    of the component if it had none."""
     raise_planted_bug("verify")
     d, previous = request.deployment, request.previous
     _inject(
@@ -507,11 +490,11 @@ def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
     os.replace(temp, path)
 
 
-def _ledger_line(deployment: Deployment, step: str, in_environment: bool = True) -> dict[str, Any]:
+def _ledger_line(deployment: Deployment, step: str) -> dict[str, Any]:
     return {
         "release_key": deployment.release_key,
         "run_id": deployment.release_run_id,
-        "env": deployment.environment.value if in_environment else None,  # a build is in none
+        "env": deployment.environment.value,
         "component": deployment.component,
         "version": deployment.version,
         "step": step,
@@ -651,7 +634,6 @@ def built_digest(component: str, version: str) -> str:
 
 
 def _digest(path: Path) -> str | None:
-    """The SHA-256 of the text in path, or None if there is no such file."""
     content = read_text(path)
     return None if content is None else sha256(content)
 
