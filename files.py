@@ -14,9 +14,6 @@ PROJECT_DIR = Path(__file__).resolve().parent
 CATALOG_NAME = "catalog.json"
 
 
-# --- Where things live ------------------------------------------------------------------------
-
-
 def demo_root() -> Path:
     """The folder that holds all the demo's state: DEMO_ROOT if set, else the project folder."""
     return Path(os.environ.get("DEMO_ROOT") or PROJECT_DIR)
@@ -91,9 +88,6 @@ def records_dir() -> Path:
 
 def record_path(release_key: str, run_id: str) -> Path:
     return records_dir() / f"{release_key}-{run_id}.json"
-
-
-# --- Files, read and written without following links ------------------------------------------
 
 
 def sha256(text: str) -> str:

@@ -95,12 +95,11 @@ def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, d
     recorded = {}
     for env in release.environments:
         states = request.states.get(env, {})
-        before: dict[str, str | None] = {**request.before.get(env, state[env])}
-        after: dict[str, str | None] = {
-            **(release.versions if env in request.unlocked_after_use else state[env])
-        }
         if env in release.own_workers:  # its files are its own worker's: this root has none
             before, after = _as_its_deploys_ended(release, request.before.get(env), states)
+        else:
+            before = {**request.before.get(env, state[env])}
+            after = {**(release.versions if env in request.unlocked_after_use else state[env])}
         recorded[env.value] = {
             c: _deploy_record(v, before.get(c), after.get(c), states.get(c))
             for c, v in release.versions.items()
