@@ -46,8 +46,8 @@ def root_of(path: Path) -> Path:
     """The folder path lies in that the release system writes under: the artifact store (if it
     is outside the demo root and holds path), else the demo root."""
     store = artifactory_dir()
-    outside = path.is_relative_to(store) and not store.is_relative_to(demo_root())
-    return store if outside else demo_root()
+    apart = path.is_relative_to(store) and not store.is_relative_to(demo_root())
+    return store if apart else demo_root()
 
 
 def environment_dir(env: Environment) -> Path:
@@ -68,7 +68,7 @@ def config_path(env: Environment, component: str) -> Path:
 
 
 def lock_path(target: str) -> Path:
-    """The lock file of a target a step changes: an artifact (beside the artifact store, which
+    """The lock file of a target a step changes: an artifact (in the artifact store, which
     workers of different roots share) or a component in an environment."""
     root = root_of(artifactory_dir()) if target.startswith("artifactory.") else demo_root()
     return root / ".locks" / f"{target}.lock"
