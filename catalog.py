@@ -1,10 +1,8 @@
-"""The release catalog, database/catalog.json: the demo's input data, its shape validated by
-pydantic, and how a release is found in it. A bad catalog is refused with a ReleaseError that
-names the file, the place in it and what to do, before any step changes anything.
+"""The release catalog, database/catalog.json, validated by pydantic: a bad one is refused with
+a ReleaseError naming the file, the place in it and what to do, before any step changes anything.
 """
 
 import json
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
@@ -57,35 +55,32 @@ class Catalog(BaseModel):
         return self
 
     def release_keys(self) -> list[str]:
-        """Every release key in the catalog, in catalog order."""
         return [str(entry.get("key")) for entry in self.releases]
 
 
 class _Duplicates(dict):
-    """A JSON object in which some key appeared more than once (json.loads keeps the last)."""
+    """A JSON object that lists a key twice (json.loads would keep the last): the first such."""
 
-    duplicates: list[str]
+    duplicate: str
 
 
 def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     keys = [key for key, _ in pairs]
-    if len(set(keys)) == len(keys):
+    twice = [key for number, key in enumerate(keys) if key in keys[:number]]
+    if not twice:
         return dict(pairs)
     result = _Duplicates(pairs)
-    result.duplicates = [key for number, key in enumerate(keys) if key in keys[:number]]
+    result.duplicate = twice[0]
     return result
 
 
 # How much of a name, and how many names, a message quotes: a ReleaseError's message crosses
 # Temporal, whose payloads are 2 MB at most, and a catalog key can be any size before it is read.
 _QUOTED_LENGTH = 60
-
-
 _LISTED = 20
 
 
 def _short(text: str) -> str:
-    """text, cut to _QUOTED_LENGTH characters."""
     return text if len(text) <= _QUOTED_LENGTH else f"{text[:_QUOTED_LENGTH]}..."
 
 
@@ -98,15 +93,10 @@ def listed(names: list[str]) -> str:
 def _find_duplicate(value: Any, where: str) -> str | None:
     """The first key listed twice in one JSON object, as "<where>: '<key>' is listed twice"."""
     if isinstance(value, _Duplicates):
-        return f"{where}: {_short(value.duplicates[0])!r} is listed twice"
-    children = (
-        value.items()
-        if isinstance(value, dict)
-        else enumerate(value)
-        if isinstance(value, list)
-        else []
-    )
-    for key, child in children:
+        return f"{where}: {_short(value.duplicate)!r} is listed twice"
+    if isinstance(value, list):
+        value = dict(enumerate(value))
+    for key, child in value.items() if isinstance(value, dict) else []:
         found = _find_duplicate(child, f"{where}.{_short(str(key))}" if where else str(key))
         if found:
             return found
@@ -124,31 +114,8 @@ def _describe(err: ValidationError, where: str = "") -> str:
 
 
 def load_catalog() -> Catalog:
-    """Read and validate the catalog in use (see catalog_path).
-
-    Returns:
-        The catalog, its components and environments validated, its releases still raw.
-
-    Raises:
-        ReleaseError: the file cannot be read or parsed (see _parse_catalog), or does not have
-            the catalog's shape: a field missing, of the wrong type, too long, or with a
-            character that is not printable. The message names the file and the field.
-    """
+    """Read and validate the catalog in use; its releases stay raw."""
     path = catalog_path()
-    data = _parse_catalog(path)
-    try:
-        return Catalog.model_validate(data)
-    except ValidationError as err:
-        raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
-
-
-def _parse_catalog(path: Path) -> Any:
-    """The catalog file's JSON, checked for keys listed twice.
-
-    Raises:
-        ReleaseError: the file is missing or unreadable, is not UTF-8 text, is not JSON, is
-            nested too deeply to parse, or lists a key twice; the message names the file.
-    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_keep_duplicates)
         duplicate = _find_duplicate(data, "")
@@ -169,28 +136,15 @@ def _parse_catalog(path: Path) -> Any:
         ) from None
     if duplicate:
         raise ReleaseError(f"{path}: {duplicate}; keep one entry")
-    return data
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as err:
+        raise ReleaseError(f"{path}: {_describe(err)}; fix the catalog") from None
 
 
 def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release:
-    """Find one release in the catalog and validate it.
-
-    Args:
-        release_key: the release's key, e.g. "RELEASE-NOV-23-INITIAL".
-        catalog: the catalog, if the caller has loaded it already (to load many releases, load
-            it once: it is read and validated whole); else it is loaded here.
-
-    Returns:
-        The validated release.
-
-    Raises:
-        ReleaseError: the catalog is invalid (see load_catalog), the key is not in it (the
-            message lists valid keys), or its entry is invalid: a bad name or version,
-            environments out of order, an unknown component, a field of the wrong type. The
-            message names the file, the release and the field.
-    """
-    if catalog is None:
-        catalog = load_catalog()
+    """Find one release in the catalog (given, to load many: it is read whole) and validate it."""
+    catalog = catalog or load_catalog()
     keys = catalog.release_keys()
     if keys.count(release_key) > 1:
         raise ReleaseError(f"{catalog_path()}: release {release_key} is listed twice; keep one")

@@ -1,6 +1,5 @@
-"""Where the release system's files live under the demo root, and how they are read and
-written: never through a symbolic link, and written whole (a temp file in the same folder, then
-a rename), so a crash never leaves half a file. Plain Python, like release_management.py.
+"""Where the release system's files live under the demo root (README, "The files contract"), read
+and written never through a symbolic link, and written whole (a temp file, then a rename).
 """
 
 import hashlib
@@ -15,28 +14,24 @@ PROJECT_DIR = Path(__file__).resolve().parent
 CATALOG_NAME = "catalog.json"
 
 
-# --- Where things live ------------------------------------------------------------------------
-
-
 def demo_root() -> Path:
     """The folder that holds all the demo's state: DEMO_ROOT if set, else the project folder."""
     return Path(os.environ.get("DEMO_ROOT") or PROJECT_DIR)
 
 
 def catalog_path() -> Path:
-    """The catalog in use: the demo root's own database/catalog.json, else the project's."""
+    """The demo root's own database/catalog.json, else the project's."""
     own = demo_root() / "database" / CATALOG_NAME
     return own if own.exists() else PROJECT_DIR / "database" / CATALOG_NAME
 
 
 def artifactory_dir() -> Path:
-    """The artifact store, which every worker shares, as a registry would be: DEMO_ARTIFACTORY
-    if set, else the demo root's artifactory/."""
+    """The artifact store, shared by every worker as a registry would be: DEMO_ARTIFACTORY if
+    set, else the demo root's artifactory/."""
     return Path(os.environ.get("DEMO_ARTIFACTORY") or demo_root() / "artifactory")
 
 
 def artifact_path(component: str, version: str) -> Path:
-    """Where the artifact store keeps the built artifact of one component version."""
     return artifactory_dir() / f"{component}-{version}.txt"
 
 
@@ -48,23 +43,18 @@ def where(path: Path) -> str:
 
 
 def root_of(path: Path) -> Path:
-    """The folder path lies in that the release system writes under: the artifact store if
-    path is in it, else the demo root."""
+    """The folder path lies in that the release system writes under: the artifact store (if it
+    is outside the demo root and holds path), else the demo root."""
     store = artifactory_dir()
-    return (
-        store
-        if path.is_relative_to(store) and not store.is_relative_to(demo_root())
-        else demo_root()
-    )
+    apart = path.is_relative_to(store) and not store.is_relative_to(demo_root())
+    return store if apart else demo_root()
 
 
 def environment_dir(env: Environment) -> Path:
-    """The folder that holds what is deployed in one environment."""
     return demo_root() / "environments" / env.value
 
 
 def deployed_path(env: Environment, component: str, version: str) -> Path:
-    """Where an environment holds a deployed component version."""
     return environment_dir(env) / f"{component}-{version}.txt"
 
 
@@ -74,38 +64,30 @@ def previous_dir(env: Environment) -> Path:
 
 
 def config_path(env: Environment, component: str) -> Path:
-    """Where an environment holds a component's configuration."""
     return environment_dir(env) / f"{component}.config.json"
 
 
 def lock_path(target: str) -> Path:
-    """The lock file of one target that steps change: an artifact (in the artifact store, which
-    workers of different roots share), or a component in an environment (see _exclusive)."""
+    """The lock file of a target a step changes: an artifact (in the artifact store, which
+    workers of different roots share) or a component in an environment."""
     root = root_of(artifactory_dir()) if target.startswith("artifactory.") else demo_root()
     return root / ".locks" / f"{target}.lock"
 
 
 def notifications_path() -> Path:
-    """Where the release system's announcements go, one JSON line each (a webhook's stand-in)."""
     return demo_root() / "database" / "notifications.jsonl"
 
 
 def ledger_path() -> Path:
-    """The ledger: one JSON line per change made by any release run."""
     return demo_root() / "database" / "ledger.jsonl"
 
 
 def records_dir() -> Path:
-    """Where one record per finished release run is kept."""
     return demo_root() / "database" / "releases"
 
 
 def record_path(release_key: str, run_id: str) -> Path:
-    """The record of one release run: written by the release, or by its lock (record_ending)."""
     return records_dir() / f"{release_key}-{run_id}.json"
-
-
-# --- Files, read and written without following links ------------------------------------------
 
 
 def sha256(text: str) -> str:
@@ -113,12 +95,8 @@ def sha256(text: str) -> str:
 
 
 def no_links(path: Path) -> Path:
-    """path, once it is known that reading or writing it follows no symbolic link: path is not
-    one, and no folder between the demo root and it is one (so nothing leads out of the root).
-
-    Raises:
-        ReleaseError: one is; the message names the path and what to do.
-    """
+    """path, once it is known that neither it nor a folder between the demo root and it is a
+    symbolic link (else ReleaseError), so that nothing leads out of the root."""
     root = root_of(path)
     if path.is_symlink():
         problem = "is a symbolic link"
@@ -133,11 +111,7 @@ def no_links(path: Path) -> Path:
 
 
 def read_bytes(path: Path) -> bytes | None:
-    """The content of path, or None if there is no such file.
-
-    Raises:
-        ReleaseError: path is a symbolic link or lies in a linked folder (see no_links).
-    """
+    """The content of path, or None if there is no such file."""
     try:
         # O_NOFOLLOW: a link planted after the check is refused (OSError), not read through.
         fd = os.open(no_links(path), os.O_RDONLY | os.O_NOFOLLOW)
@@ -166,16 +140,12 @@ def read_json(path: Path) -> Any:
 
 
 def write_temp(path: Path, text: str) -> Path:
-    """Write text beside path under a temp name; the caller renames it into place. (The temp
-    name is fixed per target, so a retry removes a crashed attempt's half-written temp file.)
-
-    Raises:
-        ReleaseError: path is a symbolic link or lies in a linked folder (see no_links).
-    """
+    """Write text beside path under a temp name, for the caller to rename into place. The name
+    is fixed per target, so a retry removes a crashed attempt's half-written temp file."""
     no_links(path).parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
-    # A leftover temp file (a crashed attempt's, or a planted link) is removed, not written
-    # through: unlink removes a link itself, and O_EXCL | O_NOFOLLOW create a fresh file only.
+    # Removed, not written through: unlink removes a planted link itself, and O_EXCL |
+    # O_NOFOLLOW create a fresh file only.
     temp.unlink(missing_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     with open(os.open(temp, flags, 0o666), "w", encoding="utf-8") as file:

@@ -1,6 +1,6 @@
 """The release records, database/releases/<KEY>-<run id>.json: one per release run, written as
 its last step (or by one of its locks, for a run terminated before it could), and read back for
-the starter's --history and --envs. Plain Python, like release_management.py.
+the starter's --history and --envs.
 """
 
 import json
@@ -24,19 +24,19 @@ from utils import isErrorNever, raise_planted_bug
 
 _log = logging.getLogger("release_management")
 
+# What a record says of a version it cannot know: an environment with a worker of its own that
+# the release never asked, or whose deploy ended halfway (failed, cancelled).
+UNKNOWN = "?"
+# The ends of a deploy a record names as they are; done is "deployed" or "already there", and
+# any other state (pending, rejected, ...) is "not reached".
+_ENDED = (CellState.ROLLED_BACK, CellState.FAILED, CellState.CANCELLED)
+RECORDS_READ = 100  # how many of the latest records recorded_state reads
+
 
 def record_release(request: RecordReleaseInput) -> str:
-    """Write the record of one finished release run, database/releases/<KEY>-<run id>.json:
-    how it ended, when, the decisions at its gates, and per environment and component the
-    version before and after and how its deploy ended. Writing the same record twice changes
-    nothing.
-
-    Returns:
-        The record's file name.
-
-    Raises:
-        ReleaseError: the record is a symbolic link or lies in a linked folder.
-    """
+    """Write the record of a finished release run: how and when it ended, its gates' decisions,
+    and per environment and component the version before and after and how its deploy ended.
+    Writing the same record twice changes nothing. Returns the record's file name."""
     raise_planted_bug("record")
     release = request.release
     path = record_path(release.key, request.release_run_id)
@@ -60,35 +60,10 @@ def record_release(request: RecordReleaseInput) -> str:
     return path.name
 
 
-def record_unstarted(ending: Ending) -> str:
-    """Write the record of a release run that ended before it had a release to run: its key
-    is not in the catalog (a train that outlived its release, or a start by hand), or the catalog
-    is invalid, or it was cancelled while it gathered the release. The record says how and why;
-    one already there is left as it is.
-
-    Returns:
-        The record's file name.
-
-    Raises:
-        ReleaseError: the record is a symbolic link or lies in a linked folder.
-    """
-    return record_ending(ending)
-
-
 def record_ending(ending: Ending) -> str:
-    """Write the record of a release run that closed without writing one itself: terminated or
-    timed out, it ran none of its code after that, so one of its locks writes this once the
-    release's deploys have closed. The record says how and when it ended and why (a terminate's
-    reason and who asked); the decisions at its gates and what it deployed are in its history
-    and in what the environments hold (--envs). A record already there, the release's own or one
-    another of its locks wrote, is left as it is.
-
-    Returns:
-        The record's file name.
-
-    Raises:
-        ReleaseError: the record is a symbolic link or lies in a linked folder.
-    """
+    """Write the record of a release run that closed without writing one (terminated or timed
+    out: one of its locks writes it once its deploys have closed): how, when and why it ended.
+    A record already there is left as it is. Returns the record's file name."""
     path = record_path(ending.release_key, ending.release_run_id)
     if read_json(path) is None:
         detail = f": {ending.detail}" if ending.detail else ""
@@ -107,44 +82,35 @@ def record_ending(ending: Ending) -> str:
     return path.name
 
 
+# A run that ended before it had a release to run (its key is not in the catalog, the catalog is
+# invalid, or it was cancelled while it gathered it) is recorded the same way.
+record_unstarted = record_ending
+
+
 def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, dict]]:
-    """Per environment and component: the version before and after the release, and how its
-    deploy ended. Before: what check_promotion saw, or, if the release ended before it checked,
-    what the environment holds now. After: what it holds now, or the release's version for an
-    environment it deployed and let go of before its end (another release may have changed it
-    since), or, for an environment with a worker of its own, as its deploys ended."""
+    """Per environment and component: the version before (as check_promotion saw, else now) and
+    after (now, or the release's for an environment it let go of before its end, which another
+    release may have changed since), and how its deploy ended."""
     release, state = request.release, environment_state()
     recorded = {}
     for env in release.environments:
         states = request.states.get(env, {})
-        before: dict[str, str | None] = {**request.before.get(env, state[env])}
-        after: dict[str, str | None] = {
-            **(release.versions if env in request.unlocked_after_use else state[env])
-        }
         if env in release.own_workers:  # its files are its own worker's: this root has none
             before, after = _as_its_deploys_ended(release, request.before.get(env), states)
+        else:
+            before = {**request.before.get(env, state[env])}
+            after = {**(release.versions if env in request.unlocked_after_use else state[env])}
         recorded[env.value] = {
-            component: _deploy_record(
-                version,
-                before.get(component),
-                after.get(component),
-                states.get(component, CellState.NOT_REACHED),
-            )
-            for component, version in release.versions.items()
+            c: _deploy_record(v, before.get(c), after.get(c), states.get(c))
+            for c, v in release.versions.items()
         }
     return recorded
-
-
-# What a record says of a version it cannot know: an environment with a worker of its own that
-# the release never asked, or whose deploy ended halfway (failed, cancelled).
-UNKNOWN = "?"
 
 
 def _as_its_deploys_ended(
     release: Release, before: dict[str, str | None] | None, states: dict[str, CellState]
 ) -> tuple[dict[str, str | None], dict[str, str | None]]:
-    """Before and after, for an environment whose files are its own worker's: before as that
-    worker told (if the release asked it), after as each deploy ended."""
+    """Before as the environment's own worker told (if asked), after as each deploy ended."""
     before = before if before is not None else dict.fromkeys(release.versions, UNKNOWN)
     after: dict[str, str | None] = {}
     for component, version in release.versions.items():
@@ -158,12 +124,9 @@ def _as_its_deploys_ended(
     return before, after
 
 
-# The ends of a deploy (Cell.state) a record names as they are; done is "deployed" or "already
-# there", and any other state (pending, rejected, ...) is "not reached".
-_ENDED = (CellState.ROLLED_BACK, CellState.FAILED, CellState.CANCELLED)
-
-
-def _deploy_record(version: str, before: str | None, after: str | None, state: CellState) -> dict:
+def _deploy_record(
+    version: str, before: str | None, after: str | None, state: CellState | None
+) -> dict:
     if state is CellState.DONE:
         outcome = "already there" if before == version else "deployed"
     else:
@@ -172,9 +135,8 @@ def _deploy_record(version: str, before: str | None, after: str | None, state: C
 
 
 def recorded_state(envs: list[Environment]) -> dict[Environment, dict[str, str]]:
-    """What envs hold as the latest release records say they were left ({env: {component:
-    version, or "-" for none}}; a component no record knows of is missing): for environments
-    whose files are their own workers', not in this root."""
+    """What envs hold as the latest records say they were left, {env: {component: version, or
+    "-" for none}}: for environments whose files are their own workers', not in this root."""
     state: dict[Environment, dict[str, str]] = {env: {} for env in envs}
     for record in release_history(RECORDS_READ):
         recorded = record.get("environments")
@@ -185,10 +147,6 @@ def recorded_state(envs: list[Environment]) -> dict[Environment, dict[str, str]]
                 if after != UNKNOWN and (after is None or isinstance(after, str)):
                     state[env].setdefault(component, after or "-")
     return state
-
-
-# How many of the latest release records recorded_state reads.
-RECORDS_READ = 100
 
 
 class _ShownDecision(BaseModel):
@@ -212,12 +170,8 @@ class _ShownRecord(BaseModel):
 
 
 def release_history(limit: int = 10) -> list[dict[str, Any]]:
-    """The records of the latest finished release runs, newest first.
-
-    A file under database/releases that is not such a record (not UTF-8, not JSON, a link, a
-    field missing or of the wrong type: a hand edit or a foreign file) is skipped, so the
-    history of the others can always be shown.
-    """
+    """The records of the latest release runs, newest first. A file that is not one (a hand edit
+    or a foreign file) is skipped, so the history of the others can always be shown."""
     folder = records_dir()
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     records = [record for record in map(_release_record, paths) if record is not None]
@@ -225,7 +179,6 @@ def release_history(limit: int = 10) -> list[dict[str, Any]]:
 
 
 def _release_record(path: Path) -> dict[str, Any] | None:
-    """The release record in path, or None if path does not hold a well-formed one."""
     try:
         record = read_json(path)
         _ShownRecord.model_validate(record)

@@ -1,29 +1,10 @@
-"""The release management system that the demo orchestrates: plain, synchronous, file-based.
+"""The release system the demo orchestrates: plain, synchronous, file-based, no Temporal.
 
-This module knows nothing of Temporal. It is the kind of system a release engineer would
-otherwise drive by hand: a catalog of releases, an artifact repository, environments that hold
-deployed artifacts and their configs, and a ledger of every change made.
-
-Layout under the demo root (DEMO_ROOT if set, else this project's folder):
-
-    database/catalog.json                     the release catalog (optional: else the project's)
-    database/ledger.jsonl                     one JSON line per change actually made
-    database/releases/<KEY>-<run id>.json     one record per finished release run
-    artifactory/<component>-<version>.txt     built artifacts
-    environments/<ENV>/<component>-<version>.txt       the deployed artifact
-    environments/<ENV>/<component>.config.json         its configuration
-
-Every step is idempotent by validation: it first checks whether its end state already holds
-and, if so, changes nothing and writes no ledger line. Every file write is atomic (a temp file
-in the same folder, then a rename). Each step asks a failure injector from utils.py whether to
-fail: a step that changes something asks once just before its change and once just after it
-(that second failure is the interesting one: the retry finds the change made and moves on); a
-step that only reads asks once, before it reads. A person edits which injector a step calls to
-make that step flakier or steadier.
-
-Read top-down: the steps; how a change is made once and recorded once (_commit); reading what
-the files hold. The catalog (catalog.py), where the files live and how they are read and
-written (files.py), and the release records (records.py) are modules of their own.
+What it reads and writes under the demo root is README's "The files contract". Every step is
+idempotent by validation: it first checks whether its end state already holds and, if so,
+changes nothing and writes no ledger line. A step that changes something asks a failure
+injector (utils.py) just before its change and just after it (the retry then finds the change
+made); a step that only reads asks once. An injector's InjectedFailure is transient: retried.
 """
 
 import fcntl
@@ -101,12 +82,7 @@ _ARTIFACT_FILE = re.compile(
 
 
 def gather_release(request: ReleaseInput) -> Release:
-    """The first step of every release: load it from the catalog.
-
-    Raises:
-        ReleaseError: see load_release.
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """The first step of every release: load it from the catalog (ReleaseError if it is bad)."""
     raise_planted_bug("gather")
     _inject(isErrorRarely, f"while opening the catalog for {request.release_key}")
     release = load_release(request.release_key).model_copy(
@@ -117,29 +93,14 @@ def gather_release(request: ReleaseInput) -> Release:
 
 
 def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
-    """Validate, before any change, that the release's first environment can be fed.
-
-    DEV is fed by builds, so anything missing there is simply built. Any other environment is
-    fed by the one before it, which must already hold every version the release promotes, each
-    copy byte for byte what its build made.
-
-    Returns:
-        What each of the release's environments holds now, before the release:
-        {env: {component: version, or None if the environment does not hold it}}.
-
-    Raises:
-        ReleaseError: the environment before the first one does not hold a needed version (the
-            message names what it holds and a release to run first), or holds a copy that is
-            not what its build made (the message names the file).
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """Refuse (ReleaseError), before any change, a release whose first environment cannot be fed
+    (DEV builds what it lacks); return what its environments hold: {env: {component: version}}."""
     release = request.release
     raise_planted_bug("check")
     _inject(isErrorNever, f"while checking what {release.key} promotes")
     source = release.environments[0].previous()
-    # What each environment holds: as its own worker told (request.held), or as its folder says.
-    # (Of an environment with a worker of its own that was not asked, nothing: the release asks
-    # it before it deploys there.)
+    # As an environment's own worker told (request.held), else as its folder says; an own
+    # worker's environment that was not asked is left out: the release asks it before it deploys.
     holdings = {
         env: request.held[env] if env in request.held else _holdings(env, list(release.versions))
         for env in [*release.environments, *([source] if source else [])]
@@ -151,73 +112,58 @@ def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
         if env in holdings
     }
     if source is not None:
-        _check_feeder(release, source, holdings[source])
-        _check_store(release)
+        _check_sources(release, source, holdings[source])
     _log.info("%s: promotion %s checked", release.key, release.route())
     return before
 
 
 def held_in(request: HoldingsInput) -> HeldIn:
-    """What one environment holds of some components, for the check of a release that promotes
-    them, asked of that environment's own worker (which alone has its files): each copy's
-    version and SHA-256; and that worker's demo root, so its steps refuse a worker of another."""
-    root = str(demo_root().resolve())
-    return HeldIn(root=root, held=_holdings(request.environment, request.components))
+    """What one environment holds (each copy's version and SHA-256), asked of its own worker,
+    which alone has its files; with that worker's demo root, so a worker of another is refused."""
+    held = _holdings(request.environment, request.components)
+    return HeldIn(root=str(demo_root().resolve()), held=held)
 
 
 def _holdings(env: Environment, components: list[str]) -> Holdings:
-    held = {}
-    for component in components:
-        paths = {v: deployed_path(env, component, v) for v in held_versions(env, component)}
-        held[component] = {v: sha256(read_text(path) or "") for v, path in paths.items()}
-    return held
-
-
-def _check_feeder(release: Release, source: Environment, held: Holdings) -> None:
-    """Refuse the release unless source holds the genuine build of every version it promotes
-    (held: what it holds, each copy's version and SHA-256)."""
-    wrong = {
-        component: sorted(held.get(component, {}))
-        for component, version in release.versions.items()
-        if sorted(held.get(component, {})) != [version]
+    return {
+        component: {
+            version: sha256(read_text(deployed_path(env, component, version)) or "")
+            for version in held_versions(env, component)
+        }
+        for component in components
     }
-    if wrong:
-        holds = "; ".join(
-            f"{source.value} holds {component} {'+'.join(held) or 'nothing'}, "
-            f"not {release.versions[component]}"
-            for component, held in wrong.items()
-        )
-        raise ReleaseError(
-            f"Release {release.key} cannot be promoted to {release.environments[0].value}: "
-            f"{holds}. {_feeder_hint(release, source)}"
-        )
+
+
+def _check_sources(release: Release, source: Environment, held: Holdings) -> None:
+    """Refuse the release unless source (held: what it holds) and the artifact store, which
+    every deploy fetches from, hold the genuine build of every version it promotes."""
+    refused = f"Release {release.key} cannot be promoted to {release.environments[0].value}"
+    holds = "; ".join(
+        f"{source.value} holds {c} {'+'.join(sorted(held.get(c, {}))) or 'nothing'}, not {v}"
+        for c, v in release.versions.items()
+        if list(held.get(c, {})) != [v]
+    )
+    if holds:
+        raise ReleaseError(f"{refused}: {holds}. {_feeder_hint(release, source)}")
     for component, version in release.versions.items():
-        if held[component][version] != built_digest(component, version):
-            raise ReleaseError(
-                _not_built(deployed_path(source, component, version), component, version)
-            )
-
-
-def _check_store(release: Release) -> None:
-    """Refuse the release unless the artifact store, which every deploy fetches from, holds
-    the genuine build of every version it promotes (a release that starts in DEV builds it)."""
+        path = deployed_path(source, component, version)
+        _check_provenance(path, held[component][version], component, version)
     for component, version in release.versions.items():
         path = artifact_path(component, version)
-        content = read_text(path)
-        if content is None or sha256(content) != built_digest(component, version):
+        digest = _digest(path)
+        if digest != built_digest(component, version):
             raise ReleaseError(
-                f"Release {release.key} cannot be promoted to {release.environments[0].value}: "
-                f"{where(path)} is {'missing' if content is None else 'not what its build makes'}"
-                f" in the artifact store, which every deploy fetches from. Run a release that "
-                f"starts in DEV with {component} {version} (it builds it again)."
+                f"{refused}: {where(path)} is "
+                f"{'missing' if digest is None else 'not what its build makes'} in the artifact "
+                f"store, which every deploy fetches from. Run a release that starts in DEV with "
+                f"{component} {version} (it builds it again)."
             )
 
 
 def _feeder_hint(release: Release, source: Environment) -> str:
     """Name a few releases in the catalog that would put the needed versions into source."""
     feeders = []
-    # One read of the catalog for every candidate (a catalog can hold thousands of releases).
-    for entry in load_catalog().releases:
+    for entry in load_catalog().releases:  # read once: a catalog can hold thousands of releases
         try:
             candidate = Release.model_validate(entry)
         except ValidationError:
@@ -231,18 +177,8 @@ def _feeder_hint(release: Release, source: Environment) -> str:
 
 
 def build_artifact(deployment: Deployment) -> bool:
-    """Build the component version into artifactory unless artifactory already holds it.
-
-    A build is reproducible: the same component, version and source give the same bytes, so a
-    rebuilt artifact matches what environments already hold.
-
-    Returns:
-        True if it built the artifact, False if artifactory already held it.
-
-    Raises:
-        ReleaseError: the component is not in the catalog.
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """Build the component version into artifactory unless it holds it; return whether it built.
+    Builds are reproducible (same component, version and source, same bytes)."""
     raise_planted_bug("build")
     component, version = deployment.component, deployment.version
     with _exclusive("artifactory", f"{component}-{version}"):
@@ -251,48 +187,32 @@ def build_artifact(deployment: Deployment) -> bool:
         if read_text(path) == content:
             return _report(deployment, "build", changed=False)
         _inject(isErrorSometimes, f"before building {component} {version}")
-        _commit(path, content, _ledger_line(deployment, "build", in_environment=False))
+        _commit(path, content, _ledger_line(deployment, "build") | {"env": None})
         _inject(isErrorRarely, f"after building {component} {version}")
         return _report(deployment, "build", "built into artifactory")
 
 
 def fetch_artifact(deployment: Deployment) -> ArtifactRef:
-    """Gather the artifact to deploy from the artifact store: the build of its version, which
-    DEV was deployed from and (the check before the release made sure) the environment before
-    holds.
-
-    Returns:
-        Where it was found, relative to the demo root, and the SHA-256 of its content.
-
-    Raises:
-        SourceMissing: the source does not hold the artifact (transient: it may be restored).
-        ReleaseError: the source's copy is not what the build made (tampered with).
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """Gather the version's build from the artifact store: SourceMissing (transient) if it is not
+    there, ReleaseError if it is not the build (tampered with)."""
     raise_planted_bug("fetch_artifact")
     component, version, env = deployment.component, deployment.version, deployment.environment
     _inject(isErrorRarely, f"while fetching {component} {version} for {env.value}")
-    path = artifact_path(deployment.component, deployment.version)
-    content = read_text(path)
-    if content is None:
+    path = artifact_path(component, version)
+    digest = _digest(path)
+    if digest is None:
         raise SourceMissing(
             f"{where(path)} is missing from the artifact store: restore it, or run a release "
             f"that starts in DEV with {component} {version} (it builds it again)."
         )
-    _check_provenance(path, content, component, version)
+    _check_provenance(path, digest, component, version)
     source = where(path.parent)
     _log.info("%s: found in %s", deployment.log_name("fetch artifact"), source)
-    return ArtifactRef(source=source, sha256=sha256(content))
+    return ArtifactRef(source=source, sha256=digest)
 
 
 def fetch_config(deployment: Deployment) -> dict[str, str | int]:
-    """Gather the configuration a component version should have in its environment, from the
-    catalog: component, version, environment, repository, team and the environment's settings.
-
-    Raises:
-        ReleaseError: the catalog no longer knows the component.
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """The config a component version should have in its environment, from the catalog."""
     raise_planted_bug("fetch_config")
     component, env = deployment.component, deployment.environment
     _inject(isErrorNever, f"while fetching the {env.value} config of {component}")
@@ -312,18 +232,8 @@ def fetch_config(deployment: Deployment) -> dict[str, str | int]:
 
 
 def deploy_artifact(request: DeployArtifactInput) -> bool:
-    """Deploy the gathered artifact, replacing whatever version the environment held before
-    (kept aside for a rollback).
-
-    Returns:
-        True if it deployed, False if the environment already held exactly this artifact and
-        no other version of the component.
-
-    Raises:
-        SourceMissing: the artifact disappeared from its source since it was gathered.
-        ReleaseError: the artifact changed since it was gathered.
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """Deploy the gathered artifact, moving aside the version it replaces (for a rollback).
+    Returns False, changing nothing, if the environment already holds exactly this artifact."""
     raise_planted_bug("deploy")
     d = request.deployment
     with _exclusive(d.environment.value, d.component):
@@ -343,12 +253,7 @@ def deploy_artifact(request: DeployArtifactInput) -> bool:
 
 
 def _gathered_content(request: DeployArtifactInput) -> str:
-    """The artifact's content at its source, checked to be what was gathered.
-
-    Raises:
-        SourceMissing: it disappeared since it was gathered.
-        ReleaseError: it changed since it was gathered.
-    """
+    """The artifact at its source, unchanged since it was gathered."""
     source = artifact_path(request.deployment.component, request.deployment.version)
     content = read_text(source)
     if content is None:
@@ -361,25 +266,18 @@ def _gathered_content(request: DeployArtifactInput) -> str:
     return content
 
 
-def _replacing(deployment: Deployment, others: list[str]) -> dict[str, str | None]:
-    """What a deploy replaces, for its ledger line: the version a rollback would put back (the
-    one previous_version will find kept) and the SHA-256 of the config the environment has now.
-    A rollback checks what it puts back against them (see _kept_for_rollback)."""
-    component = deployment.component
-    config = read_text(config_path(deployment.environment, component))
+def _replacing(d: Deployment, others: list[str]) -> dict[str, str | None]:
+    """What a deploy replaces, for its ledger line, which a rollback checks what it puts back
+    against: the version previous_version will find kept (the last by file name), and the
+    SHA-256 of the config the environment has now."""
     return {
-        "replaced": _last_kept(component, others),
-        "replaced_config": sha256(config) if config is not None else None,
+        "replaced": max(others, key=lambda v: f"{d.component}-{v}.txt", default=None),
+        "replaced_config": _digest(config_path(d.environment, d.component)),
     }
 
 
 def _keep_previous(env: Environment, component: str, replaced: list[str]) -> None:
-    """Move the versions a deploy replaced (normally one) aside, with the config that named
-    them, so that a failed verification can roll back to them.
-
-    Raises:
-        ReleaseError: the folder they go to is a symbolic link or lies in a linked folder.
-    """
+    """Move the versions a deploy replaced (normally one) aside, with their config: a rollback's."""
     if not replaced:
         return
     keep = no_links(previous_dir(env))
@@ -394,15 +292,7 @@ def _keep_previous(env: Environment, component: str, replaced: list[str]) -> Non
 
 
 def update_config(request: UpdateConfigInput) -> bool:
-    """Write the component's configuration in its environment, unless it reads exactly that.
-
-    Returns:
-        True if it wrote the config, False if the environment already had it.
-
-    Raises:
-        ReleaseError: the config or the ledger is a symbolic link or lies in a linked folder.
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """Write the component's config unless it reads exactly that; return whether it wrote it."""
     raise_planted_bug("configure")
     d = request.deployment
     with _exclusive(d.environment.value, d.component):
@@ -418,26 +308,18 @@ def update_config(request: UpdateConfigInput) -> bool:
 
 
 def verify_deploy(request: VerifyInput) -> None:
-    """Check that the environment runs the deploy as intended: it holds exactly this version of
-    the component, the deployed content is what its build made (and was gathered), and the
-    config names it.
-
-    Raises:
-        ReleaseError: the deployed copy is not what its build made (tampered with).
-        Unhealthy: it failed its health check (DEMO_UNHEALTHY).
-        VerificationError: another of those does not hold; the message says which.
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """Check that the environment holds exactly this version, byte for byte its build (else
+    ReleaseError: tampered with, no retry makes it genuine) and what was gathered, with a config
+    that names it (else VerificationError), and that it is healthy (else Unhealthy)."""
     raise_planted_bug("verify")
     d = request.deployment
     component, version, env = d.component, d.version, d.environment
     _inject(isErrorRarely, f"while verifying {component} {version} in {env.value}")
     _check_holds(env, component, [version], "")
     path = deployed_path(env, component, version)
-    content = read_text(path)
-    # A copy changed since it was deployed is tampered with: no retry can make it genuine.
-    _check_provenance(path, content, component, version)
-    if content is None or sha256(content) != request.artifact.sha256:
+    digest = _digest(path)
+    _check_provenance(path, digest, component, version)
+    if digest != request.artifact.sha256:
         raise VerificationError(f"{component} {version} in {env.value} does not match its artifact")
     config = read_json(config_path(env, component)) or {}
     if config.get("version") != version or config.get("environment") != env.value:
@@ -451,7 +333,6 @@ def verify_deploy(request: VerifyInput) -> None:
 
 
 def _check_holds(env: Environment, component: str, wanted: list[str], when: str) -> None:
-    """Raise VerificationError unless env holds exactly the wanted versions of component."""
     held = held_versions(env, component)
     if held != wanted:
         raise VerificationError(
@@ -461,17 +342,8 @@ def _check_holds(env: Environment, component: str, wanted: list[str], when: str)
 
 
 def rollback_deploy(deployment: Deployment) -> str | None:
-    """Put back the version of the component that the deploy replaced, with its config; if
-    there was none, remove the component from the environment.
-
-    Returns:
-        The version the environment holds again, or None if the component was removed.
-        Rolling back twice changes nothing the second time.
-
-    Raises:
-        ReleaseError: a file it reads or writes is a symbolic link or lies in a linked folder.
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """Put back the version the deploy replaced, with its config, or remove the component if it
+    replaced none; return the version held again (None: removed)."""
     raise_planted_bug("rollback")
     d = deployment
     with _exclusive(d.environment.value, d.component):
@@ -488,11 +360,9 @@ def rollback_deploy(deployment: Deployment) -> str | None:
     return previous
 
 
-def _replaced_by(deployment: Deployment) -> tuple[str | None, str | None]:
-    """What the deploy replaced, as its ledger line says: the version to put back (None: none)
-    and the SHA-256 of its config then. A deploy that changed nothing (or was made before its
-    line said so) has none: then the version kept in .previous, and no digest."""
-    d = deployment
+def _replaced_by(d: Deployment) -> tuple[str | None, str | None]:
+    """What the deploy replaced, as its ledger line says: the version to put back and its
+    config's SHA-256. Without that line (the deploy changed nothing): what .previous keeps."""
     ours = (d.release_key, d.release_run_id, d.environment.value, d.component, d.version, "deploy")
     for line in reversed(read_ledger()):
         if tuple(line.get(field) for field in _SAME_CHANGE) == ours and "replaced" in line:
@@ -504,37 +374,25 @@ def _replaced_by(deployment: Deployment) -> tuple[str | None, str | None]:
     return previous_version(d.environment, d.component), None
 
 
-def _kept_for_rollback(
-    deployment: Deployment, previous: str, config_sha256: str | None
-) -> tuple[str, str]:
-    """The artifact and the config kept aside for putting previous back, once checked to be
-    exactly what the build of previous made and the config the environment had with it (its
-    SHA-256, if the deploy's ledger line gives it; else a config of previous in this
-    environment).
-
-    Raises:
-        ReleaseError: either is missing or is not that; the message names the file, and the
-            environment is left as it is (a tampered copy is never put back).
-    """
-    env, component = deployment.environment, deployment.component
-    artifact, config = (
-        previous_dir(env) / f"{component}-{previous}.txt",
-        _kept_config(env, component),
-    )
-    content, text = read_text(artifact), read_text(config)
-    fields = json_or_none(text) if text else None
+def _kept_for_rollback(d: Deployment, previous: str, config_sha256: str | None) -> tuple[str, str]:
+    """The artifact and config kept aside to put previous back, checked to be its build and the
+    config the environment had with it; else ReleaseError: a tampered copy is never put back."""
+    env, component, what = d.environment, d.component, f"{d.component} {previous}"
+    artifact = previous_dir(env) / f"{component}-{previous}.txt"
+    config = _kept_config(env, component)
+    content, text = read_text(artifact), read_text(config) or ""
+    fields = json_or_none(text)
     wanted = {"component": component, "version": previous, "environment": env.value}
-    what = f"{component} {previous}"
     if content is None or sha256(content) != built_digest(component, previous):
         wrong = f"{where(artifact)} is not what the build of {what} makes"
     elif (
         not isinstance(fields, dict)
-        or {k: fields.get(k) for k in wanted} != wanted
-        or (config_sha256 is not None and sha256(text or "") != config_sha256)
+        or not wanted.items() <= fields.items()
+        or (config_sha256 is not None and sha256(text) != config_sha256)
     ):
         wrong = f"{where(config)} is not the {env.value} config of {what}"
     else:
-        return content, text or ""
+        return content, text
     held = "+".join(held_versions(env, component)) or "nothing"
     raise ReleaseError(
         f"{wrong} (it was changed or removed after it was kept for a rollback), so it is not put "
@@ -544,19 +402,15 @@ def _kept_for_rollback(
 
 
 def _kept_config(env: Environment, component: str) -> Path:
-    """Where a deploy keeps the config of the version it replaced, for a rollback."""
     return previous_dir(env) / f"{component}.config.json"
 
 
-def _put_back(deployment: Deployment, previous: str | None, kept: tuple[str, str] | None) -> None:
+def _put_back(d: Deployment, previous: str | None, kept: tuple[str, str] | None) -> None:
     """Make the environment hold previous (kept: its checked content and config) and no other
-    version of the component, or nothing of it if previous is None; record it in the ledger."""
-    env, component = deployment.environment, deployment.component
+    version, or nothing of the component if previous is None."""
+    env, component = d.environment, d.component
     # A rollback's line names the version it puts back (None: removed) and the one it replaced.
-    line = _ledger_line(deployment, "rollback") | {
-        "version": previous,
-        "replaced": deployment.version,
-    }
+    line = _ledger_line(d, "rollback") | {"version": previous, "replaced": d.version}
     if previous and kept:
         content, config = kept
         target = deployed_path(env, component, previous)
@@ -575,13 +429,8 @@ def _put_back(deployment: Deployment, previous: str | None, kept: tuple[str, str
 
 
 def verify_rollback(request: VerifyRollbackInput) -> None:
-    """Check a rollback: the environment holds exactly the previous version (with its config),
-    or nothing of the component if it had none before.
-
-    Raises:
-        VerificationError: it does not; the message says what the environment holds.
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """Check that the environment holds exactly the previous version, with its config, or nothing
+    of the component if it had none."""
     raise_planted_bug("verify")
     d, previous = request.deployment, request.previous
     _inject(
@@ -590,7 +439,7 @@ def verify_rollback(request: VerifyRollbackInput) -> None:
     _check_holds(d.environment, d.component, [previous] if previous else [], "after the rollback ")
     if previous:
         path = deployed_path(d.environment, d.component, previous)
-        _check_provenance(path, read_text(path), d.component, previous)
+        _check_provenance(path, _digest(path), d.component, previous)
     config = read_json(config_path(d.environment, d.component)) or {}
     if (config.get("version"), config.get("environment")) != (
         (previous, d.environment.value) if previous else (None, None)
@@ -602,19 +451,8 @@ def verify_rollback(request: VerifyRollbackInput) -> None:
 
 
 def notify(request: NotifyInput) -> bool:
-    """Announce an event of a release run: append it to database/notifications.jsonl, once.
-
-    A real system would post it to a chat or a webhook, with the same key (the release's first
-    run, which a reset's runs share, and the event) as an idempotency key, so that neither a
-    retried announcement nor a reset announces twice.
-
-    Returns:
-        True if it announced the event, False if this run had announced it already.
-
-    Raises:
-        ReleaseError: the file is a symbolic link or lies in a linked folder.
-        InjectedFailure: a failure injector fired (transient; retry).
-    """
+    """Announce an event of a release run in database/notifications.jsonl, once per first run
+    and event (a webhook's idempotency key: neither a retry nor a reset announces twice)."""
     raise_planted_bug("notify")
     _inject(isErrorRarely, f"while announcing that {request.release.key} {request.event}")
     line = {
@@ -637,14 +475,10 @@ def notify(request: NotifyInput) -> bool:
 def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
     """Make one change: write it aside, record it in the ledger, then rename it into place.
 
-    A crash before the rename leaves the change undone, so the retried step makes it; the
-    ledger line it then writes again is the same change and is skipped (see _append_ledger).
-    A crash after the rename leaves the change done and recorded, so the retry finds it done.
-    Either way the change is made once and recorded once. A step calls it only once it has
-    checked that the change is not made; a target that already holds text is refused.
-
-    Raises:
-        ChangeMadeTwice: path already holds text (the calling step did not check first).
+    A crash before the rename leaves the change undone: the retried step makes it, and its
+    ledger line, the same change, is not written twice (_append_ledger). A crash after the
+    rename leaves it done and recorded: the retry finds it done. A step calls this only once it
+    has checked that the change is not made, so a target already holding text is refused.
     """
     if read_text(path) == text:
         raise ChangeMadeTwice(
@@ -656,17 +490,65 @@ def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
     os.replace(temp, path)
 
 
-def _ledger_line(deployment: Deployment, step: str, in_environment: bool = True) -> dict[str, Any]:
-    """The ledger line of one change a deployment's step makes (a build is in no environment)."""
+def _ledger_line(deployment: Deployment, step: str) -> dict[str, Any]:
     return {
         "release_key": deployment.release_key,
         "run_id": deployment.release_run_id,
-        "env": deployment.environment.value if in_environment else None,
+        "env": deployment.environment.value,
         "component": deployment.component,
         "version": deployment.version,
         "step": step,
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
+
+
+_SAME_CHANGE = ("release_key", "run_id", "env", "component", "version", "step")
+
+
+def _append_ledger(line: dict[str, Any]) -> None:
+    """Append one change to the ledger, unless this release run already recorded it."""
+    _append_once(ledger_path(), line, _SAME_CHANGE)
+
+
+def _append_once(path: Path, line: dict[str, Any], same: tuple[str, ...]) -> bool:
+    """Append line to a JSON-lines file unless a line with the same values of the fields same
+    is there; return whether it appended. Append-only, so no temp file: one write under an
+    exclusive lock, which no other thread or process interleaves; a torn last line stays."""
+    path = no_links(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+    with open(os.open(path, flags, 0o666), "r+b") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        last = b"\n"
+        for existing in file:
+            last = existing
+            if _same_line(existing, line, same):
+                return False
+        # After a torn last line, this one starts a line of its own instead of joining it.
+        start = b"" if last.endswith(b"\n") else b"\n"
+        file.write(start + json.dumps(line).encode() + b"\n")
+        file.flush()
+        os.fsync(file.fileno())
+        return True
+
+
+def _same_line(existing: bytes, line: dict[str, Any], same: tuple[str, ...]) -> bool:
+    # A line lacking one of the values is not the same: skipped without parsing it.
+    if any(isinstance(line[f], str) and line[f].encode() not in existing for f in same):
+        return False
+    recorded = json_or_none(existing)
+    return isinstance(recorded, dict) and all(recorded.get(f) == line[f] for f in same)
+
+
+@contextmanager
+def _exclusive(*target: str) -> Iterator[None]:
+    """Hold a target's lock (a file's, so across threads and processes) while a step checks and
+    changes it: a retry can start while a lapsed attempt's thread still runs; it waits here."""
+    path = no_links(lock_path(".".join(target)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666), "wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _report(deployment: Deployment, step: str, done: str = "", changed: bool = True) -> bool:
@@ -677,76 +559,6 @@ def _report(deployment: Deployment, step: str, done: str = "", changed: bool = T
     return changed
 
 
-_SAME_CHANGE = ("release_key", "run_id", "env", "component", "version", "step")
-
-
-def _append_ledger(line: dict[str, Any]) -> None:
-    """Append one change to the ledger, unless this release run already recorded it.
-
-    Raises:
-        ReleaseError: the ledger is a symbolic link or lies in a linked folder.
-    """
-    _append_once(ledger_path(), line, _SAME_CHANGE)
-
-
-def _append_once(path: Path, line: dict[str, Any], same: tuple[str, ...]) -> bool:
-    """Append line to the JSON-lines file path unless a line with the same values of the fields
-    same is there already; return whether it appended.
-
-    The file is append-only, so it is not rewritten through a temp file: each line goes in with
-    a single write under an exclusive lock, which concurrent steps (threads or worker processes)
-    cannot interleave. A last line that a crash cut short (a torn write) stays, and readers skip
-    it.
-
-    Raises:
-        ReleaseError: path is a symbolic link or lies in a linked folder.
-    """
-    path = no_links(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
-    with open(os.open(path, flags, 0o666), "r+b") as ledger:
-        fcntl.flock(ledger, fcntl.LOCK_EX)
-        last = b"\n"
-        for existing in ledger:
-            last = existing
-            if _same_line(existing, line, same):
-                return False
-        # After a torn last line, this one starts a line of its own instead of joining it.
-        start = b"" if last.endswith(b"\n") else b"\n"
-        ledger.write(start + json.dumps(line).encode() + b"\n")
-        ledger.flush()
-        os.fsync(ledger.fileno())
-        return True
-
-
-def _same_line(existing: bytes, line: dict[str, Any], same: tuple[str, ...]) -> bool:
-    """Whether the line existing has the same values as line in the fields same."""
-    # A line without those values is not the same: skip it without parsing it (a release of
-    # many components makes many lines).
-    if any(isinstance(line[f], str) and line[f].encode() not in existing for f in same):
-        return False
-    recorded = json_or_none(existing)
-    return isinstance(recorded, dict) and all(recorded.get(field) == line[field] for field in same)
-
-
-@contextmanager
-def _exclusive(*target: str) -> Iterator[None]:
-    """Hold a target's lock while a step checks it and changes it.
-
-    Two attempts of the same step can overlap: a retry starts when the first attempt's heartbeat
-    lapses, while the first one's thread may still be running. The second waits here, then finds
-    the change made. The lock is the file's, so it holds across threads and worker processes.
-
-    Raises:
-        ReleaseError: the lock file is a symbolic link or lies in a linked folder.
-    """
-    path = no_links(lock_path(".".join(target)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666), "wb") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def _inject(injector: Callable[[], bool], when: str) -> None:
     if injector():
         raise InjectedFailure(f"Simulated failure {when}")
@@ -755,65 +567,45 @@ def _inject(injector: Callable[[], bool], when: str) -> None:
 # --- Reading what the files hold --------------------------------------------------------------
 
 
+def _artifacts_in(folder: Path) -> list[tuple[str, str]]:
+    """The (component, version) of each artifact file in folder, in file name order."""
+    names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+    return [(m["component"], m["version"]) for m in map(_ARTIFACT_FILE.match, names) if m]
+
+
 def held_versions(env: Environment, component: str) -> list[str]:
     """The versions of one component that an environment holds (normally zero or one)."""
-    folder = environment_dir(env)
-    if not folder.is_dir():
-        return []
-    found = (_ARTIFACT_FILE.match(path.name) for path in folder.iterdir())
-    return sorted(m["version"] for m in found if m and m["component"] == component)
+    return sorted(v for c, v in _artifacts_in(environment_dir(env)) if c == component)
 
 
 def environment_state() -> dict[Environment, dict[str, str]]:
-    """What every environment holds: {env: {component: version}}, read from the files.
-
-    A component held at more than one version (which a finished release never leaves) shows
-    its versions joined with "+".
-    """
+    """What every environment holds, {env: {component: version}}; versions joined with "+" if
+    it holds several (a finished release never leaves that)."""
     state: dict[Environment, dict[str, str]] = {}
     for env in ENVIRONMENT_ORDER:
-        folder = environment_dir(env)
-        names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
         held: dict[str, list[str]] = {}
-        for match in filter(None, map(_ARTIFACT_FILE.match, names)):
-            held.setdefault(match["component"], []).append(match["version"])
+        for component, version in _artifacts_in(environment_dir(env)):
+            held.setdefault(component, []).append(version)
         state[env] = {component: "+".join(versions) for component, versions in held.items()}
     return state
 
 
 def previous_version(env: Environment, component: str) -> str | None:
-    """The version of component that the last deploy to env replaced, if any."""
-    folder = previous_dir(env)
-    names = [path.name for path in folder.iterdir()] if folder.is_dir() else []
-    matches = filter(None, map(_ARTIFACT_FILE.match, names))
-    return _last_kept(component, [m["version"] for m in matches if m["component"] == component])
-
-
-def _last_kept(component: str, versions: list[str]) -> str | None:
-    """Of the versions a deploy moved aside (normally one), the one a rollback puts back: the
-    last by file name."""
-    return max(versions, key=lambda version: f"{component}-{version}.txt", default=None)
+    """The version of component that the last deploy to env replaced (the last by file name)."""
+    kept = [v for c, v in _artifacts_in(previous_dir(env)) if c == component]
+    return kept[-1] if kept else None
 
 
 def read_ledger() -> list[dict[str, Any]]:
-    """Every change in the ledger, oldest first.
-
-    A line that is not a JSON object is skipped, with a logged warning naming it: a write torn
-    by a crash (it stands for no change: a change's line is written before the change is made,
-    see _commit) or a hand edit. A warning, not an error: the other lines are still the changes.
-
-    Raises:
-        ReleaseError: the ledger is a symbolic link or lies in a linked folder.
-    """
+    """Every change in the ledger, oldest first. A line that is not a JSON object (a write torn
+    by a crash, which stands for no change, or a hand edit) is skipped with a warning."""
     changes, skipped = [], []
     lines = (read_bytes(ledger_path()) or b"").split(b"\n")
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
         change = json_or_none(line)
         if isinstance(change, dict):
             changes.append(change)
-        else:
+        elif line.strip():
             skipped.append(str(number))
     if skipped:
         _log.warning(
@@ -837,26 +629,21 @@ def _artifact_content(component: str, version: str) -> str:
 
 
 def built_digest(component: str, version: str) -> str:
-    """The SHA-256 of what the build makes of a component version. Builds are reproducible, so
-    every genuine copy of it, in artifactory or in any environment, has this digest."""
+    """The SHA-256 of what the build of a component version makes: every genuine copy's."""
     return sha256(_artifact_content(component, version))
 
 
-def _check_provenance(path: Path, content: str | None, component: str, version: str) -> None:
-    """Refuse a copy of an artifact that is not byte for byte what its build makes.
+def _digest(path: Path) -> str | None:
+    content = read_text(path)
+    return None if content is None else sha256(content)
 
-    Raises:
-        ReleaseError: the copy differs (it was changed after it was built, or the catalog's
-            repository or team of the component changed since); the message names the file.
-    """
-    if content is None or sha256(content) == built_digest(component, version):
+
+def _check_provenance(path: Path, digest: str | None, component: str, version: str) -> None:
+    """Refuse (ReleaseError) a copy of an artifact that is not byte for byte what its build
+    makes; digest: the copy's SHA-256 (None: no copy, nothing to refuse)."""
+    if digest is None or digest == built_digest(component, version):
         return
-    raise ReleaseError(_not_built(path, component, version))
-
-
-def _not_built(path: Path, component: str, version: str) -> str:
-    """Why a copy that is not what its build made is not promoted."""
-    return (
+    raise ReleaseError(
         f"{where(path)} is not what the build of {component} {version} makes: "
         f"it was changed after it was built (or the catalog's entry for {component} changed "
         f"since), so it is not promoted. Run a release that starts in DEV with {component} "
