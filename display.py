@@ -70,7 +70,7 @@ def progress_view(progress: ReleaseProgress, width: int) -> Group:
     key = progress.release_key
     below: list[RenderableType] = [_grid(progress, width - INDENT)] if progress.components else []
     below += [
-        Text(shown(f"{env.value} {component}: {_cell_text(cell)}"), style="yellow")
+        Text(shown(f"{env.value} {component}: {_cell_summary(cell, full=True)}"), style="yellow")
         for env, row in progress.cells.items()
         for component, cell in row.items()
         if cell.state is CellState.RETRYING
@@ -125,7 +125,7 @@ class ProgressLog:
 
     def show(self, progress: ReleaseProgress) -> None:
         now = {"status": progress.status} | {
-            f"{env.value} {component}": _cell_text(cell)
+            f"{env.value} {component}": _cell_summary(cell, full=True)
             for env, row in progress.cells.items()
             for component, cell in row.items()
         }
@@ -165,22 +165,16 @@ def _cut(text: str, style: str = "") -> Text:
     return Text(shown(text), style=style, no_wrap=True, overflow="ellipsis")
 
 
-def _cell_summary(cell: Cell) -> str:
-    """What a deploy is doing, in a grid cell (the error of a retried step goes below it)."""
+def _cell_summary(cell: Cell, full: bool = False) -> str:
+    """What a deploy is doing; full: with a retried step's error (in the grid, it goes below)."""
     if cell.state is CellState.RUNNING:
         return f"{cell.activity or 'deploying'}..."
     if cell.state is CellState.RETRYING:
-        return f"{cell.activity}, attempt {cell.attempt} failed"
+        failed = f"{cell.activity}, attempt {cell.attempt} failed"
+        return f"{failed}: {cell.error}" if full else failed
     if cell.state is CellState.FAILED:
         return f"failed: {cell.error}"
     return cell.state.value
-
-
-def _cell_text(cell: Cell) -> str:
-    """What a deploy is doing, with the error of a retried step in full."""
-    if cell.state is CellState.RETRYING:
-        return f"{_cell_summary(cell)}: {cell.error}"
-    return _cell_summary(cell)
 
 
 # --- The catalog, the environments and the history ----------------------------------------------
@@ -200,15 +194,11 @@ def format_catalog(width: int | None = None) -> str:
             invalid.append(f"{key} is invalid: {err}")
             continue
         versions = [release.versions.get(component, "-") for component in components]
-        rows.append([key, *versions, _route(release.environments), str(release.release_date)])
+        first, last = release.environments[0].value, release.environments[-1].value
+        route = first if first == last else f"{first} to {last}"  # it cannot skip one between
+        rows.append([key, *versions, route, str(release.release_date)])
     header = ["RELEASE", *components, "ENVIRONMENTS", "DATE"]
     return _table_text(header, rows, width, give_way=["DATE"], notes=invalid)
-
-
-def _route(environments: list[Environment]) -> str:
-    """ "DEV to PROD": a release cannot skip an environment between."""
-    first, last = environments[0].value, environments[-1].value
-    return first if first == last else f"{first} to {last}"
 
 
 def format_environments(width: int | None = None) -> str:

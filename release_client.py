@@ -69,6 +69,7 @@ CANNOT_REPLAY = (
 ReleaseHandle: TypeAlias = WorkflowHandle[ReleaseWorkflow, ReleaseResult]
 T = TypeVar("T")
 ArgT = TypeVar("ArgT")  # an Update's input
+ReleaseUpdate: TypeAlias = UpdateMethodMultiParam[[ReleaseWorkflow, ArgT], str]
 
 
 class StarterError(Exception):
@@ -368,12 +369,7 @@ async def decide(client: Client, key: str, gate: Environment, by: str, reason: s
     return await send_update(client, key, ReleaseWorkflow.reject, reject)
 
 
-async def send_update(
-    client: Client,
-    key: str,
-    update: UpdateMethodMultiParam[[ReleaseWorkflow, ArgT], str],
-    request: ArgT,
-) -> str:
+async def send_update(client: Client, key: str, update: ReleaseUpdate[ArgT], request: ArgT) -> str:
     """Send release key an Update and return its answer, once a worker has answered a query (an
     Update no worker takes would wait unseen). A worker that cannot replay the release gets it all
     the same: the server holds it for one that can, unless the workflow task keeps failing."""
