@@ -1,10 +1,6 @@
-"""What the starter shows: a release's progress (a grid redrawn in place on a terminal, plain
-lines in a log), the catalog, what the environments hold and the latest release runs.
-
-No Temporal here: run_workflow.py asks the server and hands its answers to these. Every text
-goes through shared.shown, so what a person, the server or a file says cannot redraw the screen
-or forge a line; rich draws the tables, and rich.text.Text keeps its markup out of them.
-"""
+"""What the starter shows (no Temporal here): a release's progress, the catalog, the environments,
+the history and the trains; and text fitted to a terminal. Every text goes through shared.shown,
+so nothing said can redraw the screen or forge a line; rich.text.Text keeps rich's markup out."""
 
 import argparse
 import io
@@ -58,60 +54,52 @@ STATE_STYLES = {
     CellState.CANCELLED: "dim",
     CellState.NOT_REACHED: "dim",
 }
-# The width --status prints the grid at when its output is not a terminal.
-STATUS_WIDTH = 100
+STATUS_WIDTH = 100  # the width of --status's grid when its output is not a terminal
+UNBOUNDED = 10_000  # wider than any row of a table: a row is not wrapped
+INDENT = 2  # how far the grid and the lines under a title are indented
+# The states of a deploy at work, whose cells say what it does (and may be long).
+AT_WORK = (CellState.RUNNING, CellState.RETRYING, CellState.FAILED)
 
 
 # --- A release's progress -----------------------------------------------------------------------
 
 
 def progress_view(progress: ReleaseProgress, width: int) -> Group:
-    """The release's status; its component x environment grid, width columns at most; the latest
-    error of each step being retried, in full; and while a gate is open, the command that
-    approves it."""
-    parts: list[RenderableType] = [Text(shown(f"{progress.release_key}: {progress.status}"))]
-    if progress.components:
-        parts.append(_indented(_grid(progress, width - INDENT)))
-    parts += [
-        _indented(Text(shown(f"{env.value} {component}: {_cell_text(cell)}"), style="yellow"))
+    """The release's status; its grid, at most width columns; the error of each step being
+    retried, in full; and the command that approves an open gate, or ends a soak."""
+    key = progress.release_key
+    below: list[RenderableType] = [_grid(progress, width - INDENT)] if progress.components else []
+    below += [
+        Text(shown(f"{env.value} {component}: {_cell_summary(cell, full=True)}"), style="yellow")
         for env, row in progress.cells.items()
         for component, cell in row.items()
         if cell.state is CellState.RETRYING
     ]
     if progress.gate is not None:
-        approve = approve_command(progress.release_key, progress.gate)
-        parts += [
-            _indented(Text("To approve, type this (or --reject it, with --reason TEXT):")),
-            _indented(Text(shown(approve), style="bold")),
-        ]
+        below.append(Text("To approve, type this (or --reject it, with --reason TEXT):"))
+        below.append(Text(shown(approve_command(key, progress.gate)), style="bold"))
         if progress.gate_expires:
             left = _seconds_left(progress.gate_expires)
-            parts.append(_indented(Text(f"The gate expires in {left} s: then REJECTED.")))
+            below.append(Text(f"The gate expires in {left} s: then REJECTED."))
     if progress.soak is not None:
-        left = _seconds_left(progress.soak.ends)
-        env, skip = progress.soak.environment.value, skip_soak_command(progress.release_key)
-        parts += [
-            _indented(Text(f"{env} soaks for {left} s more. To end the soak now, type:")),
-            _indented(Text(shown(skip), style="bold")),
-        ]
-    return Group(*parts)
+        env, left = progress.soak.environment.value, _seconds_left(progress.soak.ends)
+        below.append(Text(f"{env} soaks for {left} s more. To end the soak now, type:"))
+        below.append(Text(shown(skip_soak_command(key)), style="bold"))
+    return Group(Text(shown(f"{key}: {progress.status}")), *map(_indented, below))
 
 
 def _seconds_left(until: str) -> int:
-    """Whole seconds from now until an ISO 8601 time (0 once it has passed)."""
     return max(0, math.ceil((datetime.fromisoformat(until) - datetime.now(UTC)).total_seconds()))
 
 
 def format_progress(progress: ReleaseProgress, width: int | None = None) -> list[str]:
-    """The progress view as plain lines of at most width columns (by default the terminal's,
-    or STATUS_WIDTH when the output is not a terminal)."""
+    """The progress view as plain lines, at most width columns (by default the terminal's)."""
     width = width or terminal_width() or STATUS_WIDTH
     return _plain(progress_view(progress, width), width)
 
 
 class LiveGrid:
-    """The progress view redrawn in place at the terminal's width; lines printed meanwhile go
-    above it."""
+    """The progress view redrawn in place; lines printed meanwhile go above it."""
 
     def __init__(self) -> None:
         self._live = Live(console=Console(), auto_refresh=False)
@@ -122,8 +110,7 @@ class LiveGrid:
         self._live.start(refresh=True)  # draws the first grid; does nothing after that
 
     def close(self, last: ReleaseProgress | None) -> None:
-        """Draw the grid a last time (as last says, when known) and leave it on screen, above
-        what is printed next."""
+        """Draw the grid a last time (as last says, if known) and leave it on screen."""
         if last is not None:
             self._live.update(progress_view(last, self._live.console.width))
             self._live.start()
@@ -131,15 +118,14 @@ class LiveGrid:
 
 
 class ProgressLog:
-    """The progress as plain lines, one per change, each error in full: for a log, not a
-    screen."""
+    """The progress as plain lines, one per change, each error in full: for a log."""
 
     def __init__(self) -> None:
         self._seen: dict[str, str] = {}
 
     def show(self, progress: ReleaseProgress) -> None:
         now = {"status": progress.status} | {
-            f"{env.value} {component}": _cell_text(cell)
+            f"{env.value} {component}": _cell_summary(cell, full=True)
             for env, row in progress.cells.items()
             for component, cell in row.items()
         }
@@ -151,11 +137,9 @@ class ProgressLog:
 
 
 def _grid(progress: ReleaseProgress, width: int) -> Table:
-    """One row per component, one column per environment. The components' names are kept
-    whole. Wider than width, the columns of the environments at work (a cell running, retried
-    or failed) share what the others leave, equally, whatever their cells say, so they do not
-    jump from one refresh to the next; their cells are cut with an ellipsis, never wrapped
-    (rich shrinks only the columns it may wrap, so no_wrap is set on each cell instead)."""
+    """A row per component, a column per environment. Wider than width, the columns at work share
+    what the others leave, equally, so they do not jump between refreshes; their cells are cut,
+    never wrapped (rich shrinks only columns it may wrap, so no_wrap is set on each cell)."""
     envs = progress.environments
     cells = {c: [progress.cells[env][c] for env in envs] for c in progress.components}
     header = ["COMPONENT", *(env.value for env in envs)]
@@ -177,38 +161,28 @@ def _grid(progress: ReleaseProgress, width: int) -> Table:
     return table
 
 
-# The states of a deploy at work, whose cells say what it does (and may be long).
-AT_WORK = (CellState.RUNNING, CellState.RETRYING, CellState.FAILED)
-
-
 def _cut(text: str, style: str = "") -> Text:
     return Text(shown(text), style=style, no_wrap=True, overflow="ellipsis")
 
 
-def _cell_summary(cell: Cell) -> str:
-    """What a deploy is doing, in a grid cell (the error of a retried step goes below it)."""
+def _cell_summary(cell: Cell, full: bool = False) -> str:
+    """What a deploy is doing; full: with a retried step's error (in the grid, it goes below)."""
     if cell.state is CellState.RUNNING:
         return f"{cell.activity or 'deploying'}..."
     if cell.state is CellState.RETRYING:
-        return f"{cell.activity}, attempt {cell.attempt} failed"
+        failed = f"{cell.activity}, attempt {cell.attempt} failed"
+        return f"{failed}: {cell.error}" if full else failed
     if cell.state is CellState.FAILED:
         return f"failed: {cell.error}"
     return cell.state.value
-
-
-def _cell_text(cell: Cell) -> str:
-    """What a deploy is doing, with the error of a retried step in full."""
-    if cell.state is CellState.RETRYING:
-        return f"{_cell_summary(cell)}: {cell.error}"
-    return _cell_summary(cell)
 
 
 # --- The catalog, the environments and the history ----------------------------------------------
 
 
 def format_catalog(width: int | None = None) -> str:
-    """The catalog's releases, one row each, in catalog order, with the version of each component
-    they promote (width: as _table_text's); an invalid release is named below the table."""
+    """The catalog's releases, each with the version of each component it promotes; an invalid
+    one is named below the table."""
     catalog = load_catalog()  # read and validated once, not once a release
     components = list(catalog.components)
     rows, invalid = [], []
@@ -220,48 +194,37 @@ def format_catalog(width: int | None = None) -> str:
             invalid.append(f"{key} is invalid: {err}")
             continue
         versions = [release.versions.get(component, "-") for component in components]
-        rows.append([key, *versions, _route(release.environments), str(release.release_date)])
+        first, last = release.environments[0].value, release.environments[-1].value
+        route = first if first == last else f"{first} to {last}"  # it cannot skip one between
+        rows.append([key, *versions, route, str(release.release_date)])
     header = ["RELEASE", *components, "ENVIRONMENTS", "DATE"]
     return _table_text(header, rows, width, give_way=["DATE"], notes=invalid)
 
 
-def _route(environments: list[Environment]) -> str:
-    """A release's environments, first to last ("DEV to PROD"): it cannot skip one between."""
-    first, last = environments[0].value, environments[-1].value
-    return first if first == last else f"{first} to {last}"
-
-
 def format_environments(width: int | None = None) -> str:
-    """Which version of each component each environment holds, as a small table (width: as
-    format_table's)."""
+    """Which version of each component each environment holds, as a small table."""
     state = release_management.environment_state()
     components = list(load_catalog().components)
-    # Environments with a worker of their own whose files are not here, but in that worker's
-    # root: as the latest release records here say they were left ("?": none says).
+    # Environments whose files are in their own worker's root: as the records here say ("?": none).
     own = [e for e in own_workers() if not files.environment_dir(e).is_dir()]
     recorded = records.recorded_state(own)
-    rows = [
-        [
-            env.value,
-            *(
-                recorded[env].get(c, "?") if env in own else state[env].get(c, "-")
-                for c in components
-            ),
-        ]
-        for env in ENVIRONMENT_ORDER
-    ]
+    rows = []
+    for env in ENVIRONMENT_ORDER:
+        held, none = (recorded[env], "?") if env in own else (state[env], "-")
+        rows.append([env.value, *(held.get(component, none) for component in components)])
     view = Group(Text("Environments now hold:"), _indented(_table(["ENV", *components], rows)))
+    lines = _plain(view, width or terminal_width() or UNBOUNDED)
     away = ", ".join(env.value for env in own)
     note = [f"({away}: as the release records say; their own workers hold the files.)"]
-    return "\n".join(_plain(view, _table_width(width)) + (note if own else []))
+    return "\n".join(lines + (note if own else []))
 
 
 def format_history(limit: int = 20, width: int | None = None) -> str:
-    """The latest limit release runs, newest first (width: as _table_text's)."""
+    """The latest limit release runs, newest first."""
     latest = records.release_history(limit + 1)
     if not latest:
         return "No release has finished yet."
-    short = _fits_a_terminal(width)
+    short = (width or terminal_width()) is not None
     rows = [_history_row(record, short) for record in latest[:limit]]
     header = ["RELEASE", "FINISHED", "RESULT", "DECISIONS", "STARTED"]
     older = [f"Older runs: --limit {2 * limit} shows more."] if len(latest) > limit else []
@@ -287,7 +250,7 @@ def _history_row(record: dict[str, Any], short: bool) -> list[str]:
 
 
 def _recorded_time(text: str, short: bool) -> str:
-    """A time a record holds (ISO 8601; UTC if it names no zone), as a table shows it."""
+    """A time a record holds (ISO 8601; UTC if it names no zone)."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -296,8 +259,7 @@ def _recorded_time(text: str, short: bool) -> str:
 
 
 def table_time(moment: datetime, short: bool) -> str:
-    """A time in a table: in full, or (short, for a terminal) the time of day if it is today in
-    UTC, else the day and the minute."""
+    """A time in full, or (short, for a terminal) the time of day if today, else to the minute."""
     moment = moment.astimezone(UTC)
     if not short:
         return time_words(moment)
@@ -313,11 +275,9 @@ def _table_text(
     give_way: list[str] | None = None,
     notes: list[str] | None = None,
 ) -> str:
-    """A table with a header, a row to a line, and notes below it. Fitted to width (by default
-    the terminal's): while it is too wide, the columns named in give_way are left out, in that
-    order; then the widest cells but the first column's (a key, to be read and copied) are cut
-    with an ellipsis, and a last line says how to see them whole. When the output is not a
-    terminal, every column in full, for a log or grep."""
+    """A table and notes below it, fitted to width (by default the terminal's): the columns in
+    give_way are left out, in turn, while it is too wide; then cells but the first column's (a key
+    to copy) are cut, and a line says so. Not for a terminal: every column in full, for grep."""
     fit = width or terminal_width()
     if fit is None:
         return "\n".join([*_plain(_table(header, rows), UNBOUNDED), *map(shown, notes or [])])
@@ -330,7 +290,7 @@ def _table_text(
     lines = _plain(_table(header, rows, cut=True), fit)
     if _natural_width(header, rows, with_header=False) > fit:  # not only a title is cut
         lines.append("(Cut to fit the terminal: add | cat to the command to see every cell whole.)")
-    return "\n".join(lines + [_cut_line(note, fit) for note in notes or []])
+    return "\n".join(lines + [_plain(_cut(note), fit)[0] for note in notes or []])
 
 
 def _natural_width(header: list[str], rows: list[list[str]], with_header: bool = True) -> int:
@@ -341,18 +301,8 @@ def _natural_width(header: list[str], rows: list[list[str]], with_header: bool =
     )
 
 
-def _cut_line(text: str, width: int) -> str:
-    return _plain(_cut(text), width)[0]
-
-
-def _fits_a_terminal(width: int | None) -> bool:
-    """Whether a table is fitted to a width (given, or the terminal's): its times are short."""
-    return (width or terminal_width()) is not None
-
-
 def _table(header: list[str], rows: list[list[str]], cut: bool = False) -> Table:
-    """rows under header. The first column names the row (a release key, an environment): it
-    is kept whole. cut: the other columns may be cut with an ellipsis, else folded."""
+    """rows under header; the first column (a key) whole, the others cut (if cut) or folded."""
     table = Table(box=None, pad_edge=False)
     table.add_column(Text(shown(header[0])), no_wrap=True)
     for title in header[1:]:
@@ -369,14 +319,13 @@ def format_deploys(
     width: int | None = None,
     more: bool = False,
 ) -> str:
-    """The deploys the server found to env and/or of component, newest first (width: as
-    _table_text's); more: there are older ones too."""
+    """The deploys the server found to env and/or of component, newest first; more: older too."""
     asked = " ".join(
         ([f"of {component}"] if component else []) + ([f"to {env.value}"] if env else [])
     )
     if not deploys:
         return f"No deploy {asked} on this server."
-    short = _fits_a_terminal(width)
+    short = (width or terminal_width()) is not None
     rows = [
         [
             d.release_key,
@@ -398,12 +347,8 @@ def format_deploys(
 
 # --- Release trains ------------------------------------------------------------------------------
 
-# When a train runs: every interval, or once at a time.
-When: TypeAlias = timedelta | datetime
-
-
-# How long after its time a one-shot train without a run is missed: its run would have started
-# by then (trains.CATCHUP, the most a run may start late, is as long).
+When: TypeAlias = timedelta | datetime  # when a train runs: every interval, or once at a time
+# A one-shot train with no run this long after its time missed it (trains.CATCHUP is as long).
 MISSED_AFTER = timedelta(minutes=1)
 
 
@@ -420,20 +365,18 @@ class Train:
     in_catalog: bool = True  # False: its release was removed from the catalog since
 
     def missed(self) -> bool:
-        """A one-shot train whose time went by, a minute ago or more, without a run: the server
-        was down then, for longer than the catch-up window (trains.CATCHUP), and will not run it
-        late (though it may still list that time among its next runs)."""
+        """A one-shot train with no run, its time long gone: the server was down then, longer than
+        trains.CATCHUP, and will not run it (though it may list that time among its next runs)."""
         if not isinstance(self.when, datetime) or self.last_run is not None:
             return False
         return self.when + MISSED_AFTER < datetime.now(UTC)
 
 
 def format_trains(trains: list[Train], width: int | None = None) -> str:
-    """The release trains, one row each (width: as _table_text's), and a line for each train
-    that will not run its release as it stands."""
+    """The release trains, and a line for each that will not run its release as it stands."""
     if not trains:
         return "No release train: python run_workflow.py --schedule KEY --every 1d makes one."
-    short = _fits_a_terminal(width)
+    short = (width or terminal_width()) is not None
     rows = [
         [
             train.schedule_id,
@@ -471,7 +414,6 @@ def _next_run_words(train: Train, short: bool) -> str:
 
 
 def _last_run_words(train: Train, short: bool) -> str:
-    """When the train's latest run started and how it ended, and how many runs it skipped."""
     skipped = f" ({train.skipped} skipped)" if train.skipped else ""
     if train.last_run is None:
         return f"-{skipped}"
@@ -486,13 +428,10 @@ def when_words(when: When | None) -> str:
     if when is None:
         return "?"
     seconds = int(when.total_seconds())
-    unit, size = next((unit, size) for unit, size in TIME_UNITS if seconds % size == 0)
+    units = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+    unit, size = next((unit, size) for unit, size in units if seconds % size == 0)
     count = seconds // size
     return f"every {count} {unit}{'s' if count != 1 else ''}"
-
-
-# The units an interval is worded in, largest first, with their length in seconds.
-TIME_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 
 
 def time_words(moment: datetime) -> str:
@@ -501,18 +440,16 @@ def time_words(moment: datetime) -> str:
 
 # --- The worker's log on a terminal -------------------------------------------------------------
 
-# A line of the worker's log about a release starts with its key: "KEY DEV frontend: ..." (a
-# step's), "KEY: ..." (the release's). Only a key has a dash; an environment's name has none.
+# A log line about a release starts with its key: "KEY DEV frontend: ..." (a step's), "KEY: ..."
+# (the release's). Only a key has a dash; an environment's name has none.
 ABOUT_A_RELEASE = re.compile(rf"(?P<key>{RELEASE_KEY_PATTERN})(?::? )(?P<rest>.*)", re.DOTALL)
-# Under the time: where a wrapped line's next lines start.
-LOG_INDENT = " " * len("13:21:16 ")
+LOG_INDENT = " " * len("13:21:16 ")  # under the time: where a wrapped line's next lines start
 
 
 class TerminalLog(logging.Formatter):
-    """The worker's log on a terminal as wide as width() says: the key of the release a line is
-    about (long, and the same for most lines in a row) on a line of its own when it changes,
-    then the lines without it; a line still too wide wrapped between words, under its text. (In
-    a file or a pipe the worker logs a line as it is, key and all, for grep.)"""
+    """The worker's log on a terminal width() wide: the release key a line is about (long, and the
+    same for many lines) on a line of its own when it changes, then the lines without it, wrapped
+    between words. (In a file or a pipe the worker logs each line whole, key and all, for grep.)"""
 
     def __init__(self, width: Callable[[], int]) -> None:
         super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -540,12 +477,11 @@ class TerminalLog(logging.Formatter):
         return "\n".join(lines).replace("\u00a0", " ")
 
 
-# --- Drawing ------------------------------------------------------------------------------------
+# --- Text fitted to a terminal -------------------------------------------------------------------
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, saying a mistake in one line (wrapped between words on a terminal) instead of
-    the usage followed by the mistake."""
+    """argparse, saying a mistake in one line instead of the usage and the mistake."""
 
     def error(self, message: str) -> NoReturn:
         line = f"{self.prog}: {message} (see {self.prog} --help)"
@@ -553,17 +489,15 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def fitted(text: str, stream: TextIO | None = None) -> str:
-    """text, each line wrapped between words to the width of the terminal that stream (stdout
-    by default) is, if it is one; a line for a log or grep otherwise. A word longer than the
-    line (a link, a path) is kept whole."""
+    """text wrapped between words to the terminal's width if stream (stdout) is one, else as it
+    is (a line for grep). A word longer than the line (a link, a path) is kept whole."""
     if not (stream or sys.stdout).isatty():
         return text
     return wrapped(text, shutil.get_terminal_size().columns)
 
 
-# What wrapping keeps on one line (textwrap breaks at ASCII whitespace only, so no-break spaces
-# hold it together): a version change, "(1.1 -> 1.0)", and a command a person copies and pastes
-# (a command broken over lines would run as several), which may then overflow the line.
+# What wrapping keeps on a line (no-break spaces hold it, as textwrap breaks at ASCII whitespace):
+# a version change, "(1.1 -> 1.0)", and a command to copy (broken, it would run as several).
 KEPT_TOGETHER = (" -> ", "\u00a0->\u00a0")
 COMMAND = re.compile(
     r"\b(?:python3? [\w./-]+\.py(?: [A-Z0-9][A-Z0-9-]*)*"  # a script, and release keys or ENVs
@@ -573,14 +507,13 @@ COMMAND = re.compile(
 
 
 def kept_whole(text: str) -> str:
-    """text with the spaces of what must stay on one line made no-break (see KEPT_TOGETHER)."""
+    """text with the spaces of what stays on one line made no-break."""
     text = text.replace(*KEPT_TOGETHER)
     return COMMAND.sub(lambda found: found[0].replace(" ", "\u00a0"), text)
 
 
 def wrapped(text: str, width: int) -> str:
-    """text, each line wrapped between words to width columns, under its own indentation (see
-    fitted)."""
+    """text, each line wrapped between words to width columns, under its own indentation."""
     lines = [_wrapped_line(line, width) for line in kept_whole(text).splitlines()]
     return "\n".join(lines).replace("\u00a0", " ")
 
@@ -604,25 +537,11 @@ def terminal_width() -> int | None:
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
-def _table_width(width: int | None) -> int:
-    """The width to draw a table at: width, the terminal's, or else one that holds any row."""
-    return width or terminal_width() or UNBOUNDED
-
-
-# Wider than any row of the catalog, the environments or the history: a row is not wrapped.
-UNBOUNDED = 10_000
-
-
-# How far the grid and the lines under a table's title are indented.
-INDENT = 2
-
-
 def _indented(renderable: RenderableType) -> Padding:
     return Padding(renderable, (0, 0, 0, INDENT), expand=False)
 
 
 def _plain(renderable: RenderableType, width: int) -> list[str]:
-    """renderable as plain lines (no colours) of at most width columns."""
     text = io.StringIO()
     Console(file=text, width=width, color_system=None).print(renderable)
     return [line.rstrip() for line in text.getvalue().splitlines()]
