@@ -81,7 +81,7 @@ class OutageReporter(logging.Filter):
         if entry is None:
             return True  # not the core's: the reporter's own lines
         if found := _NONDETERMINISM.search(str(entry.fields.get("failure", ""))):
-            return self._first_of_stuck(record, entry.message, entry.fields.get("run_id"), found[1])
+            return self._first_of_stuck(record, entry, found[1])
         if _OUTAGE.search(f"{entry.message} {entry.fields.get('error', '')}"):
             return self._first_of_outage(record)
         if record.levelno < logging.ERROR and (self._lost or time.time() < self._settled_at):
@@ -101,12 +101,11 @@ class OutageReporter(logging.Filter):
         self._soon(self._until_back)
         return _say(record, "Lost the connection to Temporal at %s; retrying.", self._at)
 
-    def _first_of_stuck(
-        self, record: logging.LogRecord, failing: str, run_id: object, error: str
-    ) -> bool:
+    def _first_of_stuck(self, record: logging.LogRecord, entry: Any, error: str) -> bool:
         """Once per workflow run, or per query failure; a run is told by its workflow ID once
         the server has said it (_tell_stuck)."""
-        task = failing.startswith("Failing workflow task")
+        task = entry.message.startswith("Failing workflow task")
+        run_id = entry.fields.get("run_id")
         key = f"run {run_id}" if task and run_id else error
         with self._lock:
             if key in self._told:
@@ -122,7 +121,8 @@ class OutageReporter(logging.Filter):
         assert self._client is not None
         name = f"The workflow of run {run_id}"
         with suppress(RPCError):
-            query, timeout = f"RunId = '{run_id}'", timedelta(seconds=2)
+            query = f"RunId = '{run_id}'"
+            timeout = timedelta(seconds=2)
             async for found in self._client.list_workflows(query, limit=1, rpc_timeout=timeout):
                 name = found.id
         CONNECTION_LOG.warning(STUCK, shown(name), shown(error))
