@@ -52,11 +52,11 @@ STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=200)
 ATTRIBUTES_CHECK_SECONDS = 5.0
 # The SDK sends an activity's heartbeats at most this often: half of the heartbeat timeout.
 HEARTBEAT_THROTTLE = timedelta(milliseconds=500)
-# How every worker runs steps, the orchestrator's and an environment's: more at once would let
-# their heartbeats lapse before they start (the rest wait at the server, Scheduled).
+# How every worker runs steps, the orchestrator's and an environment's.
 STEP_SETTINGS: dict[str, Any] = {
     "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
     "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+    # More at once would let their heartbeats lapse before they start; the rest wait, Scheduled.
     "max_concurrent_activities": MAX_CONCURRENT_ACTIVITIES,
 }
 
