@@ -1,24 +1,14 @@
-"""Activities: each one step of release_management, driven by Temporal.
-
-One generic wrapper (_run) makes every step an activity: it paces the step (DEMO_STEP_SECONDS)
-while heartbeating, runs it on a thread, and sorts its errors, once, so no workflow has to list
-them (the steps log what they did; the wrapper logs retries and refusals):
-- bad input (ReleaseError) is non-retryable: the release fails at once with its message;
-- injected failures, missing sources and failed verifications are retried by Temporal;
-- anything else is a bug: Temporal retries it until a fixed worker takes over.
-"""
+"""Activities: each runs one release_management step for Temporal, through _run: paced, while it
+heartbeats, on a thread, its errors sorted once (_as_temporal_error) so no workflow lists them."""
 
 import asyncio
-import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from temporalio import activity
-from temporalio.client import (
-    WorkflowHistoryEventFilterType,
-)
+from temporalio.client import WorkflowHistoryEventFilterType
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 import files
@@ -31,13 +21,7 @@ from lookups import (
     release_run_now,
     wait_until_closed,
 )
-from release_management import (
-    InjectedFailure,
-    ReleaseError,
-    SourceMissing,
-    Unhealthy,
-    VerificationError,
-)
+from release_management import InjectedFailure, SourceMissing, Unhealthy, VerificationError
 from shared import (
     MAX_NAME_LENGTH,
     MAX_REASON_LENGTH,
@@ -54,6 +38,7 @@ from shared import (
     NotifyInput,
     RecordReleaseInput,
     Release,
+    ReleaseError,
     ReleaseInput,
     UpdateConfigInput,
     VerifyInput,
@@ -64,33 +49,19 @@ from utils import step_seconds
 
 # The attempt of verify_deploy from which a failed health check is final: the deploy rolls back.
 HEALTH_CHECK_ATTEMPTS = 3
-
-# Heartbeat more often than the SDK sends heartbeats (every 0.5 s), so one is always waiting to
-# go: the workflows' heartbeat timeout (1 s) then notices a dead worker quickly.
+# More often than the SDK sends heartbeats, so that one is always waiting to go (README, Tuning).
 HEARTBEAT_SECONDS = 0.25
-
-# A worker runs at most this many activities at once (run_worker passes it to the Worker), and
-# each runs its blocking step on a thread of its own: a step never waits for a free thread.
+# A worker runs at most this many activities at once, each step on a thread of its own.
 MAX_CONCURRENT_ACTIVITIES = 20
 _STEP_THREADS = ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="step")
-
 # Temporal refuses a payload (a step's input or result) over 2 MB: the server's default limit.
 MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
 
 T = TypeVar("T")
 
 
-async def _heartbeat_forever() -> None:
-    # The first heartbeat waits one interval: a step done by then (most are, unpaced) never
-    # heartbeats, which saves the server a call per step.
-    while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
-        activity.heartbeat()
-
-
 class StepInput(Protocol):
-    """What every release_management step's input says: the demo root its release was started
-    for ("": any), and how the log names the step."""
+    """A step's input: the demo root its release was started for ("": any), and its log name."""
 
     @property
     def demo_root(self) -> str: ...
@@ -102,8 +73,7 @@ Input = TypeVar("Input", bound=StepInput)
 
 
 async def _run(step: Callable[[Input], T], request: Input, label: str, paced: bool = True) -> T:
-    """Run one release_management step as this activity: pace it (if paced), heartbeat, run it
-    on a thread, and sort its errors (module docstring). label: the step's name in the log."""
+    """Run a step as this activity: paced (DEMO_STEP_SECONDS) while it heartbeats, on a thread."""
     name = request.log_name(label)
     _check_demo_root(request.demo_root)
     attempt = activity.info().attempt
@@ -121,50 +91,50 @@ async def _run(step: Callable[[Input], T], request: Input, label: str, paced: bo
 
 
 def _as_temporal_error(err: Exception, name: str, attempt: int) -> Exception:
-    """The error Temporal should see for a step's error, logged in one line."""
+    """The error Temporal sees for a step's error, logged in one line: bad input fails the release
+    at once, a deploy still unhealthy at HEALTH_CHECK_ATTEMPTS rolls back, the rest is retried."""
     if isinstance(err, ReleaseError):
         activity.logger.error(f"{name}: refused: {err}")
-        return _application_error(err, ErrorType.RELEASE_ERROR, non_retryable=True)
+        return _benign(str(err), ErrorType.RELEASE_ERROR, final=True)
     if isinstance(err, Unhealthy):  # before VerificationError, of which it is a kind
-        # A failed health check is retried a few times, then final: the deploy rolls back.
         final = attempt >= HEALTH_CHECK_ATTEMPTS
         then = "the deploy will be rolled back" if final else "Temporal will retry"
         activity.logger.warning(f"{name}: unhealthy (attempt {attempt}): {err}; {then}")
-        return _application_error(err, ErrorType.UNHEALTHY, non_retryable=final)
+        return _benign(str(err), ErrorType.UNHEALTHY, final)
+    # OSError: the machine's trouble (a full disk, say), retried until it is put right.
     if isinstance(err, InjectedFailure | SourceMissing | VerificationError | OSError):
-        # OSError: the machine's trouble (a full disk, a read-only folder), retried until it is
-        # put right, with one line per attempt rather than a traceback.
         activity.logger.warning(f"{name}: failed (attempt {attempt}): {err}; Temporal will retry")
-        return _application_error(err, type(err).__name__, non_retryable=False)
+        return _benign(str(err), type(err).__name__, final=False)
     return err  # a bug (or a planted one): Temporal retries it, with its traceback
 
 
-def _application_error(err: Exception, type: str, non_retryable: bool) -> ApplicationError:
-    # BENIGN keeps the SDK from logging a traceback: the error is expected, not a bug.
-    return ApplicationError(
-        str(err), type=type, non_retryable=non_retryable, category=ApplicationErrorCategory.BENIGN
-    )
+def _benign(message: str, type: str, final: bool) -> ApplicationError:
+    # BENIGN: an error expected, not a bug, which the SDK logs without a traceback.
+    category = ApplicationErrorCategory.BENIGN
+    return ApplicationError(message, type=type, non_retryable=final, category=category)
+
+
+async def _heartbeat_forever() -> None:
+    while True:  # the first after one interval: a step done by then costs the server no call
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        activity.heartbeat()
 
 
 def _check_demo_root(for_root: str) -> None:
-    """Refuse a step of a release started for another demo root than this worker's: two workers
-    with different DEMO_ROOTs on one task queue would split a release's files between them."""
+    """Two workers with different DEMO_ROOTs on one task queue would split a release's files."""
     here = files.demo_root().resolve()
-    if not for_root or Path(for_root) == here:
-        return
-    raise ApplicationError(
-        f"this worker serves demo root {here}, but the release was started for {for_root}: "
-        f"workers with different DEMO_ROOTs poll task queue {activity.info().task_queue}. Run "
-        "one worker per demo root, or give each its own DEMO_TASK_QUEUE",
-        type=ErrorType.WRONG_DEMO_ROOT,
-        non_retryable=True,
-        category=ApplicationErrorCategory.BENIGN,
-    )
+    if for_root and Path(for_root) != here:
+        raise _benign(
+            f"this worker serves demo root {here}, but the release was started for {for_root}: "
+            f"workers with different DEMO_ROOTs poll task queue {activity.info().task_queue}. Run "
+            "one worker per demo root, or give each its own DEMO_TASK_QUEUE",
+            ErrorType.WRONG_DEMO_ROOT,
+            final=True,
+        )
 
 
 def _fits_in_a_payload(name: str, result: T) -> T:
-    """result, if Temporal will take it; else a non-retryable error that says why (the server
-    refuses a payload over its limit, and no retry would make it smaller)."""
+    """result, unless the server would refuse it: then a final error (no retry makes it smaller)."""
     size = sum(payload.ByteSize() for payload in activity.payload_converter().to_payloads([result]))
     if size <= MAX_PAYLOAD_BYTES:
         return result
@@ -173,22 +143,13 @@ def _fits_in_a_payload(name: str, result: T) -> T:
         f"{MAX_PAYLOAD_BYTES // 1024 // 1024} MB; shorten what the catalog gives it"
     )
     activity.logger.error(message)
-    raise ApplicationError(
-        message,
-        type=ErrorType.PAYLOAD_TOO_LARGE,
-        non_retryable=True,
-        category=ApplicationErrorCategory.BENIGN,
-    )
+    raise _benign(message, ErrorType.PAYLOAD_TOO_LARGE, final=True)
 
 
-async def _to_thread(step: Callable[..., T], *args: Any) -> T:
-    """Run a blocking step on a step thread. A thread cannot be stopped: when the activity is
-    cancelled (its release was cancelled, its heartbeat lapsed, or the worker is shutting down),
-    it waits for the step's thread to end before it reports the cancel, so nothing changes files
-    after the workflow is told the step stopped."""
-    thread = asyncio.get_running_loop().run_in_executor(
-        _STEP_THREADS, functools.partial(step, *args)
-    )
+async def _to_thread(step: Callable[[Input], T], request: Input) -> T:
+    """Run a step on a step thread. A thread cannot be stopped: a cancelled activity waits for it
+    to end before it reports the cancel, so no file changes after the workflow hears it stopped."""
+    thread = asyncio.get_running_loop().run_in_executor(_STEP_THREADS, step, request)
     try:
         return await asyncio.shield(thread)
     except asyncio.CancelledError:
@@ -196,9 +157,8 @@ async def _to_thread(step: Callable[..., T], *args: Any) -> T:
         raise
 
 
-# The activities of a release: each runs the release_management step of its name (whose
-# docstring says what it does), paced unless it changes nothing the release is about (an
-# announcement, a look at what an environment holds, the record of a run with no release).
+# The activities of a release: each runs the step of its name, paced unless it changes nothing
+# the release is about (an announcement, a look at an environment, a record of no release).
 
 
 @activity.defn
@@ -273,25 +233,22 @@ async def record_release(request: RecordReleaseInput) -> str:
 
 @activity.defn
 async def record_ending(request: EndingInput) -> str:
-    """Record how a release run that wrote no record ended (terminated, timed out), as the
-    server tells it: its lock runs this once the release's deploys have closed."""
-    handle = activity.client().get_workflow_handle(
-        request.release_workflow_id, run_id=request.release_run_id
-    )
+    """Record how a release run that wrote no record ended (terminated, timed out), as the server
+    tells it: its lock runs this once the release's deploys have closed."""
+    client = activity.client()
+    handle = client.get_workflow_handle(request.release_workflow_id, run_id=request.release_run_id)
     described = await handle.describe()
     detail = ""
-    async for event in handle.fetch_history_events(
-        event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
-    ):
+    closing = WorkflowHistoryEventFilterType.CLOSE_EVENT
+    async for event in handle.fetch_history_events(event_filter_type=closing):
         if event.HasField("workflow_execution_terminated_event_attributes"):
             terminated = event.workflow_execution_terminated_event_attributes
             reason = shown(terminated.reason)[:MAX_REASON_LENGTH] or "no reason given"
             detail = f"{reason} (by {shown(terminated.identity)[:MAX_NAME_LENGTH] or '?'})"
-    status = described.status.name.replace("_", " ") if described.status else "CLOSED"
     ending = Ending(
         release_key=request.release_key,
         release_run_id=request.release_run_id,
-        how=status,
+        how=described.status.name.replace("_", " ") if described.status else "CLOSED",
         detail=detail,
         started=described.start_time.isoformat(),
         finished=(described.close_time or described.start_time).isoformat(),
@@ -299,8 +256,8 @@ async def record_ending(request: EndingInput) -> str:
     return await _run(records.record_ending, ending, "record its ending", False)
 
 
-# The steps that work on one environment's files: what a worker of that environment's own runs
-# (run_worker.py --env ENV), on its own task queue (builds go with DEV's).
+# The steps on one environment's files: what its own worker runs (run_worker.py --env ENV), on
+# its own task queue (builds go with DEV's).
 ENVIRONMENT_STEPS: list[Callable[..., Any]] = [
     held_in,
     build_artifact,

@@ -1,6 +1,5 @@
 """Connecting to Temporal, as the worker and the starter do: settings from the environment or a
-temporal.toml profile (setup.md), each mistake refused in one line, and the Web UI's address.
-"""
+temporal.toml profile (setup.md), each mistake refused in one line, and the Web UI's address."""
 
 import os
 import re
@@ -18,6 +17,10 @@ from outages import OUTAGES, sdk_runtime
 
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 CLOUD_WEB_UI = "https://cloud.temporal.io"
+# Where the SDK found a TOML error; the rest of its message quotes the line, API key and all.
+_TOML_ERROR = re.compile(r"TOML parse error at (line \d+, column \d+)")
+# The status of a command whose reader went away (`... | head -1`), as if the closed pipe killed it.
+CLOSED_PIPE_STATUS = 128 + signal.SIGPIPE
 
 
 def web_ui_url(client: Client, workflow_id: str = "") -> str:
@@ -39,17 +42,9 @@ class TemporalUnreachable(Exception):
 
 
 async def connect() -> Client:
-    """Connect to Temporal as configured by the environment or a temporal.toml profile.
-
-    TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, the TEMPORAL_TLS_* settings and
-    TEMPORAL_PROFILE are honoured (see setup.md); without them this is the local dev server on
-    localhost:7233, namespace "default". Pydantic models cross the wire as JSON.
-
-    Raises:
-        TemporalUnreachable: the settings are invalid, the server does not answer, or it has
-            no such namespace; the message says which, and where it looked, and never quotes
-            the config file (it may hold an API key).
-    """
+    """Connect as the TEMPORAL_* settings or a temporal.toml profile say (setup.md); without
+    them, the dev server on localhost:7233, namespace "default". Pydantic models cross as JSON.
+    Raises TemporalUnreachable, saying what is wrong and never quoting the config file."""
     config = _connect_config()
     address = config["target_host"]
     try:
@@ -71,21 +66,46 @@ async def connect() -> Client:
 
 def _connect_config() -> ClientConnectConfig:
     """The connection settings, refused in one line when they cannot be right."""
-    _check_config_file()
+    named = os.environ.get("TEMPORAL_CONFIG_FILE")
+    if named is not None and not Path(named).is_file():  # else the SDK quietly skips it
+        raise TemporalUnreachable(
+            f"TEMPORAL_CONFIG_FILE={named!r} is not a file: name your temporal.toml, or unset "
+            "it (setup.md)"
+        )
     try:
         config = ClientConfig.load_client_connect_config()
     except Exception as err:  # the SDK raises several types for a bad profile, file or path
         raise TemporalUnreachable(
             f"invalid Temporal connection settings: {_config_problem(err)}"
         ) from None
-    _check_address(config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS))
+    address = config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
+    if not os.environ.get("TEMPORAL_ADDRESS", "unset").strip():  # the SDK takes "" for unset
+        raise TemporalUnreachable(
+            f"TEMPORAL_ADDRESS is empty: unset it to use {DEFAULT_TEMPORAL_ADDRESS}, or give "
+            "host:port"
+        )
+    if "://" in address:  # a gRPC address has no scheme
+        raise TemporalUnreachable(
+            f"the Temporal address {address!r} has a scheme: give host:port, e.g. "
+            f"{DEFAULT_TEMPORAL_ADDRESS} (TEMPORAL_ADDRESS, or the profile's address)"
+        )
     return config
 
 
-def temporal_config_file() -> Path:
+def _config_problem(err: Exception) -> str:
+    """What is wrong with the connection settings, never quoting the config file."""
+    text = str(err)
+    if found := _TOML_ERROR.search(text):
+        return (
+            f"{_temporal_config_file()}, {found[1]}: not a valid profile; fix it there (the "
+            "line is not shown: it may hold a key)"
+        )
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _temporal_config_file() -> Path:
     """The temporal.toml the SDK reads: TEMPORAL_CONFIG_FILE, else the platform's default."""
-    named = os.environ.get("TEMPORAL_CONFIG_FILE")
-    if named:
+    if named := os.environ.get("TEMPORAL_CONFIG_FILE"):
         return Path(named)
     if sys.platform == "darwin":
         base = Path.home() / "Library" / "Application Support"
@@ -94,46 +114,6 @@ def temporal_config_file() -> Path:
     else:
         base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return base / "temporalio" / "temporal.toml"
-
-
-def _check_config_file() -> None:
-    # The SDK quietly skips a TEMPORAL_CONFIG_FILE that is not there, and the profile with it.
-    named = os.environ.get("TEMPORAL_CONFIG_FILE")
-    if named is not None and not Path(named).is_file():
-        raise TemporalUnreachable(
-            f"TEMPORAL_CONFIG_FILE={named!r} is not a file: name your temporal.toml, or unset "
-            "it (setup.md)"
-        )
-
-
-# Where the SDK found a TOML error; the rest of its message quotes the line, API key and all.
-_TOML_ERROR = re.compile(r"TOML parse error at (line \d+, column \d+)")
-
-
-def _config_problem(err: Exception) -> str:
-    """What is wrong with the connection settings, never quoting the config file."""
-    text = str(err)
-    found = _TOML_ERROR.search(text)
-    if found:
-        return (
-            f"{temporal_config_file()}, {found[1]}: not a valid profile; fix it there (the "
-            "line is not shown: it may hold a key)"
-        )
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def _check_address(address: str) -> None:
-    # The SDK takes an empty TEMPORAL_ADDRESS for unset, and a gRPC address has no scheme.
-    if not os.environ.get("TEMPORAL_ADDRESS", "unset").strip():
-        raise TemporalUnreachable(
-            f"TEMPORAL_ADDRESS is empty: unset it to use {DEFAULT_TEMPORAL_ADDRESS}, or give "
-            "host:port"
-        )
-    if "://" in address:
-        raise TemporalUnreachable(
-            f"the Temporal address {address!r} has a scheme: give host:port, e.g. "
-            f"{DEFAULT_TEMPORAL_ADDRESS} (TEMPORAL_ADDRESS, or the profile's address)"
-        )
 
 
 async def _check_namespace(client: Client, address: str) -> None:
@@ -159,12 +139,8 @@ async def _check_namespace(client: Client, address: str) -> None:
 
 
 def exit_now(status: int) -> None:
-    """Exit a script with status, skipping interpreter teardown.
-
-    The SDK's native runtime can crash while Python tears down a short-lived client process
-    (sdk-python issue 300, "PyGILState_Release"), turning a success into exit status 134 or
-    139. Everything worth keeping is printed by now, so flush and leave at once.
-    """
+    """Exit with status, skipping interpreter teardown, in which the SDK's native runtime can
+    crash (sdk-python issue 300), turning a success into 134 or 139. All is printed by now."""
     try:
         sys.stdout.flush()
     except BrokenPipeError:
@@ -173,13 +149,8 @@ def exit_now(status: int) -> None:
     os._exit(status)
 
 
-# The status of a command whose reader went away (`... | head -1`): 128 + SIGPIPE, as a tool
-# the closed pipe killed would end.
-CLOSED_PIPE_STATUS = 128 + signal.SIGPIPE
-
-
 def output_closed() -> int:
-    """Stop writing to a standard output whose reader went away: point it at /dev/null, so that
-    nothing more fails (and no traceback is printed), and return the status to exit with."""
+    """Point a standard output whose reader went away at /dev/null, so nothing more fails (nor
+    prints a traceback), and return the status to exit with."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return CLOSED_PIPE_STATUS

@@ -1,11 +1,5 @@
-"""Terminal 2: the worker. It runs the release workflows and their steps until Ctrl+C.
-(Terminal 1 runs the Temporal server; terminal 3, the starter.)
-
-    python run_worker.py
-
-Kill it (Ctrl+C, or kill -9) in the middle of a release and start it again: the release
-carries on from where it was.
-"""
+"""Terminal 2: the worker (`python run_worker.py`). It runs the release workflows and their steps
+until Ctrl+C; kill it mid-release and start it again, and the release carries on where it was."""
 
 import argparse
 import asyncio
@@ -31,6 +25,7 @@ from temporalio.worker import (
 )
 
 import files
+import utils
 from activities import ALL_ACTIVITIES, ENVIRONMENT_STEPS, MAX_CONCURRENT_ACTIVITIES
 from catalog import load_catalog
 from connection import TemporalUnreachable, connect, exit_now, web_ui_url
@@ -38,26 +33,15 @@ from display import OneLineParser, TerminalLog, fitted
 from locks import EnvironmentLockWorkflow
 from search_attributes import SearchAttributesUnusable, register_missing
 from shared import TASK_QUEUE, Environment, ErrorType, ReleaseError, steps_queue
-from utils import (
-    check_demo_settings,
-    environment_argument,
-    failure_mode,
-    own_workers,
-    planted_bug,
-    step_seconds,
-    unhealthy,
-)
 from versioning import build_id, deployment_config, make_first_current, version_of
 from workflows import DeployWorkflow, ReleaseWorkflow
 
 _log = logging.getLogger("run_worker")
-# The worker's last line on start-up: once it is printed, the worker polls (scripts and tests wait
-# for it).
+# The worker's last line on start-up: once printed, it polls (scripts and tests wait for it).
 READY_LINE = "Press Ctrl+C to stop."
 # Why each value (measured): README.md, "Tuning".
 # On Ctrl+C, activities in flight get this long to finish before they are cancelled (and retried).
 GRACEFUL_SHUTDOWN = timedelta(seconds=3)
-# What the worker says on Ctrl+C.
 STOPPING = (
     f"Stopping the worker: steps in flight get {GRACEFUL_SHUTDOWN.total_seconds():g} s to finish; "
     "releases in flight wait for the next worker."
@@ -68,35 +52,18 @@ STICKY_QUEUE_TIMEOUT = timedelta(milliseconds=200)
 ATTRIBUTES_CHECK_SECONDS = 5.0
 # The SDK sends an activity's heartbeats at most this often: half of the heartbeat timeout.
 HEARTBEAT_THROTTLE = timedelta(milliseconds=500)
-
-
-def create_environment_worker(
-    client: Client, env: Environment, task_queue: str = TASK_QUEUE
-) -> Worker:
-    """The worker of one environment's own: its steps only, on its own task queue (the release's
-    task_queue followed by .ENV), with the files of its own demo root. It is not versioned: a
-    step's code is not replayed, so it serves the releases of every version of the plan."""
-    return Worker(
-        client,
-        task_queue=steps_queue(task_queue, env),
-        activities=ENVIRONMENT_STEPS,
-        **STEP_SETTINGS,
-    )
-
-
-def workers_of(client: Client, args: argparse.Namespace) -> list[Worker]:
-    """The workers one run_worker.py runs: the orchestrator (the workflows and every step on the
-    release's task queue) unless --env says otherwise, and a worker for each environment that
-    has one of its own: --env ENV's only, or, by default, each DEMO_OWN_WORKERS names."""
-    if args.env is not None:
-        return [create_environment_worker(client, args.env)]
-    envs = [] if args.orchestrator else own_workers()
-    return [create_worker(client), *(create_environment_worker(client, env) for env in envs)]
+# How every worker runs steps, the orchestrator's and an environment's.
+STEP_SETTINGS: dict[str, Any] = {
+    "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
+    "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+    # More at once would let their heartbeats lapse before they start; the rest wait, Scheduled.
+    "max_concurrent_activities": MAX_CONCURRENT_ACTIVITIES,
+}
 
 
 def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
-    """The worker for the release workflows and their activities (also used by the tests): this
-    code's version of the plan (versioning.py); make_first_current makes it the first current."""
+    """The worker of the release workflows and all their activities (the tests' too), for this
+    code's version of the plan (versioning.py)."""
     return Worker(
         client,
         task_queue=task_queue,
@@ -109,10 +76,26 @@ def create_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
     )
 
 
+def create_environment_worker(client: Client, env: Environment) -> Worker:
+    """An environment's own worker: its steps only, on QUEUE.ENV, with its own demo root's files.
+    Unversioned: a step's code is not replayed, so it serves every version of the plan."""
+    queue = steps_queue(TASK_QUEUE, env)
+    return Worker(client, task_queue=queue, activities=ENVIRONMENT_STEPS, **STEP_SETTINGS)
+
+
+def workers_of(client: Client, args: argparse.Namespace) -> list[Worker]:
+    """--env ENV's worker; else the orchestrator, with (unless --orchestrator) a worker for each
+    environment DEMO_OWN_WORKERS names."""
+    if args.env is not None:
+        return [create_environment_worker(client, args.env)]
+    envs = [] if args.orchestrator else utils.own_workers()
+    return [create_worker(client), *(create_environment_worker(client, env) for env in envs)]
+
+
 @contextlib.asynccontextmanager
 async def serving(client: Client, worker: Worker) -> AsyncIterator[Worker]:
-    """Run worker (async with), its version made current first if its deployment has none: how
-    the tests, scripts/ and benchmarks/ run create_worker's workers in their own process."""
+    """Run a create_worker worker (async with), its version made current first if its deployment
+    has none: how the tests, scripts/ and benchmarks/ run one in their own process."""
     versioned = worker.config().get("deployment_config")
     if versioned is not None and versioned.use_worker_versioning:
         await make_first_current(client, versioned.version)
@@ -120,19 +103,9 @@ async def serving(client: Client, worker: Worker) -> AsyncIterator[Worker]:
         yield worker
 
 
-# How every worker runs steps, the orchestrator's and an environment's.
-STEP_SETTINGS: dict[str, Any] = {
-    "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
-    "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
-    # More at once would let their heartbeats lapse before they start; the rest wait, Scheduled.
-    "max_concurrent_activities": MAX_CONCURRENT_ACTIVITIES,
-}
-
-
 class OneInputEach(Interceptor):
-    """Each of the demo's workflows takes one input. One started with more (the CLI's --input
-    given twice, say) fails at once, saying so: else Python refuses the call with a TypeError,
-    which fails its workflow task again and again, a traceback each time."""
+    """A workflow started with more than one input (the CLI's --input twice) fails at once, saying
+    so: else Python's TypeError fails its workflow task again and again, a traceback each time."""
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
@@ -154,17 +127,13 @@ class _RefuseMoreThanOneInput(WorkflowInboundInterceptor):
 
 
 def check_settings() -> None:
-    """Validate the worker's DEMO_* settings, so a typo fails at start, not mid-release.
-
-    Raises:
-        ValueError: a setting is invalid; the message names it and the accepted values.
-        ReleaseError: DEMO_UNHEALTHY needs the catalog, and it is unreadable.
-    """
-    check_demo_settings()
+    """Refuse a bad DEMO_* setting at start, not mid-release: ValueError, or ReleaseError if
+    DEMO_UNHEALTHY needs the catalog and it is unreadable."""
+    utils.check_demo_settings()
     build_id()  # DEMO_BUILD_ID: checked here, as utils.py is the plain release system's too
-    target = unhealthy()
+    target = utils.unhealthy()
     components = list(load_catalog().components) if target else []
-    # A component the catalog does not have would never fail its health check: refuse it.
+    # A component the catalog does not have would never fail its health check.
     if target and target[0] not in components:
         raise ValueError(
             f"DEMO_UNHEALTHY={'@'.join(target)!r}: the catalog has no component {target[0]!r}; "
@@ -173,16 +142,14 @@ def check_settings() -> None:
 
 
 def configure_logging() -> None:
-    """Log the release's story one plain line at a time: our messages already say which
-    release, environment and component they are about. Called before connect(), so the lines
-    it logs about the connection (outages.OutageReporter) come in the same format."""
+    """One plain line per message (ours say which release, environment and component), set up
+    before connect() so that outages.py's lines come in the same format."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if sys.stderr.isatty():  # lines that fit the terminal (a log file keeps them whole)
         terminal = TerminalLog(lambda: shutil.get_terminal_size().columns)
         for handler in logging.getLogger().handlers:
             handler.setFormatter(terminal)
-    # The SDK's own line on shutdown ("Beginning worker shutdown, will wait 0:00:03 ..."): main
-    # says the same in the project's words. Its warnings and errors still show.
+    # The SDK's line on shutdown ("Beginning worker shutdown, ..."): STOPPING says it in ours.
     logging.getLogger("temporalio.worker._worker").setLevel(logging.WARNING)
     activity.logger.activity_info_on_message = False
     workflow.logger.workflow_info_on_message = False
@@ -199,7 +166,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     role = parser.add_mutually_exclusive_group()
     role.add_argument(
         "--env",
-        type=environment_argument,
+        type=utils.environment_argument,
         choices=list(Environment),
         help="serve only this environment's steps, on its own task queue (QUEUE.ENV), with the "
         "files of this worker's DEMO_ROOT (see DEMO_OWN_WORKERS)",
@@ -213,9 +180,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 async def keep_search_attributes(client: Client) -> None:
-    """Register the search attributes again whenever the server lacks them: a server started
-    afresh under a running worker (demos.md, "Start over") has none, and every release would
-    fail its first workflow task until they are back. A problem is said once."""
+    """Register the search attributes again whenever the server lacks them (one started afresh
+    under a running worker: demos.md, "Start over"), or every release fails. A problem is said
+    once."""
     said = ""
     while True:
         await asyncio.sleep(ATTRIBUTES_CHECK_SECONDS)
@@ -238,21 +205,16 @@ async def keep_search_attributes(client: Client) -> None:
 
 
 def _say_ready(client: Client, queues: list[str], version: str) -> None:
-    """Where the worker polls, which version of the plan it runs, how it behaves, and how to stop
-    it (READY_LINE, last)."""
-    failures = failure_mode() or "each step's own injector (utils.py)"
-    bug = (
-        f"Planted bug (DEMO_BUG): the {planted_bug()} step fails every time."
-        if planted_bug()
-        else ""
-    )
+    """Where the worker polls, its version of the plan, how it behaves; READY_LINE last."""
+    failures = utils.failure_mode() or "each step's own injector (utils.py)"
+    bug = utils.planted_bug()
     lines = [
         f"Worker connected to {client.service_client.config.target_host}, "
         f"namespace {client.namespace!r},",
         f"polling task queue {', '.join(repr(queue) for queue in queues)}.",
         fitted(version),
-        f"Failures: {failures}. Step pace: {step_seconds():g} s.",
-        bug,
+        f"Failures: {failures}. Step pace: {utils.step_seconds():g} s.",
+        f"Planted bug (DEMO_BUG): the {bug} step fails every time." if bug else "",
         f"Artifact store: {files.artifactory_dir()}",
         f"Web UI: {web_ui_url(client)}",
         READY_LINE,
@@ -287,11 +249,10 @@ async def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(client: Client, workers: list[Worker], orchestrates: bool, version: str) -> None:
-    """Run the workers until Ctrl+C (or SIGTERM, or SIGHUP); the orchestrator (which says its
-    version) keeps the search attributes registered meanwhile."""
+    """Run the workers until Ctrl+C, SIGTERM or SIGHUP (its terminal closed); the orchestrator
+    keeps the search attributes registered meanwhile."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    # SIGHUP: the terminal (or tmux pane) closed.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     _say_ready(client, [worker.task_queue for worker in workers], version)
@@ -302,8 +263,8 @@ async def _serve(client: Client, workers: list[Worker], orchestrates: bool, vers
         await stop.wait()
         if watch is not None:
             watch.cancel()
-        # On a terminal, below the ^C it echoed.
-        print(("\n" if sys.stdout.isatty() else "") + fitted(STOPPING), flush=True)
+        newline = "\n" if sys.stdout.isatty() else ""  # on a terminal, below the ^C it echoed
+        print(newline + fitted(STOPPING), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,12 @@
-"""Release trains: a Temporal Schedule that starts a release by itself, every INTERVAL or once at
-a time (run_workflow.py --schedule, --schedules, --unschedule).
-
-The train of release KEY is the schedule train.KEY. Each run it starts is an ordinary release
-run, whose workflow ID is KEY followed by the time it was due (Temporal appends it:
-KEY-2026-12-01T09:00:00Z), so it takes the environment locks like any run: a run that finds an
-environment held by another run, started by hand or by another train, is refused at once
-(EnvironmentBusy) and writes a FAILED record naming the holder. A run due while the train's
-previous run still runs is skipped (the overlap policy SKIP), and counted in the schedule's info.
-"""
+"""Release trains (run_workflow.py --schedule, --schedules, --unschedule): the train of release KEY
+is the Temporal Schedule train.KEY, which starts an ordinary release run, KEY-<time it was due>,
+every INTERVAL or once at a time (demos.md, "Release trains")."""
 
 import asyncio
-import functools
 import re
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from temporalio.client import (
     Client,
@@ -38,18 +32,17 @@ from display import Train, When, when_words
 from shared import TASK_QUEUE, WORKFLOW_TASK_TIMEOUT, Release, ReleaseInput
 from workflows import ReleaseWorkflow
 
-# How late a missed run may still start (Temporal's default is a year). A one-shot train missed
-# by more (the server was down at the time) never runs: --schedules says so.
+# How late a missed run may still start (Temporal's default is a year): later, it never runs.
 CATCHUP = timedelta(minutes=1)
 # The units --every takes, with their length in seconds.
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # The longest --every: a train runs at least once a year (--at makes a single run).
 LONGEST_INTERVAL = timedelta(days=366)
-# The last year Temporal's calendar schedules run in, and how soon an --at time may be: the train
-# is made before it is due.
+# The last year Temporal's calendar schedules run in, and how soon an --at time may be.
 LAST_YEAR, SOONEST = 2100, timedelta(seconds=10)
-# The workflow type a train starts.
-RELEASE_WORKFLOW = "ReleaseWorkflow"
+RELEASE_WORKFLOW = "ReleaseWorkflow"  # the workflow type a train starts
+
+T = TypeVar("T")
 
 
 class TrainError(Exception):
@@ -57,11 +50,7 @@ class TrainError(Exception):
 
 
 def train_id(key: str) -> str:
-    """The schedule ID of release key's train."""
     return f"train.{key}"
-
-
-# --- What the command line gives: when a train runs ----------------------------------------------
 
 
 def interval(text: str) -> timedelta:
@@ -102,31 +91,22 @@ def moment(text: str) -> datetime:
     return at.replace(microsecond=0)
 
 
-# --- Create, list and delete trains --------------------------------------------------------------
-
-
 async def schedule_release(
     client: Client, release: Release, when: When, task_queue: str = TASK_QUEUE
 ) -> Train:
-    """Create release's train, starting it with the input the starter gives; raise TrainError
-    if the release has one already."""
+    """Create release's train; TrainError if the release has one already."""
     action = ScheduleActionStartWorkflow(
         ReleaseWorkflow.run,
-        ReleaseInput(
-            release_key=release.key,
-            demo_root=str(files.demo_root().resolve()),
-        ),
+        ReleaseInput(release_key=release.key, demo_root=str(files.demo_root().resolve())),
         id=release.key,  # each run's ID is this and the time it was due
         task_queue=task_queue,
         task_timeout=WORKFLOW_TASK_TIMEOUT,
         static_summary=release.summary(),
     )
-    # SKIP: a run due while the previous run of the train still runs is not started.
-    # A run missed while the server was down starts when it is back only within CATCHUP.
+    # SKIP: a run due while the train's previous run still runs is not started.
     policy = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP)
-    # --at: one run, then the train starts no more.
-    once = ScheduleState(limited_actions=True, remaining_actions=1)
-    state = ScheduleState() if isinstance(when, timedelta) else once
+    once = isinstance(when, datetime)  # --at: one run, then the train starts no more
+    state = ScheduleState(limited_actions=True, remaining_actions=1) if once else ScheduleState()
     schedule = Schedule(action=action, spec=_spec(when), policy=policy, state=state)
     try:
         handle = await client.create_schedule(train_id(release.key), schedule)
@@ -141,7 +121,7 @@ async def schedule_release(
 
 async def _would_run(client: Client, handle: ScheduleHandle, when: When) -> Train:
     """The train just made, unless Temporal finds no time to run it (its time went by while it
-    was made, or its first run would be after LAST_YEAR): then it is deleted (TrainError)."""
+    was made, or is after LAST_YEAR): then it is deleted (TrainError)."""
     described = await handle.describe()
     info = described.info
     if info.next_action_times or info.recent_actions or info.running_actions:
@@ -154,13 +134,11 @@ async def _would_run(client: Client, handle: ScheduleHandle, when: When) -> Trai
 
 
 async def trains(client: Client, keys: list[str]) -> list[Train]:
-    """Every release train on the server, whatever the catalog says: the trains of the catalog's
-    releases (keys) first, in their order, then the others. A schedule named like a train that
-    does not start its release is none. (The catalog's are asked for one by one too: a schedule
-    just made may be missing from the server's list of schedules for a moment.)"""
+    """Every release train on the server: the catalog's releases' (keys) first, in their order,
+    each asked for by ID (a schedule just made may be missing from the list for a moment)."""
     listed = [s.id async for s in await client.list_schedules() if s.id.startswith(train_id(""))]
     ids = dict.fromkeys([*map(train_id, keys), *sorted(listed)])
-    described = await asyncio.gather(*map(functools.partial(_describe, client), ids))
+    described = await asyncio.gather(*(_describe(client, schedule_id) for schedule_id in ids))
     return [
         await _train(client, d, in_catalog=d.id in map(train_id, keys))
         for d in described
@@ -169,8 +147,8 @@ async def trains(client: Client, keys: list[str]) -> list[Train]:
 
 
 async def unschedule(client: Client, key: str) -> str:
-    """Delete release key's train, in the catalog or not; say so, and what its running run does
-    (it goes on). A schedule named like its train that is none is left alone (TrainError)."""
+    """Delete release key's train, in the catalog or not; say so, and that its running run goes
+    on. A schedule named like its train that is none is left alone (TrainError)."""
     if await _train_of(client, key) is None:
         raise TrainError(f"release {key} has no train: --schedules lists the trains")
     await client.get_schedule_handle(train_id(key)).delete()
@@ -182,11 +160,7 @@ async def unschedule(client: Client, key: str) -> str:
 
 
 async def _train_of(client: Client, key: str) -> ScheduleDescription | None:
-    """Release key's train, if it has one.
-
-    Raises:
-        TrainError: a schedule has its train's ID but does not start release key.
-    """
+    """Release key's train, if it has one; TrainError if a schedule with its ID is none."""
     described = await _describe(client, train_id(key))
     if described is None or await _is_train(client, described):
         return described
@@ -197,8 +171,8 @@ async def _train_of(client: Client, key: str) -> ScheduleDescription | None:
 
 
 async def _is_train(client: Client, described: ScheduleDescription) -> bool:
-    """Whether a schedule named train.KEY is release KEY's train: it starts ReleaseWorkflow,
-    under the workflow ID KEY, with an input that names KEY (as --schedule makes it)."""
+    """Whether schedule train.KEY is release KEY's train: it starts ReleaseWorkflow, under the
+    workflow ID KEY, with an input that names KEY (as --schedule makes it)."""
     key = described.id.removeprefix(train_id(""))
     action = described.schedule.action
     if not isinstance(action, ScheduleActionStartWorkflow) or len(action.args) != 1:
@@ -212,17 +186,20 @@ async def _is_train(client: Client, described: ScheduleDescription) -> bool:
     return isinstance(request, ReleaseInput) and request.release_key == key
 
 
-async def _describe(client: Client, schedule_id: str) -> ScheduleDescription | None:
+async def _unless_not_found(call: Awaitable[T]) -> T | None:
     try:
-        return await client.get_schedule_handle(schedule_id).describe()
+        return await call
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
 
 
+async def _describe(client: Client, schedule_id: str) -> ScheduleDescription | None:
+    return await _unless_not_found(client.get_schedule_handle(schedule_id).describe())
+
+
 async def _train(client: Client, described: ScheduleDescription, in_catalog: bool) -> Train:
-    """A train as --schedules shows it."""
     info = described.info
     return Train(
         schedule_id=described.id,
@@ -253,9 +230,6 @@ async def _last_run(client: Client, described: ScheduleDescription) -> tuple[dat
     return latest.started_at, ending
 
 
-# --- Finding a run a train started ---------------------------------------------------------------
-
-
 async def release_workflow_id(client: Client, key: str) -> str:
     """The workflow ID of the run of release key that a command means: KEY (the run started by
     hand) if it runs, else the running run of the release's train, else KEY if it ever ran,
@@ -269,8 +243,8 @@ async def release_workflow_id(client: Client, key: str) -> str:
 
 
 async def train_run_to_attach(client: Client, key: str) -> str | None:
-    """The train's running run, if one runs and no run KEY does: what a starter of release key
-    attaches to (never a finished run: a release started by hand is KEY)."""
+    """The train's running run, if no run KEY runs: what a starter of release key attaches to
+    (never a finished run: a release started by hand is KEY)."""
     if await _runs_by_hand(client, key):
         return None
     return await running_train_run(client, key)
@@ -278,25 +252,19 @@ async def train_run_to_attach(client: Client, key: str) -> str | None:
 
 async def _runs_by_hand(client: Client, key: str) -> bool | None:
     """Whether the run with ID KEY (started by hand) runs; None if it never ran."""
-    try:
-        described = await client.get_workflow_handle(key).describe()
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return None
-    return described.status == WorkflowExecutionStatus.RUNNING
+    described = await _unless_not_found(client.get_workflow_handle(key).describe())
+    return None if described is None else described.status == WorkflowExecutionStatus.RUNNING
 
 
 async def running_train_run(client: Client, key: str) -> str | None:
-    """The workflow ID of the running run that release key's train started, if one runs (even
-    once the train is deleted)."""
+    """The running run of release key's train, if any (even once the train is deleted)."""
     return await _train_run(client, key, running=True)
 
 
 async def _train_run(client: Client, key: str, running: bool) -> str | None:
-    """The latest run (with running, the running run) of release key's train, if any: Temporal
-    marks each run a schedule starts with its ID, and lists the latest first. Only a release run
-    under the ID KEY-<time> is one: a schedule named like the train may start anything."""
+    """The latest (or running) run of release key's train: Temporal marks each run a schedule
+    starts with its ID, latest first. Only a release run KEY-<time> is one: a schedule named
+    like the train may start anything."""
     schedule = await _describe(client, train_id(key))
     if schedule is not None and not await _is_train(client, schedule):
         return None  # (a deleted train's runs are still found)
@@ -306,9 +274,6 @@ async def _train_run(client: Client, key: str, running: bool) -> str | None:
     async for execution in client.list_workflows(query, limit=1):
         return execution.id if execution.id.startswith(f"{key}-") else None
     return None
-
-
-# --- A train's spec: every interval, or once at a time -------------------------------------------
 
 
 def _spec(when: When) -> ScheduleSpec:
