@@ -28,15 +28,7 @@ from display import (
     terminal_width,
     when_words,
 )
-
-# Some kept importable from here (X as X) for the tests that name them run_workflow.X.
-from release_client import CANNOT_REPLAY as CANNOT_REPLAY
-from release_client import STATUS_SECONDS as STATUS_SECONDS
 from release_client import StarterError, cancel, decide, run_release, send_update, status_of
-from release_client import _stale as _stale
-from release_client import _train_run_to_attach as _train_run_to_attach
-from release_client import read_progress as read_progress
-from release_client import status_lines as status_lines
 from shared import (
     MAX_NAME_LENGTH,
     MAX_REASON_LENGTH,

@@ -320,7 +320,7 @@ class UnlockInput(FrozenModel):
 
 class Cell(FrozenModel):
     """One deploy in the progress grid: its state is the release's; the rest is read from the
-    server by the starter (run_workflow.read_progress), so no activity reports to the release."""
+    server by the starter (release_client.read_progress), so no activity reports to the release."""
 
     state: CellState = CellState.PENDING
     activity: str = ""  # the activities a running deploy is at, or the one being retried

@@ -21,7 +21,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 import display
-import run_workflow
+import release_client
 from bad_input import KEY, tampered
 from catalog import Catalog, load_catalog
 from processes import (
@@ -299,7 +299,7 @@ def test_a_grid_that_cannot_be_known_says_why_and_since_when_and_offers_nothing(
         update={"gate": Environment.PROD, "gate_expires": in_10_s, "soak": soak}
     )
     why = "waiting for a worker: none answers on task queue 'q' (python run_worker.py)"
-    lines = display.format_progress(run_workflow._stale(waiting, why, "at 09:00:00 UTC"), 80)
+    lines = display.format_progress(release_client._stale(waiting, why, "at 09:00:00 UTC"), 80)
     assert " ".join(lines[:3]).startswith(f"RELEASE-NOV-23-INITIAL: {why}. The grid is as it")
     assert "09:00:00 UTC." in " ".join(lines[:3])
     offered = ("--approve", "--skip-soak", "expires", "soaks")  # nothing can act on it now

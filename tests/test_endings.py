@@ -24,8 +24,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 import files
 import records
+import release_client
 import release_management as rm
-import run_workflow
 from handles import wait_for_status
 from locks import EnvironmentLockWorkflow
 from shared import Environment, EnvironmentLock, ReleaseInput, ReleaseResult
@@ -267,7 +267,7 @@ async def test_a_terminated_release_is_recorded_by_its_locks_once_its_deploys_ha
     assert (record["run_id"], record["outcome"]) == (release.result_run_id, "TERMINATED")
     assert record["result"] == f"Release RELEASE-NOV-23-INITIAL: TERMINATED: wrong day ({by})"
     # --status says so, rather than what the release was doing when it was stopped.
-    status = " ".join(await run_workflow.status_lines(client, release))
+    status = " ".join(await release_client.status_lines(client, release))
     assert "RELEASE-NOV-23-INITIAL: It was terminated. The grid is as it was when it ended." in (
         status
     )

@@ -26,8 +26,8 @@ import files
 import records
 import release_management as rm
 from handles import wait_for_status
+from release_client import read_progress
 from run_worker import create_worker, serving
-from run_workflow import read_progress
 from shared import ApproveInput, Environment, RejectInput, ReleaseInput
 from workflows import ReleaseWorkflow
 
@@ -426,7 +426,7 @@ async def test_children_are_named_after_release_environment_and_component(
         "verify frontend 1.2 in DEV",
     ]
     # Steps do not signal the release: its history holds its own decisions, not one event per
-    # step (the starter reads a deploy's step from the server, see run_workflow.read_progress).
+    # step (the starter reads a deploy's step from the server, see release_client.read_progress).
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     signals = [
         e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")

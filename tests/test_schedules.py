@@ -28,6 +28,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 import records
+import release_client
 import release_management as rm
 import run_workflow
 import trains
@@ -141,7 +142,7 @@ async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
     # fast never ran by hand: --status KEY shows the train's latest run, but a release started
     # by hand is KEY itself, not the train's finished run started again.
     await eventually(lambda: trains.release_workflow_id(client, fast), lambda i: i == run)
-    assert await run_workflow._train_run_to_attach(client, load_release(fast)) is None
+    assert await release_client._train_run_to_attach(client, load_release(fast)) is None
     assert rm.environment_state()[Environment.DEV] == {
         "frontend": "1.2",
         "sbstore": "1.8",
@@ -182,7 +183,7 @@ async def test_a_run_due_while_the_last_one_runs_is_skipped_and_commands_find_th
     status = await run_workflow.status_of(client, GATED)
     assert status[0] == f"{GATED}: waiting for approval before PROD"
     release = load_release(GATED)
-    assert await run_workflow._train_run_to_attach(client, release) == run
+    assert await release_client._train_run_to_attach(client, release) == run
     attached = asyncio.create_task(run_workflow.run_release(client, release, task_queue))
     answer = await run_workflow.decide(client, GATED, Environment.PROD, "Ada", None)
     assert answer == f"Release {GATED}: PROD approved by Ada"
@@ -350,7 +351,7 @@ async def test_a_schedule_named_like_a_train_is_not_taken_for_one(
     await handle.trigger()
     await first_run(handle)
     assert handle.id not in [train.schedule_id for train in await trains.trains(client, [key])]
-    assert await run_workflow._train_run_to_attach(client, load_release(key)) is None
+    assert await release_client._train_run_to_attach(client, load_release(key)) is None
     assert await trains.release_workflow_id(client, key) == key
 
     for argv in (["--unschedule", key], ["--schedule", key, "--every", "1d"]):

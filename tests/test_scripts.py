@@ -36,7 +36,7 @@ from processes import (
     terminal_env,
     wait_for_output,
 )
-from run_workflow import STATUS_SECONDS
+from release_client import STATUS_SECONDS
 from shared import ReleaseInput
 from workflows import ReleaseWorkflow
 

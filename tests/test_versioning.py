@@ -45,8 +45,8 @@ from processes import (
     terminal_env,
     wait_for_output,
 )
+from release_client import CANNOT_REPLAY, STATUS_SECONDS
 from run_worker import READY_LINE
-from run_workflow import CANNOT_REPLAY, STATUS_SECONDS
 from scripts.code_states import (
     BEFORE_NOTIFICATIONS,
     CODE_STATES,
