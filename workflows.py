@@ -156,7 +156,6 @@ class ReleaseWorkflow:
         plan = asyncio.create_task(self._promote_all(release))
         self._locks.on_lost = plan.cancel
         result = await plan
-        await self._announced()  # the last one, if it went on beside the plan
         if self._locks.lost:  # lost as the plan ended: its last steps ran without the lock
             raise asyncio.CancelledError()
         return result
@@ -290,14 +289,14 @@ class ReleaseWorkflow:
         else:
             self._announcing = step
 
-    async def _announced(self, failing: bool = False) -> None:
-        """Wait for the announcement going on beside the plan, if any. failing: the release fails
-        anyway, so that announcement's own failure is only logged."""
+    async def _announced(self, ended: bool = False) -> None:
+        """Wait for the announcement going on beside the plan, if any. ended: the release has
+        ended, so that announcement's own failure is only logged (it fails a running one)."""
         step, self._announcing = self._announcing, None
         try:
             await step if step else None
         except ActivityError as err:
-            if not failing:
+            if not ended:
                 raise
             workflow.logger.warning(f"{self._request.release_key}: {root_message(err)}")
 
@@ -372,7 +371,6 @@ class ReleaseWorkflow:
         self, release: Release, started: str, result: ReleaseResult
     ) -> None:
         self._status = "recording"
-        await self._announced(failing=True)  # one beside the plan when it failed, if any
         workflow.set_current_details("")
         self._gates.open = None
         record = RecordReleaseInput(
@@ -388,7 +386,11 @@ class ReleaseWorkflow:
             decisions=self._gates.decisions,
             skipped_soaks=self._soaks.skipped,
         )
-        await _start_activity(activities.record_release, record, f"record how {release.key} ended")
+        summary = f"record how {release.key} ended"
+        # The last announcement, if still going on, goes on beside the record.
+        await _all(
+            _start_activity(activities.record_release, record, summary), self._announced(True)
+        )
         self._show_outcome(result.outcome)
         end = self._announce(release, "end", f"ended {result.outcome}", str(result))
         if workflow.patched(ANNOUNCE_BESIDE_PATCH):

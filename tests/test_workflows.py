@@ -344,15 +344,16 @@ async def test_a_release_announces_each_promotion_and_its_ending_after_recording
 
 
 async def test_an_announcement_goes_on_beside_the_next_wave(mocked: Mocked) -> None:
-    # Issue 26: "promoted to DEV" is sent in the workflow task that starts TEST's deploys, and
-    # the ending in the one that lets the locks go; each is sent once, in order.
+    # Issue 26: "promoted to DEV" is sent in the workflow task that starts TEST's deploys, "to
+    # TEST" in the one that records, the ending in the one that lets the locks go; in order.
     mocked.steps.release = make_release(environments=(DEV, TEST))
     release = await mocked.start()
     await release.result()
 
     sent_by_task = await commands_by_workflow_task(release)
-    dev_announced = min(task for task, sent in sent_by_task.items() if "notify" in sent)
+    dev_announced, test_announced, _ = [t for t, sent in sent_by_task.items() if "notify" in sent]
     assert f"{release.id}.TEST.frontend" in sent_by_task[dev_announced]
+    assert "record_release" in sent_by_task[test_announced]  # the last goes on beside the record
     last = sent_by_task[max(sent_by_task)]
     assert "notify" in last and mocked.lock_id(TEST) in last
     assert mocked.steps.announced() == ["promoted to DEV", "promoted to TEST", "ended SUCCESS"]
