@@ -95,20 +95,20 @@ def _as_temporal_error(err: Exception, name: str, attempt: int) -> Exception:
     at once, a deploy still unhealthy at HEALTH_CHECK_ATTEMPTS rolls back, the rest is retried."""
     if isinstance(err, ReleaseError):
         activity.logger.error(f"{name}: refused: {err}")
-        return _benign(str(err), ErrorType.RELEASE_ERROR, final=True)
+        return _expected_error(str(err), ErrorType.RELEASE_ERROR, final=True)
     if isinstance(err, Unhealthy):  # before VerificationError, of which it is a kind
         final = attempt >= HEALTH_CHECK_ATTEMPTS
         then = "the deploy will be rolled back" if final else "Temporal will retry"
         activity.logger.warning(f"{name}: unhealthy (attempt {attempt}): {err}; {then}")
-        return _benign(str(err), ErrorType.UNHEALTHY, final)
+        return _expected_error(str(err), ErrorType.UNHEALTHY, final)
     # OSError: the machine's trouble (a full disk, say), retried until it is put right.
     if isinstance(err, InjectedFailure | SourceMissing | VerificationError | OSError):
         activity.logger.warning(f"{name}: failed (attempt {attempt}): {err}; Temporal will retry")
-        return _benign(str(err), type(err).__name__, final=False)
+        return _expected_error(str(err), type(err).__name__, final=False)
     return err  # a bug (or a planted one): Temporal retries it, with its traceback
 
 
-def _benign(message: str, type: str, final: bool) -> ApplicationError:
+def _expected_error(message: str, type: str, final: bool) -> ApplicationError:
     # BENIGN: an error expected, not a bug, which the SDK logs without a traceback.
     category = ApplicationErrorCategory.BENIGN
     return ApplicationError(message, type=type, non_retryable=final, category=category)
@@ -124,7 +124,7 @@ def _check_demo_root(for_root: str) -> None:
     """Two workers with different DEMO_ROOTs on one task queue would split a release's files."""
     here = files.demo_root().resolve()
     if for_root and Path(for_root) != here:
-        raise _benign(
+        raise _expected_error(
             f"this worker serves demo root {here}, but the release was started for {for_root}: "
             f"workers with different DEMO_ROOTs poll task queue {activity.info().task_queue}. Run "
             "one worker per demo root, or give each its own DEMO_TASK_QUEUE",
@@ -143,7 +143,7 @@ def _fits_in_a_payload(name: str, result: T) -> T:
         f"{MAX_PAYLOAD_BYTES // 1024 // 1024} MB; shorten what the catalog gives it"
     )
     activity.logger.error(message)
-    raise _benign(message, ErrorType.PAYLOAD_TOO_LARGE, final=True)
+    raise _expected_error(message, ErrorType.PAYLOAD_TOO_LARGE, final=True)
 
 
 async def _to_thread(step: Callable[[Input], T], request: Input) -> T:

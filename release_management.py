@@ -7,22 +7,19 @@ injector (utils.py) just before its change and just after it (the retry then fin
 made); a step that only reads asks once. An injector's InjectedFailure is transient: retried.
 """
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 import utils
-from catalog import component_info, listed, load_catalog, load_release
+from catalog import component_info, load_catalog, load_release
 from files import (
     artifact_path,
     atomic_write,
@@ -31,24 +28,28 @@ from files import (
     deployed_path,
     environment_dir,
     json_or_none,
-    ledger_path,
-    lock_path,
     no_links,
     notifications_path,
     previous_dir,
-    read_bytes,
     read_json,
     read_text,
     sha256,
     where,
-    write_temp,
+)
+from ledger import (
+    SAME_CHANGE,
+    append_ledger,
+    append_once,
+    commit,
+    exclusive,
+    ledger_line,
+    read_ledger,
 )
 from shared import (
     COMPONENT_PATTERN,
     ENVIRONMENT_ORDER,
     VERSION_PATTERN,
     ArtifactRef,
-    ChangeMadeTwice,
     CheckPromotionInput,
     DeployArtifactInput,
     Deployment,
@@ -181,13 +182,13 @@ def build_artifact(deployment: Deployment) -> bool:
     Builds are reproducible (same component, version and source, same bytes)."""
     raise_planted_bug("build")
     component, version = deployment.component, deployment.version
-    with _exclusive("artifactory", f"{component}-{version}"):
+    with exclusive("artifactory", f"{component}-{version}"):
         path = artifact_path(component, version)
         content = _artifact_content(component, version)
         if read_text(path) == content:
             return _report(deployment, "build", changed=False)
         _inject(isErrorSometimes, f"before building {component} {version}")
-        _commit(path, content, _ledger_line(deployment, "build") | {"env": None})
+        commit(path, content, ledger_line(deployment, "build") | {"env": None})
         _inject(isErrorRarely, f"after building {component} {version}")
         return _report(deployment, "build", "built into artifactory")
 
@@ -236,7 +237,7 @@ def deploy_artifact(request: DeployArtifactInput) -> bool:
     Returns False, changing nothing, if the environment already holds exactly this artifact."""
     raise_planted_bug("deploy")
     d = request.deployment
-    with _exclusive(d.environment.value, d.component):
+    with exclusive(d.environment.value, d.component):
         others = [v for v in held_versions(d.environment, d.component) if v != d.version]
         current = read_text(deployed_path(d.environment, d.component, d.version))
         if current is not None and sha256(current) == request.artifact.sha256 and not others:
@@ -246,7 +247,7 @@ def deploy_artifact(request: DeployArtifactInput) -> bool:
         content = _gathered_content(request)
         if current != content:  # else only the replaced version is left to move aside
             target = deployed_path(d.environment, d.component, d.version)
-            _commit(target, content, _ledger_line(d, "deploy") | _replacing(d, others))
+            commit(target, content, ledger_line(d, "deploy") | _replacing(d, others))
         _keep_previous(d.environment, d.component, others)
         _inject(isErrorSometimes, f"after deploying {where}")
         return _report(d, "deploy", "deployed")
@@ -295,14 +296,14 @@ def update_config(request: UpdateConfigInput) -> bool:
     """Write the component's config unless it reads exactly that; return whether it wrote it."""
     raise_planted_bug("configure")
     d = request.deployment
-    with _exclusive(d.environment.value, d.component):
+    with exclusive(d.environment.value, d.component):
         path = config_path(d.environment, d.component)
         if read_json(path) == request.config:
             return _report(d, "configure", changed=False)
         where = f"{d.component} {d.version} in {d.environment.value}"
         _inject(isErrorRarely, f"before configuring {where}")
         text = json.dumps(request.config, indent=2, sort_keys=True) + "\n"
-        _commit(path, text, _ledger_line(d, "configure"))
+        commit(path, text, ledger_line(d, "configure"))
         _inject(isErrorRarely, f"after configuring {where}")
         return _report(d, "configure", "config updated")
 
@@ -346,7 +347,7 @@ def rollback_deploy(deployment: Deployment) -> str | None:
     replaced none; return the version held again (None: removed)."""
     raise_planted_bug("rollback")
     d = deployment
-    with _exclusive(d.environment.value, d.component):
+    with exclusive(d.environment.value, d.component):
         previous, config_sha256 = _replaced_by(d)
         kept = _kept_for_rollback(d, previous, config_sha256) if previous else None
         if held_versions(d.environment, d.component) != ([previous] if previous else []) or (
@@ -365,7 +366,7 @@ def _replaced_by(d: Deployment) -> tuple[str | None, str | None]:
     config's SHA-256. Without that line (the deploy changed nothing): what .previous keeps."""
     ours = (d.release_key, d.release_run_id, d.environment.value, d.component, d.version, "deploy")
     for line in reversed(read_ledger()):
-        if tuple(line.get(field) for field in _SAME_CHANGE) == ours and "replaced" in line:
+        if tuple(line.get(field) for field in SAME_CHANGE) == ours and "replaced" in line:
             replaced, config = line["replaced"], line.get("replaced_config")
             return (
                 replaced if isinstance(replaced, str) else None,
@@ -410,18 +411,18 @@ def _put_back(d: Deployment, previous: str | None, kept: tuple[str, str] | None)
     version, or nothing of the component if previous is None."""
     env, component = d.environment, d.component
     # A rollback's line names the version it puts back (None: removed) and the one it replaced.
-    line = _ledger_line(d, "rollback") | {"version": previous, "replaced": d.version}
+    line = ledger_line(d, "rollback") | {"version": previous, "replaced": d.version}
     if previous and kept:
         content, config = kept
         target = deployed_path(env, component, previous)
         if read_text(target) != content:
-            _commit(target, content, line)
+            commit(target, content, line)
         else:  # put back by an attempt that crashed before it wrote the config
-            _append_ledger(line)
+            append_ledger(line)
         atomic_write(config_path(env, component), config)
     else:
         config_file = no_links(config_path(env, component))
-        _append_ledger(line)
+        append_ledger(line)
         config_file.unlink(missing_ok=True)
     for other in held_versions(env, component):
         if other != previous:
@@ -462,93 +463,11 @@ def notify(request: NotifyInput) -> bool:
         "message": request.message,
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
-    announced = _append_once(notifications_path(), line, ("run_id", "event"))
+    announced = append_once(notifications_path(), line, ("run_id", "event"))
     _log.info(
         "%s: %s", request.log_name("notify"), "announced" if announced else "already announced"
     )
     return announced
-
-
-# --- How a change is made once and recorded once ----------------------------------------------
-
-
-def _commit(path: Path, text: str, ledger_line: dict[str, Any]) -> None:
-    """Make one change: write it aside, record it in the ledger, then rename it into place.
-
-    A crash before the rename leaves the change undone: the retried step makes it, and its
-    ledger line, the same change, is not written twice (_append_ledger). A crash after the
-    rename leaves it done and recorded: the retry finds it done. A step calls this only once it
-    has checked that the change is not made, so a target already holding text is refused.
-    """
-    if read_text(path) == text:
-        raise ChangeMadeTwice(
-            f"{where(path)} already holds this change: the step must check "
-            "its end state before it changes anything"
-        )
-    temp = write_temp(path, text)
-    _append_ledger(ledger_line)
-    os.replace(temp, path)
-
-
-def _ledger_line(deployment: Deployment, step: str) -> dict[str, Any]:
-    return {
-        "release_key": deployment.release_key,
-        "run_id": deployment.release_run_id,
-        "env": deployment.environment.value,
-        "component": deployment.component,
-        "version": deployment.version,
-        "step": step,
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
-
-
-_SAME_CHANGE = ("release_key", "run_id", "env", "component", "version", "step")
-
-
-def _append_ledger(line: dict[str, Any]) -> None:
-    """Append one change to the ledger, unless this release run already recorded it."""
-    _append_once(ledger_path(), line, _SAME_CHANGE)
-
-
-def _append_once(path: Path, line: dict[str, Any], same: tuple[str, ...]) -> bool:
-    """Append line to a JSON-lines file unless a line with the same values of the fields same
-    is there; return whether it appended. Append-only, so no temp file: one write under an
-    exclusive lock, which no other thread or process interleaves; a torn last line stays."""
-    path = no_links(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
-    with open(os.open(path, flags, 0o666), "r+b") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        last = b"\n"
-        for existing in file:
-            last = existing
-            if _same_line(existing, line, same):
-                return False
-        # After a torn last line, this one starts a line of its own instead of joining it.
-        start = b"" if last.endswith(b"\n") else b"\n"
-        file.write(start + json.dumps(line).encode() + b"\n")
-        file.flush()
-        os.fsync(file.fileno())
-        return True
-
-
-def _same_line(existing: bytes, line: dict[str, Any], same: tuple[str, ...]) -> bool:
-    # A line lacking one of the values is not the same: skipped without parsing it.
-    if any(isinstance(line[f], str) and line[f].encode() not in existing for f in same):
-        return False
-    recorded = json_or_none(existing)
-    return isinstance(recorded, dict) and all(recorded.get(f) == line[f] for f in same)
-
-
-@contextmanager
-def _exclusive(*target: str) -> Iterator[None]:
-    """Hold a target's lock (a file's, so across threads and processes) while a step checks and
-    changes it: a retry can start while a lapsed attempt's thread still runs; it waits here."""
-    path = no_links(lock_path(".".join(target)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666), "wb") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _report(deployment: Deployment, step: str, done: str = "", changed: bool = True) -> bool:
@@ -594,26 +513,6 @@ def previous_version(env: Environment, component: str) -> str | None:
     """The version of component that the last deploy to env replaced (the last by file name)."""
     kept = [v for c, v in _artifacts_in(previous_dir(env)) if c == component]
     return kept[-1] if kept else None
-
-
-def read_ledger() -> list[dict[str, Any]]:
-    """Every change in the ledger, oldest first. A line that is not a JSON object (a write torn
-    by a crash, which stands for no change, or a hand edit) is skipped with a warning."""
-    changes, skipped = [], []
-    lines = (read_bytes(ledger_path()) or b"").split(b"\n")
-    for number, line in enumerate(lines, start=1):
-        change = json_or_none(line)
-        if isinstance(change, dict):
-            changes.append(change)
-        elif line.strip():
-            skipped.append(str(number))
-    if skipped:
-        _log.warning(
-            "%s: skipped line(s) %s: not a JSON object (a write torn by a crash, or a hand edit)",
-            ledger_path(),
-            listed(skipped),
-        )
-    return changes
 
 
 def _artifact_content(component: str, version: str) -> str:

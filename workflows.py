@@ -78,7 +78,8 @@ T = TypeVar("T")
 
 
 # Pinned (Worker Versioning, versioning.py): a release may wait days at a gate, and it runs to its
-# end on the code it started with, so a change to the plan needs no workflow.patched for it.
+# end on the code it started with, so it never replays a newer plan. (The *_PATCH guards at the
+# bottom keep histories from before each change replaying: the tests' recorded ones among them.)
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class ReleaseWorkflow:
     """Promote one release from the catalog through its environments, as a set. However it ends,
@@ -122,12 +123,12 @@ class ReleaseWorkflow:
         await self._locks.take_all(release)
         await self._check_promotion(release)
         for env in release.environments:
-            self._stop_if_told()
+            self._stop_if_cancelled_or_lost()
             if env in release.gates() and not (decision := await self._approval(env)).approved:
                 who = f"by {decision.by}: " if decision.by else ""  # "": the gate expired
                 return _outcome(release, Outcome.REJECTED, f"{who}{decision.reason}")
             await self._locks.confirm_after_reset(env)
-            self._stop_if_told()  # a cancel that came with the approval, or a lock lost
+            self._stop_if_cancelled_or_lost()  # a cancel that came with the approval, say
             rollbacks = await self._promote(release, env)
             if rollbacks:
                 return _outcome(release, Outcome.ROLLED_BACK, "; ".join(rollbacks))
@@ -305,7 +306,7 @@ class ReleaseWorkflow:
         has to be up meanwhile (a person may end it early: skip_soak)."""
         if not seconds:
             return
-        self._stop_if_told()  # the announcement before it may have finished despite a cancel
+        self._stop_if_cancelled_or_lost()  # a step before it may have finished despite a cancel
         self._status = f"soaking {env.value} for {seconds} s"
         workflow.logger.info(f"{self._request.release_key}: {self._status}")
         self._grid.mark(env, CellState.SOAKING)
@@ -411,7 +412,7 @@ class ReleaseWorkflow:
                 [RELEASE_KEY.value_set(key), RELEASE_OUTCOME.value_set(outcome)]
             )
 
-    def _stop_if_told(self) -> None:
+    def _stop_if_cancelled_or_lost(self) -> None:
         """Start nothing new once the release is cancelled or has lost a lock (see
         _stop_if_cancelled: a step that finished despite the cancel absorbed it)."""
         _stop_if_cancelled()

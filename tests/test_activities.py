@@ -12,9 +12,12 @@ from temporalio.testing import ActivityEnvironment
 
 import activities
 import files
+import ledger
 import release_management as rm
 import utils
 from catalog import ComponentInfo
+from ledger import commit as commit_change
+from ledger import read_ledger
 from shared import Deployment, Environment, ErrorType, ReleaseInput
 
 
@@ -45,7 +48,7 @@ async def test_build_changes_once_and_heartbeats_while_it_paces(
     assert await env.run(activities.build_artifact, DEV_FRONTEND) is True
     assert len(beats) >= 2  # every half second while the step paces itself
     assert await env.run(activities.build_artifact, DEV_FRONTEND) is False
-    assert [line["step"] for line in rm.read_ledger()] == ["build"]
+    assert [line["step"] for line in read_ledger()] == ["build"]
 
 
 async def test_cancelling_a_step_stops_it_before_its_change(
@@ -100,13 +103,13 @@ async def test_a_cancelled_step_reports_the_cancel_only_once_its_change_is_done(
 ) -> None:
     # A thread cannot be stopped: the activity waits for it, so no file changes after the
     # workflow hears that the step stopped.
-    commit = rm._commit
+    commit = commit_change
 
     def slow_commit(*args: Any, **kwargs: Any) -> None:
         time.sleep(1)
         commit(*args, **kwargs)
 
-    monkeypatch.setattr(rm, "_commit", slow_commit)
+    monkeypatch.setattr(rm, "commit", slow_commit)
     env = activity_env()
     running = asyncio.create_task(env.run(activities.build_artifact, DEV_FRONTEND))
     await asyncio.sleep(0.3)  # the step's thread is in its change
@@ -114,7 +117,7 @@ async def test_a_cancelled_step_reports_the_cancel_only_once_its_change_is_done(
     with pytest.raises(asyncio.CancelledError):
         await running
     assert files.artifact_path("frontend", "1.0").exists()
-    assert [line["step"] for line in rm.read_ledger()] == ["build"]
+    assert [line["step"] for line in read_ledger()] == ["build"]
 
 
 async def test_a_result_temporal_would_refuse_fails_at_once_saying_why(
@@ -135,7 +138,7 @@ async def test_a_full_disk_is_retried_with_one_line_not_a_traceback(
     def full(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rm, "write_temp", full)  # the disk is full when the build writes
+    monkeypatch.setattr(ledger, "write_temp", full)  # the disk is full when the build writes
     with pytest.raises(ApplicationError) as caught:
         await activity_env().run(activities.build_artifact, DEV_FRONTEND)
     assert not caught.value.non_retryable

@@ -27,6 +27,7 @@ import records
 import release_client
 import release_management as rm
 from handles import wait_for_status
+from ledger import read_ledger
 from locks import EnvironmentLockWorkflow
 from shared import Environment, EnvironmentLock, ReleaseInput, ReleaseResult
 from test_releases import (
@@ -119,7 +120,7 @@ async def test_a_release_waiting_before_prod_holds_only_qc_and_prod_and_cancels_
     refused, _ = await _failure_of(client, task_queue, "RELEASE-DEC-2023-BUGFIXES-PROD")
     assert refused.type == "EnvironmentBusy" and refused.non_retryable
     assert f"QC, PROD in use by release {beta.id}, which has not let it go yet" in refused.message
-    assert not [line for line in rm.read_ledger() if line["release_key"].endswith("BUGFIXES-PROD")]
+    assert not [line for line in read_ledger() if line["release_key"].endswith("BUGFIXES-PROD")]
 
     await beta.cancel(reason="not this week\x1b[2J")
     with pytest.raises(WorkflowFailureError) as ended:
@@ -222,7 +223,7 @@ async def test_a_reset_release_ends_right_with_nothing_done_twice(
     assert_environments_hold(demo_root, {env: INITIAL for env in ALL_ENVS})
     # Each change was made once, whichever run made it: the new run found DEV done.
     changes = [
-        (line["step"], line["env"], line["component"], line["version"]) for line in rm.read_ledger()
+        (line["step"], line["env"], line["component"], line["version"]) for line in read_ledger()
     ]
     assert len(changes) == len(set(changes)) == 3 + 4 * 3 * 2
     await assert_nothing_left_running(client, release.id, task_queue)

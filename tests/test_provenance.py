@@ -13,6 +13,7 @@ import records
 import release_management as rm
 from catalog import load_release
 from deployments import artifact, at, deploy_all_steps
+from ledger import read_ledger
 from shared import CheckPromotionInput, Environment, ReleaseError, VerifyInput, VerifyRollbackInput
 from test_releases import _failure_of, env_files, run
 
@@ -62,7 +63,7 @@ def test_a_tampered_artifact_in_artifactory_is_rebuilt_before_it_is_deployed(
     deploy_all_steps(
         "frontend", "1.0", DEV
     )  # the build finds its artifact wrong and makes it again
-    assert [line["step"] for line in rm.read_ledger()].count("build") == 2
+    assert [line["step"] for line in read_ledger()].count("build") == 2
     built = files.deployed_path(DEV, "frontend", "1.0").read_text()
     assert files.sha256(built) == rm.built_digest("frontend", "1.0")
 
@@ -117,14 +118,14 @@ def test_a_tampered_rollback_copy_is_not_put_back(
 ) -> None:
     path = _replaced_by_an_unhealthy_deploy(kept)
     change(path)
-    before, ledger = env_files(demo_root), rm.read_ledger()
+    before, ledger = env_files(demo_root), read_ledger()
 
     with pytest.raises(ReleaseError) as refused:
         rm.rollback_deploy(at("frontend", "1.1", DEV))
 
     assert f"environments/.previous/DEV/{path.name} is not" in str(refused.value)
     assert "not put back: DEV still holds frontend 1.1" in str(refused.value)
-    assert env_files(demo_root) == before and rm.read_ledger() == ledger
+    assert env_files(demo_root) == before and read_ledger() == ledger
 
 
 def test_a_rollback_that_put_back_a_changed_copy_fails_its_verification(demo_root: Path) -> None:

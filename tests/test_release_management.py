@@ -16,6 +16,8 @@ import records
 import release_management as rm
 from catalog import load_catalog, load_release
 from deployments import RUN, artifact, at, deploy_all_steps, recorded
+from ledger import commit as commit_change
+from ledger import read_ledger
 from shared import (
     CellState,
     ChangeMadeTwice,
@@ -60,7 +62,7 @@ def test_every_step_run_twice_changes_once(demo_root: Path) -> None:
     first = snapshot(demo_root)
     deploy_all_steps("frontend", "1.0", DEV)
     assert snapshot(demo_root) == first
-    steps = [(line["step"], line["env"]) for line in rm.read_ledger()]
+    steps = [(line["step"], line["env"]) for line in read_ledger()]
     assert steps == [("build", None), ("deploy", "DEV"), ("configure", "DEV")]
     assert not list(demo_root.rglob("*.tmp"))
 
@@ -96,7 +98,7 @@ def test_a_crash_before_the_rename_is_finished_by_the_retry_and_recorded_once(
     assert not files.artifact_path("frontend", "1.0").exists()
     monkeypatch.setattr(rm.os, "replace", real_replace)
     assert rm.build_artifact(at("frontend", "1.0", run=RUN)) is True
-    assert [line["step"] for line in rm.read_ledger()] == ["build"]
+    assert [line["step"] for line in read_ledger()] == ["build"]
     assert not list(demo_root.rglob("*.tmp"))
 
 
@@ -113,10 +115,10 @@ def test_a_change_already_made_is_refused_not_made_again(demo_root: Path) -> Non
     so a missing check fails loudly instead of changing (and being recorded) twice."""
     path = files.artifact_path("frontend", "1.0")
     line = {"release_key": "R", "run_id": RUN, "env": None, "component": "frontend"}
-    rm._commit(path, "built\n", line | {"version": "1.0", "step": "build"})
+    commit_change(path, "built\n", line | {"version": "1.0", "step": "build"})
     with pytest.raises(ChangeMadeTwice, match="already holds this change"):
-        rm._commit(path, "built\n", line | {"version": "1.0", "step": "build"})
-    assert len(rm.read_ledger()) == 1
+        commit_change(path, "built\n", line | {"version": "1.0", "step": "build"})
+    assert len(read_ledger()) == 1
 
 
 def test_a_deploy_cut_short_before_it_moved_the_old_version_aside_finishes_on_retry(
@@ -140,7 +142,7 @@ def test_a_deploy_cut_short_before_it_moved_the_old_version_aside_finishes_on_re
     assert rm.deploy_artifact(request) is True  # the old version is moved aside, nothing more
     assert rm.held_versions(DEV, "frontend") == ["1.1"]
     assert rm.previous_version(DEV, "frontend") == "1.0"
-    deploys = [line for line in rm.read_ledger() if line["step"] == "deploy"]
+    deploys = [line for line in read_ledger() if line["step"] == "deploy"]
     assert [line["version"] for line in deploys] == ["1.0", "1.1"]
 
 
@@ -165,7 +167,7 @@ def test_failure_after_the_change_is_retried_without_repeating_it(
         )
         is False
     )
-    assert [line["step"] for line in rm.read_ledger()] == ["build", "deploy"]
+    assert [line["step"] for line in read_ledger()] == ["build", "deploy"]
 
 
 def test_unknown_key_lists_the_valid_keys(demo_root: Path) -> None:
@@ -526,13 +528,13 @@ def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_
     deploy_all_steps("frontend", "1.0", DEV)
     rm.build_artifact(at("frontend", "1.1", run=RUN))
     sha = rm.fetch_artifact(at("frontend", "1.1", DEV)).sha256
-    commit = rm._commit
+    commit = commit_change
 
     def slow_commit(*args: Any, **kwargs: Any) -> None:
         time.sleep(0.3)
         commit(*args, **kwargs)
 
-    monkeypatch.setattr(rm, "_commit", slow_commit)
+    monkeypatch.setattr(rm, "commit", slow_commit)
     with ThreadPoolExecutor(2) as threads:
         attempts = [
             threads.submit(
@@ -550,7 +552,7 @@ def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_
     assert rm.previous_version(DEV, "frontend") == "1.0"
     kept = files.previous_dir(DEV)
     assert json.loads((kept / "frontend.config.json").read_text())["version"] == "1.0"
-    deploys = [line for line in rm.read_ledger() if line["run_id"] == "run-2"]
+    deploys = [line for line in read_ledger() if line["run_id"] == "run-2"]
     assert [(line["step"], line["version"]) for line in deploys] == [("deploy", "1.1")]
     # The rollback that .previous is kept for puts 1.0 back.
     assert rm.rollback_deploy(at("frontend", "1.1", DEV, run="run-2")) == "1.0"

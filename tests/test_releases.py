@@ -24,8 +24,8 @@ from temporalio.service import RPCError
 
 import files
 import records
-import release_management as rm
 from handles import wait_for_status
+from ledger import read_ledger
 from release_client import read_progress
 from run_worker import create_worker, serving
 from shared import ApproveInput, Environment, RejectInput, ReleaseInput
@@ -122,7 +122,7 @@ async def test_six_releases_in_order_give_the_catalog_table(
         for versions in [("1.0", "1.0", "1.0"), ("1.1", "1.7", "1.7"), ("1.2", "1.8", "1.8")]
         for c, v in zip(COMPONENTS, versions, strict=True)
     )
-    ledger = rm.read_ledger()
+    ledger = read_ledger()
     assert_no_change_twice(ledger)
     # Each run's changes: 3 builds per release that starts in DEV, 3 deploys and 3 configs
     # per environment. Releases promoted from an environment build nothing.
@@ -139,7 +139,7 @@ async def test_six_releases_in_order_give_the_catalog_table(
     _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
     assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
     assert_environments_hold(demo_root, {env: ("1.0", "1.0", "1.0") for env in ALL_ENVS})
-    rerun = [(line["step"], line["env"]) for line in rm.read_ledger()[before:]]
+    rerun = [(line["step"], line["env"]) for line in read_ledger()[before:]]
     assert Counter(step for step, _ in rerun) == {"deploy": 12, "configure": 12}
 
 
@@ -150,13 +150,13 @@ async def test_deleted_files_come_back_and_nothing_else_changes(
     (demo_root / "artifactory" / "sbstore-1.0.txt").unlink()
     (demo_root / "environments" / "QC" / "frontend-1.0.txt").unlink()
     (demo_root / "environments" / "PROD" / "backendforfrontend.config.json").unlink()
-    before = len(rm.read_ledger())
+    before = len(read_ledger())
 
     _, result = await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
 
     assert str(result) == "Release RELEASE-NOV-23-INITIAL: SUCCESS"
     assert_environments_hold(demo_root, {env: ("1.0", "1.0", "1.0") for env in ALL_ENVS})
-    changes = {(line["step"], line["env"], line["component"]) for line in rm.read_ledger()[before:]}
+    changes = {(line["step"], line["env"], line["component"]) for line in read_ledger()[before:]}
     assert changes == {
         ("build", None, "sbstore"),
         ("deploy", "QC", "frontend"),
@@ -185,7 +185,7 @@ async def test_a_release_succeeds_changing_nothing_twice_when_steps_fail_a_lot(
     }
     assert_environments_hold(demo_root, state)
     assert not list(demo_root.rglob("*.tmp"))
-    ledger = rm.read_ledger()
+    ledger = read_ledger()
     assert_no_change_twice(ledger)
     # Each change made once: a build per component, a deploy and a config per environment.
     made = Counter(line["step"] for line in ledger if line["release_key"].endswith("HOTFIX-STAGE"))
@@ -486,7 +486,7 @@ async def test_a_bug_keeps_the_release_running_until_a_fixed_worker_finishes_it(
     assert progress.status == "SUCCESS"
     assert {cell.state for cell in progress.cells[Environment.DEV].values()} == {"done"}
     assert_environments_hold(demo_root, {"DEV": ("1.2", "1.8", "1.8")})
-    assert_no_change_twice(rm.read_ledger())
+    assert_no_change_twice(read_ledger())
 
 
 async def _pending_step(
@@ -570,7 +570,7 @@ async def test_an_unhealthy_deploy_is_rolled_back_and_the_release_stops(
 ) -> None:
     await run(client, task_queue, "RELEASE-NOV-23-INITIAL")
     monkeypatch.setenv("DEMO_UNHEALTHY", "frontend@TEST")
-    before = len(rm.read_ledger())
+    before = len(read_ledger())
 
     _, result = await run(client, task_queue, "RELEASE-NOV-23-HOTFIX-STAGE")
 
@@ -584,7 +584,7 @@ async def test_an_unhealthy_deploy_is_rolled_back_and_the_release_stops(
         demo_root,
         {"DEV": hotfix, "TEST": ("1.0", "1.7", "1.7"), "QC": initial, "PROD": initial},
     )
-    rollbacks = [line for line in rm.read_ledger()[before:] if line["step"] == "rollback"]
+    rollbacks = [line for line in read_ledger()[before:] if line["step"] == "rollback"]
     assert [(r["env"], r["component"], r["version"], r["replaced"]) for r in rollbacks] == [
         ("TEST", "frontend", "1.0", "1.1")
     ]

@@ -14,6 +14,7 @@ import release_management as rm
 import run_workflow
 from catalog import load_release
 from deployments import RUN, at, deploy_all_steps, recorded
+from ledger import read_ledger
 from shared import Decision, Environment, ReleaseError
 from test_release_management import snapshot
 
@@ -48,14 +49,14 @@ def test_a_torn_ledger_tail_leaves_the_next_change_on_a_line_of_its_own(
     lines = ledger.read_bytes().split(b"\n")
     assert json.loads(lines[1])["component"] == "sbstore" and lines[2:] == [b""]
     with caplog.at_level(logging.WARNING):
-        assert [line["component"] for line in rm.read_ledger()] == ["sbstore"]
+        assert [line["component"] for line in read_ledger()] == ["sbstore"]
     assert "ledger.jsonl: skipped line(s) 1:" in caplog.text
     # The torn line records no change: the rebuilt frontend gets a line; sbstore is not twice.
     files.artifact_path("frontend", "1.0").unlink()
     files.artifact_path("sbstore", "1.0").unlink()
     rm.build_artifact(at("frontend", "1.0", run=RUN))
     rm.build_artifact(at("sbstore", "1.0", run=RUN))
-    assert [line["component"] for line in rm.read_ledger()] == ["sbstore", "frontend"]
+    assert [line["component"] for line in read_ledger()] == ["sbstore", "frontend"]
 
 
 def test_ledger_lines_that_are_not_changes_are_skipped(demo_root: Path) -> None:
@@ -64,7 +65,7 @@ def test_ledger_lines_that_are_not_changes_are_skipped(demo_root: Path) -> None:
     # Hand edits that mention the run and component: the duplicate check must not trip on them.
     ledger.write_bytes(b'["run-1", "frontend"]\nrun-1 frontend \xff\xfe\n' + b"[" * 100_000 + b"\n")
     rm.build_artifact(at("frontend", "1.0", run=RUN))
-    assert [line["step"] for line in rm.read_ledger()] == ["build"]
+    assert [line["step"] for line in read_ledger()] == ["build"]
 
 
 # --- Symbolic links ------------------------------------------------------------------------
