@@ -121,19 +121,22 @@ class EnvironmentLockWorkflow:
                 return _Verdict.NOW
             # Another run of its release (a reset makes one), or a forged unlock.
             runs = RunsInput(workflow_id=self._holder, run_id=run_id, of_run_id=parent.run_id)
-            if await _ask(is_run_of_release, runs, f"ask whether run {run_id} is its release's"):
+            if await _quick_activity(
+                is_run_of_release, runs, f"ask whether run {run_id} is its release's"
+            ):
                 return _Verdict.AFTER_ITS_DEPLOYS
             refusal = f"unlock ignored: {run_id or '(no run)'} is no run of {self._holder}"
-        elif parent is None or not await self._release_runs(parent.run_id):
+        elif parent is None or not await self._release_still_runs(parent.run_id):
             return _Verdict.ITS_RELEASE_ENDED  # cancelled once its release had ended
         else:
             refusal = f"cancel refused: release {self._holder} holds it, and only it lets go"
         workflow.logger.warning(f"{workflow.info().workflow_id}: {refusal}")
         return _Verdict.HOLD
 
-    async def _release_runs(self, run_id: str) -> str:
+    async def _release_still_runs(self, run_id: str) -> bool:
         release = WorkflowRef(workflow_id=self._holder, run_id=run_id)
-        return await _ask(release_run_now, release, f"ask whether {self._holder} still runs")
+        summary = f"ask whether {self._holder} still runs"
+        return bool(await _quick_activity(release_run_now, release, summary))
 
     async def _unlocked_or_cancelled(self) -> bool:
         """Wait for an unlock that names the holder (True) or a cancel request (False)."""
@@ -170,7 +173,7 @@ def _unlock_in(args: Sequence[RawValue]) -> UnlockInput | None:
         return None
 
 
-def _ask(
+def _quick_activity(
     activity: Callable[[ArgT], Awaitable[ResultT]], argument: ArgT, summary: str
 ) -> Awaitable[ResultT]:
     """One quick activity that asks the server (or records), with its default retries."""
@@ -188,7 +191,7 @@ async def _record_ending(lock: EnvironmentLock) -> None:
         release_workflow_id=parent.workflow_id,
         release_run_id=parent.run_id,
     )
-    await _ask(record_ending, ending, f"record how {lock.release_key} ended")
+    await _quick_activity(record_ending, ending, f"record how {lock.release_key} ended")
 
 
 async def _all_closed(workflow_ids: list[str]) -> None:
@@ -214,7 +217,7 @@ class EnvironmentLocks:
         # Each lock held (None: one the run that a reset replaced started, adopted by this run).
         self._held: dict[Environment, workflow.ChildWorkflowHandle | None] = {}
         self.unlocked_after_use: list[Environment] = []
-        self._unlocking: list[asyncio.Task[None]] = []  # unlocks after use, still closing
+        self._unlocking: list[asyncio.Future[list[None]]] = []  # unlocks after use, closing
         self.lost: str | None = None
         # Called once when a lock is lost: the release stops what it is doing.
         self.on_lost: Callable[[], object] = lambda: None
@@ -244,7 +247,7 @@ class EnvironmentLocks:
         release_id = workflow.info().workflow_id
         for needed in [env, env.previous()]:
             if needed in self._held and not self.lost:
-                holder = await _ask(
+                holder = await _quick_activity(
                     find_lock_holder,
                     LockHolderInput(lock_workflow_id=self.lock_id(needed)),
                     f"confirm that {release_id} still holds {needed.value}",
@@ -266,7 +269,7 @@ class EnvironmentLocks:
             release_workflow_id=info.workflow_id,
         )
         summary = f"find deploys of other releases into what {release.key} holds"
-        in_flight = await _ask(find_deploys_in_flight, others, summary)
+        in_flight = await _quick_activity(find_deploys_in_flight, others, summary)
         if in_flight:
             message = (
                 f"Release {release.key} was refused: {', '.join(in_flight)} still "
@@ -284,7 +287,7 @@ class EnvironmentLocks:
         environments another release holds, with its ID ("" if it just let go)."""
         holders = await asyncio.gather(
             *(
-                _ask(
+                _quick_activity(
                     find_lock_holder,
                     LockHolderInput(lock_workflow_id=self.lock_id(env)),
                     f"find which release holds {env.value}",
@@ -368,18 +371,23 @@ class EnvironmentLocks:
             return
         if workflow.patched(UNLOCK_BESIDE_PATCH):
             self.unlocked_after_use.append(env)
-            self._unlocking.append(asyncio.create_task(self.unlock(env)))
+            self._unlocking.append(self._let_go(env))
             return
         await self.unlock(env)
         self.unlocked_after_use.append(env)
 
     async def unlock_all(self) -> None:
-        await asyncio.gather(*self._unlocking, self.unlock(*self._held))
+        await asyncio.gather(*self._unlocking, self._let_go(*self._held))
 
     async def unlock(self, *envs: Environment) -> None:
         """Unlock environments, and see the locks this run started end."""
-        locks = {env: self._held.pop(env) for env in list(envs)}
-        await asyncio.gather(*(self._unlock(env, lock) for env, lock in locks.items()))
+        await self._let_go(*envs)
+
+    def _let_go(self, *envs: Environment) -> "asyncio.Future[list[None]]":
+        """Unlock environments: no longer held from now on (so _watch takes no lock's end for a
+        loss), the locks this run started seen to end by the future returned."""
+        locks = {env: self._held.pop(env) for env in envs}
+        return asyncio.gather(*(self._unlock(env, lock) for env, lock in locks.items()))
 
     async def _unlock(self, env: Environment, lock: workflow.ChildWorkflowHandle | None) -> None:
         info = workflow.info()

@@ -78,8 +78,8 @@ T = TypeVar("T")
 
 
 # Pinned (Worker Versioning, versioning.py): a release may wait days at a gate, and it runs to its
-# end on the code it started with, so it never replays a newer plan. (The *_PATCH guards at the
-# bottom keep histories from before each change replaying: the tests' recorded ones among them.)
+# end on the code it started with, so it never replays a newer plan. (The *_PATCH guards, at the
+# bottom and in locks.py, keep histories from before each change replaying, as the tests' do.)
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class ReleaseWorkflow:
     """Promote one release from the catalog through its environments, as a set. However it ends,
@@ -265,11 +265,11 @@ class ReleaseWorkflow:
         return await _start_after_any_leftover(start, deploy_id)
 
     async def _announce(self, release: Release, point: str, event: str, message: str) -> None:
-        """Announce an event of the release (notify), in order; behind ANNOUNCE_BESIDE_PATCH, one
-        after a wave goes on beside the plan. A step added after releases had run, so behind a
-        patch per point (after DEV, ..., at the end). A release from before replays without it;
-        one in flight announces from the next point it reaches (patched() answers once per ID
-        for the whole run: demos.md, "Change the plan")."""
+        """Announce an event of the release (notify), in order. Behind ANNOUNCE_BESIDE_PATCH, one
+        after a wave goes on beside the plan, and announcing is best-effort (_best_effort). A step
+        added after releases had run, so behind a patch per point (after DEV, ..., at the end). A
+        release from before replays without it; one in flight announces from the next point it
+        reaches (patched() answers once per ID for the whole run: demos.md, "Change the plan")."""
         if not workflow.patched(f"{NOTIFICATIONS_PATCH}-{point}"):
             return
         announcement = NotifyInput(
@@ -282,24 +282,34 @@ class ReleaseWorkflow:
             demo_root=self._request.demo_root,
         )
         await self._announced()
+        if point != "end":
+            self._stop_if_cancelled_or_lost()  # that wait may have swallowed a cancel
         step = _start_activity(
             activities.notify, announcement, f"announce that {release.key} {event}"
         )
-        if point == "end" or not workflow.patched(ANNOUNCE_BESIDE_PATCH):
-            await step
+        if not workflow.patched(ANNOUNCE_BESIDE_PATCH):
+            await step  # as before the patch: an announcement that fails for good fails the release
+        elif point == "end":
+            await self._best_effort(step)
         else:
-            self._announcing = step
+            self._announcing = step  # beside the plan: the next _announced waits for it
 
-    async def _announced(self, ended: bool = False) -> None:
-        """Wait for the announcement going on beside the plan, if any. ended: the release has
-        ended, so that announcement's own failure is only logged (it fails a running one)."""
+    async def _announced(self) -> None:
+        """Wait for the announcement going on beside the plan, if any."""
         step, self._announcing = self._announcing, None
+        if step:
+            await self._best_effort(step)
+
+    async def _best_effort(self, announcement: ActivityHandle[bool]) -> None:
+        """Await an announcement. One that fails for good (its retries are for what passes) is
+        logged, and the release goes on: what a release does and how it ends never hang on it."""
         try:
-            await step if step else None
+            await announcement
         except ActivityError as err:
-            if not ended:
-                raise
-            workflow.logger.warning(f"{self._request.release_key}: {root_message(err)}")
+            key = self._request.release_key
+            workflow.logger.warning(
+                f"{key}: announcement failed, the release goes on: {root_message(err)}"
+            )
 
     async def _soak_for(self, env: Environment, seconds: int) -> None:
         """Wait before promoting past env, on a *durable timer*: the server keeps it, so no worker
@@ -389,9 +399,7 @@ class ReleaseWorkflow:
         )
         summary = f"record how {release.key} ended"
         # The last announcement, if still going on, goes on beside the record.
-        await _all(
-            _start_activity(activities.record_release, record, summary), self._announced(True)
-        )
+        await _all(_start_activity(activities.record_release, record, summary), self._announced())
         self._show_outcome(result.outcome)
         end = self._announce(release, "end", f"ended {result.outcome}", str(result))
         if workflow.patched(ANNOUNCE_BESIDE_PATCH):

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -22,6 +23,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WorkflowFailureError,
+    WorkflowHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
@@ -31,6 +33,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 from handles import refused_update, wait_for_status
 from mocked import (
     DEV,
+    QC,
     TEST,
     WAIT_SECONDS,
     Mocked,
@@ -61,6 +64,7 @@ ACTIVITY_CLOSES = {
 # A held step hears of a cancel only in a heartbeat's answer (the worker sends one at least every
 # 0.5 s): held this long, a step that is to be asked to stop has been.
 CANCEL_REACHES_A_STEP_SECONDS = 2.0
+UNLOCK_SENT = EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED
 REFUSED = "QC holds frontend 1.0, not 1.1"
 
 
@@ -181,44 +185,56 @@ class FinishingSteps(Steps):
 
 
 async def cancelled_while_announcing(client: Client, steps: FinishingSteps) -> None:
-    """Run the release until it announces its promotion to DEV, cancel it then, let the
-    announcement finish, and see the release end CANCELLED within WAIT_SECONDS."""
+    """Run the release (DEV, TEST, QC) until, TEST deployed, it waits for its announcement of
+    DEV (held) before announcing TEST; cancel it then, let the announcement finish, and see the
+    release end CANCELLED within WAIT_SECONDS, having announced nothing more."""
     announcing = steps.hold("notify")
     async with mocked_worker(client, steps) as mocked:
         release = await mocked.start()
-        await steps.called("notify")
+        await wait_for_event(
+            release, EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED
+        )
         await release.cancel(reason="not this week")
         await held_until_cancelled(mocked, release, "notify")
         announcing.set()
         ended = await ending(release)
     assert await activity_closes(client, release.id, "notify") == ["completed", "completed"]
     assert told(ended)[0] == Outcome.CANCELLED, told(ended)
+    assert steps.announced() == ["promoted to DEV", "ended CANCELLED"]
 
 
 async def test_a_cancel_a_step_finishes_through_ends_the_release_before_its_soak(
     client: Client,
 ) -> None:
-    """The DEV announcement finishes despite the cancel; the release does not then soak DEV for
+    """The DEV announcement finishes despite the cancel; the release does not then soak TEST for
     an hour: it ends CANCELLED at once, recorded so."""
-    steps = FinishingSteps(release=make_release(soak_seconds={DEV: 3600}))
+    steps = FinishingSteps(release=make_release((DEV, TEST, QC), soak_seconds={TEST: 3600}))
     await cancelled_while_announcing(client, steps)
 
     record = steps.record()
     assert (record.result.outcome, record.result.detail) == (Outcome.CANCELLED, "not this week")
-    assert steps.ran_in(TEST) == []
+    assert steps.ran_in(QC) == []
 
 
 async def test_a_cancel_a_step_finishes_through_ends_the_release_before_its_gate(
     client: Client,
 ) -> None:
     """The DEV announcement finishes despite the cancel; the release does not open the gate
-    before TEST: it ends CANCELLED at once, with no decision."""
-    steps = FinishingSteps(release=make_release(approval_before=(TEST,)))
+    before QC: it ends CANCELLED at once, with no decision."""
+    steps = FinishingSteps(release=make_release((DEV, TEST, QC), approval_before=(QC,)))
     await cancelled_while_announcing(client, steps)
 
     record = steps.record()
     assert (record.result.outcome, record.result.detail) == (Outcome.CANCELLED, "not this week")
-    assert (record.decisions, steps.ran_in(TEST)) == ([], [])
+    assert (record.decisions, steps.ran_in(QC)) == ([], [])
+
+
+async def wait_for_event(handle: WorkflowHandle[Any, Any], kind: EventType.ValueType) -> None:
+    """Wait until the workflow's history holds an event of kind, within WAIT_SECONDS."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while kind not in [event.event_type for event in (await handle.fetch_history()).events]:
+        assert time.monotonic() < deadline, f"{handle.id}: no {EventType.Name(kind)}"
+        await asyncio.sleep(0.05)
 
 
 # --- Deciding in time: an Update that reaches the release after its deadline -----------------

@@ -359,6 +359,19 @@ async def test_an_announcement_goes_on_beside_the_next_wave(mocked: Mocked) -> N
     assert mocked.steps.announced() == ["promoted to DEV", "promoted to TEST", "ended SUCCESS"]
 
 
+async def test_an_announcement_that_fails_for_good_is_logged_and_the_release_goes_on(
+    mocked: Mocked, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 26: announcing is best-effort; a release's outcome never hangs on a message.
+    mocked.steps.release = make_release(environments=(DEV, TEST))
+    mocked.steps.fail("notify", ApplicationError("webhook refused", non_retryable=True))
+    assert str(await mocked.run()) == f"Release {KEY}: SUCCESS"
+    assert mocked.steps.record().result.outcome is Outcome.SUCCESS
+    assert mocked.steps.announced() == ["promoted to DEV", "promoted to TEST", "ended SUCCESS"]
+    failed = [r.getMessage() for r in caplog.records if "announcement failed" in r.getMessage()]
+    assert len(failed) == 3 and all("webhook refused" in message for message in failed)
+
+
 async def commands_by_workflow_task(release: ReleaseHandle) -> dict[int, list[str]]:
     """What each workflow task of release sent: steps by name, children and signals by the ID
     of the workflow they go to; keyed by the task's completed event."""
