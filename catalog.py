@@ -65,13 +65,14 @@ class _Duplicates(dict):
 
 
 def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    keys = [key for key, _ in pairs]
-    twice = [key for number, key in enumerate(keys) if key in keys[:number]]
-    if not twice:
-        return dict(pairs)
-    result = _Duplicates(pairs)
-    result.duplicate = twice[0]
-    return result
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:  # the first key given twice
+            result = _Duplicates(pairs)
+            result.duplicate = key
+            return result
+        seen.add(key)
+    return dict(pairs)
 
 
 # How much of a name, and how many names, a message quotes: a ReleaseError's message crosses

@@ -210,8 +210,8 @@ def format_environments(width: int | None = None) -> str:
     recorded = records.recorded_state(own)
     rows = []
     for env in ENVIRONMENT_ORDER:
-        held, none = (recorded[env], "?") if env in own else (state[env], "-")
-        rows.append([env.value, *(held.get(component, none) for component in components)])
+        held, placeholder = (recorded[env], "?") if env in own else (state[env], "-")
+        rows.append([env.value, *(held.get(component, placeholder) for component in components)])
     view = Group(Text("Environments now hold:"), _indented(_table(["ENV", *components], rows)))
     lines = _plain(view, width or terminal_width() or UNBOUNDED)
     away = ", ".join(env.value for env in own)

@@ -62,8 +62,9 @@ def record_release(request: RecordReleaseInput) -> str:
 
 def record_ending(ending: Ending) -> str:
     """Write the record of a release run that closed without writing one (terminated or timed
-    out: one of its locks writes it once its deploys have closed): how, when and why it ended.
-    A record already there is left as it is. Returns the record's file name."""
+    out: one of its locks writes it once its deploys have closed; or a run that never got a
+    release to run: the release itself, as record_unstarted): how, when and why it ended. A
+    record already there is left as it is. Returns the record's file name."""
     path = record_path(ending.release_key, ending.release_run_id)
     if read_json(path) is None:
         detail = f": {ending.detail}" if ending.detail else ""

@@ -296,12 +296,14 @@ async def read_progress(
         if cell.state is CellState.RUNNING
     ]
     deploys = [client.get_workflow_handle(deploy_workflow_id(handle.id, *at)) for at in running]
-    found = await asyncio.gather(*map(_running_cell, [*deploys, handle]))  # the release's own last
+    found, own = await asyncio.gather(
+        asyncio.gather(*map(_running_cell, deploys)), _release_steps_waiting(handle)
+    )
     grid = {env: dict(row) for env, row in progress.cells.items()}
-    for (env, component), (cell, _) in zip(running, found[:-1], strict=True):
+    for (env, component), (cell, _) in zip(running, found, strict=True):
         grid[env][component] = cell
     status = progress.status
-    if waiting := sorted({queue for _, queue in found if queue}):
+    if waiting := sorted({queue for _, queue in found if queue} | ({own} - {""})):
         queues = ", ".join(repr(queue) for queue in waiting)
         status += f"; its steps wait for a worker on task queue {queues}"
     return progress.model_copy(update={"cells": grid, "status": status})
@@ -327,6 +329,14 @@ async def _running_cell(handle: WorkflowHandle) -> tuple[Cell, str]:
         ), ""
     steps = " + ".join(sorted(activity.activity_type.name for activity in pending))
     return Cell(state=CellState.RUNNING, activity=steps), ""
+
+
+async def _release_steps_waiting(handle: ReleaseHandle) -> str:
+    """The task queue on which a step of the release itself waits for a worker ("": none)."""
+    try:
+        return _unclaimed(await handle.describe())
+    except RPCError:
+        return ""
 
 
 def _unclaimed(description: WorkflowExecutionDescription) -> str:

@@ -23,7 +23,14 @@ from shared import TASK_QUEUE
 
 # What a worker replays: a change to these is a new version; a change to a step's body or to
 # utils.py is not, as the history holds each step's result, not its code.
-PLAN_FILES = tuple("workflows.py locks.py gates.py grid.py shared.py search_attributes.py".split())
+PLAN_FILES = (
+    "workflows.py",
+    "locks.py",
+    "gates.py",
+    "grid.py",
+    "shared.py",
+    "search_attributes.py",
+)
 BUILD_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 

@@ -111,8 +111,8 @@ def test_a_record_keeps_the_soaks_a_person_skipped(demo_root: Path) -> None:
 
 
 def test_a_change_already_made_is_refused_not_made_again(demo_root: Path) -> None:
-    """A step that skipped its check would reach _commit with a change already made: refused,
-    so a missing check fails loudly instead of changing (and being recorded) twice."""
+    """A step that skipped its check would reach ledger.commit with a change already made:
+    refused, so a missing check fails loudly instead of changing (and being recorded) twice."""
     path = files.artifact_path("frontend", "1.0")
     line = {"release_key": "R", "run_id": RUN, "env": None, "component": "frontend"}
     commit_change(path, "built\n", line | {"version": "1.0", "step": "build"})
