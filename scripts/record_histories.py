@@ -85,6 +85,10 @@ from workflows import ReleaseWorkflow
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 HISTORIES_DIR = PROJECT_DIR / "tests" / "histories"
 TASK_QUEUE = "record-histories"
+# One build ID for every worker here, the in-flight run's older code included: each release is
+# pinned to the version it starts on (Worker Versioning), and the deployment's current version is
+# the first one, so a worker with a build ID of its own would never be given the in-flight run.
+BUILD_ID = "record-histories"
 # The release the two eventful runs repeat, and the suffixes of their workflow IDs.
 EVENTFUL_RELEASE = "RELEASE-NOV-23-INITIAL"
 FAILURES_RUN = f"{EVENTFUL_RELEASE}-failures"
@@ -374,6 +378,7 @@ def worker_env(client: Client, demo_root: str, step_seconds: str) -> dict[str, s
         "TEMPORAL_NAMESPACE": client.namespace,
         "DEMO_ROOT": demo_root,
         "DEMO_TASK_QUEUE": TASK_QUEUE,
+        "DEMO_BUILD_ID": BUILD_ID,
         "DEMO_STEP_SECONDS": step_seconds,
         "DEMO_FAILURES": "off",
     }
@@ -665,6 +670,7 @@ async def main(argv: list[str]) -> int:
     os.environ.pop("DEMO_BUG", None)
     os.environ.pop("DEMO_UNHEALTHY", None)
     os.environ["DEMO_STEP_SECONDS"] = "0"
+    os.environ["DEMO_BUILD_ID"] = BUILD_ID
     cli = temporal_cli_or_exit("record_histories.py")
     with tempfile.TemporaryDirectory(prefix="record-histories-") as state:
         async with await WorkflowEnvironment.start_local(
