@@ -344,6 +344,12 @@ class EnvironmentLocks:
             await lock
         except Exception as err:  # the lock was terminated (or failed): the cause says which
             how = f"was ended by someone else while the release held it ({root_message(err)})"
+        else:
+            if _is_reset_run() and self._held.get(env) is lock:
+                # A reset run redoes the workflow task that let a lock it held go, and may hear
+                # of the close in that same task: let the task's own work (the unlock) run first.
+                # (A condition is checked once all else ready has run; no command, no timer.)
+                await workflow.wait_condition(lambda: True)
         if self._held.get(env) is lock and not self.lost:
             self._lose(env, how)
             self.on_lost()
