@@ -377,21 +377,17 @@ class EnvironmentLocks:
             return
         if workflow.patched(UNLOCK_BESIDE_PATCH):
             self.unlocked_after_use.append(env)
-            self._unlocking.append(self._let_go(env))
+            self._unlocking.append(self.unlock(env))
             return
         await self.unlock(env)
         self.unlocked_after_use.append(env)
 
     async def unlock_all(self) -> None:
-        await asyncio.gather(*self._unlocking, self._let_go(*self._held))
+        await asyncio.gather(*self._unlocking, self.unlock(*self._held))
 
-    async def unlock(self, *envs: Environment) -> None:
-        """Unlock environments, and see the locks this run started end."""
-        await self._let_go(*envs)
-
-    def _let_go(self, *envs: Environment) -> "asyncio.Future[list[None]]":
+    def unlock(self, *envs: Environment) -> "asyncio.Future[list[None]]":
         """Unlock environments: no longer held from now on (so _watch takes no lock's end for a
-        loss), the locks this run started seen to end by the future returned."""
+        loss); await the future returned to see the locks this run started end."""
         locks = {env: self._held.pop(env) for env in envs}
         return asyncio.gather(*(self._unlock(env, lock) for env, lock in locks.items()))
 
