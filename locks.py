@@ -23,22 +23,17 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from enum import Enum
-from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, VersioningBehavior, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
+from steps import quick_activity
+
 with workflow.unsafe.imports_passed_through():
+    import lookups
     from activities import record_ending
-    from lookups import (
-        find_deploys_in_flight,
-        find_lock_holder,
-        is_run_of_release,
-        release_run_now,
-        wait_until_closed,
-    )
     from search_attributes import for_lock
     from shared import (
         DEFAULT_TASK_QUEUE,
@@ -58,11 +53,6 @@ with workflow.unsafe.imports_passed_through():
         shown,
     )
 
-ArgT = TypeVar("ArgT")
-ResultT = TypeVar("ResultT")
-
-# Asking the server about a workflow is one quick call.
-LOOKUP_TIMEOUT = timedelta(seconds=30)
 # Waiting for a release's deploys to close: they finish at most a few paced steps.
 CLOSE_TIMEOUT = timedelta(minutes=10)
 # The signal a release lets its lock go with.
@@ -121,8 +111,8 @@ class EnvironmentLockWorkflow:
                 return _Verdict.NOW
             # Another run of its release (a reset makes one), or a forged unlock.
             runs = RunsInput(workflow_id=self._holder, run_id=run_id, of_run_id=parent.run_id)
-            if await _quick_activity(
-                is_run_of_release, runs, f"ask whether run {run_id} is its release's"
+            if await quick_activity(
+                lookups.is_run_of_release, runs, f"ask whether run {run_id} is its release's"
             ):
                 return _Verdict.AFTER_ITS_DEPLOYS
             refusal = f"unlock ignored: {run_id or '(no run)'} is no run of {self._holder}"
@@ -136,7 +126,7 @@ class EnvironmentLockWorkflow:
     async def _release_still_runs(self, run_id: str) -> bool:
         release = WorkflowRef(workflow_id=self._holder, run_id=run_id)
         summary = f"ask whether {self._holder} still runs"
-        return bool(await _quick_activity(release_run_now, release, summary))
+        return bool(await quick_activity(lookups.release_run_now, release, summary))
 
     async def _unlocked_or_cancelled(self) -> bool:
         """Wait for an unlock that names the holder (True) or a cancel request (False)."""
@@ -173,15 +163,6 @@ def _unlock_in(args: Sequence[RawValue]) -> UnlockInput | None:
         return None
 
 
-def _quick_activity(
-    activity: Callable[[ArgT], Awaitable[ResultT]], argument: ArgT, summary: str
-) -> Awaitable[ResultT]:
-    """One quick activity that asks the server (or records), with its default retries."""
-    return workflow.execute_activity(
-        activity, argument, summary=summary, start_to_close_timeout=LOOKUP_TIMEOUT
-    )
-
-
 async def _record_ending(lock: EnvironmentLock) -> None:
     parent = workflow.info().parent
     if parent is None:
@@ -191,7 +172,7 @@ async def _record_ending(lock: EnvironmentLock) -> None:
         release_workflow_id=parent.workflow_id,
         release_run_id=parent.run_id,
     )
-    await _quick_activity(record_ending, ending, f"record how {lock.release_key} ended")
+    await quick_activity(record_ending, ending, f"record how {lock.release_key} ended")
 
 
 async def _all_closed(workflow_ids: list[str]) -> None:
@@ -199,7 +180,7 @@ async def _all_closed(workflow_ids: list[str]) -> None:
     await asyncio.gather(
         *(
             workflow.execute_activity(
-                wait_until_closed,
+                lookups.wait_until_closed,
                 WorkflowRef(workflow_id=workflow_id),
                 summary=f"wait for {workflow_id} to close",
                 start_to_close_timeout=CLOSE_TIMEOUT,
@@ -247,11 +228,7 @@ class EnvironmentLocks:
         release_id = workflow.info().workflow_id
         for needed in [env, env.previous()]:
             if needed in self._held and not self.lost:
-                holder = await _quick_activity(
-                    find_lock_holder,
-                    LockHolderInput(lock_workflow_id=self.lock_id(needed)),
-                    f"confirm that {release_id} still holds {needed.value}",
-                )
+                holder = await self._holder(needed, f"confirm that {release_id} still holds")
                 if holder != release_id:
                     now = f"is held by {holder} now" if holder else "is free now"
                     how = f"was let go by the run that a reset replaced, and {now}"
@@ -269,7 +246,7 @@ class EnvironmentLocks:
             release_workflow_id=info.workflow_id,
         )
         summary = f"find deploys of other releases into what {release.key} holds"
-        in_flight = await _quick_activity(find_deploys_in_flight, others, summary)
+        in_flight = await quick_activity(lookups.find_deploys_in_flight, others, summary)
         if in_flight:
             message = (
                 f"Release {release.key} was refused: {', '.join(in_flight)} still "
@@ -286,14 +263,7 @@ class EnvironmentLocks:
         """Take what is free by now, adopt what this release's replaced run holds; return the
         environments another release holds, with its ID ("" if it just let go)."""
         holders = await asyncio.gather(
-            *(
-                _quick_activity(
-                    find_lock_holder,
-                    LockHolderInput(lock_workflow_id=self.lock_id(env)),
-                    f"find which release holds {env.value}",
-                )
-                for env in busy
-            )
+            *(self._holder(env, "find which release holds") for env in busy)
         )
         held_by_others = []
         for env, holder in zip(busy, holders, strict=True):
@@ -304,6 +274,11 @@ class EnvironmentLocks:
             else:
                 held_by_others.append((env, holder))
         return held_by_others
+
+    def _holder(self, env: Environment, asking: str) -> Awaitable[str]:
+        """The ID of the release that holds env's lock ("": none), asked of the server."""
+        lock = LockHolderInput(lock_workflow_id=self.lock_id(env))
+        return quick_activity(lookups.find_lock_holder, lock, f"{asking} {env.value}")
 
     async def _lock(
         self, release: Release, env: Environment

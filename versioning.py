@@ -25,6 +25,10 @@ from shared import TASK_QUEUE
 # utils.py is not, as the history holds each step's result, not its code.
 PLAN_FILES = (
     "workflows.py",
+    "deploy.py",
+    "steps.py",
+    "announcements.py",
+    "own_workers.py",
     "locks.py",
     "gates.py",
     "grid.py",

@@ -1,29 +1,36 @@
 """The release plan, made durable.
 
-ReleaseWorkflow promotes a release environment by environment, one DeployWorkflow child per
-component in a wave; DeployWorkflow runs the steps of one deploy. Both only decide: every touch
-of the world is an activity (activities.py), so when a worker dies, another one replays this
-code from the release's history and carries on where it stopped. Read it top-down: the plan,
-the deploy, then how each activity is called. Locks are in locks.py, gates and soaks in gates.py.
+ReleaseWorkflow promotes a release environment by environment, one DeployWorkflow child
+(deploy.py) per component in a wave. It only decides: every touch of the world is an activity
+(activities.py, started as steps.py says), so when a worker dies, another one replays this code
+from the release's history and carries on where it stopped. Read it top-down: the plan, then
+what it calls. Locks are in locks.py, gates and soaks in gates.py.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, TypeVar
+from collections.abc import Awaitable
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    WorkflowAlreadyStartedError,
     is_cancelled_exception,
 )
-from temporalio.workflow import ActivityCancellationType, ActivityHandle, ParentClosePolicy
+from temporalio.workflow import ParentClosePolicy
 
+import own_workers
+from announcements import ANNOUNCE_BESIDE_PATCH, Announcements
+from deploy import DeployWorkflow, summary_of
 from gates import ApprovalGates, Soaks
 from locks import EnvironmentLocks
+from steps import (
+    all_of,
+    finish_even_if_cancelled,
+    start_activity,
+    start_after_any_leftover,
+    stop_if_cancelled,
+)
 
 # Determinism: the sandbox re-imports workflow code on every run; project modules and their
 # dependencies are passed through instead, since nothing in them runs inside a workflow.
@@ -31,27 +38,21 @@ with workflow.unsafe.imports_passed_through():
     import activities
     import search_attributes
     from grid import Grid
-    from lookups import wait_until_closed
     from search_attributes import RELEASE_KEY, RELEASE_OUTCOME, RUNNING
     from shared import (
         MAX_NAME_LENGTH,
         MAX_REASON_LENGTH,
         WORKFLOW_TASK_TIMEOUT,
         ApproveInput,
-        ArtifactRef,
         CellState,
         CheckPromotionInput,
         Decision,
-        DeployArtifactInput,
         Deployment,
         DeployResult,
         Ending,
         Environment,
         EnvironmentVersions,
         ErrorType,
-        HeldIn,
-        HoldingsInput,
-        NotifyInput,
         Outcome,
         RecordReleaseInput,
         RejectInput,
@@ -60,21 +61,12 @@ with workflow.unsafe.imports_passed_through():
         ReleaseProgress,
         ReleaseResult,
         SkipSoakInput,
-        UpdateConfigInput,
-        VerifyInput,
-        VerifyRollbackInput,
-        WorkflowRef,
         deploy_workflow_id,
         is_release_key,
         person_text,
         root_message,
         shown,
-        steps_queue,
     )
-
-ArgT = TypeVar("ArgT")  # an activity's input
-ResultT = TypeVar("ResultT")  # its result
-T = TypeVar("T")
 
 
 # Pinned (Worker Versioning, versioning.py): a release may wait days at a gate, and it runs to its
@@ -95,7 +87,7 @@ class ReleaseWorkflow:
         self._locks = EnvironmentLocks()
         self._gates = ApprovalGates()
         self._soaks = Soaks()
-        self._announcing: ActivityHandle[bool] | None = None  # one beside the plan, if any
+        self._announcements = Announcements(stop_if_told=self._stop_if_cancelled_or_lost)
 
     @workflow.run
     async def run(self, request: ReleaseInput | None = None) -> ReleaseResult:
@@ -143,7 +135,7 @@ class ReleaseWorkflow:
         catalog, a cancel) records how it ended, then fails."""
         summary = f"gather {request.release_key} from the catalog"
         try:
-            release = await _start_activity(activities.gather_release, request, summary)
+            release = await start_activity(activities.gather_release, request, summary)
         except (ActivityError, asyncio.CancelledError) as err:
             await self._record_unstarted(started, err)
             raise
@@ -170,32 +162,14 @@ class ReleaseWorkflow:
         check = CheckPromotionInput(
             release=release,
             demo_root=self._request.demo_root,
-            held={env: told.held for env, told in (await self._held(release, feeder)).items()},
+            held=await own_workers.holdings(release, feeder),
         )
-        self._before, _ = await _all(
-            _start_activity(
+        self._before, _ = await all_of(
+            start_activity(
                 activities.check_promotion, check, f"check that {release.key} can be promoted"
             ),
             self._locks.refuse_if_others_deploy(release),
         )
-
-    async def _held(self, release: Release, envs: list[Environment]) -> dict[Environment, HeldIn]:
-        """What those of envs that have a worker of their own hold, asked of that worker (only it
-        has their files), and its root; the others' folders are read where the check runs."""
-        asked = [env for env in envs if env in release.own_workers]
-        queue = workflow.info().task_queue
-        held = await _all(
-            *(
-                _start_activity(
-                    activities.held_in,
-                    HoldingsInput(environment=env, components=list(release.versions)),
-                    f"ask {env.value}'s worker what it holds",
-                    task_queue=steps_queue(queue, env),
-                )
-                for env in asked
-            )
-        )
-        return dict(zip(asked, held, strict=True))
 
     async def _promote(self, release: Release, env: Environment) -> list[str]:
         """Deploy every component to env at once, and wait for the whole wave (one failed deploy
@@ -204,9 +178,12 @@ class ReleaseWorkflow:
         workflow.logger.info(f"{release.key}: promoting to {env.value}: {release.plan()}")
         self._status = f"deploying to {env.value}"
         self._grid.mark(env, CellState.RUNNING)
-        queue, root = await self._where_steps_run(release, env)
+        queue, root, before = await own_workers.where_steps_run(
+            release, env, self._request.demo_root
+        )
+        self._before |= before
         run_id = workflow.info().run_id
-        ends = await _all(
+        ends = await all_of(
             *(
                 self._deploy(
                     Deployment(
@@ -225,16 +202,6 @@ class ReleaseWorkflow:
         rollbacks = [end for end in ends if end]
         workflow.logger.info(f"{release.key}: {env.value} {'rolled back' if rollbacks else 'done'}")
         return rollbacks
-
-    async def _where_steps_run(self, release: Release, env: Environment) -> tuple[str, str]:
-        """The task queue ("": the release's) and demo root env's steps run with: for an
-        environment with a worker of its own, that worker's, asked (as is what env holds before
-        the release deploys there: its worker alone can tell)."""
-        if env not in release.own_workers:
-            return "", self._request.demo_root
-        told = (await self._held(release, [env]))[env]
-        self._before[env] = {c: "+".join(sorted(told.held[c])) or None for c in release.versions}
-        return steps_queue(workflow.info().task_queue, env), told.root
 
     async def _deploy(self, deployment: Deployment) -> str:
         """One DeployWorkflow child: "", or how it was rolled back."""
@@ -255,61 +222,23 @@ class ReleaseWorkflow:
                 DeployWorkflow.run,
                 deployment,
                 id=deploy_id,
-                static_summary=f"deploy {_summary_of(deployment, 'to')}",
+                static_summary=f"deploy {summary_of(deployment, 'to')}",
                 search_attributes=search_attributes.for_deploy(deployment),
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
                 # Were the release terminated, its deploys would still end clean, not mid-step.
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             )
 
-        return await _start_after_any_leftover(start, deploy_id)
+        return await start_after_any_leftover(start, deploy_id)
 
     async def _announce(self, release: Release, point: str, event: str, message: str) -> None:
-        """Announce an event of the release (notify), in order. Behind ANNOUNCE_BESIDE_PATCH, one
-        after a wave goes on beside the plan, and announcing is best-effort (_best_effort). A step
+        """Announce an event of the release (announcements.py: in order, beside the plan). A step
         added after releases had run, so behind a patch per point (after DEV, ..., at the end). A
         release from before replays without it; one in flight announces from the next point it
         reaches (patched() answers once per ID for the whole run: demos.md, "Change the plan")."""
         if not workflow.patched(f"{NOTIFICATIONS_PATCH}-{point}"):
             return
-        announcement = NotifyInput(
-            release=release,
-            # Keyed by the release's first run, which a reset's new run shares: the new run
-            # does not announce again what the run it replaced had announced.
-            release_run_id=workflow.info().first_execution_run_id,
-            event=event,
-            message=message,
-            demo_root=self._request.demo_root,
-        )
-        await self._announced()
-        if point != "end":
-            self._stop_if_cancelled_or_lost()  # that wait may have swallowed a cancel
-        step = _start_activity(
-            activities.notify, announcement, f"announce that {release.key} {event}"
-        )
-        if not workflow.patched(ANNOUNCE_BESIDE_PATCH):
-            await step  # as before the patch: an announcement that fails for good fails the release
-        elif point == "end":
-            await self._best_effort(step)
-        else:
-            self._announcing = step  # beside the plan: the next _announced waits for it
-
-    async def _announced(self) -> None:
-        """Wait for the announcement going on beside the plan, if any."""
-        step, self._announcing = self._announcing, None
-        if step:
-            await self._best_effort(step)
-
-    async def _best_effort(self, announcement: ActivityHandle[bool]) -> None:
-        """Await an announcement. One that fails for good (its retries are for what passes) is
-        logged, and the release goes on: what a release does and how it ends never hang on it."""
-        try:
-            await announcement
-        except ActivityError as err:
-            key = self._request.release_key
-            workflow.logger.warning(
-                f"{key}: announcement failed, the release goes on: {root_message(err)}"
-            )
+        await self._announcements.announce(release, point, event, message, self._request.demo_root)
 
     async def _soak_for(self, env: Environment, seconds: int) -> None:
         """Wait before promoting past env, on a *durable timer*: the server keeps it, so no worker
@@ -364,8 +293,8 @@ class ReleaseWorkflow:
             finished=workflow.now().isoformat(),
             demo_root=self._request.demo_root,
         )
-        await _finish_even_if_cancelled(
-            _start_activity(activities.record_unstarted, ending, f"record how {key} ended"),
+        await finish_even_if_cancelled(
+            start_activity(activities.record_unstarted, ending, f"record how {key} ended"),
             cancel_log=f"{key}: cancel requested while it records; it records first",
         )
         self._show_outcome(result.outcome)
@@ -373,7 +302,7 @@ class ReleaseWorkflow:
     async def _close(self, release: Release, started: str, result: ReleaseResult) -> None:
         """Record how the release ended, then unlock what it still holds. Once begun, it runs to
         its end: a cancel that arrives meanwhile changes neither the record nor the result."""
-        await _finish_even_if_cancelled(
+        await finish_even_if_cancelled(
             self._record_and_unlock(release, started, result),
             cancel_log=f"{release.key}: cancel requested while it closes; it closes as {result}",
         )
@@ -399,11 +328,14 @@ class ReleaseWorkflow:
         )
         summary = f"record how {release.key} ended"
         # The last announcement, if still going on, goes on beside the record.
-        await _all(_start_activity(activities.record_release, record, summary), self._announced())
+        await all_of(
+            start_activity(activities.record_release, record, summary),
+            self._announcements.finished(),
+        )
         self._show_outcome(result.outcome)
         end = self._announce(release, "end", f"ended {result.outcome}", str(result))
         if workflow.patched(ANNOUNCE_BESIDE_PATCH):
-            await _all(end, self._locks.unlock_all())
+            await all_of(end, self._locks.unlock_all())
         else:
             await end
             await self._locks.unlock_all()
@@ -422,8 +354,8 @@ class ReleaseWorkflow:
 
     def _stop_if_cancelled_or_lost(self) -> None:
         """Start nothing new once the release is cancelled or has lost a lock (see
-        _stop_if_cancelled: a step that finished despite the cancel absorbed it)."""
-        _stop_if_cancelled()
+        stop_if_cancelled: a step that finished despite the cancel absorbed it)."""
+        stop_if_cancelled()
         if self._locks.lost:
             raise asyncio.CancelledError()
 
@@ -478,130 +410,12 @@ class ReleaseWorkflow:
         )
 
 
-# Pinned: started by its release on the release's task queue, it runs the release's version, the
-# deploy that release's plan expects.
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
-class DeployWorkflow:
-    """Deploy one component version to one environment: build (DEV only), gather the artifact
-    and the config, deploy, configure, verify; roll back if it proves unhealthy. Cancelled while
-    it gathers, it stops; once it changes the environment, it finishes that change first."""
-
-    @workflow.run
-    async def run(self, deployment: Deployment) -> DeployResult:
-        self._queue = deployment.task_queue or None  # its environment's worker's, if it has one
-        artifact, config = await self._gather(deployment)
-        _stop_if_cancelled()
-        return await _finish_even_if_cancelled(
-            self._change(deployment, artifact, config),
-            cancel_log=f"{deployment.release_key} {deployment.environment.value} "
-            f"{deployment.component}: cancel requested; finishing the change in flight first",
-        )
-
-    def _step(
-        self, activity: Callable[[ArgT], Awaitable[ResultT]], argument: ArgT, summary: str
-    ) -> ActivityHandle[ResultT]:
-        """One of the deploy's steps, on its environment's task queue."""
-        return _start_activity(activity, argument, summary, task_queue=self._queue)
-
-    async def _gather(self, deployment: Deployment) -> tuple[ArtifactRef, dict[str, str | int]]:
-        # The config does not depend on the build: gather it while the artifact is prepared.
-        summary = f"fetch the config of {_summary_of(deployment)}"
-        config = self._step(activities.fetch_config, deployment, summary)
-        artifact, config = await _all(self._artifact(deployment), config)
-        return artifact, config
-
-    async def _artifact(self, deployment: Deployment) -> ArtifactRef:
-        if deployment.environment is Environment.DEV:
-            await self._step(
-                activities.build_artifact, deployment, f"build {_summary_of(deployment, '')}"
-            )
-            _stop_if_cancelled()
-        summary = f"fetch the artifact of {_summary_of(deployment)}"
-        return await self._step(activities.fetch_artifact, deployment, summary)
-
-    async def _change(
-        self, deployment: Deployment, artifact: ArtifactRef, config: dict[str, str | int]
-    ) -> DeployResult:
-        what = _summary_of(deployment)
-        deploy = DeployArtifactInput(deployment=deployment, artifact=artifact)
-        await self._step(
-            activities.deploy_artifact, deploy, f"deploy {_summary_of(deployment, 'to')}"
-        )
-        configure = UpdateConfigInput(deployment=deployment, config=config)
-        await self._step(activities.update_config, configure, f"configure {what}")
-        try:
-            verify = VerifyInput(deployment=deployment, artifact=artifact)
-            await self._step(activities.verify_deploy, verify, f"verify {what}")
-        except ActivityError as err:
-            if not _is_unhealthy(err):
-                raise
-            # Compensate: the deploy is unhealthy, so put back what the environment held.
-            previous = await self._step(activities.rollback_deploy, deployment, f"roll back {what}")
-            check = VerifyRollbackInput(deployment=deployment, previous=previous)
-            await self._step(activities.verify_rollback, check, f"verify the rollback of {what}")
-            return DeployResult(rolled_back=True, previous=previous)
-        return DeployResult()
-
-
-# --- How every activity is called -------------------------------------------------------------
-# Why each value (measured): README.md, "Tuning", and benchmarks/RESULTS.md.
-
-# Failures are retried without limit, quickly at first, then every 2 s at most. Which errors are
-# final (bad input; a deploy still unhealthy after a few checks) is decided in activities.py.
-RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=100),
-    backoff_coefficient=1.5,
-    maximum_interval=timedelta(seconds=2),
-    maximum_attempts=0,
-)
 # The patches that added announcements (notify) to the plan: notifications-DEV, ..., -end.
 NOTIFICATIONS_PATCH = "notifications"
 # The patch that made releases set their search attributes: see _show_outcome.
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 # The patch that made a run with no release to run record how it ended: see _record_unstarted.
 UNSTARTED_RECORD_PATCH = "record-unstarted"
-# The patch that made announcements go on beside the plan (issue 26: the critical path).
-ANNOUNCE_BESIDE_PATCH = "announce-beside"
-# An activity whose worker died is retried 1 s after its last heartbeat.
-HEARTBEAT_TIMEOUT = timedelta(seconds=1)
-# The longest an activity may take, pace included (DEMO_STEP_SECONDS <= 60).
-ACTIVITY_TIMEOUT = timedelta(minutes=2)
-
-
-async def _start_after_any_leftover(start: Callable[[], Awaitable[T]], child_id: str) -> T:
-    """start() a child; if the run of this release that a reset replaced started it and it
-    still runs (WorkflowAlreadyStartedError), let it finish first, then start it again: it finds
-    its work done. A rare recovery, kept out of the plan's way."""
-    try:
-        return await start()
-    except WorkflowAlreadyStartedError:
-        await _start_activity(
-            wait_until_closed,
-            WorkflowRef(workflow_id=child_id),
-            f"wait for {child_id}, started before a reset, to close",
-        )
-        return await start()
-
-
-def _start_activity(
-    activity: Callable[[ArgT], Awaitable[ResultT]],
-    argument: ArgT,
-    summary: str,
-    task_queue: str | None = None,
-) -> ActivityHandle[ResultT]:
-    """Start one activity with the project's timeouts and retry policy; await it for its result.
-    Cancelled, it is waited for until its worker says it stopped. The summary names it in the Web
-    UI's timeline; task_queue: where it runs (by default the workflow's own)."""
-    return workflow.start_activity(
-        activity,
-        argument,
-        summary=summary,
-        task_queue=task_queue,
-        start_to_close_timeout=ACTIVITY_TIMEOUT,
-        heartbeat_timeout=HEARTBEAT_TIMEOUT,
-        retry_policy=RETRY_POLICY,
-        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    )
 
 
 def _refuse_a_workflow_id_of_another_key(release_key: str) -> None:
@@ -622,43 +436,5 @@ def _refuse_a_workflow_id_of_another_key(release_key: str) -> None:
     )
 
 
-def _is_unhealthy(err: ActivityError) -> bool:
-    return isinstance(err.cause, ApplicationError) and err.cause.type == ErrorType.UNHEALTHY
-
-
 def _outcome(release: Release, outcome: Outcome, detail: str = "") -> ReleaseResult:
     return ReleaseResult(release_key=release.key, outcome=outcome, detail=detail)
-
-
-def _summary_of(deployment: Deployment, where: str = "in") -> str:
-    """What a deploy's activities work on: "frontend 1.1 in QC" ("to QC"; "": no place)."""
-    what = f"{deployment.component} {deployment.version}"
-    return f"{what} {where} {deployment.environment.value}" if where else what
-
-
-def _stop_if_cancelled() -> None:
-    """Start nothing new once the workflow is cancelled (an activity that finished as the cancel
-    came returns its result rather than raising, so the plan checks here)."""
-    if workflow.cancellation_reason() is not None:
-        raise asyncio.CancelledError()
-
-
-async def _finish_even_if_cancelled(work: Awaitable[T], cancel_log: str) -> T:
-    """Run work to its end: a cancel that arrives meanwhile waits for it (and is logged)."""
-    task = asyncio.ensure_future(work)
-    try:
-        # shield: the cancel (a CancelledError here) stops this await, not the work under it.
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        workflow.logger.info(cancel_log)
-        return await task
-
-
-async def _all(*work: Awaitable[Any]) -> list[Any]:
-    """Await every piece of work, and only once all have ended raise the first error, if any:
-    nothing is left running behind a failure or a cancel."""
-    results = await asyncio.gather(*work, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results

@@ -13,8 +13,8 @@ from typing import Any
 from temporalio.common import RetryPolicy
 
 from benchmarks.histories import HappyPath, RunStats, TaskLatencies, median, task_latencies
+from steps import HEARTBEAT_TIMEOUT, RETRY_POLICY
 from utils import A_LOT_RATE
-from workflows import HEARTBEAT_TIMEOUT, RETRY_POLICY
 
 GOAL_RATIO = 1.2
 GOAL_LOST_SECONDS = 3.0

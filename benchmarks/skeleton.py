@@ -58,13 +58,8 @@ with workflow.unsafe.imports_passed_through():
         VerifyRollbackInput,
         WorkflowRef,
     )
-    from workflows import (
-        ACTIVITY_TIMEOUT,
-        HEARTBEAT_TIMEOUT,
-        RETRY_POLICY,
-        DeployWorkflow,
-        ReleaseWorkflow,
-    )
+    from steps import ACTIVITY_TIMEOUT, HEARTBEAT_TIMEOUT, RETRY_POLICY
+    from workflows import DeployWorkflow, ReleaseWorkflow
 
 RELEASE_WORKFLOWS = [ReleaseWorkflow, DeployWorkflow, EnvironmentLockWorkflow]
 
