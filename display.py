@@ -22,9 +22,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+import artifacts
 import files
 import records
-import release_management
 from catalog import load_catalog, load_release
 from shared import (
     ENVIRONMENT_ORDER,
@@ -203,7 +203,7 @@ def format_catalog(width: int | None = None) -> str:
 
 def format_environments(width: int | None = None) -> str:
     """Which version of each component each environment holds, as a small table."""
-    state = release_management.environment_state()
+    state = artifacts.environment_state()
     components = list(load_catalog().components)
     # Environments whose files are in their own worker's root: as the records here say ("?": none).
     own = [e for e in own_workers() if not files.environment_dir(e).is_dir()]

@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from artifacts import environment_state
 from files import atomic_write, read_json, record_path, records_dir
-from release_management import _inject, environment_state
+from release_management import _inject
 from shared import (
     CellState,
     Ending,

@@ -7,11 +7,9 @@ injector (utils.py) just before its change and just after it (the retry then fin
 made); a step that only reads asks once. An injector's InjectedFailure is transient: retried.
 """
 
-import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 import utils
+from artifacts import (
+    artifact_content,
+    built_digest,
+    check_provenance,
+    file_digest,
+    held_versions,
+    previous_version,
+)
 from catalog import component_info, load_catalog, load_release
 from files import (
     artifact_path,
@@ -26,7 +32,6 @@ from files import (
     config_path,
     demo_root,
     deployed_path,
-    environment_dir,
     json_or_none,
     no_links,
     notifications_path,
@@ -46,9 +51,6 @@ from ledger import (
     read_ledger,
 )
 from shared import (
-    COMPONENT_PATTERN,
-    ENVIRONMENT_ORDER,
-    VERSION_PATTERN,
     ArtifactRef,
     CheckPromotionInput,
     DeployArtifactInput,
@@ -73,10 +75,6 @@ from shared import (
 from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
 
 _log = logging.getLogger(__name__)
-
-_ARTIFACT_FILE = re.compile(
-    rf"^(?P<component>{COMPONENT_PATTERN})-(?P<version>{VERSION_PATTERN})\.txt$"
-)
 
 
 # --- The steps of a release: each checks whether its end state holds before it changes anything ---
@@ -148,10 +146,10 @@ def _check_sources(release: Release, source: Environment, held: Holdings) -> Non
         raise ReleaseError(f"{refused}: {holds}. {_feeder_hint(release, source)}")
     for component, version in release.versions.items():
         path = deployed_path(source, component, version)
-        _check_provenance(path, held[component][version], component, version)
+        check_provenance(path, held[component][version], component, version)
     for component, version in release.versions.items():
         path = artifact_path(component, version)
-        digest = _digest(path)
+        digest = file_digest(path)
         if digest != built_digest(component, version):
             raise ReleaseError(
                 f"{refused}: {where(path)} is "
@@ -184,7 +182,7 @@ def build_artifact(deployment: Deployment) -> bool:
     component, version = deployment.component, deployment.version
     with exclusive("artifactory", f"{component}-{version}"):
         path = artifact_path(component, version)
-        content = _artifact_content(component, version)
+        content = artifact_content(component, version)
         if read_text(path) == content:
             return _report(deployment, "build", changed=False)
         _inject(isErrorSometimes, f"before building {component} {version}")
@@ -200,13 +198,13 @@ def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     component, version, env = deployment.component, deployment.version, deployment.environment
     _inject(isErrorRarely, f"while fetching {component} {version} for {env.value}")
     path = artifact_path(component, version)
-    digest = _digest(path)
+    digest = file_digest(path)
     if digest is None:
         raise SourceMissing(
             f"{where(path)} is missing from the artifact store: restore it, or run a release "
             f"that starts in DEV with {component} {version} (it builds it again)."
         )
-    _check_provenance(path, digest, component, version)
+    check_provenance(path, digest, component, version)
     source = where(path.parent)
     _log.info("%s: found in %s", deployment.log_name("fetch artifact"), source)
     return ArtifactRef(source=source, sha256=digest)
@@ -273,7 +271,7 @@ def _replacing(d: Deployment, others: list[str]) -> dict[str, str | None]:
     SHA-256 of the config the environment has now."""
     return {
         "replaced": max(others, key=lambda v: f"{d.component}-{v}.txt", default=None),
-        "replaced_config": _digest(config_path(d.environment, d.component)),
+        "replaced_config": file_digest(config_path(d.environment, d.component)),
     }
 
 
@@ -318,8 +316,8 @@ def verify_deploy(request: VerifyInput) -> None:
     _inject(isErrorRarely, f"while verifying {component} {version} in {env.value}")
     _check_holds(env, component, [version], "")
     path = deployed_path(env, component, version)
-    digest = _digest(path)
-    _check_provenance(path, digest, component, version)
+    digest = file_digest(path)
+    check_provenance(path, digest, component, version)
     if digest != request.artifact.sha256:
         raise VerificationError(f"{component} {version} in {env.value} does not match its artifact")
     config = read_json(config_path(env, component)) or {}
@@ -440,7 +438,7 @@ def verify_rollback(request: VerifyRollbackInput) -> None:
     _check_holds(d.environment, d.component, [previous] if previous else [], "after the rollback ")
     if previous:
         path = deployed_path(d.environment, d.component, previous)
-        _check_provenance(path, _digest(path), d.component, previous)
+        check_provenance(path, file_digest(path), d.component, previous)
     config = read_json(config_path(d.environment, d.component)) or {}
     if (config.get("version"), config.get("environment")) != (
         (previous, d.environment.value) if previous else (None, None)
@@ -481,70 +479,3 @@ def _report(deployment: Deployment, step: str, done: str = "", changed: bool = T
 def _inject(injector: Callable[[], bool], when: str) -> None:
     if injector():
         raise InjectedFailure(f"Simulated failure {when}")
-
-
-# --- Reading what the files hold --------------------------------------------------------------
-
-
-def _artifacts_in(folder: Path) -> list[tuple[str, str]]:
-    """The (component, version) of each artifact file in folder, in file name order."""
-    names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
-    return [(m["component"], m["version"]) for m in map(_ARTIFACT_FILE.match, names) if m]
-
-
-def held_versions(env: Environment, component: str) -> list[str]:
-    """The versions of one component that an environment holds (normally zero or one)."""
-    return sorted(v for c, v in _artifacts_in(environment_dir(env)) if c == component)
-
-
-def environment_state() -> dict[Environment, dict[str, str]]:
-    """What every environment holds, {env: {component: version}}; versions joined with "+" if
-    it holds several (a finished release never leaves that)."""
-    state: dict[Environment, dict[str, str]] = {}
-    for env in ENVIRONMENT_ORDER:
-        held: dict[str, list[str]] = {}
-        for component, version in _artifacts_in(environment_dir(env)):
-            held.setdefault(component, []).append(version)
-        state[env] = {component: "+".join(versions) for component, versions in held.items()}
-    return state
-
-
-def previous_version(env: Environment, component: str) -> str | None:
-    """The version of component that the last deploy to env replaced (the last by file name)."""
-    kept = [v for c, v in _artifacts_in(previous_dir(env)) if c == component]
-    return kept[-1] if kept else None
-
-
-def _artifact_content(component: str, version: str) -> str:
-    info = component_info(load_catalog(), component)
-    build_id = hashlib.sha256(f"{component}\0{version}\0{info.repository}".encode()).hexdigest()
-    return (
-        f"component: {component}\n"
-        f"version: {version}\n"
-        f"source: {info.repository}\n"
-        f"team: {info.team}\n"
-        f"build: {build_id[:12]} (reproducible: same source and version, same bytes)\n"
-    )
-
-
-def built_digest(component: str, version: str) -> str:
-    """The SHA-256 of what the build of a component version makes: every genuine copy's."""
-    return sha256(_artifact_content(component, version))
-
-
-def _digest(path: Path) -> str | None:
-    content = read_text(path)
-    return None if content is None else sha256(content)
-
-
-def _check_provenance(path: Path, digest: str | None, component: str, version: str) -> None:
-    """Refuse (ReleaseError) a copy of an artifact that is not byte for byte what its build
-    makes; digest: the copy's SHA-256 (None: no copy, nothing to refuse)."""
-    if digest is None or digest == built_digest(component, version):
-        return
-    raise ReleaseError(
-        f"{where(path)} is not what the build of {component} {version} makes: "
-        f"it was changed after it was built (or the catalog's entry for {component} changed "
-        f"since), so it is not promoted. Run a release that starts in DEV with {component} "
-        f"{version} to deploy the genuine build again."
-    )

@@ -22,10 +22,10 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
+import artifacts
 import files
 import records
 import release_client
-import release_management as rm
 from handles import wait_for_status
 from ledger import read_ledger
 from locks import EnvironmentLockWorkflow
@@ -86,7 +86,7 @@ def assert_each_component_consistent(root: Path) -> dict[str, dict[str, str]]:
     for env in ALL_ENVS:
         folder = root / "environments" / env
         for component in COMPONENTS:
-            versions = rm.held_versions(Environment(env), component)
+            versions = artifacts.held_versions(Environment(env), component)
             config_file = folder / f"{component}.config.json"
             if not versions:
                 assert not config_file.exists(), f"{env} {component}: a config with no artifact"

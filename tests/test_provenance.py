@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+import artifacts
 import files
 import records
 import release_management as rm
@@ -65,7 +66,7 @@ def test_a_tampered_artifact_in_artifactory_is_rebuilt_before_it_is_deployed(
     )  # the build finds its artifact wrong and makes it again
     assert [line["step"] for line in read_ledger()].count("build") == 2
     built = files.deployed_path(DEV, "frontend", "1.0").read_text()
-    assert files.sha256(built) == rm.built_digest("frontend", "1.0")
+    assert files.sha256(built) == artifacts.built_digest("frontend", "1.0")
 
 
 async def test_a_release_fed_from_a_tampered_environment_fails_before_any_change(

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import artifacts
 import files
 import records
 import release_management as rm
@@ -70,7 +71,7 @@ def test_every_step_run_twice_changes_once(demo_root: Path) -> None:
 def test_deploy_replaces_the_older_version(demo_root: Path) -> None:
     deploy_all_steps("frontend", "1.0", DEV)
     deploy_all_steps("frontend", "1.1", DEV)
-    assert rm.held_versions(DEV, "frontend") == ["1.1"]
+    assert artifacts.held_versions(DEV, "frontend") == ["1.1"]
     config = json.loads(files.config_path(DEV, "frontend").read_text())
     assert (config["version"], config["environment"]) == ("1.1", "DEV")
 
@@ -137,11 +138,11 @@ def test_a_deploy_cut_short_before_it_moved_the_old_version_aside_finishes_on_re
     monkeypatch.setattr(rm, "_keep_previous", crash)
     with pytest.raises(OSError):
         rm.deploy_artifact(request)
-    assert rm.held_versions(DEV, "frontend") == ["1.0", "1.1"]
+    assert artifacts.held_versions(DEV, "frontend") == ["1.0", "1.1"]
     monkeypatch.setattr(rm, "_keep_previous", keep_previous)
     assert rm.deploy_artifact(request) is True  # the old version is moved aside, nothing more
-    assert rm.held_versions(DEV, "frontend") == ["1.1"]
-    assert rm.previous_version(DEV, "frontend") == "1.0"
+    assert artifacts.held_versions(DEV, "frontend") == ["1.1"]
+    assert artifacts.previous_version(DEV, "frontend") == "1.0"
     deploys = [line for line in read_ledger() if line["step"] == "deploy"]
     assert [line["version"] for line in deploys] == ["1.0", "1.1"]
 
@@ -516,7 +517,10 @@ def test_a_promotion_fetches_from_the_artifact_store_not_the_environment_before(
     deploy_all_steps("frontend", "1.0", DEV)
     files.deployed_path(DEV, "frontend", "1.0").unlink()  # no worker reads another's folder
     gathered = rm.fetch_artifact(at("frontend", "1.0", TEST))
-    assert (gathered.source, gathered.sha256) == ("artifactory", rm.built_digest("frontend", "1.0"))
+    assert (gathered.source, gathered.sha256) == (
+        "artifactory",
+        artifacts.built_digest("frontend", "1.0"),
+    )
 
 
 def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_version(
@@ -548,12 +552,12 @@ def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_
         changed = sorted(attempt.result() for attempt in attempts)
 
     assert changed == [False, True]  # one attempt deployed, the other found it done
-    assert rm.held_versions(DEV, "frontend") == ["1.1"]
-    assert rm.previous_version(DEV, "frontend") == "1.0"
+    assert artifacts.held_versions(DEV, "frontend") == ["1.1"]
+    assert artifacts.previous_version(DEV, "frontend") == "1.0"
     kept = files.previous_dir(DEV)
     assert json.loads((kept / "frontend.config.json").read_text())["version"] == "1.0"
     deploys = [line for line in read_ledger() if line["run_id"] == "run-2"]
     assert [(line["step"], line["version"]) for line in deploys] == [("deploy", "1.1")]
     # The rollback that .previous is kept for puts 1.0 back.
     assert rm.rollback_deploy(at("frontend", "1.1", DEV, run="run-2")) == "1.0"
-    assert rm.held_versions(DEV, "frontend") == ["1.0"]
+    assert artifacts.held_versions(DEV, "frontend") == ["1.0"]

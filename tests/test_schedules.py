@@ -27,9 +27,9 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+import artifacts
 import records
 import release_client
-import release_management as rm
 import run_workflow
 import trains
 from catalog import load_catalog, load_release
@@ -143,7 +143,7 @@ async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
     # by hand is KEY itself, not the train's finished run started again.
     await eventually(lambda: trains.release_workflow_id(client, fast), lambda i: i == run)
     assert await release_client._train_run_to_attach(client, load_release(fast)) is None
-    assert rm.environment_state()[Environment.DEV] == {
+    assert artifacts.environment_state()[Environment.DEV] == {
         "frontend": "1.2",
         "sbstore": "1.8",
         "backendforfrontend": "1.8",
