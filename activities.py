@@ -12,15 +12,9 @@ from temporalio.client import WorkflowHistoryEventFilterType
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 import files
+import lookups
 import records
 import release_management
-from lookups import (
-    find_deploys_in_flight,
-    find_lock_holder,
-    is_run_of_release,
-    release_run_now,
-    wait_until_closed,
-)
 from release_management import InjectedFailure, SourceMissing, Unhealthy, VerificationError
 from shared import (
     MAX_NAME_LENGTH,
@@ -277,10 +271,10 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     notify,
     record_release,
     record_unstarted,
-    find_lock_holder,
-    find_deploys_in_flight,
+    lookups.find_lock_holder,
+    lookups.find_deploys_in_flight,
     record_ending,
-    release_run_now,
-    is_run_of_release,
-    wait_until_closed,
+    lookups.release_run_now,
+    lookups.is_run_of_release,
+    lookups.wait_until_closed,
 ]

@@ -21,13 +21,13 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.worker import Worker
 
-from activities import (
+from locks import EnvironmentLockWorkflow
+from lookups import (
     find_deploys_in_flight,
     is_run_of_release,
     release_run_now,
     wait_until_closed,
 )
-from locks import EnvironmentLockWorkflow
 from run_worker import HEARTBEAT_THROTTLE, serving
 from shared import (
     ArtifactRef,
