@@ -156,6 +156,7 @@ def configure_logging() -> None:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The worker's command line: its role, if not every one (settings are DEMO_* variables)."""
     parser = OneLineParser(
+        prog="run_worker.py",  # also benchmarks/worker.py's
         description="Terminal 2: runs the release workflows and their steps until Ctrl+C. "
         "Settings (DEMO_FAILURES, DEMO_STEP_SECONDS, ...) are environment variables: see "
         "README.md, 'Settings'.",
