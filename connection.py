@@ -19,8 +19,6 @@ DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 CLOUD_WEB_UI = "https://cloud.temporal.io"
 # Where the SDK found a TOML error; the rest of its message quotes the line, API key and all.
 _TOML_ERROR = re.compile(r"TOML parse error at (line \d+, column \d+)")
-# The status of a command whose reader went away (`... | head -1`), as if the closed pipe killed it.
-CLOSED_PIPE_STATUS = 128 + signal.SIGPIPE
 
 
 def web_ui_url(client: Client, workflow_id: str = "") -> str:
@@ -150,7 +148,7 @@ def exit_now(status: int) -> None:
 
 
 def output_closed() -> int:
-    """Point a standard output whose reader went away at /dev/null, so nothing more fails (nor
-    prints a traceback), and return the status to exit with."""
+    """Point a standard output whose reader went away (`... | head -1`) at /dev/null, so nothing
+    more fails (nor prints a traceback), and return the status of a process the pipe killed."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return CLOSED_PIPE_STATUS
+    return 128 + signal.SIGPIPE

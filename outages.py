@@ -182,9 +182,7 @@ def sdk_runtime() -> runtime.Runtime:
     CONNECTION_LOG.addFilter(OUTAGES)
     CONNECTION_LOG.setLevel(logging.INFO)
     if not CONNECTION_LOG.hasHandlers():
-        handler = _ToStderr()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        CONNECTION_LOG.addHandler(handler)
+        CONNECTION_LOG.addHandler(_ToStderr())  # its lines as they are: "%(message)s"
         CONNECTION_LOG.propagate = False
     forwarding = runtime.LogForwardingConfig(
         logger=CONNECTION_LOG,

@@ -33,7 +33,7 @@ from display import OneLineParser, TerminalLog, fitted
 from locks import EnvironmentLockWorkflow
 from search_attributes import SearchAttributesUnusable, register_missing
 from shared import TASK_QUEUE, Environment, ErrorType, ReleaseError, steps_queue
-from versioning import build_id, deployment_config, make_first_current, version_of
+from versioning import build_id, deployment_config, make_first_current
 from workflows import DeployWorkflow, ReleaseWorkflow
 
 _log = logging.getLogger("run_worker")
@@ -96,8 +96,7 @@ def workers_of(client: Client, args: argparse.Namespace) -> list[Worker]:
 async def serving(client: Client, worker: Worker) -> AsyncIterator[Worker]:
     """Run a create_worker worker (async with), its version made current first if its deployment
     has none: how the tests, scripts/ and benchmarks/ run one in their own process."""
-    versioned = worker.config().get("deployment_config")
-    if versioned is not None and versioned.use_worker_versioning:
+    if versioned := worker.config().get("deployment_config"):
         await make_first_current(client, versioned.version)
     async with worker:
         yield worker
@@ -133,8 +132,7 @@ def check_settings() -> None:
     build_id()  # DEMO_BUILD_ID: checked here, as utils.py is the plain release system's too
     target = utils.unhealthy()
     components = list(load_catalog().components) if target else []
-    # A component the catalog does not have would never fail its health check.
-    if target and target[0] not in components:
+    if target and target[0] not in components:  # its health check would never fail
         raise ValueError(
             f"DEMO_UNHEALTHY={'@'.join(target)!r}: the catalog has no component {target[0]!r}; "
             f"use one of: {', '.join(components)}"
@@ -158,7 +156,7 @@ def configure_logging() -> None:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The worker's command line: its role, if not every one (settings are DEMO_* variables)."""
     parser = OneLineParser(
-        prog="run_worker.py",
+        prog="run_worker.py",  # also benchmarks/worker.py's
         description="Terminal 2: runs the release workflows and their steps until Ctrl+C. "
         "Settings (DEMO_FAILURES, DEMO_STEP_SECONDS, ...) are environment variables: see "
         "README.md, 'Settings'.",
@@ -187,21 +185,19 @@ async def keep_search_attributes(client: Client) -> None:
     while True:
         await asyncio.sleep(ATTRIBUTES_CHECK_SECONDS)
         try:
-            registered = await register_missing(client)
+            if registered := await register_missing(client):
+                _log.info(
+                    "The server had none of the search attributes %s (started afresh?): "
+                    "registered them again.",
+                    ", ".join(registered),
+                )
+            said = ""
         except RPCError:
-            continue  # Temporal is away: outages.py says so, and when it is back
+            pass  # Temporal is away: outages.py says so, and when it is back
         except SearchAttributesUnusable as err:
             if str(err) != said:
                 _log.error("%s", err)
             said = str(err)
-            continue
-        if registered:
-            _log.info(
-                "The server had none of the search attributes %s (started afresh?): registered "
-                "them again.",
-                ", ".join(registered),
-            )
-        said = ""
 
 
 def _say_ready(client: Client, queues: list[str], version: str) -> None:
@@ -233,7 +229,9 @@ async def main(args: argparse.Namespace) -> int:
     try:
         client = await connect()
         registered = await register_missing(client) if orchestrates else []
-        version = await make_first_current(client, version_of()) if orchestrates else ""
+        version = (
+            await make_first_current(client, deployment_config().version) if orchestrates else ""
+        )
     except (TemporalUnreachable, SearchAttributesUnusable) as err:
         print(f"run_worker.py: {err}", file=sys.stderr)
         return 1
@@ -259,10 +257,9 @@ async def _serve(client: Client, workers: list[Worker], orchestrates: bool, vers
     async with contextlib.AsyncExitStack() as running:
         for worker in workers:
             await running.enter_async_context(worker)
-        watch = asyncio.create_task(keep_search_attributes(client)) if orchestrates else None
+        if orchestrates:  # cancelled first on the way out, before the workers stop
+            running.callback(asyncio.create_task(keep_search_attributes(client)).cancel)
         await stop.wait()
-        if watch is not None:
-            watch.cancel()
         newline = "\n" if sys.stdout.isatty() else ""  # on a terminal, below the ^C it echoed
         print(newline + fitted(STOPPING), flush=True)
 

@@ -8,6 +8,7 @@ settings are in README.md, "Settings"; the worker checks them all when it starts
 import argparse
 import os
 import random
+from functools import partial
 from pathlib import Path
 
 from shared import TASK_QUEUE, Environment
@@ -54,21 +55,11 @@ def _fails(rate: float) -> bool:
     return random.random() < (FAILURE_MODES[mode] if mode else rate)
 
 
-# The injectors keep the original demo's names: its docs use them.
-def isErrorNever() -> bool:
-    return _fails(0.0)
-
-
-def isErrorRarely() -> bool:
-    return _fails(RARELY_RATE)
-
-
-def isErrorSometimes() -> bool:
-    return _fails(SOMETIMES_RATE)
-
-
-def isErrorALot() -> bool:
-    return _fails(A_LOT_RATE)
+# The injectors keep the original demo's names (its docs use them); each fails at its rate.
+isErrorNever = partial(_fails, 0.0)
+isErrorRarely = partial(_fails, RARELY_RATE)
+isErrorSometimes = partial(_fails, SOMETIMES_RATE)
+isErrorALot = partial(_fails, A_LOT_RATE)
 
 
 class PlantedBug(Exception):

@@ -49,19 +49,14 @@ def build_id() -> str:
         )
     if chosen:
         return chosen
-    plan = hashlib.sha256()
-    for name in PLAN_FILES:
-        plan.update((Path(__file__).parent / name).read_bytes())
-    return f"plan-{plan.hexdigest()[:10]}"
-
-
-def version_of(task_queue: str = TASK_QUEUE) -> WorkerDeploymentVersion:
-    return WorkerDeploymentVersion(deployment_name=task_queue, build_id=build_id())
+    plan = b"".join((Path(__file__).parent / name).read_bytes() for name in PLAN_FILES)
+    return f"plan-{hashlib.sha256(plan).hexdigest()[:10]}"
 
 
 def deployment_config(task_queue: str = TASK_QUEUE) -> WorkerDeploymentConfig:
     """The server sends this worker only its version's tasks (and new workflows', once current)."""
-    return WorkerDeploymentConfig(version=version_of(task_queue), use_worker_versioning=True)
+    version = WorkerDeploymentVersion(deployment_name=task_queue, build_id=build_id())
+    return WorkerDeploymentConfig(version=version, use_worker_versioning=True)
 
 
 async def current_build(client: Client, deployment: str) -> tuple[str | None, bytes]:
