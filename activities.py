@@ -15,7 +15,7 @@ import files
 import lookups
 import records
 import release_management
-from release_management import InjectedFailure, SourceMissing, Unhealthy, VerificationError
+import rollback
 from shared import (
     MAX_NAME_LENGTH,
     MAX_REASON_LENGTH,
@@ -29,12 +29,16 @@ from shared import (
     ErrorType,
     HeldIn,
     HoldingsInput,
+    InjectedFailure,
     NotifyInput,
     RecordReleaseInput,
     Release,
     ReleaseError,
     ReleaseInput,
+    SourceMissing,
+    Unhealthy,
     UpdateConfigInput,
+    VerificationError,
     VerifyInput,
     VerifyRollbackInput,
     shown,
@@ -202,12 +206,12 @@ async def verify_deploy(request: VerifyInput) -> None:
 
 @activity.defn
 async def rollback_deploy(request: Deployment) -> str | None:
-    return await _run(release_management.rollback_deploy, request, "rollback")
+    return await _run(rollback.rollback_deploy, request, "rollback")
 
 
 @activity.defn
 async def verify_rollback(request: VerifyRollbackInput) -> None:
-    return await _run(release_management.verify_rollback, request, "verify rollback")
+    return await _run(rollback.verify_rollback, request, "verify rollback")
 
 
 @activity.defn

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from catalog import component_info, load_catalog
 from files import environment_dir, previous_dir, read_text, sha256, where
-from shared import COMPONENT_PATTERN, ENVIRONMENT_ORDER, VERSION_PATTERN, Environment, ReleaseError
+from shared import (
+    COMPONENT_PATTERN,
+    ENVIRONMENT_ORDER,
+    VERSION_PATTERN,
+    Environment,
+    ReleaseError,
+    VerificationError,
+)
 
 _ARTIFACT_FILE = re.compile(
     rf"^(?P<component>{COMPONENT_PATTERN})-(?P<version>{VERSION_PATTERN})\.txt$"
@@ -78,3 +85,12 @@ def check_provenance(path: Path, digest: str | None, component: str, version: st
         f"since), so it is not promoted. Run a release that starts in DEV with {component} "
         f"{version} to deploy the genuine build again."
     )
+
+
+def check_holds(env: Environment, component: str, wanted: list[str], when: str) -> None:
+    held = held_versions(env, component)
+    if held != wanted:
+        raise VerificationError(
+            f"{when}{env.value} holds {component} {'+'.join(held) or 'nothing'}, "
+            f"expected {'+'.join(wanted) or 'nothing'}"
+        )

@@ -63,6 +63,10 @@ def previous_dir(env: Environment) -> Path:
     return demo_root() / "environments" / ".previous" / env.value
 
 
+def kept_config_path(env: Environment, component: str) -> Path:
+    return previous_dir(env) / f"{component}.config.json"
+
+
 def config_path(env: Environment, component: str) -> Path:
     return environment_dir(env) / f"{component}.config.json"
 

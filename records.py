@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from artifacts import environment_state
 from files import atomic_write, read_json, record_path, records_dir
-from release_management import _inject
 from shared import (
     CellState,
     Ending,
@@ -21,7 +20,7 @@ from shared import (
     Release,
     ReleaseError,
 )
-from utils import isErrorNever, raise_planted_bug
+from utils import isErrorNever, maybe_fail, raise_planted_bug
 
 _log = logging.getLogger("release_management")
 
@@ -54,9 +53,9 @@ def record_release(request: RecordReleaseInput) -> str:
         "environments": _recorded_environments(request),
     }
     if read_json(path) != record:
-        _inject(isErrorNever, f"before recording {release.key}")
+        maybe_fail(isErrorNever, f"before recording {release.key}")
         atomic_write(path, json.dumps(record, indent=2) + "\n")
-        _inject(isErrorNever, f"after recording {release.key}")
+        maybe_fail(isErrorNever, f"after recording {release.key}")
     _log.info("%s: recorded in %s", release.key, path.name)
     return path.name
 

@@ -10,9 +10,7 @@ made); a step that only reads asks once. An injector's InjectedFailure is transi
 import json
 import logging
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -20,10 +18,10 @@ import utils
 from artifacts import (
     artifact_content,
     built_digest,
+    check_holds,
     check_provenance,
     file_digest,
     held_versions,
-    previous_version,
 )
 from catalog import component_info, load_catalog, load_release
 from files import (
@@ -32,7 +30,7 @@ from files import (
     config_path,
     demo_root,
     deployed_path,
-    json_or_none,
+    kept_config_path,
     no_links,
     notifications_path,
     previous_dir,
@@ -42,13 +40,10 @@ from files import (
     where,
 )
 from ledger import (
-    SAME_CHANGE,
-    append_ledger,
     append_once,
     commit,
     exclusive,
     ledger_line,
-    read_ledger,
 )
 from shared import (
     ArtifactRef,
@@ -60,7 +55,6 @@ from shared import (
     HeldIn,
     Holdings,
     HoldingsInput,
-    InjectedFailure,
     NotifyInput,
     Release,
     ReleaseError,
@@ -70,9 +64,15 @@ from shared import (
     UpdateConfigInput,
     VerificationError,
     VerifyInput,
-    VerifyRollbackInput,
 )
-from utils import isErrorNever, isErrorRarely, isErrorSometimes, raise_planted_bug, unhealthy
+from utils import (
+    isErrorNever,
+    isErrorRarely,
+    isErrorSometimes,
+    maybe_fail,
+    raise_planted_bug,
+    unhealthy,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ _log = logging.getLogger(__name__)
 def gather_release(request: ReleaseInput) -> Release:
     """The first step of every release: load it from the catalog (ReleaseError if it is bad)."""
     raise_planted_bug("gather")
-    _inject(isErrorRarely, f"while opening the catalog for {request.release_key}")
+    maybe_fail(isErrorRarely, f"while opening the catalog for {request.release_key}")
     release = load_release(request.release_key).model_copy(
         update={"own_workers": utils.own_workers()}
     )
@@ -96,7 +96,7 @@ def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
     (DEV builds what it lacks); return what its environments hold: {env: {component: version}}."""
     release = request.release
     raise_planted_bug("check")
-    _inject(isErrorNever, f"while checking what {release.key} promotes")
+    maybe_fail(isErrorNever, f"while checking what {release.key} promotes")
     source = release.environments[0].previous()
     # As an environment's own worker told (request.held), else as its folder says; an own
     # worker's environment that was not asked is left out: the release asks it before it deploys.
@@ -185,9 +185,9 @@ def build_artifact(deployment: Deployment) -> bool:
         content = artifact_content(component, version)
         if read_text(path) == content:
             return _report(deployment, "build", changed=False)
-        _inject(isErrorSometimes, f"before building {component} {version}")
+        maybe_fail(isErrorSometimes, f"before building {component} {version}")
         commit(path, content, ledger_line(deployment, "build") | {"env": None})
-        _inject(isErrorRarely, f"after building {component} {version}")
+        maybe_fail(isErrorRarely, f"after building {component} {version}")
         return _report(deployment, "build", "built into artifactory")
 
 
@@ -196,7 +196,7 @@ def fetch_artifact(deployment: Deployment) -> ArtifactRef:
     there, ReleaseError if it is not the build (tampered with)."""
     raise_planted_bug("fetch_artifact")
     component, version, env = deployment.component, deployment.version, deployment.environment
-    _inject(isErrorRarely, f"while fetching {component} {version} for {env.value}")
+    maybe_fail(isErrorRarely, f"while fetching {component} {version} for {env.value}")
     path = artifact_path(component, version)
     digest = file_digest(path)
     if digest is None:
@@ -214,7 +214,7 @@ def fetch_config(deployment: Deployment) -> dict[str, str | int]:
     """The config a component version should have in its environment, from the catalog."""
     raise_planted_bug("fetch_config")
     component, env = deployment.component, deployment.environment
-    _inject(isErrorNever, f"while fetching the {env.value} config of {component}")
+    maybe_fail(isErrorNever, f"while fetching the {env.value} config of {component}")
     catalog = load_catalog()
     info = component_info(catalog, component)
     settings = catalog.environments[env]
@@ -241,13 +241,13 @@ def deploy_artifact(request: DeployArtifactInput) -> bool:
         if current is not None and sha256(current) == request.artifact.sha256 and not others:
             return _report(d, "deploy", changed=False)
         where = f"{d.component} {d.version} to {d.environment.value}"
-        _inject(isErrorSometimes, f"before deploying {where}")
+        maybe_fail(isErrorSometimes, f"before deploying {where}")
         content = _gathered_content(request)
         if current != content:  # else only the replaced version is left to move aside
             target = deployed_path(d.environment, d.component, d.version)
             commit(target, content, ledger_line(d, "deploy") | _replacing(d, others))
         _keep_previous(d.environment, d.component, others)
-        _inject(isErrorSometimes, f"after deploying {where}")
+        maybe_fail(isErrorSometimes, f"after deploying {where}")
         return _report(d, "deploy", "deployed")
 
 
@@ -285,7 +285,7 @@ def _keep_previous(env: Environment, component: str, replaced: list[str]) -> Non
         stale.unlink()
     config = read_text(config_path(env, component))
     if config is not None:
-        atomic_write(_kept_config(env, component), config)
+        atomic_write(kept_config_path(env, component), config)
     for old in replaced:
         os.replace(deployed_path(env, component, old), keep / f"{component}-{old}.txt")
 
@@ -299,10 +299,10 @@ def update_config(request: UpdateConfigInput) -> bool:
         if read_json(path) == request.config:
             return _report(d, "configure", changed=False)
         where = f"{d.component} {d.version} in {d.environment.value}"
-        _inject(isErrorRarely, f"before configuring {where}")
+        maybe_fail(isErrorRarely, f"before configuring {where}")
         text = json.dumps(request.config, indent=2, sort_keys=True) + "\n"
         commit(path, text, ledger_line(d, "configure"))
-        _inject(isErrorRarely, f"after configuring {where}")
+        maybe_fail(isErrorRarely, f"after configuring {where}")
         return _report(d, "configure", "config updated")
 
 
@@ -313,8 +313,8 @@ def verify_deploy(request: VerifyInput) -> None:
     raise_planted_bug("verify")
     d = request.deployment
     component, version, env = d.component, d.version, d.environment
-    _inject(isErrorRarely, f"while verifying {component} {version} in {env.value}")
-    _check_holds(env, component, [version], "")
+    maybe_fail(isErrorRarely, f"while verifying {component} {version} in {env.value}")
+    check_holds(env, component, [version], "")
     path = deployed_path(env, component, version)
     digest = file_digest(path)
     check_provenance(path, digest, component, version)
@@ -331,129 +331,11 @@ def verify_deploy(request: VerifyInput) -> None:
     _log.info("%s: verified", d.log_name("verify"))
 
 
-def _check_holds(env: Environment, component: str, wanted: list[str], when: str) -> None:
-    held = held_versions(env, component)
-    if held != wanted:
-        raise VerificationError(
-            f"{when}{env.value} holds {component} {'+'.join(held) or 'nothing'}, "
-            f"expected {'+'.join(wanted) or 'nothing'}"
-        )
-
-
-def rollback_deploy(deployment: Deployment) -> str | None:
-    """Put back the version the deploy replaced, with its config, or remove the component if it
-    replaced none; return the version held again (None: removed)."""
-    raise_planted_bug("rollback")
-    d = deployment
-    with exclusive(d.environment.value, d.component):
-        previous, config_sha256 = _replaced_by(d)
-        kept = _kept_for_rollback(d, previous, config_sha256) if previous else None
-        if held_versions(d.environment, d.component) != ([previous] if previous else []) or (
-            read_text(config_path(d.environment, d.component)) != (kept[1] if kept else None)
-        ):
-            where = f"{d.component} {d.version} in {d.environment.value}"
-            _inject(isErrorRarely, f"before rolling back {where}")
-            _put_back(d, previous, kept)
-            _inject(isErrorRarely, f"after rolling back {where}")
-    _log.warning("%s: rolled back to %s", d.log_name("rollback"), previous or "nothing (removed)")
-    return previous
-
-
-def _replaced_by(d: Deployment) -> tuple[str | None, str | None]:
-    """What the deploy replaced, as its ledger line says: the version to put back and its
-    config's SHA-256. Without that line (the deploy changed nothing): what .previous keeps."""
-    ours = (d.release_key, d.release_run_id, d.environment.value, d.component, d.version, "deploy")
-    for line in reversed(read_ledger()):
-        if tuple(line.get(field) for field in SAME_CHANGE) == ours and "replaced" in line:
-            replaced, config = line["replaced"], line.get("replaced_config")
-            return (
-                replaced if isinstance(replaced, str) else None,
-                config if isinstance(config, str) else None,
-            )
-    return previous_version(d.environment, d.component), None
-
-
-def _kept_for_rollback(d: Deployment, previous: str, config_sha256: str | None) -> tuple[str, str]:
-    """The artifact and config kept aside to put previous back, checked to be its build and the
-    config the environment had with it; else ReleaseError: a tampered copy is never put back."""
-    env, component, what = d.environment, d.component, f"{d.component} {previous}"
-    artifact = previous_dir(env) / f"{component}-{previous}.txt"
-    config = _kept_config(env, component)
-    content, text = read_text(artifact), read_text(config) or ""
-    fields = json_or_none(text)
-    wanted = {"component": component, "version": previous, "environment": env.value}
-    if content is None or sha256(content) != built_digest(component, previous):
-        wrong = f"{where(artifact)} is not what the build of {what} makes"
-    elif (
-        not isinstance(fields, dict)
-        or not wanted.items() <= fields.items()
-        or (config_sha256 is not None and sha256(text) != config_sha256)
-    ):
-        wrong = f"{where(config)} is not the {env.value} config of {what}"
-    else:
-        return content, text
-    held = "+".join(held_versions(env, component)) or "nothing"
-    raise ReleaseError(
-        f"{wrong} (it was changed or removed after it was kept for a rollback), so it is not put "
-        f"back: {env.value} still holds {component} {held}. Put {component} {previous} back with "
-        f"a release of it that starts in DEV."
-    )
-
-
-def _kept_config(env: Environment, component: str) -> Path:
-    return previous_dir(env) / f"{component}.config.json"
-
-
-def _put_back(d: Deployment, previous: str | None, kept: tuple[str, str] | None) -> None:
-    """Make the environment hold previous (kept: its checked content and config) and no other
-    version, or nothing of the component if previous is None."""
-    env, component = d.environment, d.component
-    # A rollback's line names the version it puts back (None: removed) and the one it replaced.
-    line = ledger_line(d, "rollback") | {"version": previous, "replaced": d.version}
-    if previous and kept:
-        content, config = kept
-        target = deployed_path(env, component, previous)
-        if read_text(target) != content:
-            commit(target, content, line)
-        else:  # put back by an attempt that crashed before it wrote the config
-            append_ledger(line)
-        atomic_write(config_path(env, component), config)
-    else:
-        config_file = no_links(config_path(env, component))
-        append_ledger(line)
-        config_file.unlink(missing_ok=True)
-    for other in held_versions(env, component):
-        if other != previous:
-            deployed_path(env, component, other).unlink()
-
-
-def verify_rollback(request: VerifyRollbackInput) -> None:
-    """Check that the environment holds exactly the previous version, with its config, or nothing
-    of the component if it had none."""
-    raise_planted_bug("verify")
-    d, previous = request.deployment, request.previous
-    _inject(
-        isErrorRarely, f"while verifying the rollback of {d.component} in {d.environment.value}"
-    )
-    _check_holds(d.environment, d.component, [previous] if previous else [], "after the rollback ")
-    if previous:
-        path = deployed_path(d.environment, d.component, previous)
-        check_provenance(path, file_digest(path), d.component, previous)
-    config = read_json(config_path(d.environment, d.component)) or {}
-    if (config.get("version"), config.get("environment")) != (
-        (previous, d.environment.value) if previous else (None, None)
-    ):
-        raise VerificationError(
-            f"after the rollback the {d.environment.value} config of {d.component} is wrong"
-        )
-    _log.info("%s: verified", d.log_name("verify rollback"))
-
-
 def notify(request: NotifyInput) -> bool:
     """Announce an event of a release run in database/notifications.jsonl, once per first run
     and event (a webhook's idempotency key: neither a retry nor a reset announces twice)."""
     raise_planted_bug("notify")
-    _inject(isErrorRarely, f"while announcing that {request.release.key} {request.event}")
+    maybe_fail(isErrorRarely, f"while announcing that {request.release.key} {request.event}")
     line = {
         "release_key": request.release.key,
         "run_id": request.release_run_id,
@@ -474,8 +356,3 @@ def _report(deployment: Deployment, step: str, done: str = "", changed: bool = T
         "%s: %s", deployment.log_name(step), done if changed else "already done, nothing to change"
     )
     return changed
-
-
-def _inject(injector: Callable[[], bool], when: str) -> None:
-    if injector():
-        raise InjectedFailure(f"Simulated failure {when}")

@@ -8,10 +8,11 @@ settings are in README.md, "Settings"; the worker checks them all when it starts
 import argparse
 import os
 import random
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from shared import TASK_QUEUE, Environment
+from shared import TASK_QUEUE, Environment, InjectedFailure
 
 # How often each injector fails, as a probability per call. Edit these.
 RARELY_RATE = 0.10
@@ -22,7 +23,7 @@ A_LOT_RATE = 0.60
 FAILURE_MODES = {"off": 0.0, "rarely": RARELY_RATE, "sometimes": SOMETIMES_RATE, "alot": A_LOT_RATE}
 
 DEFAULT_STEP_SECONDS = 1.0
-MAX_STEP_SECONDS = 60.0  # activities time out after two minutes (workflows.py)
+MAX_STEP_SECONDS = 60.0  # activities time out after two minutes (steps.py)
 
 # The steps of release_management.py, by the names DEMO_BUG takes.
 STEPS = (
@@ -53,6 +54,12 @@ def failure_mode() -> str | None:
 def _fails(rate: float) -> bool:
     mode = failure_mode()
     return random.random() < (FAILURE_MODES[mode] if mode else rate)
+
+
+def maybe_fail(injector: Callable[[], bool], when: str) -> None:
+    """Fail now (InjectedFailure: transient, retried) if the injector says so."""
+    if injector():
+        raise InjectedFailure(f"Simulated failure {when}")
 
 
 # The injectors keep the original demo's names (its docs use them); each fails at its rate.

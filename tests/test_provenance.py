@@ -12,6 +12,7 @@ import artifacts
 import files
 import records
 import release_management as rm
+import rollback
 from catalog import load_release
 from deployments import artifact, at, deploy_all_steps
 from ledger import read_ledger
@@ -122,7 +123,7 @@ def test_a_tampered_rollback_copy_is_not_put_back(
     before, ledger = env_files(demo_root), read_ledger()
 
     with pytest.raises(ReleaseError) as refused:
-        rm.rollback_deploy(at("frontend", "1.1", DEV))
+        rollback.rollback_deploy(at("frontend", "1.1", DEV))
 
     assert f"environments/.previous/DEV/{path.name} is not" in str(refused.value)
     assert "not put back: DEV still holds frontend 1.1" in str(refused.value)
@@ -131,11 +132,11 @@ def test_a_tampered_rollback_copy_is_not_put_back(
 
 def test_a_rollback_that_put_back_a_changed_copy_fails_its_verification(demo_root: Path) -> None:
     _replaced_by_an_unhealthy_deploy("artifact")
-    assert rm.rollback_deploy(at("frontend", "1.1", DEV)) == "1.0"
+    assert rollback.rollback_deploy(at("frontend", "1.1", DEV)) == "1.0"
     tamper(files.deployed_path(DEV, "frontend", "1.0"))
 
     with pytest.raises(ReleaseError) as failed:
-        rm.verify_rollback(
+        rollback.verify_rollback(
             VerifyRollbackInput(deployment=at("frontend", "1.1", DEV), previous="1.0")
         )
 

@@ -15,6 +15,7 @@ import artifacts
 import files
 import records
 import release_management as rm
+import rollback
 from catalog import load_catalog, load_release
 from deployments import RUN, artifact, at, deploy_all_steps, recorded
 from ledger import commit as commit_change
@@ -559,5 +560,5 @@ def test_two_overlapping_attempts_of_a_deploy_change_once_and_keep_the_replaced_
     deploys = [line for line in read_ledger() if line["run_id"] == "run-2"]
     assert [(line["step"], line["version"]) for line in deploys] == [("deploy", "1.1")]
     # The rollback that .previous is kept for puts 1.0 back.
-    assert rm.rollback_deploy(at("frontend", "1.1", DEV, run="run-2")) == "1.0"
+    assert rollback.rollback_deploy(at("frontend", "1.1", DEV, run="run-2")) == "1.0"
     assert artifacts.held_versions(DEV, "frontend") == ["1.0"]

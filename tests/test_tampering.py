@@ -11,6 +11,7 @@ import pytest
 import files
 import records
 import release_management as rm
+import rollback
 import run_workflow
 from catalog import load_release
 from deployments import RUN, at, deploy_all_steps, recorded
@@ -105,11 +106,11 @@ def deploy_and_replace() -> None:
 
 
 def roll_back() -> None:
-    rm.rollback_deploy(at("frontend", "1.1", DEV, run=RUN))
+    rollback.rollback_deploy(at("frontend", "1.1", DEV, run=RUN))
 
 
 def roll_back_the_first_deploy() -> None:
-    rm.rollback_deploy(at("frontend", "1.0", DEV, run=RUN))  # nothing to put back: remove it
+    rollback.rollback_deploy(at("frontend", "1.0", DEV, run=RUN))  # nothing to put back: remove it
 
 
 def record() -> None:
