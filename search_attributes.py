@@ -155,10 +155,9 @@ async def _release_outcomes(client: Client, run_ids: list[str | None]) -> dict[s
     if not wanted:
         return {}
     listed = ", ".join(f"'{_quoted(run_id)}'" for run_id in wanted)
-    query = f"RunId IN ({listed})"
     return {
         run.run_id: run.typed_search_attributes.get(RELEASE_OUTCOME) or "?"
-        async for run in client.list_workflows(query)
+        async for run in client.list_workflows(f"RunId IN ({listed})")
     }
 
 
