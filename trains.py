@@ -33,10 +33,8 @@ from workflows import ReleaseWorkflow
 
 # How late a missed run may still start (Temporal's default is a year): later, it never runs.
 CATCHUP = timedelta(minutes=1)
-# The units --every takes, with their length in seconds.
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-# The longest --every: a train runs at least once a year (--at makes a single run).
-LONGEST_INTERVAL = timedelta(days=366)
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # the units --every takes, in seconds
+LONGEST_INTERVAL = timedelta(days=366)  # the longest --every: a train runs at least once a year
 # The last year Temporal's calendar schedules run in, and how soon an --at time may be.
 LAST_YEAR, SOONEST = 2100, timedelta(seconds=10)
 RELEASE_WORKFLOW = "ReleaseWorkflow"  # the workflow type a train starts
