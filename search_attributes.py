@@ -85,8 +85,7 @@ async def register_missing(client: Client) -> list[str]:
         registered = {**listed.custom_attributes, **listed.system_attributes}
         if wrong := {n: registered[n] for n in names if registered.get(n, keyword) != keyword}:
             raise SearchAttributesUnusable(_wrong_types(namespace, wrong))
-        missing = [name for name in names if name not in registered]
-        if missing:
+        if missing := [name for name in names if name not in registered]:
             added = {name: keyword for name in missing}
             await client.operator_service.add_search_attributes(
                 AddSearchAttributesRequest(namespace=namespace, search_attributes=added)
