@@ -104,7 +104,7 @@ async def _first_run(workflow_id: str, run_id: str) -> str | None:
 
 
 def _first_run_of(described: WorkflowExecutionDescription) -> str:
-    return described.raw_description.workflow_execution_info.first_run_id or described.run_id
+    return described.raw_info.first_run_id or described.run_id
 
 
 async def _described(workflow_id: str, run_id: str) -> WorkflowExecutionDescription | None:

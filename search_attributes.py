@@ -85,8 +85,7 @@ async def register_missing(client: Client) -> list[str]:
         registered = {**listed.custom_attributes, **listed.system_attributes}
         if wrong := {n: registered[n] for n in names if registered.get(n, keyword) != keyword}:
             raise SearchAttributesUnusable(_wrong_types(namespace, wrong))
-        missing = [name for name in names if name not in registered]
-        if missing:
+        if missing := [name for name in names if name not in registered]:
             added = {name: keyword for name in missing}
             await client.operator_service.add_search_attributes(
                 AddSearchAttributesRequest(namespace=namespace, search_attributes=added)
@@ -155,10 +154,9 @@ async def _release_outcomes(client: Client, run_ids: list[str | None]) -> dict[s
     if not wanted:
         return {}
     listed = ", ".join(f"'{_quoted(run_id)}'" for run_id in wanted)
-    query = f"RunId IN ({listed})"
     return {
         run.run_id: run.typed_search_attributes.get(RELEASE_OUTCOME) or "?"
-        async for run in client.list_workflows(query)
+        async for run in client.list_workflows(f"RunId IN ({listed})")
     }
 
 

@@ -16,7 +16,6 @@ from temporalio.client import (
     ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
     ScheduleDescription,
-    ScheduleHandle,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -34,10 +33,8 @@ from workflows import ReleaseWorkflow
 
 # How late a missed run may still start (Temporal's default is a year): later, it never runs.
 CATCHUP = timedelta(minutes=1)
-# The units --every takes, with their length in seconds.
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-# The longest --every: a train runs at least once a year (--at makes a single run).
-LONGEST_INTERVAL = timedelta(days=366)
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # the units --every takes, in seconds
+LONGEST_INTERVAL = timedelta(days=366)  # the longest --every: a train runs at least once a year
 # The last year Temporal's calendar schedules run in, and how soon an --at time may be.
 LAST_YEAR, SOONEST = 2100, timedelta(seconds=10)
 RELEASE_WORKFLOW = "ReleaseWorkflow"  # the workflow type a train starts
@@ -94,7 +91,7 @@ def moment(text: str) -> datetime:
 async def schedule_release(
     client: Client, release: Release, when: When, task_queue: str = TASK_QUEUE
 ) -> Train:
-    """Create release's train; TrainError if the release has one already."""
+    """Create release's train; TrainError if the release has one already, or it would never run."""
     action = ScheduleActionStartWorkflow(
         ReleaseWorkflow.run,
         ReleaseInput(release_key=release.key, demo_root=str(files.demo_root().resolve())),
@@ -116,12 +113,7 @@ async def schedule_release(
             f"release {release.key} has a train already, {train_id(release.key)}: "
             f"--schedules shows it, --unschedule {release.key} removes it"
         ) from None
-    return await _would_run(client, handle, when)
-
-
-async def _would_run(client: Client, handle: ScheduleHandle, when: When) -> Train:
-    """The train just made, unless Temporal finds no time to run it (its time went by while it
-    was made, or is after LAST_YEAR): then it is deleted (TrainError)."""
+    # Temporal finds no time to run it if its time went by while it was made, or is after LAST_YEAR.
     described = await handle.describe()
     info = described.info
     if info.next_action_times or info.recent_actions or info.running_actions:
@@ -153,10 +145,9 @@ async def unschedule(client: Client, key: str) -> str:
         raise TrainError(f"release {key} has no train: --schedules lists the trains")
     await client.get_schedule_handle(train_id(key)).delete()
     deleted = f"Deleted train {train_id(key)}: it starts no more runs of {key}."
-    running = await running_train_run(client, key)
-    if running is None:
-        return deleted
-    return f"{deleted} Its run {running} goes on (--cancel {key} stops it)."
+    if running := await train_run(client, key, running=True):
+        return f"{deleted} Its run {running} goes on (--cancel {key} stops it)."
+    return deleted
 
 
 async def _train_of(client: Client, key: str) -> ScheduleDescription | None:
@@ -200,14 +191,13 @@ async def _describe(client: Client, schedule_id: str) -> ScheduleDescription | N
 
 
 async def _train(client: Client, described: ScheduleDescription, in_catalog: bool) -> Train:
-    info = described.info
     return Train(
         schedule_id=described.id,
         release_key=described.id.removeprefix(train_id("")),
         when=_when(described.schedule.spec),
-        next_runs=list(info.next_action_times),
+        next_runs=list(described.info.next_action_times),
         last_run=await _last_run(client, described),
-        skipped=info.num_actions_skipped_overlap,
+        skipped=described.info.num_actions_skipped_overlap,
         in_catalog=in_catalog,
     )
 
@@ -237,9 +227,9 @@ async def release_workflow_id(client: Client, key: str) -> str:
     by_hand = await _runs_by_hand(client, key)
     if by_hand:
         return key
-    if running := await running_train_run(client, key):
+    if running := await train_run(client, key, running=True):
         return running
-    return (by_hand is None and await _train_run(client, key, running=False)) or key
+    return (by_hand is None and await train_run(client, key, running=False)) or key
 
 
 async def train_run_to_attach(client: Client, key: str) -> str | None:
@@ -247,7 +237,7 @@ async def train_run_to_attach(client: Client, key: str) -> str | None:
     (never a finished run: a release started by hand is KEY)."""
     if await _runs_by_hand(client, key):
         return None
-    return await running_train_run(client, key)
+    return await train_run(client, key, running=True)
 
 
 async def _runs_by_hand(client: Client, key: str) -> bool | None:
@@ -256,15 +246,10 @@ async def _runs_by_hand(client: Client, key: str) -> bool | None:
     return None if described is None else described.status == WorkflowExecutionStatus.RUNNING
 
 
-async def running_train_run(client: Client, key: str) -> str | None:
-    """The running run of release key's train, if any (even once the train is deleted)."""
-    return await _train_run(client, key, running=True)
-
-
-async def _train_run(client: Client, key: str, running: bool) -> str | None:
-    """The latest (or running) run of release key's train: Temporal marks each run a schedule
-    starts with its ID, latest first. Only a release run KEY-<time> is one: a schedule named
-    like the train may start anything."""
+async def train_run(client: Client, key: str, *, running: bool) -> str | None:
+    """The latest (or running) run of release key's train, even once the train is deleted:
+    Temporal marks each run a schedule starts with its ID, latest first. Only a release run
+    KEY-<time> is one: a schedule named like the train may start anything."""
     schedule = await _describe(client, train_id(key))
     if schedule is not None and not await _is_train(client, schedule):
         return None  # (a deleted train's runs are still found)

@@ -161,7 +161,7 @@ async def test_a_train_runs_its_release_to_success_and_unschedule_deletes_it(
     said = await trains.unschedule(client, fast)
     assert said == f"Deleted train train.{fast}: it starts no more runs of {fast}."
     assert await trains.trains(client, [fast]) == []
-    assert await trains.running_train_run(client, fast) is None
+    assert await trains.train_run(client, fast, running=True) is None
     with pytest.raises(trains.TrainError, match="has no train"):
         await trains.unschedule(client, fast)
 
