@@ -71,7 +71,7 @@ with workflow.unsafe.imports_passed_through():
 
 # Pinned (Worker Versioning, versioning.py): a release may wait days at a gate, and it runs to its
 # end on the code it started with, so it never replays a newer plan. (The *_PATCH guards, at the
-# bottom and in locks.py, keep histories from before each change replaying, as the tests' do.)
+# bottom and in locks.py and announcements.py, keep histories from before each change replaying.)
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class ReleaseWorkflow:
     """Promote one release from the catalog through its environments, as a set. However it ends,
@@ -111,6 +111,9 @@ class ReleaseWorkflow:
         return result
 
     async def _promote_all(self, release: Release) -> ReleaseResult:
+        """The plan: hold the environments (locks.py) and check before any change; then, for each
+        environment in order, a person's approval if it is gated (gates.py), the wave of deploys,
+        the environment it was fed from let go, an announcement, and a soak if it has one."""
         self._status = "locking its environments"
         await self._locks.take_all(release)
         await self._check_promotion(release)
