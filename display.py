@@ -385,15 +385,13 @@ def _train_row(train: Train, short: bool) -> list[str]:
 
 def _train_warning(train: Train) -> str:
     """Why a train will not run its release as it stands ("": it will)."""
-    removes = f"--unschedule {train.release_key} removes it."
     if not train.in_catalog:
-        return f"{train.release_key} is not in the catalog: its train's runs fail. {removes}"
-    if train.missed():
-        return (
-            f"{train.schedule_id} missed its time (the server was down then) and will not run: "
-            f"{removes}"
-        )
-    return ""
+        why = f"{train.release_key} is not in the catalog: its train's runs fail."
+    elif train.missed():
+        why = f"{train.schedule_id} missed its time (the server was down then) and will not run:"
+    else:
+        return ""
+    return f"{why} --unschedule {train.release_key} removes it."
 
 
 def when_words(when: When | None) -> str:
