@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, NoReturn, TextIO, TypeAlias
 
 from rich.cells import cell_len
@@ -147,17 +148,14 @@ def _grid(progress: ReleaseProgress, width: int) -> Table:
     shared = _natural_width(header, rows) > width
     table = Table(box=None, pad_edge=False, header_style="bold", expand=shared)
     table.add_column(_cut("COMPONENT"), no_wrap=True)
-    for index, title in enumerate(header[1:]):
-        column = [row[index] for row in cells.values()]
-        if shared and any(cell.state in AT_WORK for cell in column):
-            table.add_column(_cut(title), ratio=1)
+    for env in envs:
+        if shared and any(progress.cells[env][c].state in AT_WORK for c in cells):
+            table.add_column(_cut(env.value), ratio=1)
         else:  # as wide as its cells: at most "waiting for approval"
-            table.add_column(_cut(title), no_wrap=shared)
+            table.add_column(_cut(env.value), no_wrap=shared)
     for component, row in cells.items():
-        table.add_row(
-            _cut(component),
-            *(_cut(_cell_summary(cell), STATE_STYLES.get(cell.state, "")) for cell in row),
-        )
+        states = [_cut(_cell_summary(cell), STATE_STYLES.get(cell.state, "")) for cell in row]
+        table.add_row(_cut(component), *states)
     return table
 
 
@@ -198,7 +196,7 @@ def format_catalog(width: int | None = None) -> str:
         route = first if first == last else f"{first} to {last}"  # it cannot skip one between
         rows.append([key, *versions, route, str(release.release_date)])
     header = ["RELEASE", *components, "ENVIRONMENTS", "DATE"]
-    return _table_text(header, rows, width, give_way=["DATE"], notes=invalid)
+    return _table_text(header, rows, width or terminal_width(), give_way=["DATE"], notes=invalid)
 
 
 def format_environments(width: int | None = None) -> str:
@@ -224,11 +222,11 @@ def format_history(limit: int = 20, width: int | None = None) -> str:
     latest = records.release_history(limit + 1)
     if not latest:
         return "No release has finished yet."
-    short = (width or terminal_width()) is not None
-    rows = [_history_row(record, short) for record in latest[:limit]]
+    fit = width or terminal_width()
+    rows = [_history_row(record, short=fit is not None) for record in latest[:limit]]
     header = ["RELEASE", "FINISHED", "RESULT", "DECISIONS", "STARTED"]
     older = [f"Older runs: --limit {2 * limit} shows more."] if len(latest) > limit else []
-    return _table_text(header, rows, width, give_way=["STARTED", "DECISIONS"], notes=older)
+    return _table_text(header, rows, fit, give_way=["STARTED", "DECISIONS"], notes=older)
 
 
 def _history_row(record: dict[str, Any], short: bool) -> list[str]:
@@ -269,19 +267,14 @@ def table_time(moment: datetime, short: bool) -> str:
 
 
 def _table_text(
-    header: list[str],
-    rows: list[list[str]],
-    width: int | None = None,
-    give_way: list[str] | None = None,
-    notes: list[str] | None = None,
+    header: list[str], rows: list[list[str]], fit: int | None, give_way: list[str], notes: list[str]
 ) -> str:
-    """A table and notes below it, fitted to width (by default the terminal's): the columns in
-    give_way are left out, in turn, while it is too wide; then cells but the first column's (a key
-    to copy) are cut, and a line says so. Not for a terminal: every column in full, for grep."""
-    fit = width or terminal_width()
+    """A table and notes below it, fitted to fit columns (a terminal's): the columns in give_way
+    are left out, in turn, while it is too wide; then cells but the first column's (a key to copy)
+    are cut, and a line says so. fit None (not a terminal): every column in full, for grep."""
     if fit is None:
-        return "\n".join([*_plain(_table(header, rows), UNBOUNDED), *map(shown, notes or [])])
-    for title in give_way or []:
+        return "\n".join([*_plain(_table(header, rows), UNBOUNDED), *map(shown, notes)])
+    for title in give_way:
         if _natural_width(header, rows) <= fit:
             break
         drop = header.index(title)
@@ -290,15 +283,14 @@ def _table_text(
     lines = _plain(_table(header, rows, cut=True), fit)
     if _natural_width(header, rows, with_header=False) > fit:  # not only a title is cut
         lines.append("(Cut to fit the terminal: add | cat to the command to see every cell whole.)")
-    return "\n".join(lines + [_plain(_cut(note), fit)[0] for note in notes or []])
+    return "\n".join(lines + [_plain(_cut(note), fit)[0] for note in notes])
 
 
 def _natural_width(header: list[str], rows: list[list[str]], with_header: bool = True) -> int:
     """How wide the table is with no cell cut (with_header: no title cut either)."""
     columns = zip(*([header] if with_header else []), *rows, strict=True)
-    return sum(max(cell_len(shown(cell)) for cell in column) for column in columns) + 2 * (
-        len(header) - 1
-    )
+    widths = [max(cell_len(shown(cell)) for cell in column) for column in columns]
+    return sum(widths) + 2 * (len(header) - 1)
 
 
 def _table(header: list[str], rows: list[list[str]], cut: bool = False) -> Table:
@@ -313,11 +305,7 @@ def _table(header: list[str], rows: list[list[str]], cut: bool = False) -> Table
 
 
 def format_deploys(
-    deploys: list[FoundDeploy],
-    env: Environment | None,
-    component: str | None,
-    width: int | None = None,
-    more: bool = False,
+    deploys: list[FoundDeploy], env: Environment | None, component: str | None, more: bool = False
 ) -> str:
     """The deploys the server found to env and/or of component, newest first; more: older too."""
     asked = " ".join(
@@ -325,11 +313,11 @@ def format_deploys(
     )
     if not deploys:
         return f"No deploy {asked} on this server."
-    short = (width or terminal_width()) is not None
+    fit = terminal_width()
     rows = [
         [
             d.release_key,
-            table_time(d.started, short) if d.started else "?",
+            table_time(d.started, fit is not None) if d.started else "?",
             d.environment,
             d.component,
             d.ending,
@@ -340,7 +328,7 @@ def format_deploys(
     header = ["RELEASE", "STARTED", "ENV", "COMPONENT", "DEPLOY", "RELEASE ENDED"]
     # The column every row has the same value in, as asked, goes first when it does not fit.
     same = [title for title, wanted in (("ENV", env), ("COMPONENT", component)) if wanted]
-    table = _table_text(header, rows, width, give_way=[*same, "RELEASE ENDED"])
+    table = _table_text(header, rows, fit, give_way=[*same, "RELEASE ENDED"], notes=[])
     older = [f"Older deploys {asked}: --limit {2 * len(deploys)} shows more."] if more else []
     return "\n".join([f"Deploys {asked}, newest first:", table, *older])
 
@@ -376,49 +364,34 @@ def format_trains(trains: list[Train], width: int | None = None) -> str:
     """The release trains, and a line for each that will not run its release as it stands."""
     if not trains:
         return "No release train: python run_workflow.py --schedule KEY --every 1d makes one."
-    short = (width or terminal_width()) is not None
-    rows = [
-        [
-            train.schedule_id,
-            train.release_key,
-            # A terminal has the time of a one-shot train under NEXT RUN (or LAST RUN).
-            "once" if short and isinstance(train.when, datetime) else when_words(train.when),
-            _next_run_words(train, short),
-            _last_run_words(train, short),
-        ]
-        for train in trains
-    ]
+    fit = width or terminal_width()
+    rows = [_train_row(train, short=fit is not None) for train in trains]
     header = ["SCHEDULE", "RELEASE", "RUNS", "NEXT RUN", "LAST RUN"]
     notes = [note for note in map(_train_warning, trains) if note]
-    return _table_text(header, rows, width, give_way=["SCHEDULE"], notes=notes)
+    return _table_text(header, rows, fit, give_way=["SCHEDULE"], notes=notes)
+
+
+def _train_row(train: Train, short: bool) -> list[str]:
+    """A train's row; short (a terminal): a one-shot train's time is under NEXT RUN or LAST RUN."""
+    runs = "once" if short and isinstance(train.when, datetime) else when_words(train.when)
+    coming = [moment for moment in train.next_runs if moment > datetime.now(UTC)]
+    next_run = "missed" if train.missed() else table_time(coming[0], short) if coming else "-"
+    last_run = (
+        f"{table_time(train.last_run[0], short)} {train.last_run[1]}" if train.last_run else "-"
+    )
+    skipped = f" ({train.skipped} skipped)" if train.skipped else ""
+    return [train.schedule_id, train.release_key, runs, next_run, last_run + skipped]
 
 
 def _train_warning(train: Train) -> str:
     """Why a train will not run its release as it stands ("": it will)."""
-    removes = f"--unschedule {train.release_key} removes it."
     if not train.in_catalog:
-        return f"{train.release_key} is not in the catalog: its train's runs fail. {removes}"
-    if train.missed():
-        return (
-            f"{train.schedule_id} missed its time (the server was down then) and will not run: "
-            f"{removes}"
-        )
-    return ""
-
-
-def _next_run_words(train: Train, short: bool) -> str:
-    if train.missed():
-        return "missed"
-    coming = [moment for moment in train.next_runs if moment > datetime.now(UTC)]
-    return table_time(coming[0], short) if coming else "-"
-
-
-def _last_run_words(train: Train, short: bool) -> str:
-    skipped = f" ({train.skipped} skipped)" if train.skipped else ""
-    if train.last_run is None:
-        return f"-{skipped}"
-    started, ending = train.last_run
-    return f"{table_time(started, short)} {ending}{skipped}"
+        why = f"{train.release_key} is not in the catalog: its train's runs fail."
+    elif train.missed():
+        why = f"{train.schedule_id} missed its time (the server was down then) and will not run:"
+    else:
+        return ""
+    return f"{why} --unschedule {train.release_key} removes it."
 
 
 def when_words(when: When | None) -> str:
@@ -467,13 +440,8 @@ class TerminalLog(logging.Formatter):
         self._release = key
         said = found["rest"] if found and key else message
         text = f"{self.formatTime(record, self.datefmt)} {said}"
-        lines += textwrap.wrap(
-            kept_whole(text),
-            max(self._width(), 40),
-            subsequent_indent=LOG_INDENT,
-            break_long_words=False,  # a file name or a link stays whole
-            break_on_hyphens=False,  # so does a release key
-        ) or [text]
+        width = max(self._width(), 40)
+        lines += wrap_between_words(kept_whole(text), width, subsequent_indent=LOG_INDENT) or [text]
         return "\n".join(lines).replace("\u00a0", " ")
 
 
@@ -491,45 +459,38 @@ class OneLineParser(argparse.ArgumentParser):
 def fitted(text: str, stream: TextIO | None = None) -> str:
     """text wrapped between words to the terminal's width if stream (stdout) is one, else as it
     is (a line for grep). A word longer than the line (a link, a path) is kept whole."""
-    if not (stream or sys.stdout).isatty():
-        return text
-    return wrapped(text, shutil.get_terminal_size().columns)
+    tty = (stream or sys.stdout).isatty()
+    return wrapped(text, shutil.get_terminal_size().columns) if tty else text
 
 
 # What wrapping keeps on a line (no-break spaces hold it, as textwrap breaks at ASCII whitespace):
 # a version change, "(1.1 -> 1.0)", and a command to copy (broken, it would run as several).
-KEPT_TOGETHER = (" -> ", "\u00a0->\u00a0")
 COMMAND = re.compile(
     r"\b(?:python3? [\w./-]+\.py(?: [A-Z0-9][A-Z0-9-]*)*"  # a script, and release keys or ENVs
     r"|temporal(?: [a-z][a-z-]*){1,3}(?= -))"  # the CLI, its subcommands (then a flag)
     r"(?: --?[a-z][\w-]*(?: (?!-)[^\s,;()`]*[^\s,;()`.:])?)*"  # flags, each with its value
 )
+# Lines broken between words only: a word longer than the line (a link, a path, a key) stays whole.
+wrap_between_words = partial(textwrap.wrap, break_long_words=False, break_on_hyphens=False)
 
 
 def kept_whole(text: str) -> str:
     """text with the spaces of what stays on one line made no-break."""
-    text = text.replace(*KEPT_TOGETHER)
+    text = text.replace(" -> ", "\u00a0->\u00a0")
     return COMMAND.sub(lambda found: found[0].replace(" ", "\u00a0"), text)
 
 
 def wrapped(text: str, width: int) -> str:
     """text, each line wrapped between words to width columns, under its own indentation."""
-    lines = [_wrapped_line(line, width) for line in kept_whole(text).splitlines()]
+    lines = kept_whole(text).splitlines()
+    for number, line in enumerate(lines):
+        if len(line) > width:
+            indent = line[: len(line) - len(line.lstrip(" "))]
+            folded = wrap_between_words(
+                line.strip(), width, initial_indent=indent, subsequent_indent=indent
+            )
+            lines[number] = "\n".join(folded)
     return "\n".join(lines).replace("\u00a0", " ")
-
-
-def _wrapped_line(line: str, width: int) -> str:
-    if len(line) <= width:
-        return line
-    indent = line[: len(line) - len(line.lstrip(" "))]
-    return textwrap.fill(
-        line.strip(),
-        width,
-        initial_indent=indent,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
 
 
 def terminal_width() -> int | None:

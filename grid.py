@@ -1,7 +1,6 @@
 """The progress grid: the state of each deploy of a release (component x environment), as the
 release knows it, for the starter's screen (ReleaseWorkflow.progress) and the release record.
-It serves the screen, not the plan: workflows.py marks it in one call where a state changes.
-"""
+It serves the screen, not the plan: workflows.py marks it in one call where a state changes."""
 
 import asyncio
 from collections.abc import Awaitable
@@ -22,21 +21,19 @@ class Grid:
 
     def mark(self, env: Environment, state: CellState, component: str | None = None) -> None:
         """Mark one cell of env (or the whole row)."""
-        self._set(env, Cell(state=state), component)
+        for name in [component] if component else list(self.cells.get(env, {})):
+            self.cells[env][name] = Cell(state=state)
 
     async def follow(self, deployment: Deployment, deploy: Awaitable[DeployResult]) -> DeployResult:
-        """Await a deploy, and mark its cell as it ends: done, rolled back, failed (with why) or
-        cancelled."""
+        """Await a deploy; mark how it ends: done, rolled back, failed (with why) or cancelled."""
         env, component = deployment.environment, deployment.component
         try:
             deployed = await deploy
         except (Exception, asyncio.CancelledError) as err:
-            failed = Cell(state=CellState.FAILED, error=root_message(err))
-            self._set(
-                env,
-                Cell(state=CellState.CANCELLED) if is_cancelled_exception(err) else failed,
-                component,
-            )
+            if is_cancelled_exception(err):
+                self.mark(env, CellState.CANCELLED, component)
+            else:
+                self.cells[env][component] = Cell(state=CellState.FAILED, error=root_message(err))
             raise
         self.mark(env, CellState.ROLLED_BACK if deployed.rolled_back else CellState.DONE, component)
         return deployed
@@ -49,7 +46,3 @@ class Grid:
                 if cell.state in unfinished:
                     row[component] = Cell(state=CellState.NOT_REACHED)
         return {env: {c: cell.state for c, cell in row.items()} for env, row in self.cells.items()}
-
-    def _set(self, env: Environment, cell: Cell, component: str | None) -> None:
-        for name in [component] if component else list(self.cells.get(env, {})):
-            self.cells[env][name] = cell
