@@ -123,8 +123,7 @@ async def run_release(
 
 async def _train_run_to_attach(client: Client, release: Release) -> str | None:
     """The run of the release's train to attach to, if one runs and no run KEY does."""
-    workflow_id = await trains.train_run_to_attach(client, release.key)
-    if workflow_id:
+    if workflow_id := await trains.train_run_to_attach(client, release.key):
         said = f"Release {release.key} is running on its train, as {workflow_id}."
         print(fitted(said), flush=True)
     return workflow_id
