@@ -112,8 +112,7 @@ async def run_release(
 ) -> ReleaseResult:
     """Start the release, or attach to it (or to its train's run) if it runs, and wait for its
     result. The workflow ID is the release key, so one release never runs twice at once."""
-    train_run = await _train_run_to_attach(client, release)
-    if train_run:  # attached to, never started: its ID is the train's
+    if train_run := await _train_run_to_attach(client, release):  # its ID is the train's
         handle = client.get_workflow_handle_for(ReleaseWorkflow.run, train_run)
     else:
         handle = await _start_or_attach(client, release, task_queue)
@@ -124,8 +123,7 @@ async def run_release(
 
 async def _train_run_to_attach(client: Client, release: Release) -> str | None:
     """The run of the release's train to attach to, if one runs and no run KEY does."""
-    workflow_id = await trains.train_run_to_attach(client, release.key)
-    if workflow_id:
+    if workflow_id := await trains.train_run_to_attach(client, release.key):
         said = f"Release {release.key} is running on its train, as {workflow_id}."
         print(fitted(said), flush=True)
     return workflow_id
@@ -243,20 +241,13 @@ async def _progress_updates(
     while True:
         await asyncio.sleep(STATUS_SECONDS)
         try:
-            progress = await _ask(client, handle, ReleaseWorkflow.progress)
-            last, as_of = await read_progress(client, handle, progress), datetime.now(UTC)
+            last, as_of = await read_progress(client, handle), datetime.now(UTC)
             yield last
-        except (StarterError, RPCError) as err:
-            yield _stale(last, _why_unknown(err), f"at {as_of:%H:%M:%S} UTC")
-
-
-def _why_unknown(err: Exception) -> str:
-    """Why the progress of a release cannot be known now, from what asking for it raised."""
-    if isinstance(err, StarterError) and err.waiting:
-        return err.waiting
-    if isinstance(err, RPCError):
-        return "Temporal does not answer (see above)"
-    return _none_answers(TASK_QUEUE)
+        except StarterError as err:
+            why = err.waiting or _none_answers(TASK_QUEUE)
+            yield _stale(last, why, f"at {as_of:%H:%M:%S} UTC")
+        except RPCError:
+            yield _stale(last, "Temporal does not answer (see above)", f"at {as_of:%H:%M:%S} UTC")
 
 
 def _none_answers(queue: str) -> str:
@@ -277,18 +268,15 @@ async def _progress_as_it_ended(client: Client, handle: ReleaseHandle) -> Releas
     )
     try:
         return await asyncio.wait_for(read_progress(client, ended), ANSWER_SECONDS)
-    except (RPCError, WorkflowQueryFailedError, TimeoutError):
+    except (StarterError, RPCError, TimeoutError):
         return None
 
 
-async def read_progress(
-    client: Client, handle: ReleaseHandle, progress: ReleaseProgress | None = None
-) -> ReleaseProgress:
-    """The release's grid: the release knows each deploy's state (a query, unless progress is its
-    answer); the server knows each running deploy's steps, attempt and last error (its pending
-    activities, as the Web UI shows them), so no step has to report."""
-    if progress is None:
-        progress = await handle.query(ReleaseWorkflow.progress)
+async def read_progress(client: Client, handle: ReleaseHandle) -> ReleaseProgress:
+    """The release's grid: the release knows each deploy's state (a query); the server knows each
+    running deploy's steps, attempt and last error (its pending activities, as the Web UI shows
+    them), so no step has to report."""
+    progress = await _ask(client, handle, ReleaseWorkflow.progress)
     running = [
         (env, component)
         for env, row in progress.cells.items()
@@ -296,28 +284,32 @@ async def read_progress(
         if cell.state is CellState.RUNNING
     ]
     deploys = [client.get_workflow_handle(deploy_workflow_id(handle.id, *at)) for at in running]
-    found, own = await asyncio.gather(
-        asyncio.gather(*map(_running_cell, deploys)), _release_steps_waiting(handle)
-    )
+    own, *described = await asyncio.gather(*map(_described, [handle, *deploys]))
     grid = {env: dict(row) for env, row in progress.cells.items()}
-    for (env, component), (cell, _) in zip(running, found, strict=True):
-        grid[env][component] = cell
+    for (env, component), description in zip(running, described, strict=True):
+        grid[env][component] = _running_cell(description)
     status = progress.status
-    if waiting := sorted({queue for _, queue in found if queue} | ({own} - {""})):
+    if waiting := sorted({_unclaimed(each) for each in [own, *described] if each} - {""}):
         queues = ", ".join(repr(queue) for queue in waiting)
         status += f"; its steps wait for a worker on task queue {queues}"
     return progress.model_copy(update={"cells": grid, "status": status})
 
 
-async def _running_cell(handle: WorkflowHandle) -> tuple[Cell, str]:
-    """What a running workflow's steps are doing (its pending activities): the steps in flight, or
-    the one being retried; and the task queue on which one waits for a worker ("": none)."""
+async def _described(handle: WorkflowHandle) -> WorkflowExecutionDescription | None:
+    """What the server says of a workflow; None if it cannot (a deploy not started yet)."""
     try:
-        description = await handle.describe()
+        return await handle.describe()
     except RPCError:
-        return Cell(state=CellState.RUNNING), ""  # the release has not started it yet
-    if queue := _unclaimed(description):
-        return Cell(state=CellState.RUNNING, activity="waiting for a worker"), queue
+        return None
+
+
+def _running_cell(description: WorkflowExecutionDescription | None) -> Cell:
+    """What a running deploy's steps are doing (its pending activities): the steps in flight, or
+    the one being retried."""
+    if description is None:
+        return Cell(state=CellState.RUNNING)  # the release has not started it yet
+    if _unclaimed(description):
+        return Cell(state=CellState.RUNNING, activity="waiting for a worker")
     pending = description.raw_description.pending_activities
     if failing := [activity for activity in pending if activity.HasField("last_failure")]:
         retried = max(failing, key=lambda activity: activity.attempt)
@@ -326,17 +318,9 @@ async def _running_cell(handle: WorkflowHandle) -> tuple[Cell, str]:
             activity=retried.activity_type.name,
             attempt=retried.attempt - 1,  # the attempt that failed; the next one is pending
             error=retried.last_failure.message,
-        ), ""
+        )
     steps = " + ".join(sorted(activity.activity_type.name for activity in pending))
-    return Cell(state=CellState.RUNNING, activity=steps), ""
-
-
-async def _release_steps_waiting(handle: ReleaseHandle) -> str:
-    """The task queue on which a step of the release itself waits for a worker ("": none)."""
-    try:
-        return _unclaimed(await handle.describe())
-    except RPCError:
-        return ""
+    return Cell(state=CellState.RUNNING, activity=steps)
 
 
 def _unclaimed(description: WorkflowExecutionDescription) -> str:
@@ -360,8 +344,7 @@ async def status_of(client: Client, key: str) -> list[str]:
 
 async def status_lines(client: Client, handle: ReleaseHandle) -> list[str]:
     """The progress grid of the release of handle, as --status prints it."""
-    asked = await _ask(client, handle, ReleaseWorkflow.progress)
-    progress = await read_progress(client, handle, asked)
+    progress = await read_progress(client, handle)
     closed = (await handle.describe()).status
     if closed in (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT):
         # It ran none of its code after that: its own status is of before, and it takes nothing.

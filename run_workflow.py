@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 from temporalio.service import RPCError, RPCStatusCode
@@ -236,13 +237,13 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--every",
         metavar="INTERVAL",
-        type=_typed(trains.interval),
+        type=partial(_typed, trains.interval),
         help="with --schedule: how often, as 30s, 10m, 1h or 1d",
     )
     parser.add_argument(
         "--at",
         metavar="TIME",
-        type=_typed(trains.moment),
+        type=partial(_typed, trains.moment),
         help="with --schedule: once, at an ISO 8601 time such as 2026-12-01T09:00:00Z",
     )
     parser.add_argument(
@@ -254,13 +255,13 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--by",
         metavar="NAME",
-        type=_text(MAX_NAME_LENGTH),
+        type=partial(_text, MAX_NAME_LENGTH),
         help="who approves, rejects or skips a soak",
     )
     parser.add_argument(
         "--reason",
         metavar="TEXT",
-        type=_text(MAX_REASON_LENGTH),
+        type=partial(_text, MAX_REASON_LENGTH),
         help="why, when rejecting or cancelling",
     )
 
@@ -276,13 +277,13 @@ def _add_history_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit",
         metavar="N",
-        type=_typed(_limit),
+        type=partial(_typed, _limit),
         help=f"with --history: how many rows, newest first (default {HISTORY_ROWS})",
     )
     parser.add_argument(
         "--component",
         metavar="NAME",
-        type=_text(MAX_NAME_LENGTH),
+        type=partial(_text, MAX_NAME_LENGTH),
         help="with --history: the deploys of this component, from the server",
     )
 
@@ -300,34 +301,26 @@ def _key(text: str) -> str:
     return text
 
 
-def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """An argument type from a parser that says what is wrong in a ValueError."""
-
-    def typed(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    return typed
+def _typed(parse: Callable[[str], T], text: str) -> T:
+    """An argument parsed by parse, which says what is wrong in a ValueError."""
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _text(limit: int) -> Callable[[str], str]:
+def _text(limit: int, value: str) -> str:
     """A name or a reason: not blank, at most limit characters, printable only (an escape code or
     a line break would redraw a terminal or forge a line)."""
-
-    def text(value: str) -> str:
-        if not visible(value):
-            raise argparse.ArgumentTypeError("empty or invisible")
-        if not value.isprintable():
-            raise argparse.ArgumentTypeError(
-                "printable characters only: no escape codes, tabs or line breaks"
-            )
-        if len(value) > limit:
-            raise argparse.ArgumentTypeError(f"at most {limit} characters, not {len(value)}")
-        return value
-
-    return text
+    if not visible(value):
+        raise argparse.ArgumentTypeError("empty or invisible")
+    if not value.isprintable():
+        raise argparse.ArgumentTypeError(
+            "printable characters only: no escape codes, tabs or line breaks"
+        )
+    if len(value) > limit:
+        raise argparse.ArgumentTypeError(f"at most {limit} characters, not {len(value)}")
+    return value
 
 
 def _refuse(err: Exception, status: int) -> int:
