@@ -167,9 +167,6 @@ def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release
 
 
 def component_info(catalog: Catalog, component: str) -> ComponentInfo:
-    try:
-        return catalog.components[component]
-    except KeyError:
-        raise ReleaseError(
-            f"{catalog_path()}: components: {component!r} is not in the catalog"
-        ) from None
+    if component not in catalog.components:
+        raise ReleaseError(f"{catalog_path()}: components: {component!r} is not in the catalog")
+    return catalog.components[component]
