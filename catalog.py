@@ -5,7 +5,7 @@ a ReleaseError naming the file, the place in it and what to do, before any step 
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import Field, StrictInt, ValidationError, model_validator
 
 from files import catalog_path
 from shared import (
@@ -13,24 +13,23 @@ from shared import (
     CatalogText,
     ComponentName,
     Environment,
+    FrozenModel,
     Release,
     ReleaseError,
     WaitSeconds,
 )
 
 
-class ComponentInfo(BaseModel):
+class ComponentInfo(FrozenModel):
     """A deployable component: where its source lives and who owns it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     repository: CatalogText
     team: CatalogText
 
 
-class EnvironmentSettings(BaseModel):
+class EnvironmentSettings(FrozenModel):
     """Settings that go into the config of every component deployed to one environment."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     # Strict: "replicas": true or "2" is refused, not read as 1 or 2.
     replicas: StrictInt = Field(ge=1)
     log_level: CatalogText
@@ -38,19 +37,17 @@ class EnvironmentSettings(BaseModel):
     soak_seconds: WaitSeconds = 0
 
 
-class Catalog(BaseModel):
+class Catalog(FrozenModel):
     """The whole catalog file. Releases stay raw here and are validated one at a time, so a
     mistake in one release refuses that release and leaves the others usable."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     components: dict[ComponentName, ComponentInfo] = Field(min_length=1)
     environments: dict[Environment, EnvironmentSettings]
     releases: list[dict[str, Any]]
 
     @model_validator(mode="after")
     def _every_environment_has_settings(self) -> "Catalog":
-        missing = [env.value for env in ENVIRONMENT_ORDER if env not in self.environments]
-        if missing:
+        if missing := [env.value for env in ENVIRONMENT_ORDER if env not in self.environments]:
             raise ValueError(f"no settings for environment(s) {', '.join(missing)}")
         return self
 
@@ -58,19 +55,15 @@ class Catalog(BaseModel):
         return [str(entry.get("key")) for entry in self.releases]
 
 
-class _Duplicates(dict):
-    """A JSON object that lists a key twice (json.loads would keep the last): the first such."""
-
-    duplicate: str
+class _ListedTwice(str):
+    """Read in place of a JSON object that lists this key twice (json.loads would keep the last)."""
 
 
-def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+def _keep_duplicates(pairs: list[tuple[str, Any]]) -> dict | _ListedTwice:
     seen: set[str] = set()
     for key, _ in pairs:
         if key in seen:  # the first key given twice
-            result = _Duplicates(pairs)
-            result.duplicate = key
-            return result
+            return _ListedTwice(key)
         seen.add(key)
     return dict(pairs)
 
@@ -93,13 +86,12 @@ def listed(names: list[str]) -> str:
 
 def _find_duplicate(value: Any, where: str) -> str | None:
     """The first key listed twice in one JSON object, as "<where>: '<key>' is listed twice"."""
-    if isinstance(value, _Duplicates):
-        return f"{where}: {_short(value.duplicate)!r} is listed twice"
+    if isinstance(value, _ListedTwice):
+        return f"{where}: {_short(value)!r} is listed twice"
     if isinstance(value, list):
         value = dict(enumerate(value))
     for key, child in value.items() if isinstance(value, dict) else []:
-        found = _find_duplicate(child, f"{where}.{_short(str(key))}" if where else str(key))
-        if found:
+        if found := _find_duplicate(child, f"{where}.{_short(str(key))}" if where else str(key)):
             return found
     return None
 
@@ -153,40 +145,28 @@ def load_release(release_key: str, *, catalog: Catalog | None = None) -> Release
         raise ReleaseError(
             f"Unknown release key {_short(release_key)!r}. Valid keys: {listed(keys)}"
         )
-    index = keys.index(release_key)
+    index, where = keys.index(release_key), f"{catalog_path()}: release {release_key}"
     try:
         release = Release.model_validate(catalog.releases[index])
     except ValidationError as err:
+        raise ReleaseError(f"{where}: {_describe(err, f'releases.{index}')}") from None
+    if release.own_workers:  # which environments have a worker of their own: the workers' setting
         raise ReleaseError(
-            f"{catalog_path()}: release {release_key}: {_describe(err, f'releases.{index}')}"
-        ) from None
-    _check_components(catalog, release)
+            f"{where}: own_workers is not the catalog's to say: "
+            "the worker's DEMO_OWN_WORKERS sets it"
+        )
+    if unknown := [name for name in release.versions if name not in catalog.components]:
+        raise ReleaseError(
+            f"{where}: versions: unknown component(s) {listed(unknown)}; "
+            f"known components: {listed(list(catalog.components))}"
+        )
     # Each environment's soak, unless the release sets its own.
-    settings = {env: catalog.environments[env] for env in release.environments}
-    soaks = {env: setting.soak_seconds for env, setting in settings.items() if setting.soak_seconds}
+    settings = catalog.environments
+    soaks = {env: soak for env in release.environments if (soak := settings[env].soak_seconds)}
     return release.model_copy(update={"soak_seconds": soaks | release.soak_seconds})
 
 
-def _check_components(catalog: Catalog, release: Release) -> None:
-    """Refuse a release of a component the catalog does not know, or that says which of its
-    environments have a worker of their own (the workers' setting, not the catalog's)."""
-    if release.own_workers:
-        raise ReleaseError(
-            f"{catalog_path()}: release {release.key}: own_workers is not the catalog's to say: "
-            "the worker's DEMO_OWN_WORKERS sets it"
-        )
-    unknown = [name for name in release.versions if name not in catalog.components]
-    if unknown:
-        raise ReleaseError(
-            f"{catalog_path()}: release {release.key}: versions: unknown component(s) "
-            f"{listed(unknown)}; known components: {listed(list(catalog.components))}"
-        )
-
-
 def component_info(catalog: Catalog, component: str) -> ComponentInfo:
-    try:
-        return catalog.components[component]
-    except KeyError:
-        raise ReleaseError(
-            f"{catalog_path()}: components: {component!r} is not in the catalog"
-        ) from None
+    if component not in catalog.components:
+        raise ReleaseError(f"{catalog_path()}: components: {component!r} is not in the catalog")
+    return catalog.components[component]

@@ -5,21 +5,14 @@ the starter's --history and --envs.
 
 import json
 import logging
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from artifacts import environment_state
 from files import atomic_write, read_json, record_path, records_dir
-from shared import (
-    CellState,
-    Ending,
-    Environment,
-    RecordReleaseInput,
-    Release,
-    ReleaseError,
-)
+from shared import CellState, Ending, Environment, RecordReleaseInput, ReleaseError
 from utils import isErrorNever, maybe_fail, raise_planted_bug
 
 _log = logging.getLogger("release_management")
@@ -27,10 +20,6 @@ _log = logging.getLogger("release_management")
 # What a record says of a version it cannot know: an environment with a worker of its own that
 # the release never asked, or whose deploy ended halfway (failed, cancelled).
 UNKNOWN = "?"
-# The ends of a deploy a record names as they are; done is "deployed" or "already there", and
-# any other state (pending, rejected, ...) is "not reached".
-_ENDED = (CellState.ROLLED_BACK, CellState.FAILED, CellState.CANCELLED)
-RECORDS_READ = 100  # how many of the latest records recorded_state reads
 
 
 def record_release(request: RecordReleaseInput) -> str:
@@ -93,53 +82,49 @@ def _recorded_environments(request: RecordReleaseInput) -> dict[str, dict[str, d
     after (now, or the release's for an environment it let go of before its end, which another
     release may have changed since), and how its deploy ended."""
     release, state = request.release, environment_state()
-    recorded = {}
+    versions, recorded = release.versions, {}
     for env in release.environments:
         states = request.states.get(env, {})
+        before: Mapping[str, str | None]
+        after: Mapping[str, str | None]
         if env in release.own_workers:  # its files are its own worker's: this root has none
-            before, after = _as_its_deploys_ended(release, request.before.get(env), states)
+            before = request.before.get(env, dict.fromkeys(versions, UNKNOWN))
+            after = {c: _after(v, before.get(c), states.get(c)) for c, v in versions.items()}
         else:
-            before = {**request.before.get(env, state[env])}
-            after = {**(release.versions if env in request.unlocked_after_use else state[env])}
+            before = request.before.get(env, state[env])
+            after = versions if env in request.unlocked_after_use else state[env]
         recorded[env.value] = {
             c: _deploy_record(v, before.get(c), after.get(c), states.get(c))
-            for c, v in release.versions.items()
+            for c, v in versions.items()
         }
     return recorded
 
 
-def _as_its_deploys_ended(
-    release: Release, before: dict[str, str | None] | None, states: dict[str, CellState]
-) -> tuple[dict[str, str | None], dict[str, str | None]]:
-    """Before as the environment's own worker told (if asked), after as each deploy ended."""
-    before = before if before is not None else dict.fromkeys(release.versions, UNKNOWN)
-    after: dict[str, str | None] = {}
-    for component, version in release.versions.items():
-        state = states.get(component, CellState.NOT_REACHED)
-        if state is CellState.DONE:
-            after[component] = version
-        elif state in (CellState.ROLLED_BACK, CellState.NOT_REACHED):
-            after[component] = before.get(component)
-        else:
-            after[component] = UNKNOWN
-    return before, after
+def _after(version: str, before: str | None, state: CellState | None) -> str | None:
+    """What an environment with a worker of its own holds once its deploy ended in state."""
+    if state is CellState.DONE:
+        return version
+    return before if state in (None, CellState.ROLLED_BACK, CellState.NOT_REACHED) else UNKNOWN
 
 
 def _deploy_record(
     version: str, before: str | None, after: str | None, state: CellState | None
 ) -> dict:
+    # Done is "deployed" or "already there"; rolled back, failed and cancelled are named as they
+    # are, and any other state (pending, rejected, ...) is "not reached".
     if state is CellState.DONE:
         outcome = "already there" if before == version else "deployed"
     else:
-        outcome = state.value if state in _ENDED else CellState.NOT_REACHED.value
+        ended = (CellState.ROLLED_BACK, CellState.FAILED, CellState.CANCELLED)
+        outcome = state.value if state in ended else CellState.NOT_REACHED.value
     return {"before": before, "after": after, "outcome": outcome}
 
 
 def recorded_state(envs: list[Environment]) -> dict[Environment, dict[str, str]]:
-    """What envs hold as the latest records say they were left, {env: {component: version, or
+    """What envs hold as the latest 100 records say they were left, {env: {component: version, or
     "-" for none}}: for environments whose files are their own workers', not in this root."""
     state: dict[Environment, dict[str, str]] = {env: {} for env in envs}
-    for record in release_history(RECORDS_READ):
+    for record in release_history(100):
         recorded = record.get("environments")
         for env in envs:
             deploys = recorded.get(env.value) if isinstance(recorded, dict) else None
@@ -173,16 +158,12 @@ class _ShownRecord(BaseModel):
 def release_history(limit: int = 10) -> list[dict[str, Any]]:
     """The records of the latest release runs, newest first. A file that is not one (a hand edit
     or a foreign file) is skipped, so the history of the others can always be shown."""
-    folder = records_dir()
-    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    records = [record for record in map(_release_record, paths) if record is not None]
+    records = []
+    for path in sorted(records_dir().glob("*.json")):
+        try:
+            record = read_json(path)
+            _ShownRecord.model_validate(record)
+        except (ReleaseError, OSError, ValidationError):
+            continue
+        records.append(record)
     return sorted(records, key=lambda record: record["finished"], reverse=True)[:limit]
-
-
-def _release_record(path: Path) -> dict[str, Any] | None:
-    try:
-        record = read_json(path)
-        _ShownRecord.model_validate(record)
-    except (ReleaseError, OSError, ValidationError):
-        return None
-    return record

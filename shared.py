@@ -59,8 +59,6 @@ ComponentName = Annotated[str, StringConstraints(pattern=f"^{COMPONENT_PATTERN}$
 Version = Annotated[str, StringConstraints(pattern=f"^{VERSION_PATTERN}$", max_length=40)]
 # Catalog text ends up in configs, terminals and Temporal payloads: one printable line, bounded.
 MAX_TEXT_LENGTH = 200
-# More would outgrow a workflow's history (51,200 events): it gets 12 to 24 per component.
-MAX_COMPONENTS_PER_RELEASE = 1000
 # Names and reasons people give (--by, --reason): one printable line each, bounded.
 MAX_NAME_LENGTH = 100
 MAX_REASON_LENGTH = 500
@@ -208,9 +206,8 @@ class Release(FrozenModel):
 
     key: ReleaseKey
     release_date: CatalogDate
-    versions: dict[ComponentName, Version] = Field(
-        min_length=1, max_length=MAX_COMPONENTS_PER_RELEASE
-    )
+    # More would outgrow a workflow's history (51,200 events): it gets 12 to 24 per component.
+    versions: dict[ComponentName, Version] = Field(min_length=1, max_length=1000)
     environments: list[Environment] = Field(min_length=1, max_length=len(ENVIRONMENT_ORDER))
     # Unless approved, a person approves its first environment; approval_before names more.
     approved: StrictBool
@@ -301,9 +298,7 @@ class Deployment(FrozenModel):
 
     def log_name(self, step: str) -> str:
         """How the worker's log names a step of it: "KEY QC frontend: deploy 1.1"."""
-        return (
-            f"{self.release_key} {self.environment.value} {self.component}: {step} {self.version}"
-        )
+        return f"{self.release_key} {self.environment} {self.component}: {step} {self.version}"
 
 
 class EnvironmentLock(FrozenModel):
