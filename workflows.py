@@ -12,11 +12,7 @@ from collections.abc import Awaitable
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    is_cancelled_exception,
-)
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ParentClosePolicy
 
 import own_workers
