@@ -37,7 +37,8 @@ class ApprovalGates:
 
     async def wait(self, release: Release, env: Environment) -> Decision:
         """Open the gate before env and wait until a person decides, or until the release's
-        approval_timeout_seconds have passed (a durable timer): then the gate rejects itself."""
+        approval_timeout_seconds have passed (a durable timer; None: no timer, it waits for as
+        long as it takes): then the gate rejects itself."""
         self.open = env
         how = approve_command(release.key, env)
         limit = release.approval_timeout_seconds

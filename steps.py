@@ -61,7 +61,8 @@ def start_activity(
 def quick_activity(
     activity: Callable[[ArgT], Awaitable[ResultT]], argument: ArgT, summary: str
 ) -> Awaitable[ResultT]:
-    """One quick activity that asks the server (or records), with its default retries."""
+    """One quick activity that asks the server (or records), with Temporal's default retries
+    (without limit, from 1 s apart doubling up to 100 s)."""
     return workflow.execute_activity(
         activity, argument, summary=summary, start_to_close_timeout=LOOKUP_TIMEOUT
     )
