@@ -15,8 +15,8 @@ with workflow.unsafe.imports_passed_through():
     import activities
     from shared import NotifyInput, Release, root_message
 
-# The patch that made announcements go on beside the plan (issue 26: the critical path), and
-# announcing best-effort: a release's outcome never hangs on a message.
+# The patch that made announcements go on beside the plan (a shorter critical path, measured in
+# benchmarks/RESULTS.md), and announcing best-effort: a release's outcome never hangs on a message.
 ANNOUNCE_BESIDE_PATCH = "announce-beside"
 
 

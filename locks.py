@@ -59,7 +59,7 @@ CLOSE_TIMEOUT = timedelta(minutes=10)
 UNLOCK = "unlock"
 # The patch that brought the rules above: a lock started before it let anyone unlock it.
 LOCK_RULES_PATCH = "lock-rules"
-# The patch that made an unlock after use go on beside the plan (issue 26: the critical path).
+# The patch that made an unlock after use go on beside the plan (benchmarks/RESULTS.md).
 UNLOCK_BESIDE_PATCH = "unlock-beside"
 # The patches (one per environment: lock-check-DEV, ...) of EnvironmentLocks.confirm_after_reset.
 RESET_CHECK_PATCH = "lock-check"
