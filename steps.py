@@ -79,8 +79,9 @@ async def all_of(*work: Awaitable[Any]) -> list[Any]:
 
 
 def stop_if_cancelled() -> None:
-    """Start nothing new once the workflow is cancelled (an activity that finished as the cancel
-    came returns its result rather than raising, so the plan checks here)."""
+    """Start nothing new once the workflow is cancelled (its cancellation_reason is then a string,
+    "" if none was given): an activity that finished as the cancel came returns its result rather
+    than raising, so the plan checks here."""
     if workflow.cancellation_reason() is not None:
         raise asyncio.CancelledError()
 

@@ -28,8 +28,9 @@ from steps import (
     stop_if_cancelled,
 )
 
-# Determinism: the sandbox re-imports workflow code on every run; project modules and their
-# dependencies are passed through instead, since nothing in them runs inside a workflow.
+# Determinism: the sandbox re-imports workflow code (the modules above) on every run and checks
+# it. The modules below are passed through as they are: data shapes, activities, and helpers
+# that read nothing a replay could see differently (no clock, no file).
 with workflow.unsafe.imports_passed_through():
     import activities
     import search_attributes
@@ -254,7 +255,7 @@ class ReleaseWorkflow:
             self._grid.mark(env, CellState.DONE)
 
     async def _approval(self, env: Environment) -> Decision:
-        """Wait, durably and for as long as it takes, for a person to approve or reject env."""
+        """Wait, durably, for a person to approve or reject env, or for the gate to expire."""
         assert self._release is not None
         self._status = f"waiting for approval before {env.value}"
         self._grid.mark(env, CellState.WAITING_FOR_APPROVAL)
@@ -340,7 +341,7 @@ class ReleaseWorkflow:
             await self._locks.unlock_all()
         self._status = result.ending()
         workflow.logger.info(str(result))
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(workflow.all_handlers_finished)  # an Update answers first
 
     def _show_outcome(self, outcome: str) -> None:
         """Set the search attributes the Web UI lists and filters releases by. Behind a patch: a
