@@ -16,7 +16,7 @@ other doors Temporal opens (the rarer cases; read them later):
 - a reset leaves the replaced run's locks: the new run adopts them, and before each wave
   confirms they are still its own (confirm_after_reset).
 The locks' scope is the release's task queue, which the worker decides: a caller cannot name
-another.
+another. Below: the release's side (EnvironmentLocks), then the lock itself.
 """
 
 import asyncio
@@ -65,132 +65,7 @@ UNLOCK_BESIDE_PATCH = "unlock-beside"
 RESET_CHECK_PATCH = "lock-check"
 
 
-class _Verdict(Enum):
-    """What an unlock or a cancel means to a lock."""
-
-    NOW = "its release let go, its deploys there closed: the lock ends now"
-    AFTER_ITS_DEPLOYS = "the lock ends once its release's deploys there have closed"
-    ITS_RELEASE_ENDED = "terminated or timed out: the same, then the lock records the ending"
-    HOLD = "refused: the lock goes on holding"
-
-
-# Pinned: a child of its release, it runs the release's version; it lives no longer than the
-# release's deploys, so it never outlives the version it started on by long.
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
-class EnvironmentLockWorkflow:
-    """Holds one environment for one release (its parent) until the release unlocks it, or has
-    ended and its deploys into the environment have closed."""
-
-    @workflow.init
-    def __init__(self, lock: EnvironmentLock) -> None:
-        parent = workflow.info().parent
-        # The release that holds it; a lock started by hand, not by a release (as tests hold
-        # one), is held for its release key.
-        self._holder = parent.workflow_id if parent else lock.release_key
-        self._unlocks: list[UnlockInput] = []  # received, in order, not yet judged
-
-    @workflow.run
-    async def run(self, lock: EnvironmentLock) -> None:
-        if not workflow.patched(LOCK_RULES_PATCH):
-            await workflow.wait_condition(lambda: bool(self._unlocks))
-            return
-        verdict = await self._asked_to_let_go()
-        while verdict is _Verdict.HOLD:
-            verdict = await self._asked_to_let_go()
-        if verdict is not _Verdict.NOW:
-            await _all_closed(lock.deploys)
-        if verdict is _Verdict.ITS_RELEASE_ENDED:
-            await _record_ending(lock)  # its release ran no code of its own to record it
-
-    async def _asked_to_let_go(self) -> "_Verdict":
-        """Wait for the next unlock or a cancel, and judge it."""
-        parent = workflow.info().parent
-        if await self._unlocked_or_cancelled():
-            run_id = self._unlocks.pop(0).release_run_id
-            if parent is None or run_id == parent.run_id:
-                return _Verdict.NOW
-            # Another run of its release (a reset makes one), or a forged unlock.
-            runs = RunsInput(workflow_id=self._holder, run_id=run_id, of_run_id=parent.run_id)
-            if await quick_activity(
-                lookups.is_run_of_release, runs, f"ask whether run {run_id} is its release's"
-            ):
-                return _Verdict.AFTER_ITS_DEPLOYS
-            refusal = f"unlock ignored: {run_id or '(no run)'} is no run of {self._holder}"
-        elif parent is None or not await self._release_still_runs(parent.run_id):
-            return _Verdict.ITS_RELEASE_ENDED  # cancelled once its release had ended
-        else:
-            refusal = f"cancel refused: release {self._holder} holds it, and only it lets go"
-        workflow.logger.warning(f"{workflow.info().workflow_id}: {refusal}")
-        return _Verdict.HOLD
-
-    async def _release_still_runs(self, run_id: str) -> bool:
-        release = WorkflowRef(workflow_id=self._holder, run_id=run_id)
-        summary = f"ask whether {self._holder} still runs"
-        return bool(await quick_activity(lookups.release_run_now, release, summary))
-
-    async def _unlocked_or_cancelled(self) -> bool:
-        """Wait for an unlock that names the holder (True) or a cancel request (False)."""
-        try:
-            await workflow.wait_condition(lambda: bool(self._unlocks))
-        except asyncio.CancelledError:
-            return False
-        return True
-
-    @workflow.signal(dynamic=True)
-    def signalled(self, name: str, args: Sequence[RawValue]) -> None:
-        """Any signal: anyone can send one to a lock, so it reads the input itself rather than
-        have the SDK log a traceback for one it cannot decode. Only UNLOCK from the holder counts
-        (a lock from before the rules takes any UNLOCK, as it did then)."""
-        request = _unlock_in(args) if name == UNLOCK else None
-        if name == UNLOCK and not workflow.patched(LOCK_RULES_PATCH):
-            self._unlocks.append(request or UnlockInput())
-        elif request is not None and request.release_workflow_id == self._holder:
-            self._unlocks.append(request)
-        else:
-            workflow.logger.warning(
-                f"{workflow.info().workflow_id}: {shown(name)[:40]} ignored: it is held by "
-                f"{self._holder}, and only that release lets it go"
-            )
-
-
-def _unlock_in(args: Sequence[RawValue]) -> UnlockInput | None:
-    """The unlock a signal's input asks for; None if it is not an unlock of the right shape."""
-    if len(args) != 1:
-        return None
-    try:
-        return workflow.payload_converter().from_payload(args[0].payload, UnlockInput)
-    except Exception:  # any input at all: a string, a number, a forged object
-        return None
-
-
-async def _record_ending(lock: EnvironmentLock) -> None:
-    parent = workflow.info().parent
-    if parent is None:
-        return  # a lock started by hand: no release to record
-    ending = EndingInput(
-        release_key=lock.release_key,
-        release_workflow_id=parent.workflow_id,
-        release_run_id=parent.run_id,
-    )
-    await quick_activity(record_ending, ending, f"record how {lock.release_key} ended")
-
-
-async def _all_closed(workflow_ids: list[str]) -> None:
-    """Wait until each workflow (the latest run of each ID) has closed."""
-    await asyncio.gather(
-        *(
-            workflow.execute_activity(
-                lookups.wait_until_closed,
-                WorkflowRef(workflow_id=workflow_id),
-                summary=f"wait for {workflow_id} to close",
-                start_to_close_timeout=CLOSE_TIMEOUT,
-                heartbeat_timeout=timedelta(seconds=5),
-            )
-            for workflow_id in workflow_ids
-        )
-    )
-
-
+# --- The release's side: take every lock it needs, or none; let each go when done with it ------
 class EnvironmentLocks:
     """The locks one release holds, and whether it lost one (lost: why, else None)."""
 
@@ -216,69 +91,6 @@ class EnvironmentLocks:
         if held_by_others:
             await self.unlock(*self._held)
             raise _refusal(release, held_by_others)
-
-    async def confirm_after_reset(self, env: Environment) -> None:
-        """In a run that a reset made, before the wave into env: confirm that the locks it needs
-        (env's, and its source's) are still this release's (the replaced run may have let them
-        go). Behind a patch per environment: the history the reset copied replays without it."""
-        if not _is_reset_run():
-            return  # the release has held its locks throughout
-        if not workflow.patched(f"{RESET_CHECK_PATCH}-{env.value}"):
-            return  # replaying what the run that the reset replaced did
-        release_id = workflow.info().workflow_id
-        for needed in [env, env.previous()]:
-            if needed in self._held and not self.lost:
-                holder = await self._holder(needed, f"confirm that {release_id} still holds")
-                if holder != release_id:
-                    now = f"is held by {holder} now" if holder else "is free now"
-                    how = f"was let go by the run that a reset replaced, and {now}"
-                    self._lose(needed, how)
-
-    async def refuse_if_others_deploy(self, release: Release) -> None:
-        """Refuse the release (EnvironmentBusy) if another release's deploy still changes one of
-        the environments it holds (a deploy whose lock a person terminated finishes its change)."""
-        if not workflow.patched(LOCK_RULES_PATCH):
-            return  # a release started before the rules: it replays without the lookup
-        info = workflow.info()
-        others = DeploysInFlightInput(
-            environments=_needed(release),
-            task_queue=info.task_queue,
-            release_workflow_id=info.workflow_id,
-        )
-        summary = f"find deploys of other releases into what {release.key} holds"
-        in_flight = await quick_activity(lookups.find_deploys_in_flight, others, summary)
-        if in_flight:
-            message = (
-                f"Release {release.key} was refused: {', '.join(in_flight)} still "
-                f"{'changes' if len(in_flight) == 1 else 'change'} its environments, though "
-                f"no release holds them (a lock was ended by hand). Run {release.key} again "
-                "once they have closed."
-            )
-            workflow.logger.warning(message)
-            raise ApplicationError(message, type=ErrorType.ENVIRONMENT_BUSY, non_retryable=True)
-
-    async def _take_busy(
-        self, release: Release, busy: list[Environment]
-    ) -> list[tuple[Environment, str]]:
-        """Take what is free by now, adopt what this release's replaced run holds; return the
-        environments another release holds, with its ID ("" if it just let go)."""
-        holders = await asyncio.gather(
-            *(self._holder(env, "find which release holds") for env in busy)
-        )
-        held_by_others = []
-        for env, holder in zip(busy, holders, strict=True):
-            if holder == workflow.info().workflow_id and _is_reset_run():
-                self._held[env] = None  # held by the run of this release that a reset replaced
-            elif not holder and (lock := await self._lock(release, env)):
-                self._held[env] = lock  # free again by now
-            else:
-                held_by_others.append((env, holder))
-        return held_by_others
-
-    def _holder(self, env: Environment, asking: str) -> Awaitable[str]:
-        """The ID of the release that holds env's lock ("": none), asked of the server."""
-        lock = LockHolderInput(lock_workflow_id=self.lock_id(env))
-        return quick_activity(lookups.find_lock_holder, lock, f"{asking} {env.value}")
 
     async def _lock(
         self, release: Release, env: Environment
@@ -308,36 +120,28 @@ class EnvironmentLocks:
         asyncio.create_task(self._watch(env, lock))
         return lock
 
-    async def _watch(self, env: Environment, lock: workflow.ChildWorkflowHandle) -> None:
-        """Notice the lock ending while the release still holds it: someone else ended it."""
-        how = (
-            "was let go by the run that a reset replaced"  # the server told this run of it
-            if _is_reset_run()
-            else "was unlocked by someone else while the release held it"
+    async def _take_busy(
+        self, release: Release, busy: list[Environment]
+    ) -> list[tuple[Environment, str]]:
+        """Take what is free by now, adopt what this release's replaced run holds; return the
+        environments another release holds, with its ID ("" if it just let go)."""
+        holders = await asyncio.gather(
+            *(self._holder(env, "find which release holds") for env in busy)
         )
-        try:
-            await lock
-        except Exception as err:  # the lock was terminated (or failed): the cause says which
-            how = f"was ended by someone else while the release held it ({root_message(err)})"
-        else:
-            if _is_reset_run() and self._held.get(env) is lock:
-                # A reset run redoes the workflow task that let a lock it held go, and may hear
-                # of the close in that same task: let the task's own work (the unlock) run first.
-                # (A condition is checked once all else ready has run; no command, no timer.)
-                await workflow.wait_condition(lambda: True)
-        if self._held.get(env) is lock and not self.lost:
-            self._lose(env, how)
-            self.on_lost()
-        # Else: let go of by the release itself (or a loss is being handled already).
+        held_by_others = []
+        for env, holder in zip(busy, holders, strict=True):
+            if holder == workflow.info().workflow_id and _is_reset_run():
+                self._held[env] = None  # held by the run of this release that a reset replaced
+            elif not holder and (lock := await self._lock(release, env)):
+                self._held[env] = lock  # free again by now
+            else:
+                held_by_others.append((env, holder))
+        return held_by_others
 
-    def _lose(self, env: Environment, how: str) -> None:
-        """Say that the release lost env's lock (how: what happened to it), and let it be."""
-        del self._held[env]
-        self.lost = (
-            f"{env.value} was lost: its lock {self.lock_id(env)} {how}. The release started "
-            "nothing more; run it again to finish it"
-        )
-        workflow.logger.error(f"{workflow.info().workflow_id}: {self.lost}")
+    def _holder(self, env: Environment, asking: str) -> Awaitable[str]:
+        """The ID of the release that holds env's lock ("": none), asked of the server."""
+        lock = LockHolderInput(lock_workflow_id=self.lock_id(env))
+        return quick_activity(lookups.find_lock_holder, lock, f"{asking} {env.value}")
 
     def lock_id(self, env: Environment) -> str:
         """The lock's workflow ID: lock.QC on the demo's task queue, lock.QC.<queue> on another
@@ -379,11 +183,78 @@ class EnvironmentLocks:
         except Exception as err:  # ended already: by someone else, noticed by _watch
             workflow.logger.warning(f"{info.workflow_id}: {self.lock_id(env)} had ended: {err}")
 
+    # --- The other doors (read later): a deploy a lock no longer covers, a lock ended by
+    # someone else, and a reset's new run, which adopts the locks of the run it replaced.
 
-def _is_reset_run() -> bool:
-    """Whether this run of the release is one a reset made (a reset keeps the first run)."""
-    info = workflow.info()
-    return info.run_id != info.first_execution_run_id
+    async def refuse_if_others_deploy(self, release: Release) -> None:
+        """Refuse the release (EnvironmentBusy) if another release's deploy still changes one of
+        the environments it holds (a deploy whose lock a person terminated finishes its change)."""
+        if not workflow.patched(LOCK_RULES_PATCH):
+            return  # a release started before the rules: it replays without the lookup
+        info = workflow.info()
+        others = DeploysInFlightInput(
+            environments=_needed(release),
+            task_queue=info.task_queue,
+            release_workflow_id=info.workflow_id,
+        )
+        summary = f"find deploys of other releases into what {release.key} holds"
+        in_flight = await quick_activity(lookups.find_deploys_in_flight, others, summary)
+        if in_flight:
+            message = (
+                f"Release {release.key} was refused: {', '.join(in_flight)} still "
+                f"{'changes' if len(in_flight) == 1 else 'change'} its environments, though "
+                f"no release holds them (a lock was ended by hand). Run {release.key} again "
+                "once they have closed."
+            )
+            workflow.logger.warning(message)
+            raise ApplicationError(message, type=ErrorType.ENVIRONMENT_BUSY, non_retryable=True)
+
+    async def confirm_after_reset(self, env: Environment) -> None:
+        """In a run that a reset made, before the wave into env: confirm that the locks it needs
+        (env's, and its source's) are still this release's (the replaced run may have let them
+        go). Behind a patch per environment: the history the reset copied replays without it."""
+        if not _is_reset_run():
+            return  # the release has held its locks throughout
+        if not workflow.patched(f"{RESET_CHECK_PATCH}-{env.value}"):
+            return  # replaying what the run that the reset replaced did
+        release_id = workflow.info().workflow_id
+        for needed in [env, env.previous()]:
+            if needed in self._held and not self.lost:
+                holder = await self._holder(needed, f"confirm that {release_id} still holds")
+                if holder != release_id:
+                    now = f"is held by {holder} now" if holder else "is free now"
+                    how = f"was let go by the run that a reset replaced, and {now}"
+                    self._lose(needed, how)
+
+    async def _watch(self, env: Environment, lock: workflow.ChildWorkflowHandle) -> None:
+        """Notice the lock ending while the release still holds it: someone else ended it."""
+        how = (
+            "was let go by the run that a reset replaced"  # the server told this run of it
+            if _is_reset_run()
+            else "was unlocked by someone else while the release held it"
+        )
+        try:
+            await lock
+        except Exception as err:  # the lock was terminated (or failed): the cause says which
+            how = f"was ended by someone else while the release held it ({root_message(err)})"
+        else:
+            if _is_reset_run() and self._held.get(env) is lock:
+                # A reset run redoes the workflow task that let a lock it held go, and may hear
+                # of the close in that same task: let the task's own work (the unlock) run first.
+                # (A condition is checked once all else ready has run; no command, no timer.)
+                await workflow.wait_condition(lambda: True)
+        if self._held.get(env) is lock and not self.lost:
+            self._lose(env, how)
+            self.on_lost()
+
+    def _lose(self, env: Environment, how: str) -> None:
+        """Say that the release lost env's lock (how: what happened to it), and let it be."""
+        del self._held[env]
+        self.lost = (
+            f"{env.value} was lost: its lock {self.lock_id(env)} {how}. The release started "
+            "nothing more; run it again to finish it"
+        )
+        workflow.logger.error(f"{workflow.info().workflow_id}: {self.lost}")
 
 
 def _needed(release: Release) -> list[Environment]:
@@ -413,4 +284,137 @@ def _refusal(release: Release, held: list[tuple[Environment, str]]) -> Applicati
         f"Release {release.key} was refused: {names} {in_use}",
         type=ErrorType.ENVIRONMENT_BUSY,
         non_retryable=True,
+    )
+
+
+def _is_reset_run() -> bool:
+    """Whether this run of the release is one a reset made (a reset keeps the first run)."""
+    info = workflow.info()
+    return info.run_id != info.first_execution_run_id
+
+
+# --- The lock: it holds its environment until its release lets go ----------------------------
+class _Verdict(Enum):
+    """What an unlock or a cancel means to a lock."""
+
+    NOW = "its release let go, its deploys there closed: the lock ends now"
+    AFTER_ITS_DEPLOYS = "the lock ends once its release's deploys there have closed"
+    ITS_RELEASE_ENDED = "terminated or timed out: the same, then the lock records the ending"
+    HOLD = "refused: the lock goes on holding"
+
+
+# Pinned: a child of its release, it runs the release's version; it lives no longer than the
+# release's deploys, so it never outlives the version it started on by long.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
+class EnvironmentLockWorkflow:
+    """Holds one environment for one release (its parent) until the release unlocks it, or has
+    ended and its deploys into the environment have closed."""
+
+    @workflow.init
+    def __init__(self, lock: EnvironmentLock) -> None:
+        parent = workflow.info().parent
+        # The release that holds it; a lock started by hand, not by a release (as tests hold
+        # one), is held for its release key.
+        self._holder = parent.workflow_id if parent else lock.release_key
+        self._unlocks: list[UnlockInput] = []  # received, in order, not yet judged
+
+    @workflow.run
+    async def run(self, lock: EnvironmentLock) -> None:
+        if not workflow.patched(LOCK_RULES_PATCH):
+            await workflow.wait_condition(lambda: bool(self._unlocks))
+            return
+        verdict = await self._asked_to_let_go()
+        while verdict is _Verdict.HOLD:
+            verdict = await self._asked_to_let_go()
+        if verdict is not _Verdict.NOW:
+            await _all_closed(lock.deploys)
+        if verdict is _Verdict.ITS_RELEASE_ENDED:
+            await _record_ending(lock)  # its release ran no code of its own to record it
+
+    @workflow.signal(dynamic=True)
+    def signalled(self, name: str, args: Sequence[RawValue]) -> None:
+        """Any signal: anyone can send one to a lock, so it reads the input itself rather than
+        have the SDK log a traceback for one it cannot decode. Only UNLOCK from the holder counts
+        (a lock from before the rules takes any UNLOCK, as it did then)."""
+        request = _unlock_in(args) if name == UNLOCK else None
+        if name == UNLOCK and not workflow.patched(LOCK_RULES_PATCH):
+            self._unlocks.append(request or UnlockInput())
+        elif request is not None and request.release_workflow_id == self._holder:
+            self._unlocks.append(request)
+        else:
+            workflow.logger.warning(
+                f"{workflow.info().workflow_id}: {shown(name)[:40]} ignored: it is held by "
+                f"{self._holder}, and only that release lets it go"
+            )
+
+    async def _asked_to_let_go(self) -> "_Verdict":
+        """Wait for the next unlock or a cancel, and judge it."""
+        parent = workflow.info().parent
+        if await self._unlocked_or_cancelled():
+            run_id = self._unlocks.pop(0).release_run_id
+            if parent is None or run_id == parent.run_id:
+                return _Verdict.NOW
+            # Another run of its release (a reset makes one), or a forged unlock.
+            runs = RunsInput(workflow_id=self._holder, run_id=run_id, of_run_id=parent.run_id)
+            if await quick_activity(
+                lookups.is_run_of_release, runs, f"ask whether run {run_id} is its release's"
+            ):
+                return _Verdict.AFTER_ITS_DEPLOYS
+            refusal = f"unlock ignored: {run_id or '(no run)'} is no run of {self._holder}"
+        elif parent is None or not await self._release_still_runs(parent.run_id):
+            return _Verdict.ITS_RELEASE_ENDED  # cancelled once its release had ended
+        else:
+            refusal = f"cancel refused: release {self._holder} holds it, and only it lets go"
+        workflow.logger.warning(f"{workflow.info().workflow_id}: {refusal}")
+        return _Verdict.HOLD
+
+    async def _unlocked_or_cancelled(self) -> bool:
+        """Wait for an unlock that names the holder (True) or a cancel request (False)."""
+        try:
+            await workflow.wait_condition(lambda: bool(self._unlocks))
+        except asyncio.CancelledError:
+            return False
+        return True
+
+    async def _release_still_runs(self, run_id: str) -> bool:
+        release = WorkflowRef(workflow_id=self._holder, run_id=run_id)
+        summary = f"ask whether {self._holder} still runs"
+        return bool(await quick_activity(lookups.release_run_now, release, summary))
+
+
+def _unlock_in(args: Sequence[RawValue]) -> UnlockInput | None:
+    """The unlock a signal's input asks for; None if it is not an unlock of the right shape."""
+    if len(args) != 1:
+        return None
+    try:
+        return workflow.payload_converter().from_payload(args[0].payload, UnlockInput)
+    except Exception:  # any input at all: a string, a number, a forged object
+        return None
+
+
+async def _record_ending(lock: EnvironmentLock) -> None:
+    parent = workflow.info().parent
+    if parent is None:
+        return  # a lock started by hand: no release to record
+    ending = EndingInput(
+        release_key=lock.release_key,
+        release_workflow_id=parent.workflow_id,
+        release_run_id=parent.run_id,
+    )
+    await quick_activity(record_ending, ending, f"record how {lock.release_key} ended")
+
+
+async def _all_closed(workflow_ids: list[str]) -> None:
+    """Wait until each workflow (the latest run of each ID) has closed."""
+    await asyncio.gather(
+        *(
+            workflow.execute_activity(
+                lookups.wait_until_closed,
+                WorkflowRef(workflow_id=workflow_id),
+                summary=f"wait for {workflow_id} to close",
+                start_to_close_timeout=CLOSE_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=5),
+            )
+            for workflow_id in workflow_ids
+        )
     )
