@@ -276,29 +276,6 @@ class ReleaseWorkflow:
             outcome, detail = Outcome.FAILED, root_message(err)
         return ReleaseResult(release_key=release_key, outcome=outcome, detail=detail)
 
-    async def _record_unstarted(self, started: str, err: BaseException) -> None:
-        """Record a run that ended with no release to run (a key no longer in the catalog, a
-        cancel meanwhile); a run with no key of a release's form records nothing. Behind a patch:
-        a run from before it replays without the record."""
-        key = self._request.release_key
-        if not is_release_key(key) or not workflow.patched(UNSTARTED_RECORD_PATCH):
-            return
-        result = self._outcome_of_error(key, err)
-        ending = Ending(
-            release_key=key,
-            release_run_id=workflow.info().run_id,
-            how=result.outcome.value,
-            detail=result.detail,
-            started=started,
-            finished=workflow.now().isoformat(),
-            demo_root=self._request.demo_root,
-        )
-        await finish_even_if_cancelled(
-            start_activity(activities.record_unstarted, ending, f"record how {key} ended"),
-            cancel_log=f"{key}: cancel requested while it records; it records first",
-        )
-        self._show_outcome(result.outcome)
-
     async def _close(self, release: Release, started: str, result: ReleaseResult) -> None:
         """Record how the release ended, then unlock what it still holds. Once begun, it runs to
         its end: a cancel that arrives meanwhile changes neither the record nor the result."""
@@ -342,6 +319,29 @@ class ReleaseWorkflow:
         self._status = result.ending()
         workflow.logger.info(str(result))
         await workflow.wait_condition(workflow.all_handlers_finished)  # an Update answers first
+
+    async def _record_unstarted(self, started: str, err: BaseException) -> None:
+        """Record a run that ended with no release to run (a key no longer in the catalog, a
+        cancel meanwhile); a run with no key of a release's form records nothing. Behind a patch:
+        a run from before it replays without the record."""
+        key = self._request.release_key
+        if not is_release_key(key) or not workflow.patched(UNSTARTED_RECORD_PATCH):
+            return
+        result = self._outcome_of_error(key, err)
+        ending = Ending(
+            release_key=key,
+            release_run_id=workflow.info().run_id,
+            how=result.outcome.value,
+            detail=result.detail,
+            started=started,
+            finished=workflow.now().isoformat(),
+            demo_root=self._request.demo_root,
+        )
+        await finish_even_if_cancelled(
+            start_activity(activities.record_unstarted, ending, f"record how {key} ended"),
+            cancel_log=f"{key}: cancel requested while it records; it records first",
+        )
+        self._show_outcome(result.outcome)
 
     def _show_outcome(self, outcome: str) -> None:
         """Set the search attributes the Web UI lists and filters releases by. Behind a patch: a
