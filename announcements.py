@@ -23,8 +23,9 @@ ANNOUNCE_BESIDE_PATCH = "announce-beside"
 class Announcements:
     """The announcements of one release run; at most one goes on beside the plan at a time."""
 
-    def __init__(self, stop_if_told: Callable[[], None]) -> None:
-        self._stop_if_told = stop_if_told  # starts nothing after a cancel (or a lost lock)
+    def __init__(self, stop_if_cancelled_or_lost: Callable[[], None]) -> None:
+        # The release's check, so that an announcement starts nothing after a cancel.
+        self._stop_if_cancelled_or_lost = stop_if_cancelled_or_lost
         self._going_on: tuple[str, ActivityHandle[bool]] | None = None  # release key, step
 
     async def announce(
@@ -44,7 +45,7 @@ class Announcements:
         )
         await self.finished()
         if point != "end":
-            self._stop_if_told()  # that wait may have swallowed a cancel
+            self._stop_if_cancelled_or_lost()  # that wait may have swallowed a cancel
         step = start_activity(
             activities.notify, announcement, f"announce that {release.key} {event}"
         )

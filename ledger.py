@@ -62,6 +62,8 @@ def ledger_line(deployment: Deployment, step: str) -> dict[str, Any]:
     }
 
 
+# What makes two ledger lines one change: a step of one release run. (A reset's new run that finds
+# a change made changes nothing and writes nothing; one that must make it again records it again.)
 SAME_CHANGE = ("release_key", "run_id", "env", "component", "version", "step")
 
 

@@ -84,7 +84,7 @@ class ReleaseWorkflow:
         self._locks = EnvironmentLocks()
         self._gates = ApprovalGates()
         self._soaks = Soaks()
-        self._announcements = Announcements(stop_if_told=self._stop_if_cancelled_or_lost)
+        self._announcements = Announcements(self._stop_if_cancelled_or_lost)
 
     @workflow.run
     async def run(self, request: ReleaseInput | None = None) -> ReleaseResult:
@@ -367,7 +367,8 @@ class ReleaseWorkflow:
     @approve.validator
     def _validate_approve(self, request: ApproveInput) -> None:
         # Validators refuse a bad request before it enters the history.
-        self._gates.check(self._request.release_key, self._status, request.gate, request.by, None)
+        key, status = self._request.release_key, self._status
+        self._gates.check(key, status, request.gate, request.by, reason=None)  # an approval
 
     @workflow.update
     def reject(self, request: RejectInput) -> str:
