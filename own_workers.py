@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
         HoldingsInput,
         Release,
         steps_queue,
+        version_per_component,
     )
 
 
@@ -35,7 +36,7 @@ async def where_steps_run(
     if env not in release.own_workers:
         return "", demo_root, {}
     told = (await _ask(release, [env]))[env]
-    before = {c: "+".join(sorted(told.held[c])) or None for c in release.versions}
+    before = version_per_component(told.held, release.versions)
     return steps_queue(workflow.info().task_queue, env), told.root, {env: before}
 
 

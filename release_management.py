@@ -64,6 +64,7 @@ from shared import (
     UpdateConfigInput,
     VerificationError,
     VerifyInput,
+    version_per_component,
 )
 from utils import (
     isErrorNever,
@@ -106,7 +107,7 @@ def check_promotion(request: CheckPromotionInput) -> EnvironmentVersions:
         if env in request.held or env not in release.own_workers
     }
     before = {
-        env: {c: "+".join(sorted(holdings[env].get(c, {}))) or None for c in release.versions}
+        env: version_per_component(holdings[env], release.versions)
         for env in release.environments
         if env in holdings
     }

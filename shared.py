@@ -5,6 +5,7 @@ import json
 import os
 import re
 import unicodedata
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -429,6 +430,11 @@ class ReleaseStepInput(FrozenModel):
 
 # What an environment holds, as its own worker tells: {component: {version: SHA-256 of the copy}}.
 Holdings = dict[str, dict[str, str]]
+
+
+def version_per_component(held: Holdings, components: Iterable[str]) -> dict[str, str | None]:
+    """What held says of each component: its versions joined with "+" (normally one), or None."""
+    return {c: "+".join(sorted(held.get(c, {}))) or None for c in components}
 
 
 class CheckPromotionInput(ReleaseStepInput):
